@@ -1,0 +1,398 @@
+/* gomp._gomp: the one CPython extension of gomp and the only code that uses
+ * the CPython C API.
+ *
+ * It binds Python to the Go core library (libgompcore.so, built from pybind/
+ * with -buildmode=c-shared) through a table of function pointers:
+ *
+ *  - The core is not linked: it is dlopen()ed on first use, so importing gomp
+ *    does not start a Go runtime.
+ *  - A Go runtime does not survive fork() (its threads are gone; the first call
+ *    that parks a goroutine, uses a timer or collects garbage hangs). So a
+ *    forked child marks the table stale (pthread_atfork) and its first call
+ *    loads a fresh copy of the library from a new inode (a memfd), which
+ *    brings up a new runtime. See ../shared/ARCHITECTURE.md, "Fork", for the
+ *    measurements and the pitfalls handled in core_load().
+ *  - Calls that may block release the GIL and wait in slices of at most
+ *    SLICE_MS, running Python signal handlers between slices, so Ctrl-C
+ *    interrupts them. The core keeps no state between slices: progress lives
+ *    in the caller's variables here.
+ *
+ * Split across files: this one holds the loader, the wait loop and the error
+ * mapping; conn.c holds the connection functions. */
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gomp_ext.h"
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U /* Linux >= 6.3 with vm.memfd_noexec; EINVAL before */
+#endif
+
+gomp_core_table gomp_core;
+
+/* ---- loading and rebirth of the core --------------------------------------------------- */
+
+static char core_path[PATH_MAX]; /* the library shipped next to this extension */
+static int core_src_fd = -1;     /* open on core_path once loaded: copies come from that inode */
+static int core_loaded;          /* a runtime was loaded in this process image or an ancestor */
+static volatile int core_stale;  /* set in a forked child: the loaded runtime is dead */
+volatile int gomp_core_ok;       /* loaded and not stale: the table may be called */
+static long core_generation;     /* loads in this process image, ancestors included */
+static pid_t core_pid;           /* the process whose runtime the table points into */
+
+/* glibc's dlopen() matches an already-loaded object by its path string before
+ * it compares inodes: a "/proc/self/fd/N" string that this image (or an
+ * ancestor, by fork) ever loaded would return that dead copy. Every string
+ * handed to dlopen is kept here, and a clash moves the fd to a new number. */
+#define MAX_LOADS 1024
+static char loaded_paths[MAX_LOADS][32];
+static int n_loaded_paths;
+static int original_loaded; /* core_path itself was loaded in this image */
+
+/* A copy of the library staged by a parent just before fork(), so that its
+ * child does not pay for the copy. A child that loads it closes its fd; the
+ * parent keeps it for its next children (each child is its own image). */
+static int staged_fd = -1;
+static dev_t staged_dev;
+static ino_t staged_ino;
+
+static int path_was_loaded(const char *p)
+{
+    for (int i = 0; i < n_loaded_paths; i++)
+        if (strcmp(loaded_paths[i], p) == 0)
+            return 1;
+    return 0;
+}
+
+/* A new memfd holding a copy of the core library, or -1 with errno. */
+static int core_copy(void)
+{
+    struct stat st;
+    int fd = memfd_create("gompcore", MFD_CLOEXEC | MFD_EXEC);
+    if (fd < 0 && errno == EINVAL)
+        fd = memfd_create("gompcore", MFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (fstat(core_src_fd, &st) < 0)
+        goto fail;
+    off_t off = 0;
+    while (off < st.st_size) {
+        ssize_t n = sendfile(fd, core_src_fd, &off, (size_t)(st.st_size - off));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            goto fail;
+        }
+    }
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+static void atfork_prepare(void)
+{
+    struct stat st;
+    if (!core_loaded || core_stale || staged_fd >= 0 || core_src_fd < 0)
+        return;
+    int fd = core_copy();
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return; /* the child makes its own copy */
+    }
+    staged_fd = fd;
+    staged_dev = st.st_dev;
+    staged_ino = st.st_ino;
+}
+
+static void atfork_child(void)
+{
+    if (core_loaded)
+        core_stale = 1;
+    gomp_core_ok = 0;
+}
+
+/* Takes the staged copy if it is still the file staged (user code in a child
+ * may have closed the descriptor and reused its number). */
+static int take_staged(void)
+{
+    struct stat st;
+    int fd = staged_fd;
+    staged_fd = -1;
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) == 0 && st.st_dev == staged_dev && st.st_ino == staged_ino)
+        return fd;
+    return -1; /* not ours any more: leave that descriptor alone */
+}
+
+static int core_fail(const char *what, const char *detail)
+{
+    PyErr_Format(PyExc_ImportError, "gomp: cannot load the Go core %s: %s: %s", core_path, what,
+                 detail ? detail : "unknown error");
+    return -1;
+}
+
+int gomp_core_load(void)
+{
+    char fdpath[32];
+    const char *path = core_path;
+    int fd = -1;
+
+    if (core_path[0] == 0)
+        return core_fail("locate", "the extension could not find its own file");
+    if (core_src_fd < 0) {
+        core_src_fd = open(core_path, O_RDONLY | O_CLOEXEC);
+        if (core_src_fd < 0)
+            return core_fail("open", strerror(errno));
+    }
+    if (original_loaded) {
+        /* A runtime from this file is (or was, before fork) in this image:
+         * load a copy with a new inode and a path string never used here. */
+        fd = take_staged();
+        if (fd < 0 && (fd = core_copy()) < 0)
+            return core_fail("copy to a memfd", strerror(errno));
+        for (;;) {
+            snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", fd);
+            if (!path_was_loaded(fdpath))
+                break;
+            int nfd = fcntl(fd, F_DUPFD_CLOEXEC, fd + 1);
+            int e = errno;
+            close(fd);
+            if (nfd < 0)
+                return core_fail("dup", strerror(e));
+            fd = nfd;
+        }
+        if (n_loaded_paths >= MAX_LOADS) {
+            close(fd);
+            return core_fail("reload", "too many generations of forked processes");
+        }
+        path = fdpath;
+    }
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (fd >= 0)
+        close(fd); /* the mapping keeps the memfd alive */
+    if (h == NULL)
+        return core_fail("dlopen", dlerror());
+
+    gomp_core_table t;
+#define X(ret, name, args)                                                                         \
+    if ((t.name = (ret(*) args)dlsym(h, "gompcore_" #name)) == NULL)                               \
+        return core_fail("find symbol gompcore_" #name, dlerror());
+    GOMPCORE_FUNCS(X)
+#undef X
+    int64_t abi = t.abi_version();
+    if (abi != GOMP_ABI_VERSION) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the library has ABI %lld, this extension needs %d; reinstall gomp",
+                 (long long)abi, GOMP_ABI_VERSION);
+        return core_fail("check", msg);
+    }
+    gomp_core = t;
+    if (path == core_path)
+        original_loaded = 1;
+    else
+        strcpy(loaded_paths[n_loaded_paths++], path);
+    core_generation++;
+    core_pid = getpid();
+    core_stale = 0;
+    core_loaded = 1;
+    gomp_core_ok = 1;
+    return 0;
+}
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+PyObject *gomp_set_error(int64_t r)
+{
+    char text[4096];
+    if (r < 0 && r > -4096) {
+        errno = (int)-r;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    switch (r) {
+    case GOMP_EEOF:
+        PyErr_SetNone(PyExc_EOFError);
+        return NULL;
+    case GOMP_EBADLEN:
+        PyErr_SetString(PyExc_OSError, "bad message length");
+        return NULL;
+    case GOMP_EPANIC:
+    case GOMP_EOTHER:
+        gomp_core.last_error(text, sizeof text);
+        PyErr_Format(PyExc_RuntimeError, "gomp core %s: %s", r == GOMP_EPANIC ? "panic" : "error",
+                     text);
+        return NULL;
+    }
+    PyErr_Format(PyExc_SystemError, "gomp core: unexpected result %lld", (long long)r);
+    return NULL;
+}
+
+/* ---- interruptible waits --------------------------------------------------------------- */
+
+static double now_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int gomp_deadline_init(gomp_deadline *d, PyObject *timeout)
+{
+    d->infinite = 1;
+    d->end = 0;
+    if (timeout == NULL || timeout == Py_None)
+        return 0;
+    double t = PyFloat_AsDouble(timeout);
+    if (t == -1.0 && PyErr_Occurred())
+        return -1;
+    d->infinite = 0;
+    d->end = now_monotonic() + (t > 0 ? t : 0);
+    return 0;
+}
+
+void gomp_deadline_set(gomp_deadline *d, double seconds)
+{
+    d->infinite = seconds < 0;
+    d->end = now_monotonic() + (seconds > 0 ? seconds : 0);
+}
+
+/* The length of the next slice in ms (1..SLICE_MS), or 0 once the deadline passed. */
+static int slice_ms(const gomp_deadline *d)
+{
+    if (d->infinite)
+        return GOMP_SLICE_MS;
+    double rem = d->end - now_monotonic();
+    if (rem <= 0)
+        return 0;
+    double ms = rem * 1000.0;
+    if (ms >= GOMP_SLICE_MS)
+        return GOMP_SLICE_MS;
+    return ms < 1 ? 1 : (int)(ms + 0.999);
+}
+
+int64_t gomp_run(gomp_step step, void *ctx, gomp_deadline *d, int try_with_gil)
+{
+    int64_t r;
+    int tried = 0;
+    if (try_with_gil) {
+        /* What the kernel can do at once, without a round trip through the GIL. */
+        r = step(ctx, 0);
+        if (r != GOMP_EAGAIN)
+            return r;
+        tried = 1;
+    }
+    for (;;) {
+        int ms = slice_ms(d);
+        if (ms == 0 && tried)
+            return GOMP_TIMEDOUT;
+        Py_BEGIN_ALLOW_THREADS
+        r = step(ctx, ms);
+        Py_END_ALLOW_THREADS
+        tried = 1;
+        if (r != GOMP_EAGAIN)
+            return r;
+        if (PyErr_CheckSignals() < 0)
+            return GOMP_EPYERR;
+    }
+}
+
+/* ---- module ---------------------------------------------------------------------------- */
+
+static PyObject *m_core_info(PyObject *self, PyObject *noargs)
+{
+    return Py_BuildValue("{s:i,s:i,s:l,s:i,s:s,s:i,s:i}", "loaded", core_loaded, "stale",
+                         (int)core_stale, "generation", core_generation, "pid", (int)core_pid,
+                         "path", core_path, "staged_fd", staged_fd, "abi", GOMP_ABI_VERSION);
+}
+
+static PyObject *m_core_load(PyObject *self, PyObject *noargs)
+{
+    if (gomp_core_ready() < 0)
+        return NULL;
+    return PyLong_FromLong(core_generation);
+}
+
+static PyObject *m_selftest(PyObject *self, PyObject *arg)
+{
+    long what = PyLong_AsLong(arg);
+    if (what == -1 && PyErr_Occurred())
+        return NULL;
+    if (gomp_core_ready() < 0)
+        return NULL;
+    int64_t r = gomp_core.selftest(what);
+    if (r < 0)
+        return gomp_set_error(r);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"_core_info", m_core_info, METH_NOARGS,
+     "_core_info() -> dict: state of the Go core in this process (for tests and debugging)."},
+    {"_core_load", m_core_load, METH_NOARGS,
+     "_core_load() -> int: load the Go core now if needed; returns its generation."},
+    {"_selftest", m_selftest, METH_O,
+     "_selftest(what): exercise the core's error paths (1: a Go panic, 2: a Go error)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moddef = {
+    PyModuleDef_HEAD_INIT, "gomp._gomp",
+    "Binding of gomp's Go core. Private: use the gomp package.", -1, methods,
+};
+
+/* Finds the library next to this extension's file, resolved now: the
+ * import may have used a path relative to a working directory that changes. */
+static void locate_core(void)
+{
+    Dl_info info;
+    char buf[PATH_MAX];
+    if (!dladdr((void *)&locate_core, &info) || info.dli_fname == NULL)
+        return;
+    if (realpath(info.dli_fname, buf) == NULL)
+        return;
+    char *slash = strrchr(buf, '/');
+    if (slash == NULL)
+        return;
+    *slash = 0;
+    if ((size_t)snprintf(core_path, sizeof core_path, "%s/libgompcore.so", buf) >= sizeof core_path)
+        core_path[0] = 0;
+}
+
+PyMODINIT_FUNC PyInit__gomp(void)
+{
+    PyObject *m = PyModule_Create(&moddef);
+    if (m == NULL)
+        return NULL;
+    locate_core();
+    if (pthread_atfork(atfork_prepare, NULL, atfork_child) != 0) {
+        Py_DECREF(m);
+        PyErr_SetString(PyExc_ImportError, "gomp: pthread_atfork failed");
+        return NULL;
+    }
+    if (PyModule_AddStringConstant(m, "core_path", core_path) < 0 ||
+        PyModule_AddIntConstant(m, "SLICE_MS", GOMP_SLICE_MS) < 0 ||
+        gomp_conn_init(m) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

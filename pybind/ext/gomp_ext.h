@@ -1,0 +1,63 @@
+/* Internal header of the extension gomp._gomp (the C files in pybind/). */
+#ifndef GOMP_EXT_H
+#define GOMP_EXT_H
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdint.h>
+
+#include "gompcore.h"
+
+/* Longest wait inside the core before Python signal handlers get to run. */
+#define GOMP_SLICE_MS 20
+
+/* Results of gomp_run() that never come from the core. */
+#define GOMP_TIMEDOUT (-200001) /* the deadline passed */
+#define GOMP_EPYERR (-200002)   /* a Python exception is set (a signal handler raised) */
+
+typedef struct {
+#define X(ret, name, args) ret(*name) args;
+    GOMPCORE_FUNCS(X)
+#undef X
+} gomp_core_table;
+
+/* The functions of the core loaded in this process. Call gomp_core_ready()
+ * (with the GIL held) before using it. */
+extern gomp_core_table gomp_core;
+extern volatile int gomp_core_ok;
+int gomp_core_load(void);
+
+/* 0 when the core can be called; -1 with an exception set otherwise. */
+static inline int gomp_core_ready(void)
+{
+    return gomp_core_ok ? 0 : gomp_core_load();
+}
+
+/* Sets the Python exception for a negative result of the core; returns NULL. */
+PyObject *gomp_set_error(int64_t r);
+
+typedef struct {
+    int infinite;
+    double end; /* CLOCK_MONOTONIC seconds */
+} gomp_deadline;
+
+/* timeout: NULL or None waits forever; a number of seconds (<= 0: poll). */
+int gomp_deadline_init(gomp_deadline *d, PyObject *timeout);
+/* seconds < 0 waits forever. */
+void gomp_deadline_set(gomp_deadline *d, double seconds);
+
+/* One step of a blocking operation: wait at most slice_ms, return a core
+ * result (GOMP_EAGAIN when the slice ended first). */
+typedef int64_t (*gomp_step)(void *ctx, int slice_ms);
+
+/* Runs step until it returns something other than GOMP_EAGAIN, releasing the
+ * GIL around each slice and running signal handlers in between. Returns the
+ * step's result, GOMP_TIMEDOUT, or GOMP_EPYERR (exception set). With
+ * try_with_gil, a first attempt that does not wait is made with the GIL held,
+ * which saves the GIL round trip when the kernel can complete at once. */
+int64_t gomp_run(gomp_step step, void *ctx, gomp_deadline *d, int try_with_gil);
+
+/* conn.c: adds the connection functions to the module. */
+int gomp_conn_init(PyObject *m);
+#endif

@@ -1,0 +1,45 @@
+/* The C ABI between the extension gomp._gomp (pybind/_gomp.c) and the Go core
+ * library (pybind/*.go, built with -buildmode=c-shared).
+ *
+ * The extension never links the core: it dlopen()s it on first use and, in a
+ * forked child, loads a fresh copy (see core_load in _gomp.c). Every function
+ * of the core is listed once in GOMPCORE_FUNCS; the extension resolves the
+ * symbol "gompcore_<name>" for each entry into its function table.
+ *
+ * Conventions: results are int64_t; a value >= 0 is success; a negative value
+ * is -errno (1..4095) or one of the GOMP_E* codes below. Functions that may
+ * wait take slice_ms: they wait at most that long (0: not at all) and return
+ * GOMP_EAGAIN when the slice ends first, with their progress saved in the
+ * caller's state so that the next call resumes. */
+#ifndef GOMPCORE_H
+#define GOMPCORE_H
+#include <stdint.h>
+
+/* Bump when a signature or a convention below changes. */
+#define GOMP_ABI_VERSION 1
+
+#define GOMP_EAGAIN  (-100001) /* slice ended or a signal arrived: check signals, call again */
+#define GOMP_EEOF    (-100002) /* the peer closed its end */
+#define GOMP_EBADLEN (-100003) /* a frame header no CPython peer can produce */
+#define GOMP_EPANIC  (-100004) /* a Go panic was recovered; text via last_error */
+#define GOMP_EOTHER  (-100005) /* another Go error; text via last_error */
+
+/* Progress of reading one frame header (4 or 12 bytes). */
+typedef struct {
+    int64_t got;
+    uint8_t buf[16];
+} gomp_hdr;
+
+#define GOMPCORE_FUNCS(X)                                                        \
+    X(int64_t, abi_version, (void))                                              \
+    X(int64_t, last_error, (char *buf, int64_t cap))                             \
+    X(int64_t, write_frame, (int fd, const void *buf, int64_t n, int64_t *done,  \
+                             int slice_ms))                                      \
+    X(int64_t, read_header, (int fd, gomp_hdr *st, int slice_ms))                \
+    X(int64_t, read_full, (int fd, void *buf, int64_t n, int64_t *done,          \
+                           int slice_ms))                                        \
+    X(int64_t, poll, (int32_t *fds, int16_t *events, int16_t *revents, int n,    \
+                      int timeout_ms))                                           \
+    X(int64_t, selftest, (int64_t what))
+
+#endif

@@ -1,0 +1,1 @@
+"""gomp: a drop-in replacement for multiprocessing with a Go core."""

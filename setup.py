@@ -1,0 +1,98 @@
+"""Build of gomp: the C extension gomp._gomp and, next to it, the Go core
+library libgompcore.so that the extension loads at run time.
+
+The Go core is built with `go build -buildmode=c-shared` from pybind/. Both
+toolchains are checked first so that a missing one fails with one sentence
+saying what to install."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GO_MIN = (1, 22)
+CORE_NAME = "libgompcore.so"
+
+
+class BuildError(SystemExit):
+    """Stops the build with one line, without a traceback."""
+
+    def __init__(self, sentence):
+        super().__init__("gomp build error: " + sentence)
+
+
+def go_toolchain():
+    go = os.environ.get("GO") or shutil.which("go")
+    if not go:
+        raise BuildError(
+            "the Go toolchain (go %d.%d or newer) is needed to build gomp; install it from "
+            "https://go.dev/dl/ and put `go` on PATH (or set GO=/path/to/go)." % GO_MIN)
+    try:
+        out = subprocess.run([go, "env", "GOVERSION"], check=True, capture_output=True,
+                             text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise BuildError("`%s env GOVERSION` failed (%s); install Go %d.%d or newer from "
+                         "https://go.dev/dl/." % ((go, e) + GO_MIN))
+    m = re.match(r"go(\d+)\.(\d+)", out)
+    if not m or (int(m.group(1)), int(m.group(2))) < GO_MIN:
+        raise BuildError("Go %d.%d or newer is needed to build gomp, found %r at %s; install a "
+                         "newer one from https://go.dev/dl/." % (GO_MIN + (out, go)))
+    return go
+
+
+def c_compiler(compiler):
+    cc = (getattr(compiler, "compiler_so", None) or ["cc"])[0]
+    if not shutil.which(cc):
+        raise BuildError("a C compiler (%s) is needed to build gomp's extension and the Go core; "
+                         "install gcc (Debian/Ubuntu: apt-get install gcc)." % cc)
+    return cc
+
+
+class BuildGomp(build_ext):
+    def run(self):
+        self._go = go_toolchain()
+        super().run()
+
+    def build_extension(self, ext):
+        self._cc = c_compiler(self.compiler)
+        super().build_extension(ext)
+        if ext.name == "gomp._gomp":
+            self.build_core(os.path.dirname(self.get_ext_fullpath(ext.name)))
+
+    def build_core(self, outdir):
+        out = os.path.join(outdir, CORE_NAME)
+        env = dict(os.environ, CGO_ENABLED="1", CC=os.environ.get("CC", self._cc))
+        cmd = [self._go, "build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false",
+               "-ldflags=-s -w", "-o", out, "./pybind"]
+        self.announce("building the Go core: " + " ".join(cmd), level=2)
+        try:
+            subprocess.run(cmd, cwd=HERE, env=env, check=True)
+        except subprocess.CalledProcessError as e:
+            raise BuildError("`go build` of the Go core failed (exit %d); see its output above."
+                             % e.returncode)
+        header = os.path.splitext(out)[0] + ".h"
+        if os.path.exists(header):
+            os.remove(header)
+
+
+setup(
+    packages=find_packages("python"),
+    package_dir={"": "python"},
+    ext_modules=[
+        Extension(
+            "gomp._gomp",
+            sources=["pybind/ext/_gomp.c", "pybind/ext/conn.c"],
+            depends=["pybind/gompcore.h", "pybind/ext/gomp_ext.h"],
+            include_dirs=["pybind"],
+            libraries=["dl"],
+            extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-missing-field-initializers"],
+        )
+    ],
+    cmdclass={"build_ext": BuildGomp},
+    zip_safe=False,
+)
