@@ -5,6 +5,7 @@ The Go core is built with `go build -buildmode=c-shared` from pybind/. Both
 toolchains are checked first so that a missing one fails with one sentence
 saying what to install."""
 
+import glob
 import os
 import re
 import shutil
@@ -86,8 +87,8 @@ setup(
     ext_modules=[
         Extension(
             "gomp._gomp",
-            sources=["pybind/ext/_gomp.c", "pybind/ext/conn.c"],
-            depends=["pybind/gompcore.h", "pybind/ext/gomp_ext.h"],
+            sources=sorted(glob.glob("pybind/ext/*.c")),
+            depends=sorted(glob.glob("pybind/*.h") + glob.glob("pybind/ext/*.h")),
             include_dirs=["pybind"],
             libraries=["dl"],
             extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-missing-field-initializers"],

@@ -6,6 +6,7 @@ package main
 
 /*
 #include "gompcore.h"
+static const char *gomp_signature(void) { return GOMPCORE_SIGNATURE; }
 */
 import "C"
 
@@ -62,8 +63,19 @@ func recoverPanic(ret *C.int64_t) {
 	}
 }
 
-//export gompcore_abi_version
-func gompcore_abi_version() C.int64_t { return C.GOMP_ABI_VERSION }
+// gompcore_abi_signature copies the text of the function list this library
+// was built from into buf and returns its length (see gompcore.h).
+//
+//export gompcore_abi_signature
+func gompcore_abi_signature(buf *C.char, capacity C.int64_t) C.int64_t {
+	sig := C.GoString(C.gomp_signature())
+	if capacity > 0 {
+		dst := cBytes(unsafe.Pointer(buf), int64(capacity))
+		n := copy(dst[:len(dst)-1], sig)
+		dst[n] = 0
+	}
+	return C.int64_t(len(sig))
+}
 
 // gompcore_last_error copies the text of the last GOMP_EPANIC or GOMP_EOTHER
 // into buf and returns its full length.

@@ -15,14 +15,14 @@
 #define GOMPCORE_H
 #include <stdint.h>
 
-/* Bump when a signature or a convention below changes. */
-#define GOMP_ABI_VERSION 1
-
 #define GOMP_EAGAIN  (-100001) /* slice ended or a signal arrived: check signals, call again */
 #define GOMP_EEOF    (-100002) /* the peer closed its end */
 #define GOMP_EBADLEN (-100003) /* a frame header no CPython peer can produce */
 #define GOMP_EPANIC  (-100004) /* a Go panic was recovered; text via last_error */
 #define GOMP_EOTHER  (-100005) /* another Go error; text via last_error */
+
+/* Exit status of a child that other code reaped (its code is lost). */
+#define GOMP_STATUS_LOST (-1000000)
 
 /* Progress of reading one frame header (4 or 12 bytes). */
 typedef struct {
@@ -30,16 +30,42 @@ typedef struct {
     uint8_t buf[16];
 } gomp_hdr;
 
-#define GOMPCORE_FUNCS(X)                                                        \
-    X(int64_t, abi_version, (void))                                              \
+/* The functions of the core, one list per subsystem (each in its own header,
+ * so that subsystems grow without touching each other's lines). */
+#define GOMPCORE_BASE_FUNCS(X)                                                   \
+    X(int64_t, abi_signature, (char *buf, int64_t cap))                          \
     X(int64_t, last_error, (char *buf, int64_t cap))                             \
+    X(int64_t, selftest, (int64_t what))
+
+#define GOMPCORE_CONN_FUNCS(X)                                                   \
     X(int64_t, write_frame, (int fd, const void *buf, int64_t n, int64_t *done,  \
                              int slice_ms))                                      \
     X(int64_t, read_header, (int fd, gomp_hdr *st, int slice_ms))                \
     X(int64_t, read_full, (int fd, void *buf, int64_t n, int64_t *done,          \
                            int slice_ms))                                        \
     X(int64_t, poll, (int32_t *fds, int16_t *events, int16_t *revents, int n,    \
-                      int timeout_ms))                                           \
-    X(int64_t, selftest, (int64_t what))
+                      int timeout_ms))
+
+#define GOMPCORE_PROC_FUNCS(X)                                                   \
+    X(int64_t, pidfd_open, (int pid))                                            \
+    X(int64_t, proc_watch, (int pid, int pidfd))                                 \
+    X(int64_t, proc_wait, (int64_t tok, int64_t *status, int slice_ms))          \
+    X(int64_t, proc_forget, (int64_t tok))
+
+#include "core_sync.h"  /* GOMPCORE_SYNC_FUNCS */
+#include "core_queue.h" /* GOMPCORE_QUEUE_FUNCS */
+
+#define GOMPCORE_FUNCS(X)                                                        \
+    GOMPCORE_BASE_FUNCS(X)                                                       \
+    GOMPCORE_CONN_FUNCS(X)                                                       \
+    GOMPCORE_PROC_FUNCS(X)                                                       \
+    GOMPCORE_SYNC_FUNCS(X)                                                       \
+    GOMPCORE_QUEUE_FUNCS(X)
+
+/* The ABI: the text of the whole function list. The extension checks that
+ * the library it loads was built from the same list (a stale library after a
+ * partial rebuild is refused with a clear error instead of crashing). */
+#define GOMPCORE_SIG_ENTRY(ret, name, args) #ret " " #name #args ";"
+#define GOMPCORE_SIGNATURE GOMPCORE_FUNCS(GOMPCORE_SIG_ENTRY)
 
 #endif

@@ -199,13 +199,11 @@ int gomp_core_load(void)
         return core_fail("find symbol gompcore_" #name, dlerror());
     GOMPCORE_FUNCS(X)
 #undef X
-    int64_t abi = t.abi_version();
-    if (abi != GOMP_ABI_VERSION) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "the library has ABI %lld, this extension needs %d; reinstall gomp",
-                 (long long)abi, GOMP_ABI_VERSION);
-        return core_fail("check", msg);
-    }
+    static const char want[] = GOMPCORE_SIGNATURE;
+    char have[sizeof want + 1];
+    if (t.abi_signature(have, sizeof have) != (int64_t)strlen(want) || strcmp(have, want) != 0)
+        return core_fail("check", "the library was built from other sources than this extension; "
+                                  "rebuild gomp (pip install .)");
     gomp_core = t;
     if (path == core_path)
         original_loaded = 1;
@@ -319,9 +317,9 @@ int64_t gomp_run(gomp_step step, void *ctx, gomp_deadline *d, int try_with_gil)
 
 static PyObject *m_core_info(PyObject *self, PyObject *noargs)
 {
-    return Py_BuildValue("{s:i,s:i,s:l,s:i,s:s,s:i,s:i}", "loaded", core_loaded, "stale",
+    return Py_BuildValue("{s:i,s:i,s:l,s:i,s:s,s:i}", "loaded", core_loaded, "stale",
                          (int)core_stale, "generation", core_generation, "pid", (int)core_pid,
-                         "path", core_path, "staged_fd", staged_fd, "abi", GOMP_ABI_VERSION);
+                         "path", core_path, "staged_fd", staged_fd);
 }
 
 static PyObject *m_core_load(PyObject *self, PyObject *noargs)
@@ -390,7 +388,7 @@ PyMODINIT_FUNC PyInit__gomp(void)
     }
     if (PyModule_AddStringConstant(m, "core_path", core_path) < 0 ||
         PyModule_AddIntConstant(m, "SLICE_MS", GOMP_SLICE_MS) < 0 ||
-        gomp_conn_init(m) < 0) {
+        gomp_conn_init(m) < 0 || gomp_proc_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -58,6 +58,7 @@ typedef int64_t (*gomp_step)(void *ctx, int slice_ms);
  * which saves the GIL round trip when the kernel can complete at once. */
 int64_t gomp_run(gomp_step step, void *ctx, gomp_deadline *d, int try_with_gil);
 
-/* conn.c: adds the connection functions to the module. */
-int gomp_conn_init(PyObject *m);
+/* Each file adds its functions to the module. */
+int gomp_conn_init(PyObject *m); /* conn.c */
+int gomp_proc_init(PyObject *m); /* proc.c */
 #endif

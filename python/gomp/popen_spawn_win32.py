@@ -1,0 +1,10 @@
+"""The Windows spawn method; gomp runs on POSIX systems only."""
+
+import sys
+
+__all__ = ['Popen']
+
+if sys.platform != 'win32':
+    raise ImportError('popen_spawn_win32 is only available on Windows')
+
+raise ImportError('gomp does not support Windows')
