@@ -233,8 +233,15 @@ static PyObject *m_recv_bytes_into(PyObject *self, PyObject *const *args, Py_ssi
     }
     if (fd_arg(args[0], &fd) < 0 || (nargs > 2 && ssize_arg(args[2], &offset, 0) < 0))
         return NULL;
-    if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0)
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_BufferError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError,
+                         "recv_bytes_into() argument must be a writable, contiguous "
+                         "bytes-like object, not %.100s", Py_TYPE(args[1])->tp_name);
+        }
         return NULL;
+    }
     PyObject *result = NULL;
     if (offset < 0)
         PyErr_SetString(PyExc_ValueError, "negative offset");
