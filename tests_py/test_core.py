@@ -160,6 +160,44 @@ def test_three_level_fork_chain():
     w.close()
 
 
+def test_fork_child_sending_small_messages_needs_no_runtime():
+    """A fork child whose sends complete at once never loads a Go runtime
+    (the C fast path); one that has to wait loads one and still delivers."""
+    a, b = Pipe()
+    a.send(0)
+    b.recv()
+    gen = _gomp._core_info()["generation"]
+
+    def small_sends():
+        for i in range(100):
+            b.send(("small", i))
+        info = _gomp._core_info()
+        return 0 if info["generation"] == gen and info["stale"] == 1 else 1
+
+    assert fork_run(small_sends) == 0
+    assert [a.recv() for _ in range(100)] == [("small", i) for i in range(100)]
+
+    big = b"x" * (8 << 20)  # larger than the socket buffer: the child must wait
+
+    def big_send():
+        b.send_bytes(big)
+        return 0 if _gomp._core_info()["generation"] == gen + 1 else 1
+
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            code = big_send()
+        finally:
+            os._exit(code)
+    time.sleep(0.2)  # the child is blocked on a full socket by now
+    assert a.recv_bytes() == big
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    a.close()
+    b.close()
+
+
 def test_child_blocked_in_recv_dies_on_sigterm():
     a, b = Pipe()
     a.send(0)
