@@ -32,6 +32,8 @@ test-py: install
 
 bench: install
 	$(VPY) tests_py/bench/bench_conn.py
+	$(VPY) tests_py/bench/bench_process.py
+	$(VPY) tests_py/bench/bench_latency.py
 
 clean:
 	rm -rf build dist *.egg-info python/*.egg-info $(VENV)
