@@ -116,8 +116,14 @@ class Reporter(unittest.TestResult):
 
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
-        if self.current is None or not isinstance(test, unittest.TestCase):
+        if not isinstance(test, unittest.TestCase):
             self.channel.send(ev='fixture', outcome='skipped', desc=str(test), reason=reason)
+            return
+        if self.current is None:
+            # Python 3.12+ reports a test skipped by a decorator without
+            # startTest/stopTest.
+            self.channel.send(ev='end', id=test_key(test), outcome='skipped', reason=reason,
+                              tb=None, duration=0.0, env_changed=False)
             return
         self.current['skip'] = reason
 
@@ -239,6 +245,10 @@ def main():
 
     channel = Channel(args.status_fd)
     os.set_inheritable(args.status_fd, False)
+    # The suite sends itself SIGINT and expects KeyboardInterrupt: undo an
+    # ignored SIGINT inherited from the shell (background jobs get one), as
+    # an interactive interpreter would have it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     faulthandler.enable(all_threads=True)
     faulthandler.register(signal.SIGUSR2, all_threads=True, chain=False)
 
