@@ -180,3 +180,31 @@ def test_expectations_need_a_reason(tmp_path):
     path.write_text("fork T.test_x\nnope T.test_y reason\n")
     exp = run_suite.Expectations(str(path))
     assert len(exp.errors) == 2
+
+
+def run_broken(tmp_path, *extra):
+    proc = subprocess.run([sys.executable, os.path.join(CPYTHON, "run_suite.py"),
+                           "--python", sys.executable, "--module", "selftest_broken",
+                           "--module-path", CPYTHON, "--results", str(tmp_path), *extra],
+                          capture_output=True, text=True, timeout=120)
+    with open(tmp_path / "custom.json") as f:
+        return proc, json.load(f)
+
+
+def test_a_suite_that_does_not_import_fails_every_test(tmp_path):
+    proc, data = run_broken(tmp_path, "--no-expected")
+    assert proc.returncode == 1
+    assert "THE SUITE DOES NOT IMPORT: the suite failed to import: NotImplementedError" \
+        in proc.stdout
+    assert "0 passed, 2 failed, 0 skipped" in proc.stdout
+    assert data["tests"] == 2 and data["counts"]["failed"] == 2
+
+
+def test_an_import_failure_can_only_be_expected_test_by_test(tmp_path):
+    listed = tmp_path / "expected.txt"
+    listed.write_text("custom Broken.test_a  does not import\n")
+    proc, data = run_broken(tmp_path, "--expected", str(listed))
+    assert proc.returncode == 1 and "UNEXPECTED FAILURE: Broken.test_b" in proc.stdout
+    listed.write_text("custom Broken.test_a  does not import\ncustom Broken.test_b  same\n")
+    proc, data = run_broken(tmp_path, "--expected", str(listed))
+    assert proc.returncode == 0, proc.stdout

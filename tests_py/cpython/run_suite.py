@@ -786,6 +786,16 @@ def report(run, expected, stock_skips, args):
     problems = []
     if not run.stdlib:
         alias = run.check_alias()
+    if run.plan is None and run.fatal and run.fatal['what'] == 'import':
+        # Not 0 tests: every test of the suite fails. The list may say so
+        # (test by test); anything else in the list is then stale.
+        ids = list_plan(run)
+        if ids:
+            run.plan = ids
+            for t in ids:
+                if not run.only or t in run.only:
+                    run.set_outcome(t, 'failed', reason='the suite does not import: '
+                                    + run.fatal['message'])
     comparison = None
     if expected is not None:
         comparison = compare(run, expected, stock_skips)
@@ -797,16 +807,17 @@ def report(run, expected, stock_skips, args):
              len(run.restarts), '' if not run.restarts else ': ' + '; '.join(
                  '%s (%s)' % (r.get('id'), r['why'].split(' (')[0]) for r in run.restarts[:6])))
     if run.fatal:
-        problems.append('fatal')
-        print('%s RUN FAILED: %s' % (tag, run.fatal['message']))
+        importing = run.fatal['what'] == 'import'
+        print('%s %s: %s' % (tag, 'THE SUITE DOES NOT IMPORT' if importing else 'RUN FAILED',
+                             run.fatal['message']))
         if run.fatal.get('tb'):
             print(indent(run.fatal['tb'], 4))
-        if run.plan is None:
-            n = count_plan(run, args)
-            if n:
-                c['failed'] += n
-                print('%s the suite has %d tests (listed with the stdlib); all count as failed'
-                      % (tag, n))
+        if importing and run.plan is not None:
+            print('%s so all its %d tests fail' % (tag, len(run.plan)))
+        # A suite that does not import fails every test: the expected-failures
+        # list decides, test by test. Anything else fails the run.
+        if not importing or comparison is None or run.plan is None:
+            problems.append('fatal')
     if not run.stdlib:
         esc = alias['escapes']
         print('%s alias check: %d interpreters started (%d via the -S shim), %d processes '
@@ -850,25 +861,30 @@ def report(run, expected, stock_skips, args):
     return problems
 
 
-def count_plan(run, args):
-    """The number of tests of a suite that did not import, listed by
-    importing it with the stdlib multiprocessing."""
+def list_plan(run):
+    """The test ids of a suite that did not import against gomp, listed by
+    importing it with the stdlib multiprocessing (a separate interpreter,
+    without gomp's alias)."""
     if run.module:
         path, name = run.module_path or '', run.module
     elif run.suite == 'main_handling':
         path, name = '', 'test.test_multiprocessing_main_handling'
     else:
         path, name = run.drivers, 'test_multiprocessing_' + run.suite
-    code = ('import sys, unittest; sys.path.insert(0, %r); import importlib; '
-            'm = importlib.import_module(%r); '
-            'print(unittest.TestLoader().loadTestsFromModule(m).countTestCases())'
+    code = ('import sys, json, unittest; sys.path.insert(0, %r); import importlib; '
+            'm = importlib.import_module(%r)\n'
+            'def flat(s):\n'
+            '    for t in s:\n'
+            '        yield from (flat(t) if isinstance(t, unittest.TestSuite) else [t])\n'
+            'print(json.dumps(["%%s.%%s" %% (type(t).__name__, t._testMethodName) '
+            'for t in flat(unittest.TestLoader().loadTestsFromModule(m))]))'
             % (path, name))
     res = subprocess.run([run.python, '-c', code], capture_output=True, text=True,
                          env=clean_env(), cwd=tempfile.gettempdir())
     try:
-        return int(res.stdout.strip().splitlines()[-1])
+        return json.loads(res.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        return 0
+        return None
 
 
 EXC_LINE = re.compile(r'^([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning|Failure)|'
