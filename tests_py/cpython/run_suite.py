@@ -794,8 +794,7 @@ def report(run, expected, stock_skips, args):
             run.plan = ids
             for t in ids:
                 if not run.only or t in run.only:
-                    run.set_outcome(t, 'failed', reason='the suite does not import: '
-                                    + run.fatal['message'])
+                    run.set_outcome(t, 'failed', reason=run.fatal['message'])
     comparison = None
     if expected is not None:
         comparison = compare(run, expected, stock_skips)
