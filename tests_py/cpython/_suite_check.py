@@ -18,10 +18,10 @@ What it records (JSON lines, appended to the file named by GOMP_SUITE_LOG):
 * "exit": at interpreter exit, any `multiprocessing*` module in sys.modules
   that is not a gomp module;
 * "launch": every Python interpreter this one starts through subprocess,
-  os.exec* or os.posix_spawn, with whether the alias can reach it (our venv
-  and GOMP_AS_MULTIPROCESSING for a site interpreter; the shim on sys.path[0]
-  for a -S one), whether this check reaches it, and whether its program
-  mentions multiprocessing. The runner fails the run on a "stdlib" verdict,
+  os.exec*, os.posix_spawn or os.system, with whether the alias can reach
+  it (our venv and GOMP_AS_MULTIPROCESSING for a site interpreter; the shim
+  on sys.path[0] for a -S one), whether this check reaches it, and whether
+  its program mentions multiprocessing. The runner fails the run on a "stdlib" verdict,
   on an "exit" with foreign modules, and on a launch the alias cannot reach
   whose program mentions multiprocessing.
 
@@ -96,7 +96,7 @@ class _Check(object):
                 self.on_import(name)
             finally:
                 self.busy = False
-        elif event in ('subprocess.Popen', 'os.exec', 'os.posix_spawn'):
+        elif event in ('subprocess.Popen', 'os.exec', 'os.posix_spawn', 'os.system'):
             self.busy = True
             try:
                 self.on_launch(event, args)
@@ -137,6 +137,13 @@ class _Check(object):
             self.record('exit', foreign=foreign, cmdline=_cmdline())
 
     def on_launch(self, event, args):
+        if event == 'os.system':
+            text = os.fsdecode(args[0])
+            if 'python' in text:
+                self.record('launch', hooked=False, checked=False,
+                            mentions=('multiprocessing' in text), shell=True,
+                            cmd=text, why='shell command line (os.system)')
+            return
         if event == 'subprocess.Popen':
             executable, argv, cwd, env = args
             if isinstance(argv, (str, bytes)):

@@ -108,5 +108,8 @@ class E_Alias(unittest.TestCase):
         run_child("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
                   "if type(f).__module__ != 'gomp._alias']; import multiprocessing")
 
+    def test_escape_shell_command(self):
+        os.system('%s -S -c "import multiprocessing"' % sys.executable)
+
     def test_harmless_unreached_launch(self):
         run_child('pass', '-I', '-S')
