@@ -22,7 +22,16 @@ It never silently tests the stdlib: every interpreter records what it got
 (_suite_check.py, loaded by gomp_suite_check.pth or by a shim) and the run
 fails on any interpreter that got the stdlib, or that was started where
 neither the alias nor the check can reach it and whose program mentions
-multiprocessing.
+multiprocessing. The runner writes gomp_suite_check.pth into the venv's
+site-packages: one line, inert unless GOMP_SUITE_CHECK is set.
+
+The driver modules test_multiprocessing_<method> (missing from 3.11.7 and
+3.12.1 installs) are generated into the run's scratch directory, on the
+worker's sys.path: spawn and forkserver children import them by that name,
+because the suite pickles its test classes by reference to them. The suite's
+forkserver preload names test.test_multiprocessing_forkserver, which does not
+exist there; the fork server ignores it (each child then imports the driver
+itself), as it does for stock multiprocessing on such an install.
 
 Watchdog: a test (or class/module fixture) that runs longer than --timeout
 seconds gets its worker's threads dumped (faulthandler, SIGUSR2) into the
@@ -392,13 +401,18 @@ class SuiteRun(object):
     def execute(self):
         t0 = time.monotonic()
         resume = 0
+        only = self.only
         while True:
-            only = self.only
             end = self.drive(Worker(self, resume, only))
-            if end is None:
+            if end is None or self.plan is None:
                 break
             resume = end
-            if self.plan is None or resume >= len(self.plan) or only:
+            if self.only:
+                # --only: the next worker gets the selected tests not run yet.
+                only = [t for t in self.only if t not in self.outcomes]
+                if not only:
+                    break
+            elif resume >= len(self.plan):
                 break
             if len(self.restarts) >= MAX_RESTARTS:
                 self.fatal = dict(what='restarts', message='%d worker restarts: giving up' %
@@ -801,7 +815,8 @@ def report(run, expected, stock_skips, args):
     run.write_json(comparison)
     c = run.counts()
     print('%s %s in %.0f s (%s), %d worker restart(s)%s'
-          % (tag, '%d tests' % len(run.plan) if run.plan is not None else 'no test list',
+          % (tag, 'no test list' if run.plan is None else '%d tests' % len(run.plan)
+             if not run.only else '%d of %d tests' % (len(run.only), len(run.plan)),
              run.wall, run.json_path,
              len(run.restarts), '' if not run.restarts else ': ' + '; '.join(
                  '%s (%s)' % (r.get('id'), r['why'].split(' (')[0]) for r in run.restarts[:6])))
