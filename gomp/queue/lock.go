@@ -1,0 +1,168 @@
+package queue
+
+import (
+	"errors"
+	"os"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/gomp-dev/gomp/gomp/futex"
+	"golang.org/x/sys/unix"
+)
+
+// ErrAgain reports that the caller's slice (or deadline) ended first; the
+// operation's progress is in its state and the next call resumes it.
+var ErrAgain = errors.New("queue: slice ended")
+
+const (
+	lockWaiters = 1 << 31
+	lockPidMask = lockWaiters - 1
+	// How long a lock waiter sleeps before it checks that the owner lives.
+	ownerCheckEvery = 10 * time.Millisecond
+	spinTries       = 64
+)
+
+var lastQuickCheck atomic.Int64
+
+const quickCheckEvery = 2 * time.Millisecond
+
+// myPid is the lock owner id of this process. The Go runtime (and so this
+// variable) is new in every process: a forked child loads a fresh copy.
+var myPid = uint32(os.Getpid())
+
+// SetPidForTest replaces the owner id (tests simulate other processes).
+func SetPidForTest(pid uint32) (restore func()) {
+	old := myPid
+	myPid = pid
+	return func() { myPid = old }
+}
+
+// deadline is the end of a caller's slice.
+type deadline struct {
+	end time.Time
+	inf bool
+}
+
+func newDeadline(d time.Duration) deadline {
+	if d < 0 {
+		return deadline{inf: true}
+	}
+	return deadline{end: time.Now().Add(d)}
+}
+
+// left is the time remaining (0 once passed); for an infinite deadline, a
+// long time.
+func (d deadline) left() time.Duration {
+	if d.inf {
+		return time.Hour
+	}
+	l := time.Until(d.end)
+	if l < 0 {
+		return 0
+	}
+	return l
+}
+
+// ownerAlive tells whether the process pid exists and is not a zombie.
+func ownerAlive(pid uint32) bool {
+	if pid == 0 {
+		return true
+	}
+	if pid == myPid {
+		return true
+	}
+	if err := unix.Kill(int(pid), 0); err == unix.ESRCH {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/stat")
+	if err != nil {
+		return !os.IsNotExist(err)
+	}
+	// The state follows the last ')' (the command name may contain one).
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == ')' {
+			if i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X') {
+				return false
+			}
+			break
+		}
+	}
+	return true
+}
+
+// tryLock takes the lock if it is free, spinning briefly. It does not steal.
+func tryLock(w *uint32) bool {
+	for i := 0; i < spinTries; i++ {
+		v := atomic.LoadUint32(w)
+		if v == 0 {
+			if atomic.CompareAndSwapUint32(w, 0, myPid) {
+				return true
+			}
+			continue
+		}
+		if i >= 8 {
+			runtime.Gosched()
+		}
+	}
+	return false
+}
+
+// stealIfDead takes the lock when its owner is dead; true when taken.
+func stealIfDead(w *uint32) bool {
+	v := atomic.LoadUint32(w)
+	if v == 0 || ownerAlive(v&lockPidMask) {
+		return false
+	}
+	return atomic.CompareAndSwapUint32(w, v, myPid|lockWaiters)
+}
+
+// lock takes the lock word w before d ends. It returns stolen=true when the
+// lock was taken over from a dead owner (the caller repairs what the owner
+// may have left half done), or ErrAgain at the end of the slice.
+func lock(w *uint32, d deadline) (stolen bool, err error) {
+	if tryLock(w) {
+		return false, nil
+	}
+	for {
+		v := atomic.LoadUint32(w)
+		if v == 0 {
+			// Taken after contention: keep the waiters bit, there may be others.
+			if atomic.CompareAndSwapUint32(w, 0, myPid|lockWaiters) {
+				return false, nil
+			}
+			continue
+		}
+		left := d.left()
+		if left <= 0 {
+			// A caller that does not wait (get_nowait) still gets a dead
+			// owner's lock, but checks at most every few ms.
+			now := time.Now().UnixNano()
+			last := lastQuickCheck.Load()
+			if now-last > int64(quickCheckEvery) && lastQuickCheck.CompareAndSwap(last, now) &&
+				stealIfDead(w) {
+				return true, nil
+			}
+			return false, ErrAgain
+		}
+		if v&lockWaiters == 0 {
+			if !atomic.CompareAndSwapUint32(w, v, v|lockWaiters) {
+				continue
+			}
+			v |= lockWaiters
+		}
+		if left > ownerCheckEvery {
+			left = ownerCheckEvery
+		}
+		if futex.Wait(w, v, left) == futex.ErrTimeout && stealIfDead(w) {
+			return true, nil
+		}
+	}
+}
+
+func unlock(w *uint32) {
+	if atomic.SwapUint32(w, 0)&lockWaiters != 0 {
+		futex.Wake(w, 1)
+	}
+}

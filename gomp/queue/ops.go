@@ -1,0 +1,456 @@
+package queue
+
+import (
+	"errors"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/gomp-dev/gomp/gomp/futex"
+)
+
+// ErrTooManyTaskDone reports task_done() without a matching put.
+var ErrTooManyTaskDone = errors.New("task_done() called too many times")
+
+// Items up to this size can be one WHOLE record (the header's length field
+// is 32 bits); larger ones, and those that would take more than half of the
+// ring, are streamed in fragments.
+const maxRecord = 1 << 30
+
+// PutState is the progress of one put across slices (kept by the caller).
+type PutState struct {
+	Phase  int64 // 0: no slot reserved yet; 1: reserved
+	Done   int64 // payload bytes published so far (streamed items)
+	Locked int64 // the caller holds the producer lock
+	Frag   int64 // the item is being streamed
+}
+
+// GetState is the progress of one get across slices (kept by the caller).
+type GetState struct {
+	Locked int64 // the caller holds the consumer lock
+	Mid    int64 // a streamed item is being assembled
+	Total  int64 // its size
+	Got    int64 // bytes of it received
+}
+
+func (r *Ring) plock() *uint32       { return r.u32(offPlock) }
+func (r *Ring) clock() *uint32       { return r.u32(offClock) }
+func (r *Ring) tail() *uint64        { return r.u64(offTail) }
+func (r *Ring) head() *uint64        { return r.u64(offHead) }
+func (r *Ring) dataWaiters() *uint32 { return r.u32(offDataWait) }
+func (r *Ring) spaceWaiter() *uint32 { return r.u32(offSpaceWait) }
+func (r *Ring) size() *int64         { return r.i64(offSize) }
+func (r *Ring) overflow() *int64     { return r.i64(offOverflow) }
+func (r *Ring) unfinished() *int64   { return r.i64(offUnfinish) }
+
+// ---- producers ---------------------------------------------------------------------------
+
+// reserve takes a slot of a bounded queue (waiting for one until d) and
+// counts an unfinished task of a joinable one.
+func (r *Ring) reserve(d deadline) error {
+	if r.flags&FlagBounded != 0 {
+		sz := r.size()
+		for {
+			s := atomic.LoadInt64(sz)
+			if s < r.maxsize {
+				if atomic.CompareAndSwapInt64(sz, s, s+1) {
+					break
+				}
+				continue
+			}
+			if err := r.waitSpace(d, func() bool { return atomic.LoadInt64(sz) < r.maxsize }); err != nil {
+				return err
+			}
+		}
+	}
+	if r.flags&FlagJoinable != 0 {
+		atomic.AddInt64(r.unfinished(), 1)
+	}
+	return nil
+}
+
+// free is the room in the ring as seen by the producer lock holder.
+func (r *Ring) free() uint64 {
+	return r.capacity - (atomic.LoadUint64(r.tail()) - atomic.LoadUint64(r.head()))
+}
+
+// waitSpace sleeps until ready() or until consumers move head, at most
+// until d; ErrAgain once d has passed.
+func (r *Ring) waitSpace(d deadline, ready func() bool) error {
+	h := atomic.LoadUint32(r.headWord())
+	if ready() {
+		return nil
+	}
+	left := d.left()
+	if left <= 0 {
+		return ErrAgain
+	}
+	w := r.spaceWaiter()
+	atomic.AddUint32(w, 1)
+	if !ready() {
+		futex.Wait(r.headWord(), h, left)
+	}
+	atomic.AddUint32(w, math.MaxUint32)
+	return nil
+}
+
+// publish makes the records up to newTail visible and wakes consumers.
+func (r *Ring) publish(newTail uint64, all bool) {
+	atomic.StoreUint64(r.tail(), newTail)
+	if atomic.LoadUint32(r.dataWaiters()) != 0 {
+		n := 1
+		if all {
+			n = math.MaxInt32
+		}
+		futex.Wake(r.tailWord(), n)
+	}
+}
+
+// pushWhole writes item as one record; the caller holds the producer lock
+// and checked the room.
+func (r *Ring) pushWhole(item []byte) {
+	t := atomic.LoadUint64(r.tail())
+	n := uint64(len(item))
+	r.putHeader(t, uint32(n), kindWhole)
+	r.writeAt(t+recHdr, item)
+	pc := r.u64(offPutCount)
+	atomic.StoreUint64(pc, atomic.LoadUint64(pc)+1)
+	r.publish(t+recordSize(n), false)
+}
+
+// tryPut writes item as one record if the producer lock is free and the
+// ring has room now; it never waits.
+func (r *Ring) tryPut(item []byte) bool {
+	n := uint64(len(item))
+	if n > maxRecord || recordSize(n) > r.capacity/2 {
+		return false
+	}
+	if !tryLock(r.plock()) {
+		return false
+	}
+	ok := recordSize(n) <= r.free()
+	if ok {
+		r.pushWhole(item)
+	}
+	unlock(r.plock())
+	return ok
+}
+
+// write puts item into the ring, waiting for room and streaming it in
+// fragments when it is large. It returns ErrAgain when d ends first, with
+// its progress in st (the producer lock stays held once streaming began).
+func (r *Ring) write(item []byte, st *PutState, d deadline) error {
+	n := uint64(len(item))
+	whole := n <= maxRecord && recordSize(n) <= r.capacity/2
+	for {
+		if st.Locked == 0 {
+			if _, err := lock(r.plock(), d); err != nil {
+				return err
+			}
+			st.Locked = 1
+		}
+		free := r.free()
+		if st.Frag == 0 {
+			if whole {
+				need := recordSize(n)
+				if need <= free {
+					r.pushWhole(item)
+					r.endPut(st)
+					return nil
+				}
+				// Wait for room without the lock: other producers may go on.
+				r.endPut(st)
+				if err := r.waitSpace(d, func() bool { return r.free() >= need }); err != nil {
+					return err
+				}
+				continue
+			}
+			// A large item: start streaming once a useful share is free.
+			minFirst := recHdr + 8 + r.capacity/8
+			if free < minFirst {
+				r.endPut(st)
+				if err := r.waitSpace(d, func() bool { return r.free() >= minFirst }); err != nil {
+					return err
+				}
+				continue
+			}
+			chunk := min(n, free-recHdr-8, maxRecord)
+			t := atomic.LoadUint64(r.tail())
+			r.putHeader(t, uint32(chunk+8), kindFirst)
+			r.putU64(t+recHdr, n)
+			r.writeAt(t+recHdr+8, item[:chunk])
+			st.Frag = 1
+			st.Done = int64(chunk)
+			r.publish(t+recordSize(chunk+8), true)
+			continue
+		}
+		rem := n - uint64(st.Done)
+		want := recHdr + align8(min(rem, r.capacity/8))
+		if free < want {
+			// Streaming: keep the lock while waiting for room.
+			if err := r.waitSpace(d, func() bool { return r.free() >= want }); err != nil {
+				return err
+			}
+			continue
+		}
+		chunk := min(rem, free-recHdr, maxRecord)
+		kind := uint32(kindMid)
+		if chunk == rem {
+			kind = kindLast
+		}
+		t := atomic.LoadUint64(r.tail())
+		r.putHeader(t, uint32(chunk), kind)
+		r.writeAt(t+recHdr, item[st.Done:uint64(st.Done)+chunk])
+		st.Done += int64(chunk)
+		if kind == kindLast {
+			pc := r.u64(offPutCount)
+			atomic.StoreUint64(pc, atomic.LoadUint64(pc)+1)
+		}
+		r.publish(t+recordSize(chunk), true)
+		if kind == kindLast {
+			r.endPut(st)
+			return nil
+		}
+	}
+}
+
+// endPut releases the producer lock held by st and clears its streaming
+// state. A consumer assembling an item that was cut short drops it when it
+// meets the next record (or appends an ABORT itself, see waitFragment).
+func (r *Ring) endPut(st *PutState) {
+	if st.Locked != 0 {
+		st.Locked = 0
+		unlock(r.plock())
+	}
+	st.Frag, st.Done = 0, 0
+}
+
+// ---- consumers ---------------------------------------------------------------------------
+
+// waitData sleeps until tail moves from head, at most until d.
+func (r *Ring) waitData(head uint64, d deadline, most time.Duration) error {
+	left := d.left()
+	if left <= 0 {
+		return ErrAgain
+	}
+	if most > 0 && left > most {
+		left = most
+	}
+	w := r.dataWaiters()
+	atomic.AddUint32(w, 1)
+	var err error
+	if atomic.LoadUint64(r.tail()) == head {
+		err = futex.Wait(r.tailWord(), uint32(head), left)
+	}
+	atomic.AddUint32(w, math.MaxUint32)
+	return err
+}
+
+// consume moves head past a record; item tells whether it ends an item.
+func (r *Ring) consume(newHead uint64, item bool) {
+	if item {
+		gc := r.u64(offGetCount)
+		atomic.StoreUint64(gc, atomic.LoadUint64(gc)+1)
+	}
+	atomic.StoreUint64(r.head(), newHead)
+	if item && r.flags&FlagBounded != 0 {
+		atomic.AddInt64(r.size(), -1)
+	}
+	if atomic.LoadUint32(r.spaceWaiter()) != 0 {
+		futex.Wake(r.headWord(), math.MaxInt32)
+	}
+}
+
+func (r *Ring) endGet(st *GetState) {
+	if st.Locked != 0 {
+		st.Locked = 0
+		unlock(r.clock())
+	}
+	st.Mid, st.Total, st.Got = 0, 0, 0
+}
+
+// abortIfProducerGone is called by a consumer assembling a streamed item
+// while the ring is empty: if it can take the producer lock (free, or its
+// owner dead), no producer is writing the item any more, and it appends an
+// ABORT record so that the item is dropped.
+func (r *Ring) abortIfProducerGone(head uint64) {
+	if !tryLock(r.plock()) && !stealIfDead(r.plock()) {
+		return
+	}
+	if atomic.LoadUint64(r.tail()) == head {
+		r.putHeader(head, 0, kindAbort)
+		r.publish(head+recHdr, true)
+	}
+	unlock(r.plock())
+}
+
+// read takes the next item into buf and returns its size. A size larger than
+// len(buf) means that the item was left in the ring: call again with a
+// buffer that large. ErrAgain when d ends first; a streamed item being
+// assembled keeps the consumer lock in st across calls.
+func (r *Ring) read(buf []byte, st *GetState, d deadline) (int64, error) {
+	for {
+		if st.Locked == 0 {
+			if _, err := lock(r.clock(), d); err != nil {
+				return 0, err
+			}
+			st.Locked = 1
+		}
+		head := atomic.LoadUint64(r.head())
+		tail := atomic.LoadUint64(r.tail())
+		if head == tail {
+			if st.Mid != 0 {
+				err := r.waitData(head, d, ownerCheckEvery)
+				if err == ErrAgain {
+					return 0, err
+				}
+				if err == futex.ErrTimeout {
+					r.abortIfProducerGone(head)
+				}
+				continue
+			}
+			r.endGet(st)
+			if err := r.waitData(head, d, 0); err == ErrAgain {
+				return 0, err
+			}
+			continue
+		}
+		used := tail - head
+		if used < recHdr || used > r.capacity || head&7 != 0 {
+			r.endGet(st)
+			return 0, ErrBadRing
+		}
+		n, kind := r.header(head)
+		size := recordSize(uint64(n))
+		if size > used {
+			r.endGet(st)
+			return 0, ErrBadRing
+		}
+		switch kind {
+		case kindWhole:
+			st.Mid, st.Total, st.Got = 0, 0, 0 // an unfinished item before it is dropped
+			if int64(n) > int64(len(buf)) {
+				r.endGet(st)
+				return int64(n), nil
+			}
+			r.readAt(head+recHdr, buf[:n])
+			r.consume(head+size, true)
+			r.endGet(st)
+			return int64(n), nil
+		case kindFirst:
+			st.Mid, st.Total, st.Got = 0, 0, 0
+			if n < 8 {
+				r.endGet(st)
+				return 0, ErrBadRing
+			}
+			total := r.getU64(head + recHdr)
+			chunk := uint64(n) - 8
+			if chunk > total || total > math.MaxInt64 {
+				r.endGet(st)
+				return 0, ErrBadRing
+			}
+			if total > uint64(len(buf)) {
+				r.endGet(st)
+				return int64(total), nil
+			}
+			r.readAt(head+recHdr+8, buf[:chunk])
+			st.Mid, st.Total, st.Got = 1, int64(total), int64(chunk)
+			r.consume(head+size, false)
+		case kindMid, kindLast:
+			last := kind == kindLast
+			if st.Mid == 0 || st.Got+int64(n) > st.Total || (last && st.Got+int64(n) != st.Total) ||
+				st.Total > int64(len(buf)) {
+				// The rest of an item whose start another consumer took
+				// (and died or gave up with): skip it.
+				st.Mid, st.Total, st.Got = 0, 0, 0
+				r.consume(head+size, last)
+				continue
+			}
+			r.readAt(head+recHdr, buf[st.Got:st.Got+int64(n)])
+			st.Got += int64(n)
+			r.consume(head+size, last)
+			if last {
+				total := st.Total
+				r.endGet(st)
+				return total, nil
+			}
+		case kindAbort:
+			st.Mid, st.Total, st.Got = 0, 0, 0
+			r.consume(head+size, false)
+		default:
+			r.endGet(st)
+			return 0, ErrBadRing
+		}
+	}
+}
+
+// ---- counts ------------------------------------------------------------------------------
+
+// Empty tells whether the ring holds no record.
+func (r *Ring) Empty() bool {
+	return atomic.LoadUint64(r.head()) == atomic.LoadUint64(r.tail())
+}
+
+// Full tells whether a bounded queue has all its slots taken.
+func (r *Ring) Full() bool {
+	return r.flags&FlagBounded != 0 && atomic.LoadInt64(r.size()) >= r.maxsize
+}
+
+// Qsize is the number of items put and not yet got (including those still
+// in producers' overflow buffers).
+func (r *Ring) Qsize() int64 {
+	if r.flags&FlagBounded != 0 {
+		return max(atomic.LoadInt64(r.size()), 0)
+	}
+	g := atomic.LoadUint64(r.u64(offGetCount))
+	o := atomic.LoadInt64(r.overflow())
+	p := atomic.LoadUint64(r.u64(offPutCount))
+	return max(int64(p-g)+o, 0)
+}
+
+// Unfinished is the count of a joinable queue's unfinished tasks.
+func (r *Ring) Unfinished() int64 { return atomic.LoadInt64(r.unfinished()) }
+
+// TaskDone marks one task of a joinable queue done.
+func (r *Ring) TaskDone() error {
+	u := r.unfinished()
+	for {
+		v := atomic.LoadInt64(u)
+		if v <= 0 {
+			return ErrTooManyTaskDone
+		}
+		if atomic.CompareAndSwapInt64(u, v, v-1) {
+			if v == 1 {
+				seq := r.u32(offJoinSeq)
+				atomic.AddUint32(seq, 1)
+				if atomic.LoadUint32(r.u32(offJoinWait)) != 0 {
+					futex.Wake(seq, math.MaxInt32)
+				}
+			}
+			return nil
+		}
+	}
+}
+
+// Join waits until every task of a joinable queue is done, at most d
+// (ErrAgain then).
+func (r *Ring) Join(d time.Duration) error {
+	dl := newDeadline(d)
+	seq := r.u32(offJoinSeq)
+	waiters := r.u32(offJoinWait)
+	for {
+		s := atomic.LoadUint32(seq)
+		if atomic.LoadInt64(r.unfinished()) <= 0 {
+			return nil
+		}
+		left := dl.left()
+		if left <= 0 {
+			return ErrAgain
+		}
+		atomic.AddUint32(waiters, 1)
+		if atomic.LoadInt64(r.unfinished()) > 0 {
+			futex.Wait(seq, s, left)
+		}
+		atomic.AddUint32(waiters, math.MaxUint32)
+	}
+}
