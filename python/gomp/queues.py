@@ -21,12 +21,9 @@ wake-ups: no feeder thread, no pipe, no lock round trips.
   was putting or getting; the others keep using the queue.
 """
 
-import io
 import os
-import threading
 import time
 import types
-import copyreg
 from queue import Empty, Full
 
 from . import _gomp
@@ -47,53 +44,11 @@ _SEM_VALUE_MAX = 2147483647
 # Flags of the core's ring (gomp/queue: FlagJoinable).
 _FLAG_JOINABLE = 2
 
-# ---- pickling ------------------------------------------------------------------------------
-# A ForkingPickler per thread, reused from one item to the next: creating one
-# (it copies the dispatch table) costs several times the pickling of a small
-# object. The C side uses pickle.dumps for the objects whose pickle cannot
-# depend on the registered reducers.
-
-_tls = threading.local()
-_BIG = 1 << 20
-
-
-class _Reusable(object):
-    __slots__ = ('buf', 'pickler', 'busy', 'version')
-
-    def __init__(self, version):
-        self.buf = io.BytesIO()
-        self.pickler = _ForkingPickler(self.buf)
-        self.busy = False
-        self.version = version
-
-
-def _reducers_version():
-    return (len(_ForkingPickler._extra_reducers), len(copyreg.dispatch_table))
-
-
-def _dumps(obj):
-    """The ForkingPickler's pickle of obj, as bytes."""
-    version = _reducers_version()
-    rp = getattr(_tls, 'rp', None)
-    if rp is None or rp.version != version:
-        rp = _tls.rp = _Reusable(version)
-    if rp.busy:
-        # Pickling obj pickles an item for a queue in this thread.
-        return _ForkingPickler.dumps(obj)
-    rp.busy = True
-    buf = rp.buf
-    try:
-        rp.pickler.dump(obj)
-        data = buf.getvalue()
-    finally:
-        rp.pickler.clear_memo()
-        if buf.tell() > _BIG:
-            _tls.rp = None  # do not keep a large buffer alive
-        else:
-            buf.seek(0)
-            buf.truncate()
-        rp.busy = False
-    return data
+# The C side pickles the objects whose pickle cannot depend on the registered
+# reducers (None, bool, exact int/float/str/bytes, short tuples and lists of
+# those) with pickle.dumps, which gives the same bytes faster; the others go
+# through the ForkingPickler.
+_dumps = _ForkingPickler.dumps
 
 
 # ---- the exit ------------------------------------------------------------------------------
