@@ -21,8 +21,8 @@ func qcode(err error) C.int64_t {
 	return code(err)
 }
 
-// sliceDur converts slice_ms (< 0: no limit) to a duration (< 0: no limit).
-func sliceDur(ms C.int) time.Duration {
+// queueSlice converts slice_ms (< 0: no limit) to a duration (< 0: no limit).
+func queueSlice(ms C.int) time.Duration {
 	if ms < 0 {
 		return -1
 	}
@@ -91,7 +91,7 @@ func gompcore_queue_put(h C.int64_t, buf unsafe.Pointer, n C.int64_t, st *C.gomp
 		return qcode(err)
 	}
 	s := putState(st)
-	over, err := q.Put(cBytes(buf, int64(n)), &s, sliceDur(sliceMs))
+	over, err := q.Put(cBytes(buf, int64(n)), &s, queueSlice(sliceMs))
 	savePut(st, s)
 	if err != nil {
 		return qcode(err)
@@ -113,7 +113,7 @@ func gompcore_queue_write(h C.int64_t, buf unsafe.Pointer, n C.int64_t, st *C.go
 		return qcode(err)
 	}
 	s := putState(st)
-	err = q.Write(cBytes(buf, int64(n)), &s, sliceDur(sliceMs))
+	err = q.Write(cBytes(buf, int64(n)), &s, queueSlice(sliceMs))
 	savePut(st, s)
 	return qcode(err)
 }
@@ -145,7 +145,7 @@ func gompcore_queue_get(h C.int64_t, buf unsafe.Pointer, capacity C.int64_t, st 
 		return qcode(err)
 	}
 	s := getState(st)
-	n, err := q.Get(cBytes(buf, int64(capacity)), &s, sliceDur(sliceMs))
+	n, err := q.Get(cBytes(buf, int64(capacity)), &s, queueSlice(sliceMs))
 	saveGet(st, s)
 	if err != nil {
 		return qcode(err)
@@ -215,7 +215,7 @@ func gompcore_queue_flush(h C.int64_t, sliceMs C.int) (ret C.int64_t) {
 	if err != nil {
 		return qcode(err)
 	}
-	return qcode(q.Flush(sliceDur(sliceMs)))
+	return qcode(q.Flush(queueSlice(sliceMs)))
 }
 
 // gompcore_queue_flush_all waits until the overflow of every queue of this
@@ -224,7 +224,7 @@ func gompcore_queue_flush(h C.int64_t, sliceMs C.int) (ret C.int64_t) {
 //export gompcore_queue_flush_all
 func gompcore_queue_flush_all(sliceMs C.int) (ret C.int64_t) {
 	defer recoverPanic(&ret)
-	return qcode(queue.FlushAll(sliceDur(sliceMs)))
+	return qcode(queue.FlushAll(queueSlice(sliceMs)))
 }
 
 // gompcore_queue_cancel_join makes the exit not wait for h's overflow.
@@ -264,5 +264,5 @@ func gompcore_queue_join(h C.int64_t, sliceMs C.int) (ret C.int64_t) {
 	if err != nil {
 		return qcode(err)
 	}
-	return qcode(q.Ring().Join(sliceDur(sliceMs)))
+	return qcode(q.Ring().Join(queueSlice(sliceMs)))
 }
