@@ -60,7 +60,7 @@ def test_fast_pickle_is_the_forking_picklers():
     for o in [None, False, 7, 2 ** 70, 1.25, "x" * 300, b"y" * 300, (1, "a", 2.0), [1, None],
               (), []]:
         q.put(o)
-        assert q._core.get_bytes() == bytes(ForkingPickler.dumps(o))
+        assert q._get_bytes() == bytes(ForkingPickler.dumps(o))
 
 
 def test_get_timeouts_and_nowait():
@@ -160,7 +160,7 @@ def test_default_hook_prints(capsys):
 
 def test_bad_bytes_in_ring_raise_in_get():
     q = gomp.Queue()
-    q._core.put_bytes(b"not a pickle")
+    q._put_bytes(b"not a pickle")
     q.put("ok")
     with pytest.raises(pickle.UnpicklingError):
         q.get()
@@ -449,7 +449,7 @@ def test_forked_child_starts_with_an_empty_overflow():
     # Fill the ring and put more: the rest waits in this process's overflow.
     for i in range(300):
         q.put((i, b"x" * 8192))
-    assert q._core.stat(_gomp.GOMP_QSTAT_PENDING) > 0
+    assert q._stat(_gomp.GOMP_QSTAT_PENDING) > 0
     p = ctx.Process(target=H.produce_ints, args=(q, 1000, 3))
     p.start()
     join_all([p])  # the child's exit does not wait for the parent's overflow

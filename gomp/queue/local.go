@@ -44,7 +44,8 @@ func (q *Queue) Ring() *Ring { return q.r }
 // overflow.
 func (q *Queue) Put(item []byte, st *PutState, d time.Duration) (bool, error) {
 	if st.Phase == 0 {
-		if err := q.r.reserve(newDeadline(d)); err != nil {
+		dl := newDeadline(d)
+		if err := q.r.reserve(&dl); err != nil {
 			return false, err
 		}
 		st.Phase = 1
@@ -59,7 +60,8 @@ func (q *Queue) Put(item []byte, st *PutState, d time.Duration) (bool, error) {
 // Write puts a pickled item into the ring, waiting for room (SimpleQueue);
 // ErrAgain when d ends first, with the progress in st.
 func (q *Queue) Write(item []byte, st *PutState, d time.Duration) error {
-	return q.r.write(item, st, newDeadline(d))
+	dl := newDeadline(d)
+	return q.r.write(item, st, &dl)
 }
 
 // AbortPut gives up a Write: the producer lock is released; a streamed item
@@ -68,7 +70,8 @@ func (q *Queue) AbortPut(st *PutState) { q.r.endPut(st) }
 
 // Get takes the next item (see Ring.read).
 func (q *Queue) Get(buf []byte, st *GetState, d time.Duration) (int64, error) {
-	return q.r.read(buf, st, newDeadline(d))
+	dl := newDeadline(d)
+	return q.r.read(buf, st, &dl)
 }
 
 // AbortGet gives up a Get; a streamed item being assembled is lost.
@@ -110,7 +113,8 @@ func (q *Queue) feed() {
 		item := q.pending[0]
 		q.mu.Unlock()
 		for {
-			err := q.r.write(item, &st, newDeadline(time.Second))
+			dl := newDeadline(time.Second)
+			err := q.r.write(item, &st, &dl)
 			if err == nil {
 				break
 			}

@@ -39,24 +39,29 @@ func SetPidForTest(pid uint32) (restore func()) {
 	return func() { myPid = old }
 }
 
-// deadline is the end of a caller's slice.
+// deadline is the end of a caller's slice. The clock is read only once a
+// wait is needed: the operations that complete at once never read it.
 type deadline struct {
-	end time.Time
-	inf bool
+	d     time.Duration // < 0: no end
+	end   time.Time
+	timed bool // end is set
 }
 
-func newDeadline(d time.Duration) deadline {
-	if d < 0 {
-		return deadline{inf: true}
-	}
-	return deadline{end: time.Now().Add(d)}
-}
+func newDeadline(d time.Duration) deadline { return deadline{d: d} }
 
 // left is the time remaining (0 once passed); for an infinite deadline, a
 // long time.
-func (d deadline) left() time.Duration {
-	if d.inf {
+func (d *deadline) left() time.Duration {
+	if d.d < 0 {
 		return time.Hour
+	}
+	if d.d == 0 {
+		return 0
+	}
+	if !d.timed {
+		d.end = time.Now().Add(d.d)
+		d.timed = true
+		return d.d
 	}
 	l := time.Until(d.end)
 	if l < 0 {
@@ -121,7 +126,7 @@ func stealIfDead(w *uint32) bool {
 // lock takes the lock word w before d ends. It returns stolen=true when the
 // lock was taken over from a dead owner (the caller repairs what the owner
 // may have left half done), or ErrAgain at the end of the slice.
-func lock(w *uint32, d deadline) (stolen bool, err error) {
+func lock(w *uint32, d *deadline) (stolen bool, err error) {
 	if tryLock(w) {
 		return false, nil
 	}

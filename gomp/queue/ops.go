@@ -47,7 +47,7 @@ func (r *Ring) unfinished() *int64   { return r.i64(offUnfinish) }
 
 // reserve takes a slot of a bounded queue (waiting for one until d) and
 // counts an unfinished task of a joinable one.
-func (r *Ring) reserve(d deadline) error {
+func (r *Ring) reserve(d *deadline) error {
 	if r.flags&FlagBounded != 0 {
 		sz := r.size()
 		for {
@@ -76,7 +76,7 @@ func (r *Ring) free() uint64 {
 
 // waitSpace sleeps until ready() or until consumers move head, at most
 // until d; ErrAgain once d has passed.
-func (r *Ring) waitSpace(d deadline, ready func() bool) error {
+func (r *Ring) waitSpace(d *deadline, ready func() bool) error {
 	h := atomic.LoadUint32(r.headWord())
 	if ready() {
 		return nil
@@ -139,7 +139,7 @@ func (r *Ring) tryPut(item []byte) bool {
 // write puts item into the ring, waiting for room and streaming it in
 // fragments when it is large. It returns ErrAgain when d ends first, with
 // its progress in st (the producer lock stays held once streaming began).
-func (r *Ring) write(item []byte, st *PutState, d deadline) error {
+func (r *Ring) write(item []byte, st *PutState, d *deadline) error {
 	n := uint64(len(item))
 	whole := n <= maxRecord && recordSize(n) <= r.capacity/2
 	for {
@@ -228,7 +228,7 @@ func (r *Ring) endPut(st *PutState) {
 // ---- consumers ---------------------------------------------------------------------------
 
 // waitData sleeps until tail moves from head, at most until d.
-func (r *Ring) waitData(head uint64, d deadline, most time.Duration) error {
+func (r *Ring) waitData(head uint64, d *deadline, most time.Duration) error {
 	left := d.left()
 	if left <= 0 {
 		return ErrAgain
@@ -288,7 +288,7 @@ func (r *Ring) abortIfProducerGone(head uint64) {
 // len(buf) means that the item was left in the ring: call again with a
 // buffer that large. ErrAgain when d ends first; a streamed item being
 // assembled keeps the consumer lock in st across calls.
-func (r *Ring) read(buf []byte, st *GetState, d deadline) (int64, error) {
+func (r *Ring) read(buf []byte, st *GetState, d *deadline) (int64, error) {
 	for {
 		if st.Locked == 0 {
 			if _, err := lock(r.clock(), d); err != nil {

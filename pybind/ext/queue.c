@@ -27,6 +27,8 @@
 #define FAST_SEQ 16
 
 static PyObject *pickle_dumps, *pickle_loads, *exc_empty, *exc_full;
+/* pickle.DEFAULT_PROTOCOL when it is 4 or 5 (the encodings below), else 0. */
+static int fast_proto;
 
 typedef struct {
     PyObject_HEAD
@@ -34,8 +36,13 @@ typedef struct {
     long gen;
     int fd;          /* the ring's memfd; -1 once closed */
     int simple;      /* SimpleQueue: put waits for room instead of overflowing */
+    char put_closed; /* put (Queue: and get) refused: close() was called */
+    char get_closed;
     PyObject *dumps; /* pickler for the objects without a fast path */
 } QCore;
+
+static PyTypeObject QCoreType, SimpleCoreType;
+static long exit_armed_gen; /* generation in which the exit flush was armed */
 
 static int q_ready(QCore *q)
 {
@@ -84,15 +91,16 @@ static PyObject *run_error(int64_t r)
 
 /* ---- type ----------------------------------------------------------------------------- */
 
-/* QueueCore(capacity, maxsize=0, flags=0, simple=False, dumps=None, fd=-1) */
+/* QueueCore.__init__(capacity, maxsize=0, flags=0, dumps=None, fd=-1): a new
+ * ring, or (fd >= 0) the ring in fd, which the object then owns. */
 static int q_init(QCore *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"capacity", "maxsize", "flags", "simple", "dumps", "fd", NULL};
+    static char *kwlist[] = {"capacity", "maxsize", "flags", "dumps", "fd", NULL};
     long long capacity, maxsize = 0, flags = 0;
-    int simple = 0, fd = -1;
+    int fd = -1;
     PyObject *dumps = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|LLpOi:QueueCore", kwlist, &capacity, &maxsize,
-                                     &flags, &simple, &dumps, &fd))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|LLOi:QueueCore", kwlist, &capacity, &maxsize,
+                                     &flags, &dumps, &fd))
         return -1;
     if (self->gen != 0) {
         PyErr_SetString(PyExc_RuntimeError, "QueueCore is already initialized");
@@ -123,7 +131,8 @@ static int q_init(QCore *self, PyObject *args, PyObject *kwds)
     }
     self->h = h;
     self->gen = gomp_core_generation();
-    self->simple = simple;
+    self->simple = PyObject_TypeCheck(self, &SimpleCoreType);
+    self->put_closed = self->get_closed = 0;
     Py_XSETREF(self->dumps, Py_NewRef(dumps));
     return 0;
 }
@@ -181,6 +190,88 @@ static int fast_picklable(PyObject *o)
     return 1;
 }
 
+/* The commonest items, small ints, None and booleans, are encoded and
+ * decoded here, byte for byte as pickle.dumps(obj) writes them with protocol
+ * 4 or 5: PROTO, then for the ints that take 3 bytes or more a FRAME with the
+ * length, the opcode (BININT1 'K', BININT2 'M', BININT 'J', NONE 'N',
+ * NEWTRUE, NEWFALSE) and STOP. That saves creating a Pickler and an
+ * Unpickler per item. test_queues checks the bytes against pickle.dumps. */
+#define FAST_MAX 17
+
+static Py_ssize_t fast_encode(PyObject *o, unsigned char *b)
+{
+    if (!fast_proto)
+        return 0;
+    b[0] = 0x80;
+    b[1] = (unsigned char)fast_proto;
+    if (o == Py_None || o == Py_True || o == Py_False) {
+        b[2] = o == Py_None ? 'N' : o == Py_True ? 0x88 : 0x89;
+        b[3] = '.';
+        return 4;
+    }
+    if (Py_TYPE(o) != &PyLong_Type)
+        return 0;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow || v < -2147483648LL || v > 2147483647LL)
+        return 0;
+    if (v >= 0 && v < 256) {
+        b[2] = 'K';
+        b[3] = (unsigned char)v;
+        b[4] = '.';
+        return 5;
+    }
+    int wide = !(v >= 0 && v < 65536);
+    b[2] = 0x95; /* FRAME, 8-byte little-endian length */
+    b[3] = wide ? 6 : 4;
+    memset(b + 4, 0, 7);
+    b[11] = wide ? 'J' : 'M';
+    uint32_t u = (uint32_t)(int32_t)v;
+    b[12] = u & 0xff;
+    b[13] = (u >> 8) & 0xff;
+    if (!wide) {
+        b[14] = '.';
+        return 15;
+    }
+    b[14] = (u >> 16) & 0xff;
+    b[15] = (u >> 24) & 0xff;
+    b[16] = '.';
+    return 17;
+}
+
+/* The object of a pickle that fast_encode writes, or NULL (no exception
+ * set) for any other bytes. */
+static PyObject *fast_decode(const unsigned char *b, int64_t n)
+{
+    if (n < 4 || n > FAST_MAX || b[0] != 0x80 || (b[1] != 4 && b[1] != 5) || b[n - 1] != '.')
+        return NULL;
+    if (n == 4) {
+        switch (b[2]) {
+        case 'N':
+            Py_RETURN_NONE;
+        case 0x88:
+            Py_RETURN_TRUE;
+        case 0x89:
+            Py_RETURN_FALSE;
+        }
+        return NULL;
+    }
+    if (n == 5)
+        return b[2] == 'K' ? PyLong_FromLong(b[3]) : NULL;
+    if ((n != 15 && n != 17) || b[2] != 0x95 || b[3] != n - 11)
+        return NULL;
+    for (int i = 4; i < 11; i++)
+        if (b[i] != 0)
+            return NULL;
+    if (n == 15)
+        return b[11] == 'M' ? PyLong_FromLong(b[12] | (b[13] << 8)) : NULL;
+    if (b[11] != 'J')
+        return NULL;
+    uint32_t u = (uint32_t)b[12] | ((uint32_t)b[13] << 8) | ((uint32_t)b[14] << 16) |
+                 ((uint32_t)b[15] << 24);
+    return PyLong_FromLong((int32_t)u);
+}
+
 /* The pickle of obj (a new reference to a bytes-like object), or NULL. */
 static PyObject *q_pickle(QCore *self, PyObject *obj)
 {
@@ -222,50 +313,166 @@ static int deadline_args(gomp_deadline *d, PyObject *block, PyObject *timeout)
     return gomp_deadline_init(d, timeout);
 }
 
-/* put(obj, block=True, timeout=None) -> 0 when the item is in the ring, 1
- * when it waits in this process's overflow; or the exception raised by
- * pickling obj, returned (not raised) so that the Queue can hand it to its
- * _on_queue_feeder_error hook. A SimpleQueue's put raises it, and waits for
- * room in the ring. Raises queue.Full when a bounded queue stays full. */
-static PyObject *q_put(QCore *self, PyObject *const *args, Py_ssize_t nargs)
+/* Fills out[0..n) from vectorcall arguments (NULL where not given). */
+static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames, const char *const *names, int n, int required,
+                      PyObject **out)
 {
-    if (nargs < 1 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "put(obj, block=True, timeout=None)");
-        return NULL;
+    for (int i = 0; i < n; i++)
+        out[i] = NULL;
+    if (nargs > n) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments (%zd given)", fname, n,
+                     nargs);
+        return -1;
     }
-    gomp_deadline d;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        out[i] = args[i];
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
+        if (key == NULL)
+            return -1;
+        int j = 0;
+        while (j < n && strcmp(key, names[j]) != 0)
+            j++;
+        if (j == n) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%s'", fname,
+                         key);
+            return -1;
+        }
+        if (out[j] != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
+                         key);
+            return -1;
+        }
+        out[j] = args[nargs + k];
+    }
+    for (int i = 0; i < required; i++)
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, names[i]);
+            return -1;
+        }
+    return 0;
+}
+
+static PyObject *closed_error(QCore *self)
+{
     if (self->simple)
-        gomp_deadline_set(&d, -1);
-    else if (deadline_args(&d, nargs > 1 ? args[1] : NULL, nargs > 2 ? args[2] : NULL) < 0)
-        return NULL;
-    if (q_ready(self) < 0)
-        return NULL;
-    PyObject *data = q_pickle(self, args[0]);
-    if (data == NULL) {
-        if (self->simple || !PyErr_ExceptionMatches(PyExc_Exception))
-            return NULL;
-        return take_exception();
-    }
-    Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
-        Py_DECREF(data);
-        return NULL;
-    }
-    put_ctx p = {self->h, view.buf, view.len, {0}};
-    PyObject *result = NULL;
-    int64_t r = gomp_run(self->simple ? write_step : put_step, &p, &d, 1);
+        PyErr_SetString(PyExc_OSError, "handle is closed");
+    else
+        PyErr_Format(PyExc_ValueError, "Queue %R is closed", (PyObject *)self);
+    return NULL;
+}
+
+/* Puts the n bytes at buf: 0 (in the ring), 1 (in the overflow), or -1 with
+ * an exception (queue.Full when d passed first). */
+static int64_t put_data(QCore *self, const void *buf, Py_ssize_t n, gomp_deadline *d)
+{
+    put_ctx p = {self->h, buf, n, {0}};
+    int64_t r = gomp_run(self->simple ? write_step : put_step, &p, d, 1);
     if (r >= 0)
-        result = PyLong_FromLongLong(r);
-    else if (r == GOMP_TIMEDOUT)
+        return r;
+    if (r == GOMP_TIMEDOUT)
         PyErr_SetNone(exc_full);
     else {
         if (self->simple)
             gomp_core.queue_put_abort(self->h, &p.st);
         run_error(r);
     }
-    PyBuffer_Release(&view);
-    Py_DECREF(data);
-    return result;
+    return -1;
+}
+
+/* Pickling obj failed (the exception is set): hand it to
+ * self._on_queue_feeder_error(e, obj), as the exception being handled (so that
+ * the default hook's traceback.print_exc() shows it); the item is dropped. */
+static PyObject *feeder_error(QCore *self, PyObject *obj)
+{
+    PyObject *exc = take_exception();
+    if (exc == NULL)
+        return NULL;
+    PyObject *et, *ev, *etb;
+    PyErr_GetExcInfo(&et, &ev, &etb);
+    PyErr_SetExcInfo(Py_NewRef((PyObject *)Py_TYPE(exc)), Py_NewRef(exc),
+                     PyException_GetTraceback(exc));
+    PyObject *res = PyObject_CallMethod((PyObject *)self, "_on_queue_feeder_error", "OO", exc, obj);
+    PyErr_SetExcInfo(et, ev, etb);
+    Py_DECREF(exc);
+    if (res == NULL)
+        return NULL;
+    Py_DECREF(res);
+    Py_RETURN_NONE;
+}
+
+/* The body of put: pickle (fast path or dumps), then into the ring. */
+static PyObject *put_obj(QCore *self, PyObject *obj, gomp_deadline *d)
+{
+    if (self->put_closed)
+        return closed_error(self);
+    if (q_ready(self) < 0)
+        return NULL;
+    unsigned char small[FAST_MAX];
+    Py_ssize_t sn = fast_encode(obj, small);
+    int64_t r;
+    if (sn > 0) {
+        r = put_data(self, small, sn, d);
+    } else {
+        PyObject *data = q_pickle(self, obj);
+        if (data == NULL) {
+            if (self->simple || !PyErr_ExceptionMatches(PyExc_Exception))
+                return NULL;
+            return feeder_error(self, obj);
+        }
+        Py_buffer view;
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(data);
+            return NULL;
+        }
+        r = put_data(self, view.buf, view.len, d);
+        PyBuffer_Release(&view);
+        Py_DECREF(data);
+    }
+    if (r < 0)
+        return NULL;
+    if (r == 1 && exit_armed_gen != gomp_core_generation()) {
+        /* The first item of this process image to wait in an overflow: have
+         * the exit feed the overflows before the process ends. */
+        PyObject *res = PyObject_CallMethod((PyObject *)self, "_overflowed", NULL);
+        if (res == NULL)
+            return NULL;
+        Py_DECREF(res);
+        exit_armed_gen = gomp_core_generation();
+    }
+    Py_RETURN_NONE;
+}
+
+static const char *const put_names[] = {"obj", "block", "timeout"};
+static const char *const get_names[] = {"block", "timeout"};
+
+/* Queue.put(obj, block=True, timeout=None): see gomp.queues. */
+static PyObject *q_put(QCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[3];
+    if (parse_args("put", args, nargs, kwnames, put_names, 3, 1, a) < 0)
+        return NULL;
+    gomp_deadline d;
+    if (deadline_args(&d, a[1], a[2]) < 0)
+        return NULL;
+    return put_obj(self, a[0], &d);
+}
+
+static PyObject *q_put_nowait(QCore *self, PyObject *obj)
+{
+    gomp_deadline d;
+    gomp_deadline_set(&d, 0);
+    return put_obj(self, obj, &d);
+}
+
+/* SimpleQueue.put(obj): waits for room in the ring. */
+static PyObject *s_put(QCore *self, PyObject *obj)
+{
+    gomp_deadline d;
+    gomp_deadline_set(&d, -1);
+    return put_obj(self, obj, &d);
 }
 
 /* ---- get ------------------------------------------------------------------------------ */
@@ -283,8 +490,10 @@ static int64_t get_step(void *c, int ms)
     return gomp_core.queue_get(g->h, g->buf, g->cap, &g->st, ms);
 }
 
-/* The next item's pickle as bytes, or NULL (queue.Empty on timeout). */
-static PyObject *q_get_bytes(QCore *self, gomp_deadline *d)
+/* Takes the next item. With decode, returns the object (fast_decode or
+ * pickle.loads); otherwise its pickle as bytes. NULL with queue.Empty on
+ * timeout, or another exception. */
+static PyObject *q_take(QCore *self, gomp_deadline *d, int decode)
 {
     char stack[STACK_ITEM];
     PyObject *big = NULL;
@@ -308,11 +517,23 @@ static PyObject *q_get_bytes(QCore *self, gomp_deadline *d)
             return NULL;
         }
         if (r <= g.cap) {
-            if (big == NULL)
-                return PyBytes_FromStringAndSize(stack, r);
-            if (r < g.cap && _PyBytes_Resize(&big, r) < 0)
+            if (big == NULL) {
+                if (decode) {
+                    PyObject *o = fast_decode((const unsigned char *)stack, r);
+                    if (o != NULL)
+                        return o;
+                }
+                big = PyBytes_FromStringAndSize(stack, r);
+                if (big == NULL)
+                    return NULL;
+            } else if (r < g.cap && _PyBytes_Resize(&big, r) < 0) {
                 return NULL;
-            return big;
+            }
+            if (!decode)
+                return big;
+            PyObject *o = PyObject_CallOneArg(pickle_loads, big);
+            Py_DECREF(big);
+            return o;
         }
         /* Larger than the buffer: it stays in the ring until we have room. */
         Py_XDECREF(big);
@@ -326,25 +547,40 @@ static PyObject *q_get_bytes(QCore *self, gomp_deadline *d)
     }
 }
 
-/* get(block=True, timeout=None) -> the next object; queue.Empty when none
- * came in time. */
-static PyObject *q_get(QCore *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *get_obj(QCore *self, gomp_deadline *d)
 {
-    if (nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "get(block=True, timeout=None)");
-        return NULL;
-    }
-    gomp_deadline d;
-    if (deadline_args(&d, nargs > 0 ? args[0] : NULL, nargs > 1 ? args[1] : NULL) < 0)
-        return NULL;
+    if (self->get_closed)
+        return closed_error(self);
     if (q_ready(self) < 0)
         return NULL;
-    PyObject *b = q_get_bytes(self, &d);
-    if (b == NULL)
+    return q_take(self, d, 1);
+}
+
+/* Queue.get(block=True, timeout=None): see gomp.queues. */
+static PyObject *q_get(QCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[2];
+    if (parse_args("get", args, nargs, kwnames, get_names, 2, 0, a) < 0)
         return NULL;
-    PyObject *obj = PyObject_CallOneArg(pickle_loads, b);
-    Py_DECREF(b);
-    return obj;
+    gomp_deadline d;
+    if (deadline_args(&d, a[0], a[1]) < 0)
+        return NULL;
+    return get_obj(self, &d);
+}
+
+static PyObject *q_get_nowait(QCore *self, PyObject *noargs)
+{
+    gomp_deadline d;
+    gomp_deadline_set(&d, 0);
+    return get_obj(self, &d);
+}
+
+/* SimpleQueue.get(): waits for an item. */
+static PyObject *s_get(QCore *self, PyObject *noargs)
+{
+    gomp_deadline d;
+    gomp_deadline_set(&d, -1);
+    return get_obj(self, &d);
 }
 
 /* get_bytes(block=True, timeout=None) -> the next item's pickle as bytes. */
@@ -359,7 +595,7 @@ static PyObject *q_get_raw(QCore *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (q_ready(self) < 0)
         return NULL;
-    return q_get_bytes(self, &d);
+    return q_take(self, &d, 0);
 }
 
 /* put_bytes(buf) -> 0/1: puts an already pickled item (as put does). */
@@ -406,6 +642,8 @@ static PyObject *q_qsize(QCore *self, PyObject *noargs)
 
 static PyObject *q_empty(QCore *self, PyObject *noargs)
 {
+    if (self->simple && self->get_closed)
+        return closed_error(self);
     if (q_ready(self) < 0)
         return NULL;
     int64_t r = gomp_core.queue_stat(self->h, GOMP_QSTAT_EMPTY);
@@ -502,6 +740,11 @@ static PyObject *q_close(QCore *self, PyObject *noargs)
     Py_RETURN_NONE;
 }
 
+static PyObject *q_ring_closed(QCore *self, PyObject *noargs)
+{
+    return PyBool_FromLong(self->fd < 0);
+}
+
 static PyObject *q_fileno(QCore *self, PyObject *noargs)
 {
     if (self->fd < 0) {
@@ -511,50 +754,98 @@ static PyObject *q_fileno(QCore *self, PyObject *noargs)
     return PyLong_FromLong(self->fd);
 }
 
-static PyObject *q_get_closed(QCore *self, void *closure)
+static PyObject *flag_get(QCore *self, void *which)
 {
-    return PyBool_FromLong(self->fd < 0);
+    char *f = which == NULL ? &self->put_closed : &self->get_closed;
+    if (which == (void *)2)
+        return PyBool_FromLong(self->put_closed || self->get_closed);
+    return PyBool_FromLong(*f);
 }
 
+static int flag_set(QCore *self, PyObject *v, void *which)
+{
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete a closed flag");
+        return -1;
+    }
+    int b = PyObject_IsTrue(v);
+    if (b < 0)
+        return -1;
+    if (which == (void *)2)
+        self->put_closed = self->get_closed = (char)b;
+    else if (which == NULL)
+        self->put_closed = (char)b;
+    else
+        self->get_closed = (char)b;
+    return 0;
+}
+
+#define PRIVATE_METHODS                                                                            \
+    {"_get_bytes", (PyCFunction)(void (*)(void))q_get_raw, METH_FASTCALL,                          \
+     "_get_bytes(block=True, timeout=None) -> the next item's pickle."},                           \
+        {"_put_bytes", (PyCFunction)q_put_raw, METH_O, "_put_bytes(data): put an item pickled."},  \
+        {"_stat", (PyCFunction)q_stat, METH_O, "_stat(what) -> one of the core's figures."},        \
+        {"_flush", (PyCFunction)(void (*)(void))q_flush, METH_FASTCALL,                            \
+         "_flush(timeout=None) -> bool: wait until this process's overflow is in the ring."},      \
+        {"_join_tasks", (PyCFunction)(void (*)(void))q_join, METH_FASTCALL,                        \
+         "_join_tasks(timeout=None) -> bool: wait until every task is done."},                     \
+        {"_task_done", (PyCFunction)q_task_done, METH_NOARGS, "Mark one task done."},              \
+        {"_cancel_join", (PyCFunction)q_cancel_join, METH_NOARGS,                                  \
+         "Do not wait for this queue's overflow at exit."},                                        \
+        {"_close_ring", (PyCFunction)q_close, METH_NOARGS, "Close the ring's memfd."},             \
+        {"_fileno", (PyCFunction)q_fileno, METH_NOARGS, "The ring's memfd."},                      \
+        {"_ring_closed", (PyCFunction)q_ring_closed, METH_NOARGS, "Whether the memfd is closed."}
+
 static PyMethodDef q_methods[] = {
-    {"put", (PyCFunction)(void (*)(void))q_put, METH_FASTCALL,
-     "put(obj, block=True, timeout=None) -> 0 (in the ring), 1 (in the overflow), or the "
-     "exception that pickling raised."},
-    {"get", (PyCFunction)(void (*)(void))q_get, METH_FASTCALL,
-     "get(block=True, timeout=None) -> the next object (queue.Empty on timeout)."},
-    {"get_bytes", (PyCFunction)(void (*)(void))q_get_raw, METH_FASTCALL,
-     "get_bytes(block=True, timeout=None) -> the next item's pickle."},
-    {"put_bytes", (PyCFunction)q_put_raw, METH_O, "put_bytes(data): put an item already pickled."},
-    {"qsize", (PyCFunction)q_qsize, METH_NOARGS, "Items put and not yet got."},
-    {"empty", (PyCFunction)q_empty, METH_NOARGS, "Whether the ring holds nothing."},
+    {"put", (PyCFunction)(void (*)(void))q_put, METH_FASTCALL | METH_KEYWORDS,
+     "put(obj, block=True, timeout=None)\n--\n\nPut obj into the queue."},
+    {"get", (PyCFunction)(void (*)(void))q_get, METH_FASTCALL | METH_KEYWORDS,
+     "get(block=True, timeout=None)\n--\n\nRemove and return the next item."},
+    {"put_nowait", (PyCFunction)q_put_nowait, METH_O, "put_nowait(obj): put(obj, False)."},
+    {"get_nowait", (PyCFunction)q_get_nowait, METH_NOARGS, "get_nowait(): get(False)."},
+    {"qsize", (PyCFunction)q_qsize, METH_NOARGS, "The number of items put and not yet got."},
+    {"empty", (PyCFunction)q_empty, METH_NOARGS, "Whether the queue holds no item now."},
     {"full", (PyCFunction)q_full, METH_NOARGS, "Whether a bounded queue is full."},
-    {"stat", (PyCFunction)q_stat, METH_O, "stat(what) -> one of the core's figures."},
-    {"flush", (PyCFunction)(void (*)(void))q_flush, METH_FASTCALL,
-     "flush(timeout=None) -> bool: wait until this process's overflow is in the ring."},
-    {"join", (PyCFunction)(void (*)(void))q_join, METH_FASTCALL,
-     "join(timeout=None) -> bool: wait until every task is done."},
-    {"task_done", (PyCFunction)q_task_done, METH_NOARGS, "Mark one task done."},
-    {"cancel_join", (PyCFunction)q_cancel_join, METH_NOARGS,
-     "Do not wait for this queue's overflow at exit."},
-    {"close", (PyCFunction)q_close, METH_NOARGS, "Close the ring's file descriptor."},
-    {"fileno", (PyCFunction)q_fileno, METH_NOARGS, "The ring's file descriptor."},
+    PRIVATE_METHODS,
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef s_methods[] = {
+    {"put", (PyCFunction)s_put, METH_O, "put(obj)\n--\n\nPut obj into the queue."},
+    {"get", (PyCFunction)s_get, METH_NOARGS, "get()\n--\n\nRemove and return the next item."},
+    {"empty", (PyCFunction)q_empty, METH_NOARGS, "Whether the queue holds no item now."},
+    PRIVATE_METHODS,
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef q_getset[] = {
-    {"closed", (getter)q_get_closed, NULL, "Whether close() was called.", NULL},
+    {"_closed", (getter)flag_get, (setter)flag_set, "close() was called.", (void *)2},
+    {"_put_closed", (getter)flag_get, (setter)flag_set, "put is refused.", NULL},
+    {"_get_closed", (getter)flag_get, (setter)flag_set, "get is refused.", (void *)1},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyTypeObject QCoreType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gomp._gomp.QueueCore",
     .tp_basicsize = sizeof(QCore),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "One process's handle on a queue ring in shared memory (private: use gomp.queues).",
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Base of gomp.queues.Queue: a queue ring in shared memory (private).",
     .tp_new = q_new,
     .tp_init = (initproc)q_init,
     .tp_dealloc = (destructor)q_dealloc,
     .tp_methods = q_methods,
+    .tp_getset = q_getset,
+};
+
+static PyTypeObject SimpleCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gomp._gomp.SimpleQueueCore",
+    .tp_basicsize = sizeof(QCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Base of gomp.queues.SimpleQueue: a queue ring in shared memory (private).",
+    .tp_new = q_new,
+    .tp_init = (initproc)q_init,
+    .tp_dealloc = (destructor)q_dealloc,
+    .tp_methods = s_methods,
     .tp_getset = q_getset,
 };
 
@@ -583,7 +874,15 @@ int gomp_queue_init(PyObject *m)
         return -1;
     pickle_dumps = PyObject_GetAttrString(mod, "dumps");
     pickle_loads = PyObject_GetAttrString(mod, "loads");
+    PyObject *proto = PyObject_GetAttrString(mod, "DEFAULT_PROTOCOL");
     Py_DECREF(mod);
+    if (proto == NULL)
+        return -1;
+    long pv = PyLong_AsLong(proto);
+    Py_DECREF(proto);
+    if (pv == -1 && PyErr_Occurred())
+        return -1;
+    fast_proto = (pv == 4 || pv == 5) ? (int)pv : 0;
     if (pickle_dumps == NULL || pickle_loads == NULL)
         return -1;
     mod = PyImport_ImportModule("queue");
@@ -594,9 +893,10 @@ int gomp_queue_init(PyObject *m)
     Py_DECREF(mod);
     if (exc_empty == NULL || exc_full == NULL)
         return -1;
-    if (PyType_Ready(&QCoreType) < 0)
+    if (PyType_Ready(&QCoreType) < 0 || PyType_Ready(&SimpleCoreType) < 0)
         return -1;
-    if (PyModule_AddObjectRef(m, "QueueCore", (PyObject *)&QCoreType) < 0)
+    if (PyModule_AddObjectRef(m, "QueueCore", (PyObject *)&QCoreType) < 0 ||
+        PyModule_AddObjectRef(m, "SimpleQueueCore", (PyObject *)&SimpleCoreType) < 0)
         return -1;
 #define ADD(name) PyModule_AddIntConstant(m, #name, name)
     if (ADD(GOMP_QSTAT_QSIZE) < 0 || ADD(GOMP_QSTAT_EMPTY) < 0 || ADD(GOMP_QSTAT_FULL) < 0 ||

@@ -89,34 +89,35 @@ def _is_fork(ctx):
 
 
 class _End(object):
-    """The reader or writer end of a queue, as the stdlib's private
-    _reader/_writer attributes: closed, close(), and for the reader poll()."""
+    """The reader or writer end of a queue, standing for the stdlib's private
+    _reader/_writer connections: closed, close(), and for the reader poll()."""
 
-    __slots__ = ('_queue', '_closed', '__weakref__')
+    __slots__ = ('_queue', '_flag', '__weakref__')
 
-    def __init__(self, queue):
+    def __init__(self, queue, flag):
         self._queue = queue
-        self._closed = False
+        self._flag = flag  # '_get_closed' or '_put_closed'
 
     @property
     def closed(self):
-        return self._closed
+        return getattr(self._queue, self._flag)
 
     def close(self):
-        if not self._closed:
-            self._closed = True
-            self._queue._end_closed()
+        q = self._queue
+        if not getattr(q, self._flag):
+            setattr(q, self._flag, True)
+            q._end_closed()
 
     def poll(self, timeout=0.0):
         """Whether an item is in the queue, waiting at most timeout seconds."""
-        if self._closed:
+        if self.closed:
             raise OSError('handle is closed')
-        core = self._queue._core
+        empty = self._queue.empty
         if timeout is None:
             timeout = float('inf')
         deadline = time.monotonic() + timeout
         delay = 0.0005
-        while core.empty():
+        while empty():
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
@@ -127,15 +128,19 @@ class _End(object):
 
 # ---- Queue ---------------------------------------------------------------------------------
 
-class Queue(object):
-    """A FIFO queue for any number of producer and consumer processes."""
+class Queue(_gomp.QueueCore):
+    """A FIFO queue for any number of producer and consumer processes.
+
+    put(obj, block=True, timeout=None), get(block=True, timeout=None),
+    put_nowait(obj), get_nowait(), qsize(), empty() and full() are the C
+    methods of the base class."""
 
     _flags = 0
 
     def __init__(self, maxsize=0, *, ctx):
         bound = maxsize if maxsize > 0 else 0
         self._maxsize = bound or _SEM_VALUE_MAX
-        self._core = _gomp.QueueCore(_RING_BYTES, bound, self._flags, False, _dumps)
+        _gomp.QueueCore.__init__(self, _RING_BYTES, bound, self._flags, _dumps)
         self._opid = os.getpid()
         self._is_fork_ctx = _is_fork(ctx)
         # For concurrent.futures (it sets it; there is no pipe to break here).
@@ -146,12 +151,12 @@ class Queue(object):
     def __getstate__(self):
         context.assert_spawning(self)
         _check_fork_ctx(self)
-        return (self._ignore_epipe, self._maxsize, context.reduction.DupFd(self._core.fileno()),
+        return (self._ignore_epipe, self._maxsize, context.reduction.DupFd(self._fileno()),
                 self._opid)
 
     def __setstate__(self, state):
         self._ignore_epipe, self._maxsize, df, self._opid = state
-        self._core = _gomp.QueueCore(0, dumps=_dumps, fd=df.detach())
+        _gomp.QueueCore.__init__(self, 0, dumps=_dumps, fd=df.detach())
         self._is_fork_ctx = False  # a child may hand it on to its own children
         self._reset()
 
@@ -162,64 +167,22 @@ class Queue(object):
     def _reset(self):
         self._closed = False
         self._joincancelled = False
-        self._reader = _End(self)
-        self._writer = _End(self)
+        self._reader = _End(self, '_get_closed')
+        self._writer = _End(self, '_put_closed')
 
     def _end_closed(self):
-        pass  # the ends are views; close() releases the ring
+        if self._put_closed and self._get_closed:
+            self._close_ring()
 
-    def __repr__(self):
-        return '<%s object at %#x>' % (type(self).__qualname__, id(self))
-
-    def put(self, obj, block=True, timeout=None):
-        """Put obj into the queue. A bounded queue waits for a free slot (at
-        most timeout seconds with block, not at all without: queue.Full)."""
-        if self._closed:
-            raise ValueError(f"Queue {self!r} is closed")
-        r = self._core.put(obj, block, timeout)
-        if r:
-            self._put_slow(r, obj)
-
-    def _put_slow(self, r, obj):
-        if r == 1:
-            _arm_exit_flush()
-            return
-        # Pickling failed: the item is dropped, as the stdlib's feeder drops
-        # it, and the hook is told.
-        try:
-            raise r
-        except Exception as e:
-            self._on_queue_feeder_error(e, obj)
-
-    def get(self, block=True, timeout=None):
-        """Remove and return the next item, waiting for one (at most timeout
-        seconds with block, not at all without: queue.Empty)."""
-        if self._closed:
-            raise ValueError(f"Queue {self!r} is closed")
-        return self._core.get(block, timeout)
-
-    def qsize(self):
-        """The number of items put and not yet got (approximate while other
-        processes use the queue)."""
-        return self._core.qsize()
-
-    def empty(self):
-        return self._core.empty()
-
-    def full(self):
-        return self._core.full()
-
-    def get_nowait(self):
-        return self.get(False)
-
-    def put_nowait(self, obj):
-        return self.put(obj, False)
+    def _overflowed(self):
+        # Called (once per process) when an item first waits in an overflow.
+        _arm_exit_flush()
 
     def close(self):
         """No more put or get from this process. Items this process put keep
         being fed into the queue (join_thread() waits for that)."""
         self._closed = True
-        self._core.close()
+        self._close_ring()
 
     def join_thread(self):
         """Wait until the items this process put are all in the queue (after
@@ -227,14 +190,14 @@ class Queue(object):
         debug('Queue.join_thread()')
         assert self._closed, "Queue {0!r} not closed".format(self)
         if not self._joincancelled:
-            self._core.flush()
+            self._flush()
 
     def cancel_join_thread(self):
         """Do not wait at exit for the items this process put to be fed into
         the queue (they are lost if they are still buffered)."""
         debug('Queue.cancel_join_thread()')
         self._joincancelled = True
-        self._core.cancel_join()
+        self._cancel_join()
 
     @staticmethod
     def _on_queue_feeder_error(e, obj):
@@ -255,61 +218,46 @@ class JoinableQueue(Queue):
 
     def task_done(self):
         """Mark one item got from the queue as processed."""
-        self._core.task_done()
+        self._task_done()
 
     def join(self):
         """Wait until every item put has been marked done."""
-        self._core.join()
+        self._join_tasks()
 
 
 # ---- SimpleQueue ---------------------------------------------------------------------------
 
-class SimpleQueue(object):
+class SimpleQueue(_gomp.SimpleQueueCore):
     """An unbounded FIFO queue without the Queue extras: put() writes into the
-    ring itself (waiting for room when it is full)."""
+    ring itself, waiting for room when it is full. put(obj), get() and empty()
+    are the C methods of the base class."""
 
     def __init__(self, *, ctx):
-        self._core = _gomp.QueueCore(_RING_BYTES, 0, 0, True, _dumps)
+        _gomp.SimpleQueueCore.__init__(self, _RING_BYTES, 0, 0, _dumps)
         self._is_fork_ctx = _is_fork(ctx)
-        self._reader = _End(self)
-        self._writer = _End(self)
+        self._reader = _End(self, '_get_closed')
+        self._writer = _End(self, '_put_closed')
 
     def _end_closed(self):
-        if self._reader.closed and self._writer.closed:
-            self._core.close()
+        if self._put_closed and self._get_closed:
+            self._close_ring()
 
     def close(self):
         self._reader.close()
         self._writer.close()
 
-    def empty(self):
-        if self._reader.closed:
-            raise OSError('handle is closed')
-        return self._core.empty()
-
     def __getstate__(self):
         context.assert_spawning(self)
         _check_fork_ctx(self)
-        return (context.reduction.DupFd(self._core.fileno()), self._reader.closed,
-                self._writer.closed)
+        return (context.reduction.DupFd(self._fileno()), self._get_closed, self._put_closed)
 
     def __setstate__(self, state):
         df, rclosed, wclosed = state
-        self._core = _gomp.QueueCore(0, simple=True, dumps=_dumps, fd=df.detach())
+        _gomp.SimpleQueueCore.__init__(self, 0, dumps=_dumps, fd=df.detach())
         self._is_fork_ctx = False
-        self._reader = _End(self)
-        self._writer = _End(self)
-        self._reader._closed = rclosed
-        self._writer._closed = wclosed
-
-    def get(self):
-        if self._reader.closed:
-            raise OSError('handle is closed')
-        return self._core.get()
-
-    def put(self, obj):
-        if self._writer.closed:
-            raise OSError('handle is closed')
-        self._core.put(obj)
+        self._reader = _End(self, '_get_closed')
+        self._writer = _End(self, '_put_closed')
+        self._get_closed = rclosed
+        self._put_closed = wclosed
 
     __class_getitem__ = classmethod(types.GenericAlias)
