@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,7 +79,7 @@ func (q *Queue) Get(buf []byte, st *GetState, d time.Duration) (int64, error) {
 func (q *Queue) AbortGet(st *GetState) { q.r.endGet(st) }
 
 func (q *Queue) enqueue(item []byte) {
-	c := make([]byte, len(item))
+	c := getBuf(len(item))
 	copy(c, item)
 	atomic.AddInt64(q.r.overflow(), 1)
 	q.mu.Lock()
@@ -93,9 +94,13 @@ func (q *Queue) enqueue(item []byte) {
 	q.mu.Unlock()
 }
 
+// feedBatch is the most items the feeder writes under one producer lock.
+const feedBatch = 256
+
 // feed writes the overflow into the ring, oldest first, until it is empty.
 func (q *Queue) feed() {
 	var st PutState
+	batch := make([][]byte, 0, feedBatch)
 	for {
 		q.mu.Lock()
 		if len(q.pending) == 0 {
@@ -110,28 +115,73 @@ func (q *Queue) feed() {
 			}
 			return
 		}
-		item := q.pending[0]
+		batch = append(batch[:0], q.pending[:min(len(q.pending), feedBatch)]...)
 		q.mu.Unlock()
-		for {
-			dl := newDeadline(time.Second)
-			err := q.r.write(item, &st, &dl)
-			if err == nil {
-				break
+		n := q.r.putMany(batch)
+		if n == 0 {
+			// The first does not fit now (or is large): wait for room, or
+			// stream it.
+			for {
+				dl := newDeadline(time.Second)
+				err := q.r.write(batch[0], &st, &dl)
+				if err == nil {
+					break
+				}
+				if err != ErrAgain {
+					// The ring is unusable (corrupted by another process):
+					// the item cannot be delivered.
+					q.r.endPut(&st)
+					break
+				}
 			}
-			if err != ErrAgain {
-				// The ring is unusable (corrupted by another process): the
-				// item cannot be delivered.
-				q.r.endPut(&st)
-				break
-			}
+			n = 1
 		}
 		q.mu.Lock()
-		q.pending[0] = nil
-		q.pending = q.pending[1:]
-		q.npending.Add(-1)
+		for i := 0; i < n; i++ {
+			putBuf(q.pending[i])
+			q.pending[i] = nil
+		}
+		q.pending = q.pending[n:]
+		q.npending.Add(int64(-n))
 		q.mu.Unlock()
-		atomic.AddInt64(q.r.overflow(), -1)
+		atomic.AddInt64(q.r.overflow(), int64(-n))
+		clear(batch)
 	}
+}
+
+// Buffers of the overflow, by size class (powers of two), reused.
+const (
+	minClass = 6  // 64 bytes
+	maxClass = 24 // 16 MiB; larger items get their own allocation
+)
+
+var bufPools [maxClass + 1]sync.Pool
+
+func sizeClass(n int) int {
+	if n <= 1<<minClass {
+		return minClass
+	}
+	return bits.Len(uint(n - 1))
+}
+
+func getBuf(n int) []byte {
+	c := sizeClass(n)
+	if c > maxClass {
+		return make([]byte, n)
+	}
+	if b, ok := bufPools[c].Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, 1<<c)
+}
+
+func putBuf(b []byte) {
+	c := sizeClass(cap(b))
+	if c > maxClass || cap(b) != 1<<c {
+		return
+	}
+	b = b[:0]
+	bufPools[c].Put(&b)
 }
 
 // Pending is the number of items in this process's overflow.

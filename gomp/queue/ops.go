@@ -136,6 +136,37 @@ func (r *Ring) tryPut(item []byte) bool {
 	return ok
 }
 
+// putMany writes as many of items, in order, as fit in the ring now, as
+// WHOLE records under one producer lock, publishes them at once and returns
+// how many. It waits for the lock (the feeder's path) but not for room.
+func (r *Ring) putMany(items [][]byte) int {
+	dl := newDeadline(time.Second)
+	if _, err := lock(r.plock(), &dl); err != nil {
+		return 0
+	}
+	t := atomic.LoadUint64(r.tail())
+	free := r.capacity - (t - atomic.LoadUint64(r.head()))
+	n := 0
+	for _, item := range items {
+		l := uint64(len(item))
+		if l > maxRecord || recordSize(l) > r.capacity/2 || recordSize(l) > free {
+			break
+		}
+		r.putHeader(t, uint32(l), kindWhole)
+		r.writeAt(t+recHdr, item)
+		t += recordSize(l)
+		free -= recordSize(l)
+		n++
+	}
+	if n > 0 {
+		pc := r.u64(offPutCount)
+		atomic.StoreUint64(pc, atomic.LoadUint64(pc)+uint64(n))
+		r.publish(t, n > 1)
+	}
+	unlock(r.plock())
+	return n
+}
+
 // write puts item into the ring, waiting for room and streaming it in
 // fragments when it is large. It returns ErrAgain when d ends first, with
 // its progress in st (the producer lock stays held once streaming began).

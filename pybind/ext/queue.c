@@ -38,6 +38,7 @@ typedef struct {
     int simple;      /* SimpleQueue: put waits for room instead of overflowing */
     char put_closed; /* put (Queue: and get) refused: close() was called */
     char get_closed;
+    int64_t hint;    /* size of the last item received, when it was large */
     PyObject *dumps; /* pickler for the objects without a fast path */
 } QCore;
 
@@ -498,6 +499,15 @@ static PyObject *q_take(QCore *self, gomp_deadline *d, int decode)
     char stack[STACK_ITEM];
     PyObject *big = NULL;
     get_ctx g = {self->h, stack, sizeof stack, {0}};
+    if (self->hint > STACK_ITEM) {
+        /* Large items tend to follow each other: receive into a bytes object
+         * of the last one's size at once instead of asking for the size. */
+        big = PyBytes_FromStringAndSize(NULL, self->hint);
+        if (big == NULL)
+            return NULL;
+        g.buf = PyBytes_AS_STRING(big);
+        g.cap = self->hint;
+    }
     for (;;) {
         int64_t r = gomp_run(get_step, &g, d, 1);
         if (r == GOMP_TIMEDOUT && g.st.mid) {
@@ -517,6 +527,7 @@ static PyObject *q_take(QCore *self, gomp_deadline *d, int decode)
             return NULL;
         }
         if (r <= g.cap) {
+            self->hint = r > STACK_ITEM ? r : 0;
             if (big == NULL) {
                 if (decode) {
                     PyObject *o = fast_decode((const unsigned char *)stack, r);
