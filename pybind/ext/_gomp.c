@@ -190,8 +190,14 @@ int gomp_core_load(void)
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (fd >= 0)
         close(fd); /* the mapping keeps the memfd alive */
-    if (h == NULL)
-        return core_fail("dlopen", dlerror());
+    if (h == NULL) {
+        const char *err = dlerror();
+        if (err != NULL && strstr(err, "static TLS") != NULL)
+            return core_fail("dlopen (each forked generation that uses gomp loads its own Go "
+                             "runtime, and glibc's static TLS space holds about 200; raise it with "
+                             "GLIBC_TUNABLES=glibc.rtld.optional_static_tls=8192)", err);
+        return core_fail("dlopen", err);
+    }
 
     gomp_core_table t;
 #define X(ret, name, args)                                                                         \
