@@ -63,6 +63,46 @@ def test_fast_pickle_is_the_forking_picklers():
         assert q._get_bytes() == bytes(ForkingPickler.dumps(o))
 
 
+def test_c_encoded_atoms_are_byte_exact():
+    # Small ints, None and bools are encoded and decoded in C: the bytes must
+    # be pickle.dumps's, and any other pickle must still decode.
+    q = gomp.Queue()
+    values = [None, True, False]
+    for edge in [0, 255, 256, 65535, 65536, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 63]:
+        values += [edge - 1, edge, edge + 1, -edge - 1, -edge, -edge + 1]
+    values += list(range(-300, 300, 7)) + [12345678, -12345678]
+    for v in values:
+        q.put(v)
+        data = q._get_bytes()
+        assert data == pickle.dumps(v), v
+        q._put_bytes(data)
+        got = q.get()
+        assert got == v and type(got) is type(v), v
+    for proto in range(0, pickle.HIGHEST_PROTOCOL + 1):
+        for v in [None, True, 7, 300, 70000, -5, 2 ** 40, "s"]:
+            q._put_bytes(pickle.dumps(v, proto))
+            assert q.get() == v
+    # Near misses of the C patterns are left to pickle.loads, which rejects them.
+    for bad in [b"\x80\x04K\x05", b"\x80\x04K\x05\x00", b"\x80\x04\x95\x04\x00\x00\x00\x00"
+                b"\x00\x00\x01M\x00\x01.", b"\x80\x04Q."]:
+        q._put_bytes(bad)
+        with pytest.raises(Exception):
+            q.get()
+    q.put("still works")
+    assert q.get() == "still works"
+
+
+def test_sizes_alternate():
+    # Large items are received into a buffer of the last large size; smaller
+    # and larger ones after it must come out whole.
+    q = gomp.Queue()
+    sizes = [100000, 100000, 50, 200000, 9000, 8192, 8193, 300000, 1, 100000]
+    for k, size in enumerate(sizes):
+        q.put(H.pattern(k, size))
+    for k, size in enumerate(sizes):
+        assert q.get() == H.pattern(k, size)
+
+
 def test_get_timeouts_and_nowait():
     q = gomp.Queue()
     for args in [(False,), (False, None), (False, 5)]:

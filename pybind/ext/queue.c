@@ -1,6 +1,9 @@
-/* Queue functions of gomp._gomp: the type QueueCore, one process's handle on
- * a queue ring in shared memory (gomp/queue in the Go core), for
- * gomp.queues.Queue, JoinableQueue and SimpleQueue.
+/* Queue functions of gomp._gomp: the types QueueCore and SimpleQueueCore,
+ * bases of gomp.queues.Queue (and JoinableQueue) and gomp.queues.SimpleQueue.
+ * An instance is one process's handle on a queue ring in shared memory
+ * (gomp/queue in the Go core). put, get, put_nowait, get_nowait, qsize,
+ * empty and full are methods of the base, so that a call costs no Python
+ * frame; the rest of the API is Python (gomp/queues.py).
  *
  * This file parses arguments, pickles and unpickles (in the caller's thread,
  * with the GIL), owns the ring's memfd, and runs the core's steps through
@@ -11,8 +14,11 @@
  * Pickling: an object whose bytes cannot depend on the reducers registered
  * with the ForkingPickler (None, bool, and exact int, float, str, bytes, and
  * short tuples and lists of those) is pickled with pickle.dumps, which gives
- * the same bytes faster; anything else goes through the `dumps` callable
- * that the Python class supplies (the ForkingPickler).
+ * the same bytes faster; small ints, None and booleans are even encoded here
+ * (fast_encode). Anything else goes through the `dumps` callable that the
+ * Python class supplies (the ForkingPickler). An object that cannot be
+ * pickled goes to the _on_queue_feeder_error(e, obj) hook, as the stdlib's
+ * feeder thread hands it (a SimpleQueue raises, as the stdlib's does).
  *
  * Fork: the Go handle belongs to the runtime that issued it. A forked child
  * loads a new runtime (a new generation); the first use of the object there
