@@ -90,20 +90,38 @@ func (r *Ring) waitSpace(d *deadline, ready func() bool) error {
 	if !ready() {
 		futex.Wait(r.headWord(), h, left)
 	}
-	atomic.AddUint32(w, math.MaxUint32)
+	leave(w)
 	return nil
 }
 
-// publish makes the records up to newTail visible and wakes consumers.
+// leave uncounts a waiter (never below zero: see wake).
+func leave(w *uint32) {
+	for {
+		v := atomic.LoadUint32(w)
+		if v == 0 || atomic.CompareAndSwapUint32(w, v, v-1) {
+			return
+		}
+	}
+}
+
+// wake wakes up to n sleepers on word when the waiter count w is non-zero.
+// (A waiter killed while it slept is never uncounted: later puts then make
+// one futex call each that wakes nobody. That costs time, not correctness.)
+func wake(w, word *uint32, n int) {
+	if atomic.LoadUint32(w) != 0 {
+		futex.Wake(word, n)
+	}
+}
+
+// publish makes the records up to newTail visible and wakes consumers; the
+// caller holds the producer lock.
 func (r *Ring) publish(newTail uint64, all bool) {
 	atomic.StoreUint64(r.tail(), newTail)
-	if atomic.LoadUint32(r.dataWaiters()) != 0 {
-		n := 1
-		if all {
-			n = math.MaxInt32
-		}
-		futex.Wake(r.tailWord(), n)
+	n := 1
+	if all {
+		n = math.MaxInt32
 	}
+	wake(r.dataWaiters(), r.tailWord(), n)
 }
 
 // pushWhole writes item as one record; the caller holds the producer lock
@@ -273,7 +291,7 @@ func (r *Ring) waitData(head uint64, d *deadline, most time.Duration) error {
 	if atomic.LoadUint64(r.tail()) == head {
 		err = futex.Wait(r.tailWord(), uint32(head), left)
 	}
-	atomic.AddUint32(w, math.MaxUint32)
+	leave(w)
 	return err
 }
 
@@ -287,9 +305,7 @@ func (r *Ring) consume(newHead uint64, item bool) {
 	if item && r.flags&FlagBounded != 0 {
 		atomic.AddInt64(r.size(), -1)
 	}
-	if atomic.LoadUint32(r.spaceWaiter()) != 0 {
-		futex.Wake(r.headWord(), math.MaxInt32)
-	}
+	wake(r.spaceWaiter(), r.headWord(), math.MaxInt32)
 }
 
 func (r *Ring) endGet(st *GetState) {
@@ -482,6 +498,6 @@ func (r *Ring) Join(d time.Duration) error {
 		if atomic.LoadInt64(r.unfinished()) > 0 {
 			futex.Wait(seq, s, left)
 		}
-		atomic.AddUint32(waiters, math.MaxUint32)
+		leave(waiters)
 	}
 }

@@ -58,6 +58,9 @@ func get(q *Queue, d time.Duration) ([]byte, error) {
 	var st GetState
 	for {
 		n, err := q.Get(buf, &st, d)
+		if err == ErrAgain && st.Mid != 0 {
+			continue // finish an item begun, as the C caller does
+		}
 		if err != nil {
 			q.AbortGet(&st)
 			return nil, err
