@@ -39,6 +39,7 @@ func (r *Ring) tail() *uint64        { return r.u64(offTail) }
 func (r *Ring) head() *uint64        { return r.u64(offHead) }
 func (r *Ring) dataWaiters() *uint32 { return r.u32(offDataWait) }
 func (r *Ring) spaceWaiter() *uint32 { return r.u32(offSpaceWait) }
+func (r *Ring) spaceNeed() *uint64   { return r.u64(offSpaceNeed) }
 func (r *Ring) size() *int64         { return r.i64(offSize) }
 func (r *Ring) overflow() *int64     { return r.i64(offOverflow) }
 func (r *Ring) unfinished() *int64   { return r.i64(offUnfinish) }
@@ -58,7 +59,7 @@ func (r *Ring) reserve(d *deadline) error {
 				}
 				continue
 			}
-			if err := r.waitSpace(d, func() bool { return atomic.LoadInt64(sz) < r.maxsize }); err != nil {
+			if err := r.waitSpace(d, 0, func() bool { return atomic.LoadInt64(sz) < r.maxsize }); err != nil {
 				return err
 			}
 		}
@@ -75,8 +76,11 @@ func (r *Ring) free() uint64 {
 }
 
 // waitSpace sleeps until ready() or until consumers move head, at most
-// until d; ErrAgain once d has passed.
-func (r *Ring) waitSpace(d *deadline, ready func() bool) error {
+// until d; ErrAgain once d has passed. need is the free room at which the
+// consumers wake the sleeper (0: at every item taken); producers waiting
+// for bytes ask for a good share of the ring, so that a consumer does not
+// pay a wake-up per item while a producer trails it.
+func (r *Ring) waitSpace(d *deadline, need uint64, ready func() bool) error {
 	h := atomic.LoadUint32(r.headWord())
 	if ready() {
 		return nil
@@ -87,12 +91,22 @@ func (r *Ring) waitSpace(d *deadline, ready func() bool) error {
 	}
 	w := r.spaceWaiter()
 	atomic.AddUint32(w, 1)
+	sn := r.spaceNeed()
+	for {
+		v := atomic.LoadUint64(sn)
+		if need >= v || atomic.CompareAndSwapUint64(sn, v, need) {
+			break
+		}
+	}
 	if !ready() {
 		futex.Wait(r.headWord(), h, left)
 	}
 	leave(w)
 	return nil
 }
+
+// bytesNeed is the room a producer waiting for want bytes asks to be woken at.
+func (r *Ring) bytesNeed(want uint64) uint64 { return max(want, r.capacity/4) }
 
 // leave uncounts a waiter (never below zero: see wake).
 func leave(w *uint32) {
@@ -209,7 +223,7 @@ func (r *Ring) write(item []byte, st *PutState, d *deadline) error {
 				}
 				// Wait for room without the lock: other producers may go on.
 				r.endPut(st)
-				if err := r.waitSpace(d, func() bool { return r.free() >= need }); err != nil {
+				if err := r.waitSpace(d, r.bytesNeed(need), func() bool { return r.free() >= need }); err != nil {
 					return err
 				}
 				continue
@@ -218,7 +232,7 @@ func (r *Ring) write(item []byte, st *PutState, d *deadline) error {
 			minFirst := recHdr + 8 + r.capacity/8
 			if free < minFirst {
 				r.endPut(st)
-				if err := r.waitSpace(d, func() bool { return r.free() >= minFirst }); err != nil {
+				if err := r.waitSpace(d, r.bytesNeed(minFirst), func() bool { return r.free() >= minFirst }); err != nil {
 					return err
 				}
 				continue
@@ -237,7 +251,7 @@ func (r *Ring) write(item []byte, st *PutState, d *deadline) error {
 		want := recHdr + align8(min(rem, r.capacity/8))
 		if free < want {
 			// Streaming: keep the lock while waiting for room.
-			if err := r.waitSpace(d, func() bool { return r.free() >= want }); err != nil {
+			if err := r.waitSpace(d, r.bytesNeed(want), func() bool { return r.free() >= want }); err != nil {
 				return err
 			}
 			continue
@@ -305,7 +319,17 @@ func (r *Ring) consume(newHead uint64, item bool) {
 	if item && r.flags&FlagBounded != 0 {
 		atomic.AddInt64(r.size(), -1)
 	}
-	wake(r.spaceWaiter(), r.headWord(), math.MaxInt32)
+	if atomic.LoadUint32(r.spaceWaiter()) != 0 {
+		// Wake the producers once the room the least needy of them asked
+		// for is free (see waitSpace).
+		sn := r.spaceNeed()
+		need := atomic.LoadUint64(sn)
+		if need == 0 || r.capacity-(atomic.LoadUint64(r.tail())-newHead) >= need {
+			// A need lowered meanwhile stays for the next item.
+			atomic.CompareAndSwapUint64(sn, need, math.MaxUint64)
+			futex.Wake(r.headWord(), math.MaxInt32)
+		}
+	}
 }
 
 func (r *Ring) endGet(st *GetState) {

@@ -11,7 +11,7 @@
 //	line 1  tail, plock, pmid, putCount                        (producers)
 //	line 2  head, clock, getCount                              (consumers)
 //	line 3  dataWaiters: consumers sleeping on tail            (consumers)
-//	line 4  spaceWaiters: producers sleeping on head           (producers)
+//	line 4  spaceWaiters, spaceNeed: producers sleeping on head (producers)
 //	line 5  size (bounded queues), overflow                    (both, slow paths)
 //	line 6  unfinished, joinSeq, joinWaiters                   (JoinableQueue)
 //
@@ -52,6 +52,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"unsafe"
 
@@ -79,6 +80,7 @@ const (
 	offGetCount  = 144
 	offDataWait  = 192
 	offSpaceWait = 256
+	offSpaceNeed = 264
 	offSize      = 320
 	offOverflow  = 328
 	offUnfinish  = 384
@@ -186,6 +188,7 @@ func Create(capacity uint64, maxsize int64, flags uint32) (*Ring, int, error) {
 	*r.u64(offCapacity) = c
 	*r.i64(offMaxsize) = maxsize
 	*r.u32(offFlags) = flags
+	*r.u64(offSpaceNeed) = math.MaxUint64
 	*r.u32(offVersion) = layoutVer
 	atomic.StoreUint32(r.u32(offMagic), magicValue)
 	if err := r.load(); err != nil {
