@@ -45,7 +45,10 @@
 // one sleeper if the count is non-zero (all of them for fragments, so that
 // the consumer assembling the item is among them). Producers waiting for
 // space (or for a slot of a bounded queue) sleep on the low word of head the
-// same way. Every wait is bounded by the caller's slice, so even a wake-up
+// same way, and say in spaceNeed how much room they want: consumers wake
+// them once that much is free (a quarter of the ring for bytes, any progress
+// for a slot), so that a consumer does not pay a futex call per item while a
+// producer's overflow trails it. Every wait is bounded by the caller's slice, so even a wake-up
 // lost to a killed process costs at most one slice.
 package queue
 
