@@ -207,6 +207,21 @@ def test_bad_bytes_in_ring_raise_in_get():
     assert q.get() == "ok"
 
 
+def test_dropped_queue_releases_its_memfd():
+    def fds():
+        return len(os.listdir('/proc/self/fd'))
+    for cls in (queues.Queue, queues.JoinableQueue):
+        q = cls(ctx=gomp.get_context())
+        q.put(1)
+        before = fds()
+        del q
+        assert fds() == before - 1
+    q = gomp.SimpleQueue()
+    before = fds()
+    del q
+    assert fds() == before - 1
+
+
 def test_pickling_outside_spawning_refused():
     for q in gomp.Queue(), gomp.SimpleQueue():
         with pytest.raises(RuntimeError, match="inheritance"):

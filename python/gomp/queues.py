@@ -24,6 +24,7 @@ wake-ups: no feeder thread, no pipe, no lock round trips.
 import os
 import time
 import types
+import weakref
 from queue import Empty, Full
 
 from . import _gomp
@@ -90,34 +91,37 @@ def _is_fork(ctx):
 
 class _End(object):
     """The reader or writer end of a queue, standing for the stdlib's private
-    _reader/_writer connections: closed, close(), and for the reader poll()."""
+    _reader/_writer connections: closed, close(), and for the reader poll().
+    It refers to its queue weakly, so that a queue is freed (its memfd
+    closed, its ring unmapped) as soon as the program drops it."""
 
     __slots__ = ('_queue', '_flag', '__weakref__')
 
     def __init__(self, queue, flag):
-        self._queue = queue
+        self._queue = weakref.ref(queue)
         self._flag = flag  # '_get_closed' or '_put_closed'
 
     @property
     def closed(self):
-        return getattr(self._queue, self._flag)
+        q = self._queue()
+        return True if q is None else getattr(q, self._flag)
 
     def close(self):
-        q = self._queue
-        if not getattr(q, self._flag):
+        q = self._queue()
+        if q is not None and not getattr(q, self._flag):
             setattr(q, self._flag, True)
             q._end_closed()
 
     def poll(self, timeout=0.0):
         """Whether an item is in the queue, waiting at most timeout seconds."""
-        if self.closed:
+        q = self._queue()
+        if q is None or self.closed:
             raise OSError('handle is closed')
-        empty = self._queue.empty
         if timeout is None:
             timeout = float('inf')
         deadline = time.monotonic() + timeout
         delay = 0.0005
-        while empty():
+        while q.empty():
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
