@@ -602,6 +602,27 @@ def test_bounded_put_is_interruptible():
     assert run_python(code).stdout.split() == ["interrupted", "1", "0"]
 
 
+def test_simple_queue_put_of_a_large_item_is_interruptible():
+    # Nobody reads: the put streams 1 MiB of a 64 MiB item and waits. Ctrl-C
+    # gives it up; the part written is dropped by the reader.
+    code = """
+        import os, signal, threading, gomp
+        q = gomp.SimpleQueue()
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            q.put(b"x" * (64 << 20))
+        except KeyboardInterrupt:
+            print("interrupted")
+        got = []
+        t = threading.Thread(target=lambda: got.append(q.get()))
+        t.start()
+        q.put("small")  # waits until the reader has skipped the 1 MiB
+        t.join()
+        print(got[0])
+        """
+    assert run_python(code).stdout.split() == ["interrupted", "small"]
+
+
 def test_get_releases_the_gil():
     q = gomp.Queue()
     ticks = []
