@@ -479,6 +479,7 @@ def test_queue_handed_on_by_a_child():
     join_all([p])
 
 
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*:DeprecationWarning")
 def test_os_fork_child_attaches_again():
     q = gomp.Queue()
     q.put("before")
