@@ -5,6 +5,7 @@ import (
 	"math"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gomp-dev/gomp/gomp/futex"
 )
@@ -89,8 +90,8 @@ func (r *Ring) waitSpace(d *deadline, need uint64, ready func() bool) error {
 	if left <= 0 {
 		return ErrAgain
 	}
-	w := r.spaceWaiter()
-	atomic.AddUint32(w, 1)
+	s := r.spaceSleepers()
+	slot := s.enter()
 	sn := r.spaceNeed()
 	for {
 		v := atomic.LoadUint64(sn)
@@ -101,7 +102,7 @@ func (r *Ring) waitSpace(d *deadline, need uint64, ready func() bool) error {
 	if !ready() {
 		futex.Wait(r.headWord(), h, left)
 	}
-	leave(w)
+	s.exit(slot)
 	return nil
 }
 
@@ -118,12 +119,68 @@ func leave(w *uint32) {
 	}
 }
 
-// wake wakes up to n sleepers on word when the waiter count w is non-zero.
-// (A waiter killed while it slept is never uncounted: later puts then make
-// one futex call each that wakes nobody. That costs time, not correctness.)
-func wake(w, word *uint32, n int) {
-	if atomic.LoadUint32(w) != 0 {
-		futex.Wake(word, n)
+// A sleeper counts itself in a waiter count and, while it sleeps, records
+// its pid in one of waitSlots slots next to the count. A sleeper killed in
+// its sleep never uncounts itself, which would cost every later put or get a
+// futex call that wakes nobody; after repairAfter such calls in a row, the
+// waker clears the slots of dead processes and uncounts them.
+const (
+	waitSlots   = 16
+	repairAfter = 1024
+)
+
+// sleepers is a waiter count with its slots.
+type sleepers struct {
+	count *uint32
+	slots *[waitSlots]uint32
+}
+
+func (r *Ring) dataSleepers() sleepers {
+	return sleepers{r.dataWaiters(), (*[waitSlots]uint32)(unsafe.Pointer(r.u32(offDataSlots)))}
+}
+
+func (r *Ring) spaceSleepers() sleepers {
+	return sleepers{r.spaceWaiter(), (*[waitSlots]uint32)(unsafe.Pointer(r.u32(offSpaceSlots)))}
+}
+
+// enter counts a sleeper and returns its slot (-1: none free).
+func (s sleepers) enter() int {
+	atomic.AddUint32(s.count, 1)
+	for i := range s.slots {
+		if atomic.LoadUint32(&s.slots[i]) == 0 && atomic.CompareAndSwapUint32(&s.slots[i], 0, myPid) {
+			return i
+		}
+	}
+	return -1
+}
+
+// exit undoes enter.
+func (s sleepers) exit(slot int) {
+	if slot >= 0 {
+		atomic.CompareAndSwapUint32(&s.slots[slot], myPid, 0)
+	}
+	leave(s.count)
+}
+
+// wake wakes up to n sleepers on word when any is counted. misses is this
+// process's tally of wake-ups that found nobody.
+func (s sleepers) wake(word *uint32, n int, misses *int32) {
+	if atomic.LoadUint32(s.count) == 0 {
+		return
+	}
+	if k, _ := futex.Wake(word, n); k > 0 {
+		atomic.StoreInt32(misses, 0)
+		return
+	}
+	if atomic.AddInt32(misses, 1) < repairAfter {
+		return
+	}
+	atomic.StoreInt32(misses, 0)
+	for i := range s.slots {
+		p := atomic.LoadUint32(&s.slots[i])
+		if p != 0 && !ownerAlive(p) && atomic.CompareAndSwapUint32(&s.slots[i], p, 0) {
+			leave(s.count)
+		}
 	}
 }
 
@@ -135,7 +192,7 @@ func (r *Ring) publish(newTail uint64, all bool) {
 	if all {
 		n = math.MaxInt32
 	}
-	wake(r.dataWaiters(), r.tailWord(), n)
+	r.dataSleepers().wake(r.tailWord(), n, &r.dataMisses)
 }
 
 // pushWhole writes item as one record; the caller holds the producer lock
@@ -299,13 +356,13 @@ func (r *Ring) waitData(head uint64, d *deadline, most time.Duration) error {
 	if most > 0 && left > most {
 		left = most
 	}
-	w := r.dataWaiters()
-	atomic.AddUint32(w, 1)
+	s := r.dataSleepers()
+	slot := s.enter()
 	var err error
 	if atomic.LoadUint64(r.tail()) == head {
 		err = futex.Wait(r.tailWord(), uint32(head), left)
 	}
-	leave(w)
+	s.exit(slot)
 	return err
 }
 
@@ -327,7 +384,7 @@ func (r *Ring) consume(newHead uint64, item bool) {
 		if need == 0 || r.capacity-(atomic.LoadUint64(r.tail())-newHead) >= need {
 			// A need lowered meanwhile stays for the next item.
 			atomic.CompareAndSwapUint64(sn, need, math.MaxUint64)
-			futex.Wake(r.headWord(), math.MaxInt32)
+			r.spaceSleepers().wake(r.headWord(), math.MaxInt32, &r.spaceMisses)
 		}
 	}
 }

@@ -563,3 +563,46 @@ func TestFlushAllWaitsAndCancel(t *testing.T) {
 		mustGet(t, c, 5*time.Second)
 	}
 }
+
+func TestDeadSleepersAreUncounted(t *testing.T) {
+	q, _ := newTestQueue(t, 1<<20, 0, 0)
+	dead := deadPid(t)
+	// Two consumers killed while they slept. (A producer killed in its
+	// sleep costs at most one wake-up: its spaceNeed is reset by it.)
+	ds := q.r.dataSleepers()
+	for i := 0; i < 2; i++ {
+		ds.enter()
+		atomic.StoreUint32(&ds.slots[i], dead)
+	}
+	// A live sleeper of this process stays counted.
+	live := ds.enter()
+	for i := 0; i < repairAfter+10; i++ {
+		put(t, q, []byte("x"))
+	}
+	for i := 0; i < repairAfter+10; i++ {
+		mustGet(t, q, time.Second)
+	}
+	if c := atomic.LoadUint32(ds.count); c != 1 {
+		t.Fatalf("consumer count %d, want 1 (the live one)", c)
+	}
+	ds.exit(live)
+	if c := atomic.LoadUint32(ds.count); c != 0 {
+		t.Fatalf("count %d after the live sleeper left", c)
+	}
+	// Sleepers are still woken.
+	done := make(chan []byte)
+	go func() {
+		b, _ := get(q, 5*time.Second)
+		done <- b
+	}()
+	time.Sleep(20 * time.Millisecond)
+	put(t, q, []byte("y"))
+	select {
+	case b := <-done:
+		if string(b) != "y" {
+			t.Fatalf("got %q", b)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the sleeper was not woken")
+	}
+}

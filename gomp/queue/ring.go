@@ -14,6 +14,8 @@
 //	line 4  spaceWaiters, spaceNeed: producers sleeping on head (producers)
 //	line 5  size (bounded queues), overflow                    (both, slow paths)
 //	line 6  unfinished, joinSeq, joinWaiters                   (JoinableQueue)
+//	line 7  pids of the consumers asleep in waitData
+//	line 8  pids of the producers asleep in waitSpace
 //
 // head and tail are byte positions that only grow; tail-head bytes are in
 // use. The data area holds records, each an 8-byte header (payload length,
@@ -48,7 +50,8 @@
 // same way, and say in spaceNeed how much room they want: consumers wake
 // them once that much is free (a quarter of the ring for bytes, any progress
 // for a slot), so that a consumer does not pay a futex call per item while a
-// producer's overflow trails it. Every wait is bounded by the caller's slice, so even a wake-up
+// producer's overflow trails it. A sleeper also writes its pid in a slot, so
+// that one killed in its sleep can be uncounted (see sleepers). Every wait is bounded by the caller's slice, so even a wake-up
 // lost to a killed process costs at most one slice.
 package queue
 
@@ -63,32 +66,34 @@ import (
 )
 
 const (
-	magicValue   = 0x716d6f67 // "gomq"
-	layoutVer    = 1
-	headerSize   = 4096
-	recHdr       = 8
-	minCapacity  = 4096
-	maxCapacity  = 1 << 34
-	offMagic     = 0
-	offVersion   = 4
-	offCapacity  = 8
-	offMaxsize   = 16
-	offFlags     = 24
-	offTail      = 64
-	offPlock     = 72
-	offPmid      = 76
-	offPutCount  = 80
-	offHead      = 128
-	offClock     = 136
-	offGetCount  = 144
-	offDataWait  = 192
-	offSpaceWait = 256
-	offSpaceNeed = 264
-	offSize      = 320
-	offOverflow  = 328
-	offUnfinish  = 384
-	offJoinSeq   = 392
-	offJoinWait  = 396
+	magicValue    = 0x716d6f67 // "gomq"
+	layoutVer     = 1
+	headerSize    = 4096
+	recHdr        = 8
+	minCapacity   = 4096
+	maxCapacity   = 1 << 34
+	offMagic      = 0
+	offVersion    = 4
+	offCapacity   = 8
+	offMaxsize    = 16
+	offFlags      = 24
+	offTail       = 64
+	offPlock      = 72
+	offPmid       = 76
+	offPutCount   = 80
+	offHead       = 128
+	offClock      = 136
+	offGetCount   = 144
+	offDataWait   = 192
+	offSpaceWait  = 256
+	offSpaceNeed  = 264
+	offSize       = 320
+	offOverflow   = 328
+	offUnfinish   = 384
+	offJoinSeq    = 392
+	offJoinWait   = 396
+	offDataSlots  = 448 // [waitSlots]uint32: pids of sleeping consumers
+	offSpaceSlots = 512 // [waitSlots]uint32: pids of sleeping producers
 )
 
 // Record kinds.
@@ -118,6 +123,9 @@ type Ring struct {
 	mask     uint64
 	maxsize  int64
 	flags    uint32
+	// Wake-ups in a row that found nobody asleep (see sleepers.wake).
+	dataMisses  int32
+	spaceMisses int32
 }
 
 func (r *Ring) u32(off uintptr) *uint32 { return (*uint32)(unsafe.Pointer(&r.mem[off])) }
