@@ -1,12 +1,15 @@
 package queue
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gomp-dev/gomp/gomp/futex"
 	"golang.org/x/sys/unix"
@@ -70,32 +73,67 @@ func (d *deadline) left() time.Duration {
 	return l
 }
 
-// ownerAlive tells whether the process pid exists and is not a zombie.
-func ownerAlive(pid uint32) bool {
-	if pid == 0 {
-		return true
+// procStart returns the start time (field 22 of /proc/pid/stat, clock ticks
+// since boot) of process pid, whether it is a zombie, and whether it exists.
+func procStart(pid uint32) (start uint64, zombie, exists bool) {
+	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/stat")
+	if err != nil {
+		return 0, false, !os.IsNotExist(err)
 	}
-	if pid == myPid {
+	// The fields follow the last ')' (the command name may contain one).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false, true
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) > 0 && (f[0] == "Z" || f[0] == "X") {
+		zombie = true
+	}
+	if len(f) > 19 {
+		start, _ = strconv.ParseUint(f[19], 10, 64)
+	}
+	return start, zombie, true
+}
+
+// myTag identifies this process as a lock owner beyond its pid: the pid and
+// the low bits of its start time, so that a recycled pid is not taken for
+// the owner that died (see ownerAlive).
+var myTag = func() uint64 {
+	st, _, _ := procStart(myPid)
+	return uint64(myPid)<<32 | uint64(uint32(st))
+}()
+
+// Each lock word has a 64-bit owner tag 16 bytes after it (see the layout in
+// ring.go), set by the owner after taking the lock and cleared before
+// releasing it.
+func tagOf(w *uint32) *uint64 {
+	return (*uint64)(unsafe.Pointer(uintptr(unsafe.Pointer(w)) + 16))
+}
+
+// ownerAlive tells whether the owner pid of lock word w lives: the process
+// exists, is not a zombie, and, when its tag is there, started when the
+// owner did (else the pid was recycled after the owner died).
+func ownerAlive(w *uint32, pid uint32) bool {
+	if pid == 0 || pid == myPid {
 		return true
 	}
 	if err := unix.Kill(int(pid), 0); err == unix.ESRCH {
 		return false
 	}
-	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/stat")
-	if err != nil {
-		return !os.IsNotExist(err)
+	start, zombie, exists := procStart(pid)
+	if !exists || zombie {
+		return false
 	}
-	// The state follows the last ')' (the command name may contain one).
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] == ')' {
-			if i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X') {
-				return false
-			}
-			break
+	if w != nil && start != 0 {
+		if tag := atomic.LoadUint64(tagOf(w)); uint32(tag>>32) == pid && uint32(tag) != uint32(start) {
+			return false
 		}
 	}
 	return true
 }
+
+// pidAlive tells whether process pid exists and is not a zombie.
+func pidAlive(pid uint32) bool { return ownerAlive(nil, pid) }
 
 // tryLock takes the lock if it is free, spinning briefly. It does not steal.
 func tryLock(w *uint32) bool {
@@ -103,6 +141,7 @@ func tryLock(w *uint32) bool {
 		v := atomic.LoadUint32(w)
 		if v == 0 {
 			if atomic.CompareAndSwapUint32(w, 0, myPid) {
+				atomic.StoreUint64(tagOf(w), myTag)
 				return true
 			}
 			continue
@@ -117,10 +156,14 @@ func tryLock(w *uint32) bool {
 // stealIfDead takes the lock when its owner is dead; true when taken.
 func stealIfDead(w *uint32) bool {
 	v := atomic.LoadUint32(w)
-	if v == 0 || ownerAlive(v&lockPidMask) {
+	if v == 0 || ownerAlive(w, v&lockPidMask) {
 		return false
 	}
-	return atomic.CompareAndSwapUint32(w, v, myPid|lockWaiters)
+	if !atomic.CompareAndSwapUint32(w, v, myPid|lockWaiters) {
+		return false
+	}
+	atomic.StoreUint64(tagOf(w), myTag)
+	return true
 }
 
 // lock takes the lock word w before d ends. It returns stolen=true when the
@@ -135,6 +178,7 @@ func lock(w *uint32, d *deadline) (stolen bool, err error) {
 		if v == 0 {
 			// Taken after contention: keep the waiters bit, there may be others.
 			if atomic.CompareAndSwapUint32(w, 0, myPid|lockWaiters) {
+				atomic.StoreUint64(tagOf(w), myTag)
 				return false, nil
 			}
 			continue
@@ -167,6 +211,7 @@ func lock(w *uint32, d *deadline) (stolen bool, err error) {
 }
 
 func unlock(w *uint32) {
+	atomic.StoreUint64(tagOf(w), 0)
 	if atomic.SwapUint32(w, 0)&lockWaiters != 0 {
 		futex.Wake(w, 1)
 	}

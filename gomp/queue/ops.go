@@ -178,7 +178,7 @@ func (s sleepers) wake(word *uint32, n int, misses *int32) {
 	atomic.StoreInt32(misses, 0)
 	for i := range s.slots {
 		p := atomic.LoadUint32(&s.slots[i])
-		if p != 0 && !ownerAlive(p) && atomic.CompareAndSwapUint32(&s.slots[i], p, 0) {
+		if p != 0 && !pidAlive(p) && atomic.CompareAndSwapUint32(&s.slots[i], p, 0) {
 			leave(s.count)
 		}
 	}

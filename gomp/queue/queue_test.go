@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"os/exec"
 	"sync"
 	"sync/atomic"
@@ -604,5 +605,32 @@ func TestDeadSleepersAreUncounted(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("the sleeper was not woken")
+	}
+}
+
+func TestRecycledPidIsNotTheOwner(t *testing.T) {
+	q, _ := newTestQueue(t, 4096, 0, 0)
+	put(t, q, []byte("x"))
+	other := uint32(os.Getppid()) // a live process that is not this one
+	start, _, ok := procStart(other)
+	if !ok || start == 0 {
+		t.Skip("cannot read the parent's start time")
+	}
+	// The lock is held by a live process that is the owner (its tag
+	// matches): a get that does not wait finds it busy.
+	atomic.StoreUint32(q.r.clock(), other)
+	atomic.StoreUint64(tagOf(q.r.clock()), uint64(other)<<32|uint64(uint32(start)))
+	time.Sleep(3 * quickCheckEvery)
+	if _, err := get(q, 0); err != ErrAgain {
+		t.Fatalf("get from a queue whose consumer lock a live owner holds = %v", err)
+	}
+	// The owner died and its pid now belongs to a process started later:
+	// the lock is taken over.
+	atomic.StoreUint64(tagOf(q.r.clock()), uint64(other)<<32|uint64(uint32(start)+1))
+	if b := mustGet(t, q, time.Second); string(b) != "x" {
+		t.Fatalf("got %q", b)
+	}
+	if atomic.LoadUint64(tagOf(q.r.clock())) != 0 {
+		t.Fatal("the tag stays after unlock")
 	}
 }

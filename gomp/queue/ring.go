@@ -8,8 +8,8 @@
 // one side only where possible, then the data area (a power of two bytes):
 //
 //	line 0  magic, version, capacity, maxsize, flags          (constant)
-//	line 1  tail, plock, pmid, putCount                        (producers)
-//	line 2  head, clock, getCount                              (consumers)
+//	line 1  tail, plock, putCount, plock's owner tag           (producers)
+//	line 2  head, clock, getCount, clock's owner tag           (consumers)
 //	line 3  dataWaiters: consumers sleeping on tail            (consumers)
 //	line 4  spaceWaiters, spaceNeed: producers sleeping on head (producers)
 //	line 5  size (bounded queues), overflow                    (both, slow paths)
@@ -29,8 +29,10 @@
 //
 // Producers serialize on plock, consumers on clock: one producer and one
 // consumer never contend. A lock word holds the owner's pid (and a waiters
-// bit). A process killed while it holds a lock is detected by the waiters
-// (the pid is gone or a zombie) and the lock is taken over: positions are
+// bit), and an owner tag next to it the pid and start time of the owner. A
+// process killed while it holds a lock is detected by the waiters (the pid
+// is gone, a zombie, or was recycled by a process started later) and the
+// lock is taken over: positions are
 // only published once a record is complete, so the ring is consistent at
 // every instant. A producer that dies in the middle of a streamed item
 // leaves its fragments behind; whoever takes the producer lock next appends
@@ -79,7 +81,6 @@ const (
 	offFlags      = 24
 	offTail       = 64
 	offPlock      = 72
-	offPmid       = 76
 	offPutCount   = 80
 	offHead       = 128
 	offClock      = 136
