@@ -223,6 +223,11 @@ int gomp_core_load(void)
     return 0;
 }
 
+long gomp_core_generation(void)
+{
+    return core_generation;
+}
+
 /* ---- errors ---------------------------------------------------------------------------- */
 
 PyObject *gomp_set_error(int64_t r)
@@ -397,7 +402,7 @@ PyMODINIT_FUNC PyInit__gomp(void)
     }
     if (PyModule_AddStringConstant(m, "core_path", core_path) < 0 ||
         PyModule_AddIntConstant(m, "SLICE_MS", GOMP_SLICE_MS) < 0 ||
-        gomp_conn_init(m) < 0 || gomp_proc_init(m) < 0) {
+        gomp_conn_init(m) < 0 || gomp_proc_init(m) < 0 || gomp_queue_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }
