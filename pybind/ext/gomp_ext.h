@@ -61,4 +61,5 @@ int64_t gomp_run(gomp_step step, void *ctx, gomp_deadline *d, int try_with_gil);
 /* Each file adds its functions to the module. */
 int gomp_conn_init(PyObject *m); /* conn.c */
 int gomp_proc_init(PyObject *m); /* proc.c */
+int gomp_sync_init(PyObject *m); /* sync.c */
 #endif

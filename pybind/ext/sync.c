@@ -1,0 +1,792 @@
+/* Semaphores and locks of gomp._gomp: the type SemLock, which stands in for
+ * _multiprocessing.SemLock (gomp._multiprocessing exports it), and
+ * sem_unlink().
+ *
+ * The state of a semaphore is a small region of shared memory (struct
+ * semshm below): an anonymous MAP_SHARED mapping when the SemLock is unlinked
+ * at once (the fork start method: children inherit the mapping), otherwise a
+ * file in a private directory on /dev/shm that spawn and forkserver children
+ * open again by name (gomp/semlock/file.go).
+ *
+ * Fast path in C, on purpose. An uncontended acquire+release of the stdlib's
+ * lock costs about 46 ns; one call from C into Go costs about 55 ns. So the
+ * uncontended acquire and release are done here, each one atomic operation on
+ * the shared word, and the Go core is entered only to sleep (gomp_run slices,
+ * GIL released, Ctrl-C checked between slices) and to wake sleepers. The word
+ * protocols are documented in gomp/semlock/semlock.go; this file and that
+ * package must agree on them:
+ *
+ *   counting semaphore (PROTO_SEM): 64-bit word, value in the low 32 bits,
+ *     sleepers registered in the high 32 bits;
+ *   owner-tracked mutex (PROTO_MUTEX, Lock and RLock): 32-bit word, 0 = free,
+ *     else the owner's id (pid + start-time tag) with bit 31 = "may have
+ *     sleepers".
+ *
+ * The per-process bookkeeping (count, last_tid) is the stdlib's: count is
+ * acquires minus releases through this object in this process, last_tid the
+ * thread that acquired last; _is_mine() is count > 0 && last_tid == current
+ * thread. A forked child starts with count 0 (the fork generation below),
+ * also when it was forked by os.fork() rather than by gomp. */
+#define _GNU_SOURCE
+#include "gomp_ext.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { RECURSIVE_MUTEX = 0, SEMAPHORE = 1 };
+enum { PROTO_SEM = 0, PROTO_MUTEX = 1 };
+
+#define GOMP_SEM_VALUE_MAX INT_MAX
+
+#define SEMSHM_MAGIC 0x53504d47u /* "GMPS" */
+#define SEMSHM_VERSION 1
+#define SEMSHM_SIZE 128
+#define USER_SIZE 64
+
+/* Owner ids (see gomp/semlock/owner.go): pid in bits 0..21, start-time tag in
+ * bits 22..30; bit 31 of the mutex word is the waiters bit. */
+#define PID_BITS 22
+#define PID_MASK ((1u << PID_BITS) - 1)
+#define TAG_MASK 0x1ffu
+#define NO_OWNER (TAG_MASK << PID_BITS)
+#define WAITERS_BIT 0x80000000u
+#define OWNER_MASK 0x7fffffffu
+
+#define SEM_VALUE(w) ((uint32_t)(w))
+#define SEM_WAITERS(w) ((uint32_t)((w) >> 32))
+
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
+               "shared-memory atomics must be lock-free");
+
+/* The shared region. The layout is part of the format shared by every
+ * process that maps the semaphore: change SEMSHM_VERSION with it. */
+typedef struct {
+    uint32_t magic; /* written last, when the rest is ready */
+    uint8_t version;
+    uint8_t proto;
+    uint8_t kind;
+    uint8_t pad0;
+    int32_t maxvalue;
+    uint32_t pad1;
+    uint64_t pidns;            /* pid namespace (inode) of the creator: owner ids are its pids */
+    _Atomic uint64_t sem;      /* PROTO_SEM word */
+    _Atomic uint32_t mutex;    /* PROTO_MUTEX word */
+    uint32_t pad2[7];
+    unsigned char user[USER_SIZE]; /* for the Python layer (Barrier state), via the buffer protocol */
+} semshm;
+
+_Static_assert(sizeof(semshm) == SEMSHM_SIZE, "semshm layout");
+_Static_assert(offsetof(semshm, sem) % 8 == 0 && offsetof(semshm, mutex) % 4 == 0, "alignment");
+
+typedef struct {
+    PyObject_HEAD
+    semshm *shm;
+    unsigned long last_tid;
+    int count;
+    int kind;
+    int maxvalue;
+    int proto;
+    int foreign;            /* made in another pid namespace: our owner id is NO_OWNER */
+    unsigned long fork_gen; /* fork_generation when count was last valid */
+    PyObject *name;         /* str, or None once unlinked at creation */
+} SemLockObject;
+
+static PyTypeObject SemLockType;
+static PyObject *OwnerDiedWarning;
+
+/* ---- process identity ----------------------------------------------------------------- */
+
+/* Bumped in a forked child (pthread_atfork): objects then reset their count. */
+static unsigned long fork_generation;
+/* This process's owner id, 0 until computed (again after a fork). */
+static uint32_t self_id;
+static uint64_t self_pidns;
+
+static void sync_atfork_child(void)
+{
+    fork_generation++;
+    self_id = 0;
+}
+
+static uint64_t read_pidns(void)
+{
+    struct stat st;
+    if (stat("/proc/self/ns/pid", &st) < 0)
+        return 0;
+    return (uint64_t)st.st_ino;
+}
+
+/* The owner id of this process: its pid and the low bits of its start time
+ * (field 22 of /proc/self/stat), as gomp/semlock.OwnerID computes them.
+ * NO_OWNER if /proc cannot tell (then this process is never declared dead). */
+static uint32_t compute_self_id(void)
+{
+    char buf[1024];
+    pid_t pid = getpid();
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NO_OWNER;
+    ssize_t n;
+    do
+        n = read(fd, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0 || pid <= 0 || (uint32_t)pid > PID_MASK)
+        return NO_OWNER;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return NO_OWNER;
+    p++;
+    /* After ')': field 3 (state) is the 1st, field 22 (starttime) the 20th. */
+    for (int field = 3; field < 22; field++) {
+        while (*p == ' ')
+            p++;
+        while (*p && *p != ' ')
+            p++;
+        if (*p == 0)
+            return NO_OWNER;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long start = strtoull(p, &end, 10);
+    if (errno || end == p)
+        return NO_OWNER;
+    return (uint32_t)pid | (uint32_t)(start & TAG_MASK) << PID_BITS;
+}
+
+static inline uint32_t owner_id(SemLockObject *s)
+{
+    if (s->foreign)
+        return NO_OWNER;
+    if (self_id == 0)
+        self_id = compute_self_id();
+    return self_id;
+}
+
+static inline void check_fork(SemLockObject *s)
+{
+    if (s->fork_gen != fork_generation) {
+        s->fork_gen = fork_generation;
+        s->count = 0;
+    }
+}
+
+/* ---- the shared region ---------------------------------------------------------------- */
+
+static void shm_init(semshm *m, int proto, int kind, int value, int maxvalue)
+{
+    m->version = SEMSHM_VERSION;
+    m->proto = (uint8_t)proto;
+    m->kind = (uint8_t)kind;
+    m->maxvalue = maxvalue;
+    m->pidns = self_pidns;
+    if (proto == PROTO_MUTEX)
+        atomic_store(&m->mutex, value ? 0 : NO_OWNER);
+    else
+        atomic_store(&m->sem, (uint64_t)(uint32_t)value);
+    atomic_store_explicit((_Atomic uint32_t *)&m->magic, SEMSHM_MAGIC, memory_order_release);
+}
+
+static semshm *shm_map(int fd)
+{
+    int flags = fd < 0 ? MAP_SHARED | MAP_ANONYMOUS : MAP_SHARED;
+    void *p = mmap(NULL, SEMSHM_SIZE, PROT_READ | PROT_WRITE, flags, fd, 0);
+    return p == MAP_FAILED ? NULL : (semshm *)p;
+}
+
+/* Sets OSError for a negative result of the core's file functions, naming the
+ * semaphore, or the core's own error. Returns NULL. */
+static PyObject *file_error(int64_t r, PyObject *name)
+{
+    if (r < 0 && r > -4096) {
+        errno = (int)-r;
+        return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+    }
+    return gomp_set_error(r);
+}
+
+static PyObject *new_semlock(PyTypeObject *type, semshm *m, PyObject *name)
+{
+    SemLockObject *s = (SemLockObject *)type->tp_alloc(type, 0);
+    if (s == NULL) {
+        munmap(m, SEMSHM_SIZE);
+        return NULL;
+    }
+    s->shm = m;
+    s->kind = m->kind;
+    s->maxvalue = m->maxvalue;
+    s->proto = m->proto;
+    s->foreign = m->pidns != self_pidns;
+    s->fork_gen = fork_generation;
+    s->count = 0;
+    s->last_tid = 0;
+    s->name = Py_NewRef(name);
+    return (PyObject *)s;
+}
+
+static PyObject *semlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"kind", "value", "maxvalue", "name", "unlink", "robust", NULL};
+    int kind, value, maxvalue, unlink, robust = 0;
+    PyObject *name;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iiiUp|$p:SemLock", kwlist, &kind, &value,
+                                     &maxvalue, &name, &unlink, &robust))
+        return NULL;
+    if (kind != RECURSIVE_MUTEX && kind != SEMAPHORE) {
+        PyErr_SetString(PyExc_ValueError, "unrecognized kind");
+        return NULL;
+    }
+    if (value < 0) {
+        PyErr_Format(PyExc_ValueError, "semaphore initial value must be >= 0, not %d", value);
+        return NULL;
+    }
+    int proto = (kind == RECURSIVE_MUTEX || robust) ? PROTO_MUTEX : PROTO_SEM;
+    if (proto == PROTO_MUTEX && (maxvalue != 1 || value > 1)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "a lock (recursive or robust SemLock) needs value 0 or 1 and maxvalue 1");
+        return NULL;
+    }
+    if (self_pidns == 0)
+        self_pidns = read_pidns();
+
+    semshm *m;
+    if (unlink) {
+        /* Shared only by inheritance (fork): an anonymous shared mapping, no
+         * name to create and remove, and no need for the Go core. */
+        if ((m = shm_map(-1)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        shm_init(m, proto, kind, value, maxvalue);
+        return new_semlock(type, m, Py_None);
+    }
+    Py_ssize_t len;
+    const char *cname = PyUnicode_AsUTF8AndSize(name, &len);
+    if (cname == NULL || gomp_core_ready() < 0)
+        return NULL;
+    int64_t fd = gomp_core.sem_create(cname, len, SEMSHM_SIZE);
+    if (fd < 0)
+        return file_error(fd, name);
+    m = shm_map((int)fd);
+    int e = errno;
+    close((int)fd);
+    if (m == NULL) {
+        gomp_core.sem_unlink(cname, len);
+        errno = e;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    shm_init(m, proto, kind, value, maxvalue);
+    return new_semlock(type, m, name);
+}
+
+static void semlock_dealloc(SemLockObject *s)
+{
+    if (s->shm != NULL)
+        munmap(s->shm, SEMSHM_SIZE);
+    Py_XDECREF(s->name);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+/* _rebuild(handle, kind, maxvalue, name): attach to the named semaphore (in a
+ * spawned or forkserver child that unpickled it). */
+static PyObject *semlock_rebuild(PyObject *cls, PyObject *args)
+{
+    PyObject *handle, *name;
+    int kind, maxvalue;
+    if (!PyArg_ParseTuple(args, "OiiO:_rebuild", &handle, &kind, &maxvalue, &name))
+        return NULL;
+    if (name == Py_None) {
+        PyErr_SetString(PyExc_ValueError,
+                        "cannot rebuild an unnamed SemLock: it was made for the fork start "
+                        "method and is shared by inheritance only");
+        return NULL;
+    }
+    if (!PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "SemLock name must be str, not %.100s",
+                     Py_TYPE(name)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t len;
+    const char *cname = PyUnicode_AsUTF8AndSize(name, &len);
+    if (cname == NULL || gomp_core_ready() < 0)
+        return NULL;
+    if (self_pidns == 0)
+        self_pidns = read_pidns();
+    int64_t fd = gomp_core.sem_open(cname, len, SEMSHM_SIZE);
+    if (fd < 0)
+        return file_error(fd, name);
+    semshm *m = shm_map((int)fd);
+    int e = errno;
+    close((int)fd);
+    if (m == NULL) {
+        errno = e;
+        return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+    }
+    uint32_t magic = atomic_load_explicit((_Atomic uint32_t *)&m->magic, memory_order_acquire);
+    const char *bad = NULL;
+    if (magic != SEMSHM_MAGIC || m->version != SEMSHM_VERSION ||
+        (m->proto != PROTO_SEM && m->proto != PROTO_MUTEX))
+        bad = "is not a gomp semaphore of this version";
+    else if (m->kind != kind || m->maxvalue != maxvalue)
+        bad = "has another kind or maxvalue than the pickled SemLock";
+    if (bad != NULL) {
+        munmap(m, SEMSHM_SIZE);
+        PyErr_Format(PyExc_ValueError, "the semaphore %R %s", name, bad);
+        return NULL;
+    }
+    return new_semlock((PyTypeObject *)cls, m, name);
+}
+
+/* ---- acquire ----------------------------------------------------------------------------- */
+
+static inline int try_acquire(SemLockObject *s, uint32_t id)
+{
+    semshm *m = s->shm;
+    if (s->proto == PROTO_MUTEX) {
+        uint32_t free_word = 0;
+        return atomic_compare_exchange_strong_explicit(&m->mutex, &free_word, id,
+                                                       memory_order_acquire, memory_order_relaxed);
+    }
+    uint64_t w = atomic_load_explicit(&m->sem, memory_order_relaxed);
+    while (SEM_VALUE(w) != 0) {
+        if (atomic_compare_exchange_weak_explicit(&m->sem, &w, w - 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    semshm *shm;
+    uint32_t id;
+    int check_owner;
+    int calls;
+} wait_ctx;
+
+static int64_t sem_step(void *c, int ms)
+{
+    wait_ctx *w = c;
+    return gomp_core.sem_wait((uint64_t *)&w->shm->sem, ms);
+}
+
+static int64_t mutex_step(void *c, int ms)
+{
+    wait_ctx *w = c;
+    /* The owner is checked from the second slice on: a wait that ends within
+     * one slice (the usual contention) does not pay for reading /proc. */
+    int check = w->check_owner && w->calls++ > 0;
+    return gomp_core.mutex_wait((uint32_t *)&w->shm->mutex, w->id, check, ms);
+}
+
+/* Releases the word (count bookkeeping is the caller's). Returns 0, or -1
+ * with ValueError if it was not held. */
+static int release_word(SemLockObject *s);
+
+static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                         int *blocking, PyObject **timeout)
+{
+    PyObject *block_obj = NULL;
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "acquire() takes at most 2 arguments (%zd given)", nargs);
+        return -1;
+    }
+    if (nargs > 0)
+        block_obj = args[0];
+    if (nargs > 1)
+        *timeout = args[1];
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        PyObject *v = args[nargs + i];
+        if (PyUnicode_CompareWithASCIIString(k, "block") == 0 && nargs < 1)
+            block_obj = v;
+        else if (PyUnicode_CompareWithASCIIString(k, "timeout") == 0 && nargs < 2)
+            *timeout = v;
+        else {
+            PyErr_Format(PyExc_TypeError, "acquire() got an unexpected or repeated keyword "
+                                          "argument '%U'", k);
+            return -1;
+        }
+    }
+    if (block_obj != NULL) {
+        int b = PyObject_IsTrue(block_obj);
+        if (b < 0)
+            return -1;
+        *blocking = b;
+    }
+    return 0;
+}
+
+static PyObject *acquired_after_owner_died(SemLockObject *s, int64_t dead);
+
+static PyObject *semlock_acquire(SemLockObject *s, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames)
+{
+    int blocking = 1;
+    PyObject *timeout = Py_None;
+    if ((nargs || kwnames) && parse_acquire(args, nargs, kwnames, &blocking, &timeout) < 0)
+        return NULL;
+    check_fork(s);
+    unsigned long tid = PyThread_get_thread_ident();
+    if (s->kind == RECURSIVE_MUTEX && s->count > 0 && s->last_tid == tid) {
+        if (s->count == INT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "recursive lock acquired too many times");
+            return NULL;
+        }
+        s->count++;
+        Py_RETURN_TRUE;
+    }
+    uint32_t id = s->proto == PROTO_MUTEX ? owner_id(s) : 0;
+    if (try_acquire(s, id))
+        goto acquired;
+    if (!blocking)
+        Py_RETURN_FALSE;
+
+    gomp_deadline d;
+    if (timeout != Py_None) {
+        double t = PyFloat_AsDouble(timeout);
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (isnan(t)) {
+            PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
+            return NULL;
+        }
+        if (t <= 0)
+            Py_RETURN_FALSE; /* tried once above, as sem_timedwait with a past deadline does */
+        gomp_deadline_set(&d, t);
+    } else
+        gomp_deadline_set(&d, -1);
+    if (gomp_core_ready() < 0)
+        return NULL;
+    wait_ctx w = {s->shm, id, !s->foreign && id != NO_OWNER, 0};
+    int64_t r = gomp_run(s->proto == PROTO_MUTEX ? mutex_step : sem_step, &w, &d, 0);
+    if (r == GOMP_TIMEDOUT)
+        Py_RETURN_FALSE;
+    if (r == GOMP_EPYERR)
+        return NULL;
+    if (r < 0)
+        return gomp_set_error(r);
+    if (r > 0)
+        return acquired_after_owner_died(s, r);
+acquired:
+    s->count++;
+    s->last_tid = tid;
+    Py_RETURN_TRUE;
+}
+
+/* A waiter found the owner of a Lock or RLock dead and took the lock over:
+ * the call succeeds and warns (OwnerDiedWarning). If warnings are errors,
+ * the lock is released again before the exception propagates, so that it
+ * is not left held by a caller that never got True. */
+static PyObject *acquired_after_owner_died(SemLockObject *s, int64_t dead)
+{
+    s->count++;
+    s->last_tid = PyThread_get_thread_ident();
+    if (PyErr_WarnFormat(OwnerDiedWarning, 1,
+                         "the process %d that held this %s died without releasing it; "
+                         "the lock was taken over and the data it protects may be inconsistent",
+                         (int)(dead & PID_MASK), s->kind == RECURSIVE_MUTEX ? "RLock" : "Lock") < 0) {
+        s->count--;
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        release_word(s);
+        PyErr_Clear();
+        PyErr_Restore(et, ev, tb);
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
+/* ---- release ----------------------------------------------------------------------------- */
+
+static void wake_one(SemLockObject *s)
+{
+    /* A sleeper never sleeps longer than one slice (GOMP_SLICE_MS) before it
+     * looks at the word again, so a wake that cannot be made (the core
+     * failed to load) only delays it: carry on without an exception. */
+    if (gomp_core_ready() < 0) {
+        PyErr_Clear();
+        return;
+    }
+    if (s->proto == PROTO_MUTEX)
+        gomp_core.mutex_wake((uint32_t *)&s->shm->mutex);
+    else
+        gomp_core.sem_wake((uint64_t *)&s->shm->sem, 1);
+}
+
+static int release_word(SemLockObject *s)
+{
+    semshm *m = s->shm;
+    if (s->proto == PROTO_MUTEX) {
+        uint32_t old = atomic_exchange_explicit(&m->mutex, 0, memory_order_release);
+        if ((old & OWNER_MASK) == 0) {
+            PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
+            return -1;
+        }
+        if (old & WAITERS_BIT)
+            wake_one(s);
+        return 0;
+    }
+    uint64_t w = atomic_load_explicit(&m->sem, memory_order_relaxed);
+    for (;;) {
+        if ((int64_t)SEM_VALUE(w) >= (int64_t)s->maxvalue) {
+            PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
+            return -1;
+        }
+        if (atomic_compare_exchange_weak_explicit(&m->sem, &w, w + 1, memory_order_release,
+                                                  memory_order_relaxed))
+            break;
+    }
+    if (SEM_WAITERS(w) != 0)
+        wake_one(s);
+    return 0;
+}
+
+static PyObject *semlock_release(SemLockObject *s, PyObject *unused)
+{
+    check_fork(s);
+    if (s->kind == RECURSIVE_MUTEX) {
+        if (!(s->count > 0 && s->last_tid == PyThread_get_thread_ident())) {
+            PyErr_SetString(PyExc_AssertionError,
+                            "attempt to release recursive lock not owned by thread");
+            return NULL;
+        }
+        if (s->count > 1) {
+            s->count--;
+            Py_RETURN_NONE;
+        }
+    }
+    if (release_word(s) < 0)
+        return NULL;
+    s->count--;
+    Py_RETURN_NONE;
+}
+
+static PyObject *semlock_enter(SemLockObject *s, PyObject *unused)
+{
+    return semlock_acquire(s, NULL, 0, NULL);
+}
+
+static PyObject *semlock_exit(SemLockObject *s, PyObject *args)
+{
+    return semlock_release(s, NULL);
+}
+
+/* ---- introspection ----------------------------------------------------------------------- */
+
+static PyObject *semlock_count(SemLockObject *s, PyObject *unused)
+{
+    check_fork(s);
+    return PyLong_FromLong(s->count);
+}
+
+static PyObject *semlock_is_mine(SemLockObject *s, PyObject *unused)
+{
+    check_fork(s);
+    return PyBool_FromLong(s->count > 0 && s->last_tid == PyThread_get_thread_ident());
+}
+
+static long get_value(SemLockObject *s)
+{
+    if (s->proto == PROTO_MUTEX)
+        return (atomic_load(&s->shm->mutex) & OWNER_MASK) == 0;
+    return (long)SEM_VALUE(atomic_load(&s->shm->sem));
+}
+
+static PyObject *semlock_get_value(SemLockObject *s, PyObject *unused)
+{
+    return PyLong_FromLong(get_value(s));
+}
+
+static PyObject *semlock_is_zero(SemLockObject *s, PyObject *unused)
+{
+    return PyBool_FromLong(get_value(s) == 0);
+}
+
+static PyObject *semlock_after_fork(SemLockObject *s, PyObject *unused)
+{
+    s->count = 0;
+    s->fork_gen = fork_generation;
+    Py_RETURN_NONE;
+}
+
+/* _owner() -> pid of the process holding the lock, 0 if it is free, -1 if
+ * the owner is unknown (locked from another pid namespace, or made locked);
+ * None for a counting semaphore, which has no owner. */
+static PyObject *semlock_owner(SemLockObject *s, PyObject *unused)
+{
+    if (s->proto != PROTO_MUTEX)
+        Py_RETURN_NONE;
+    uint32_t w = atomic_load(&s->shm->mutex) & OWNER_MASK;
+    if (w == 0)
+        return PyLong_FromLong(0);
+    if ((w & PID_MASK) == 0)
+        return PyLong_FromLong(-1);
+    return PyLong_FromLong((long)(w & PID_MASK));
+}
+
+static PyObject *semlock_get_handle(SemLockObject *s, void *closure)
+{
+    return PyLong_FromVoidPtr(s->shm);
+}
+
+static PyObject *semlock_get_name(SemLockObject *s, void *closure)
+{
+    return Py_NewRef(s->name);
+}
+
+static PyObject *semlock_get_kind(SemLockObject *s, void *closure)
+{
+    return PyLong_FromLong(s->kind);
+}
+
+static PyObject *semlock_get_maxvalue(SemLockObject *s, void *closure)
+{
+    return PyLong_FromLong(s->maxvalue);
+}
+
+static PyObject *semlock_get_robust(SemLockObject *s, void *closure)
+{
+    return PyBool_FromLong(s->proto == PROTO_MUTEX);
+}
+
+/* The buffer protocol exposes the USER_SIZE spare bytes of the shared region
+ * (zeros at creation): gomp.synchronize.Barrier keeps its state there. A
+ * memoryview holds a reference to the SemLock, so the mapping outlives it. */
+static int semlock_getbuffer(SemLockObject *s, Py_buffer *view, int flags)
+{
+    return PyBuffer_FillInfo(view, (PyObject *)s, s->shm->user, USER_SIZE, 0, flags);
+}
+
+static PyBufferProcs semlock_as_buffer = {(getbufferproc)semlock_getbuffer, NULL};
+
+static PyMethodDef semlock_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))semlock_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire(block=True, timeout=None) -> bool: acquire the semaphore/lock."},
+    {"release", (PyCFunction)semlock_release, METH_NOARGS, "release(): release the semaphore/lock."},
+    {"__enter__", (PyCFunction)semlock_enter, METH_NOARGS, "acquire the semaphore/lock."},
+    {"__exit__", (PyCFunction)semlock_exit, METH_VARARGS, "release the semaphore/lock."},
+    {"_count", (PyCFunction)semlock_count, METH_NOARGS,
+     "number of acquire()s minus release()s through this object in this process."},
+    {"_is_mine", (PyCFunction)semlock_is_mine, METH_NOARGS,
+     "whether this thread acquired it last and it is held."},
+    {"_get_value", (PyCFunction)semlock_get_value, METH_NOARGS, "the value of the semaphore."},
+    {"_is_zero", (PyCFunction)semlock_is_zero, METH_NOARGS, "whether the value is zero."},
+    {"_after_fork", (PyCFunction)semlock_after_fork, METH_NOARGS,
+     "reset the acquisition count (done automatically in a forked child)."},
+    {"_owner", (PyCFunction)semlock_owner, METH_NOARGS,
+     "pid of the process holding a Lock/RLock (0: free, -1: unknown); None for a semaphore."},
+    {"_rebuild", (PyCFunction)semlock_rebuild, METH_VARARGS | METH_CLASS,
+     "_rebuild(handle, kind, maxvalue, name): attach to a named semaphore."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef semlock_getset[] = {
+    {"handle", (getter)semlock_get_handle, NULL, "address of the shared region in this process",
+     NULL},
+    {"kind", (getter)semlock_get_kind, NULL, "RECURSIVE_MUTEX (0) or SEMAPHORE (1)", NULL},
+    {"maxvalue", (getter)semlock_get_maxvalue, NULL, "the largest value release() allows", NULL},
+    {"name", (getter)semlock_get_name, NULL, "the name, or None if unlinked at creation", NULL},
+    {"robust", (getter)semlock_get_robust, NULL,
+     "whether it is an owner-tracked lock (RLock, or a Lock made with robust=True)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject SemLockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gomp._multiprocessing.SemLock",
+    .tp_basicsize = sizeof(SemLockObject),
+    .tp_dealloc = (destructor)semlock_dealloc,
+    .tp_as_buffer = &semlock_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "SemLock(kind, value, maxvalue, name, unlink, *, robust=False)\n\n"
+              "A semaphore (kind SEMAPHORE) or recursive lock (kind RECURSIVE_MUTEX) in shared\n"
+              "memory, as _multiprocessing.SemLock. With unlink=True it has no name and is\n"
+              "shared by fork only; otherwise spawned children re-attach to it by name.\n"
+              "robust=True makes a SEMAPHORE with maxvalue 1 an owner-tracked lock (as RLock\n"
+              "always is): if its holder dies, a waiter takes it over (OwnerDiedWarning).",
+    .tp_methods = semlock_methods,
+    .tp_getset = semlock_getset,
+    .tp_new = semlock_new,
+};
+
+/* ---- module functions -------------------------------------------------------------------- */
+
+static PyObject *m_sem_unlink(PyObject *self, PyObject *name)
+{
+    if (!PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "sem_unlink() argument must be str, not %.100s",
+                     Py_TYPE(name)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t len;
+    const char *cname = PyUnicode_AsUTF8AndSize(name, &len);
+    if (cname == NULL || gomp_core_ready() < 0)
+        return NULL;
+    int64_t r = gomp_core.sem_unlink(cname, len);
+    if (r < 0)
+        return file_error(r, name);
+    Py_RETURN_NONE;
+}
+
+static PyObject *m_sem_owner_alive(PyObject *self, PyObject *arg)
+{
+    unsigned long id = PyLong_AsUnsignedLong(arg);
+    if (id == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (gomp_core_ready() < 0)
+        return NULL;
+    return PyBool_FromLong(gomp_core.owner_alive((uint32_t)id) > 0);
+}
+
+static PyObject *m_sem_self_id(PyObject *self, PyObject *noargs)
+{
+    if (self_id == 0)
+        self_id = compute_self_id();
+    return PyLong_FromUnsignedLong(self_id);
+}
+
+static PyMethodDef sync_methods[] = {
+    {"sem_unlink", m_sem_unlink, METH_O, "sem_unlink(name): remove the name of a named SemLock."},
+    {"_sem_owner_alive", m_sem_owner_alive, METH_O,
+     "_sem_owner_alive(id) -> bool: whether a lock owner id may still be running (tests)."},
+    {"_sem_self_id", m_sem_self_id, METH_NOARGS,
+     "_sem_self_id() -> int: this process's lock owner id (tests)."},
+    {NULL, NULL, 0, NULL},
+};
+
+int gomp_sync_init(PyObject *m)
+{
+    if (PyType_Ready(&SemLockType) < 0)
+        return -1;
+    PyObject *v = PyLong_FromLong(GOMP_SEM_VALUE_MAX);
+    if (v == NULL || PyDict_SetItemString(SemLockType.tp_dict, "SEM_VALUE_MAX", v) < 0) {
+        Py_XDECREF(v);
+        return -1;
+    }
+    Py_DECREF(v);
+    PyType_Modified(&SemLockType);
+    OwnerDiedWarning = PyErr_NewExceptionWithDoc(
+        "gomp.synchronize.OwnerDiedWarning",
+        "A process died while holding a gomp Lock or RLock; the waiter that got the lock\n"
+        "next took it over. The data the lock protects may be inconsistent.",
+        PyExc_RuntimeWarning, NULL);
+    if (OwnerDiedWarning == NULL)
+        return -1;
+    if (pthread_atfork(NULL, NULL, sync_atfork_child) != 0) {
+        PyErr_SetString(PyExc_ImportError, "gomp: pthread_atfork failed");
+        return -1;
+    }
+    if (PyModule_AddObjectRef(m, "SemLock", (PyObject *)&SemLockType) < 0 ||
+        PyModule_AddObjectRef(m, "OwnerDiedWarning", OwnerDiedWarning) < 0 ||
+        PyModule_AddIntConstant(m, "SEM_VALUE_MAX", GOMP_SEM_VALUE_MAX) < 0)
+        return -1;
+    return PyModule_AddFunctions(m, sync_methods);
+}
