@@ -18,7 +18,7 @@ install: $(VENV)/bin/python
 	$(VPY) -m pip install -q --disable-pip-version-check .
 
 demo: install
-	cd tests_py && $(VPY) ../examples/demo.py
+	$(VPY) examples/demo.py
 
 test: test-go test-py
 

@@ -336,10 +336,13 @@ static PyObject *m_selftest(PyObject *self, PyObject *arg)
         return NULL;
     if (gomp_core_ready() < 0)
         return NULL;
-    int64_t r = gomp_core.selftest(what);
+    int64_t r;
+    Py_BEGIN_ALLOW_THREADS
+    r = gomp_core.selftest(what);
+    Py_END_ALLOW_THREADS
     if (r < 0)
         return gomp_set_error(r);
-    Py_RETURN_NONE;
+    return PyLong_FromLongLong(r);
 }
 
 static PyMethodDef methods[] = {
@@ -348,7 +351,7 @@ static PyMethodDef methods[] = {
     {"_core_load", m_core_load, METH_NOARGS,
      "_core_load() -> int: load the Go core now if needed; returns its generation."},
     {"_selftest", m_selftest, METH_O,
-     "_selftest(what): exercise the core's error paths (1: a Go panic, 2: a Go error)."},
+     "_selftest(what): exercise the core (1: a Go panic, 2: a Go error, 3: goroutine/GC-heavy work)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,10 +1,15 @@
 /* Internal header of the extension gomp._gomp (the C files in pybind/). */
 #ifndef GOMP_EXT_H
 #define GOMP_EXT_H
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pwritev2, RWF_NOWAIT */
+#endif
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <sys/uio.h>
 #include <stdint.h>
 
 #include "gompcore.h"
