@@ -116,14 +116,16 @@ def barrier_party(barrier, conn):
 
 
 def barrier_abort_party(barrier, conn):
-    # Waits, then either aborts (the one that got index 0 on the first pass)
-    # or reports BrokenBarrierError on the second wait.
-    i = barrier.wait()
-    if i == 0:
-        barrier.abort()
-        conn.send('aborted')
-        return
+    # After a first pass, the party that got index 0 aborts the barrier; the
+    # others get BrokenBarrierError, from their second wait or, if they wake
+    # from the first one only after the abort, from that one (as with
+    # threading.Barrier).
     try:
+        i = barrier.wait()
+        if i == 0:
+            barrier.abort()
+            conn.send('aborted')
+            return
         barrier.wait()
         conn.send('passed')
     except Exception as e:

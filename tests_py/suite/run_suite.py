@@ -14,10 +14,28 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The driver module of one start method, as CPython's 3-line
+# test_multiprocessing_<method>.py files (3.11.7 here lacks them). The suite
+# pickles its test classes by reference to this module, so spawned and
+# forkserver children import it again by name: it is written into a
+# directory on sys.path (not into the source tree, where pytest would collect
+# it).
+DRIVER = """\
+import os
+import gomp
+gomp.install()
+if os.environ.get('GOMP_SUITE_SHIMS', '') not in ('', '0'):
+    import _suite_shims
+    _suite_shims.install()
+import test._test_multiprocessing
+test._test_multiprocessing.install_tests_in_module_dict(globals(), %r)
+"""
 
 SYNC_CLASSES = [
     'WithProcessesTestLock', 'WithThreadsTestLock',
@@ -60,8 +78,8 @@ class _Result(unittest.TextTestResult):
         self.outcomes.append((test.id(), 'failed', 'unexpected success'))
 
 
-def child(method, classes, verbosity, out):
-    sys.path.insert(0, HERE)
+def child(method, classes, verbosity, out, driver_dir):
+    sys.path[:0] = [driver_dir, HERE]
     mod = __import__('test_multiprocessing_' + method)
     loader = unittest.TestLoader()
     suite = unittest.TestSuite()
@@ -85,22 +103,27 @@ def main():
     ap.add_argument('-v', action='count', default=0)
     ap.add_argument('--child', help=argparse.SUPPRESS)
     ap.add_argument('--out', help=argparse.SUPPRESS)
+    ap.add_argument('--driver-dir', help=argparse.SUPPRESS)
     args = ap.parse_args()
     classes = [c for c in args.classes.split(',') if c]
     if args.child:
-        return child(args.child, classes, 1 + args.v, args.out)
+        return child(args.child, classes, 1 + args.v, args.out, args.driver_dir)
 
     env = dict(os.environ)
     if args.shims:
         env['GOMP_SUITE_SHIMS'] = '1'
     failed = False
+    tmp = tempfile.TemporaryDirectory(prefix='gomp-suite-')
     for method in args.methods.split(','):
-        out = os.path.join(HERE, '.result-%s-%d.json' % (method, os.getpid()))
+        with open(os.path.join(tmp.name, 'test_multiprocessing_%s.py' % method), 'w') as f:
+            f.write(DRIVER % method)
+        out = os.path.join(tmp.name, 'result-%s.json' % method)
         t0 = time.monotonic()
         cmd = [sys.executable, os.path.abspath(__file__), '--child', method,
-               '--classes', ','.join(classes), '--out', out] + ['-v'] * args.v
+               '--classes', ','.join(classes), '--out', out, '--driver-dir', tmp.name]
+        cmd += ['-v'] * args.v
         try:
-            rc = subprocess.run(cmd, env=env, cwd=HERE, timeout=args.timeout).returncode
+            rc = subprocess.run(cmd, env=env, cwd=tmp.name, timeout=args.timeout).returncode
         except subprocess.TimeoutExpired:
             print('== %s: TIMED OUT after %.0f s' % (method, args.timeout))
             failed = True
