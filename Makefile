@@ -32,6 +32,7 @@ test-py: install
 
 bench: install
 	$(VPY) tests_py/bench/bench_conn.py
+	$(VPY) tests_py/bench/bench_sync.py
 
 clean:
 	rm -rf build dist *.egg-info python/*.egg-info $(VENV)

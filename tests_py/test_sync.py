@@ -387,6 +387,7 @@ def test_fork_child_sees_held_lock_and_its_release():
     assert got is True
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.parametrize("how", ["gomp", "os.fork"])
 def test_fork_child_does_not_own_parents_rlock(how):
     lock = gomp.RLock()

@@ -494,11 +494,18 @@ static PyObject *acquired_after_owner_died(SemLockObject *s, int64_t dead)
                          "the lock was taken over and the data it protects may be inconsistent",
                          (int)(dead & PID_MASK), s->kind == RECURSIVE_MUTEX ? "RLock" : "Lock") < 0) {
         s->count--;
+#if PY_VERSION_HEX >= 0x030C0000
+        PyObject *exc = PyErr_GetRaisedException();
+        release_word(s);
+        PyErr_Clear();
+        PyErr_SetRaisedException(exc);
+#else
         PyObject *et, *ev, *tb;
         PyErr_Fetch(&et, &ev, &tb);
         release_word(s);
         PyErr_Clear();
         PyErr_Restore(et, ev, tb);
+#endif
         return NULL;
     }
     Py_RETURN_TRUE;
