@@ -24,7 +24,7 @@ func syncCode(err error) C.int64_t {
 	return code(err)
 }
 
-func sliceDur(ms C.int) time.Duration { return time.Duration(ms) * time.Millisecond }
+func sliceDur(us C.int64_t) time.Duration { return time.Duration(us) * time.Microsecond }
 
 // gompcore_sem_create creates the file of the named semaphore name (namelen
 // bytes) with size bytes and returns a descriptor open on it.
@@ -60,13 +60,15 @@ func gompcore_sem_unlink(name *C.char, namelen C.int64_t) (ret C.int64_t) {
 	return syncCode(semlock.Unlink(C.GoStringN(name, C.int(namelen))))
 }
 
-// gompcore_sem_wait waits at most slice_ms for a token of the counting
-// semaphore word: 0 when taken, GOMP_EAGAIN when the slice ended.
+// gompcore_sem_wait waits at most slice_us microseconds for a token of the
+// counting semaphore word: 0 when taken, GOMP_EAGAIN when the slice ended.
+// (Microseconds, not the milliseconds of other slices: the caller cuts the
+// last slice to its deadline exactly.)
 //
 //export gompcore_sem_wait
-func gompcore_sem_wait(word *C.uint64_t, sliceMs C.int) (ret C.int64_t) {
+func gompcore_sem_wait(word *C.uint64_t, sliceUs C.int64_t) (ret C.int64_t) {
 	defer recoverPanic(&ret)
-	return syncCode(semlock.SemAcquire((*uint64)(unsafe.Pointer(word)), sliceDur(sliceMs)))
+	return syncCode(semlock.SemAcquire((*uint64)(unsafe.Pointer(word)), sliceDur(sliceUs)))
 }
 
 // gompcore_sem_wake wakes at most n sleepers of the semaphore word.
@@ -81,15 +83,15 @@ func gompcore_sem_wake(word *C.uint64_t, n C.int) (ret C.int64_t) {
 	return C.int64_t(k)
 }
 
-// gompcore_mutex_wait waits at most slice_ms for the owner-tracked mutex word
-// and takes it for id. It returns 0 when taken, the id of the previous owner
+// gompcore_mutex_wait waits at most slice_us microseconds for the
+// owner-tracked mutex word and takes it for id. It returns 0 when taken, the id of the previous owner
 // (> 0) when that owner was found dead and the lock taken over (only with
 // check_owner), or GOMP_EAGAIN when the slice ended.
 //
 //export gompcore_mutex_wait
-func gompcore_mutex_wait(word *C.uint32_t, id C.uint32_t, checkOwner C.int, sliceMs C.int) (ret C.int64_t) {
+func gompcore_mutex_wait(word *C.uint32_t, id C.uint32_t, checkOwner C.int, sliceUs C.int64_t) (ret C.int64_t) {
 	defer recoverPanic(&ret)
-	dead, err := semlock.MutexAcquire((*uint32)(unsafe.Pointer(word)), uint32(id), sliceDur(sliceMs),
+	dead, err := semlock.MutexAcquire((*uint32)(unsafe.Pointer(word)), uint32(id), sliceDur(sliceUs),
 		checkOwner != 0)
 	if err != nil {
 		return syncCode(err)

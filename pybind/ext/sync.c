@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { RECURSIVE_MUTEX = 0, SEMAPHORE = 1 };
@@ -368,12 +369,30 @@ typedef struct {
     uint32_t id;
     int check_owner;
     int calls;
+    const gomp_deadline *d;
 } wait_ctx;
+
+/* The length of this slice in microseconds: gomp_run's slice (ms, rounded
+ * up), cut to the deadline, so that a timeout is honoured to the
+ * microsecond rather than to the next millisecond. */
+static int64_t slice_us(const wait_ctx *w, int ms)
+{
+    int64_t us = (int64_t)ms * 1000;
+    if (!w->d->infinite) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double rem = w->d->end - ((double)ts.tv_sec + ts.tv_nsec * 1e-9);
+        int64_t rem_us = rem > 0 ? (int64_t)(rem * 1e6 + 0.5) : 0;
+        if (rem_us < us)
+            us = rem_us;
+    }
+    return us;
+}
 
 static int64_t sem_step(void *c, int ms)
 {
     wait_ctx *w = c;
-    return gomp_core.sem_wait((uint64_t *)&w->shm->sem, ms);
+    return gomp_core.sem_wait((uint64_t *)&w->shm->sem, slice_us(w, ms));
 }
 
 static int64_t mutex_step(void *c, int ms)
@@ -382,7 +401,7 @@ static int64_t mutex_step(void *c, int ms)
     /* The owner is checked from the second slice on: a wait that ends within
      * one slice (the usual contention) does not pay for reading /proc. */
     int check = w->check_owner && w->calls++ > 0;
-    return gomp_core.mutex_wait((uint32_t *)&w->shm->mutex, w->id, check, ms);
+    return gomp_core.mutex_wait((uint32_t *)&w->shm->mutex, w->id, check, slice_us(w, ms));
 }
 
 /* Releases the word (count bookkeeping is the caller's). Returns 0, or -1
@@ -465,7 +484,7 @@ static PyObject *semlock_acquire(SemLockObject *s, PyObject *const *args, Py_ssi
         gomp_deadline_set(&d, -1);
     if (gomp_core_ready() < 0)
         return NULL;
-    wait_ctx w = {s->shm, id, !s->foreign && id != NO_OWNER, 0};
+    wait_ctx w = {s->shm, id, !s->foreign && id != NO_OWNER, 0, &d};
     int64_t r = gomp_run(s->proto == PROTO_MUTEX ? mutex_step : sem_step, &w, &d, 0);
     if (r == GOMP_TIMEDOUT)
         Py_RETURN_FALSE;
