@@ -600,7 +600,7 @@ static PyObject *semlock_enter(SemLockObject *s, PyObject *unused)
     return semlock_acquire(s, NULL, 0, NULL);
 }
 
-static PyObject *semlock_exit(SemLockObject *s, PyObject *args)
+static PyObject *semlock_exit(SemLockObject *s, PyObject *const *args, Py_ssize_t nargs)
 {
     return semlock_release(s, NULL);
 }
@@ -698,7 +698,8 @@ static PyMethodDef semlock_methods[] = {
      "acquire(block=True, timeout=None) -> bool: acquire the semaphore/lock."},
     {"release", (PyCFunction)semlock_release, METH_NOARGS, "release(): release the semaphore/lock."},
     {"__enter__", (PyCFunction)semlock_enter, METH_NOARGS, "acquire the semaphore/lock."},
-    {"__exit__", (PyCFunction)semlock_exit, METH_VARARGS, "release the semaphore/lock."},
+    {"__exit__", (PyCFunction)(void (*)(void))semlock_exit, METH_FASTCALL,
+     "release the semaphore/lock."},
     {"_count", (PyCFunction)semlock_count, METH_NOARGS,
      "number of acquire()s minus release()s through this object in this process."},
     {"_is_mine", (PyCFunction)semlock_is_mine, METH_NOARGS,

@@ -5,6 +5,10 @@ Cases
   uncontended   Lock / RLock / Semaphore: acquire() + release() in a loop, and
                 `with lock:`; ns per pair (loop overhead included, the same
                 for both).
+  creation      Lock() for the fork context (gomp: an anonymous shared mapping;
+                stdlib: sem_open + sem_unlink) and for spawn (both: a named file
+                on /dev/shm, registered with the resource tracker); includes
+                the destruction of the previous object.
   contended     two forked processes, each doing N x (acquire, counter += 1,
                 release) on one Lock; the counter lives in shared memory and
                 is checked at the end. ns per acquire/release pair overall.
@@ -46,6 +50,13 @@ def uncontended_with(lock, n):
     for _ in r:
         with lock:
             pass
+    return (time.perf_counter() - t) / n * 1e9
+
+
+def creation(make, n):
+    t = time.perf_counter()
+    for _ in range(n):
+        make()
     return (time.perf_counter() - t) / n * 1e9
 
 
@@ -106,6 +117,8 @@ def main():
 
     gctx = gomp.get_context('fork')
     sctx = std_mp.get_context('fork')
+    gspawn = gomp.get_context('spawn')
+    sspawn = std_mp.get_context('spawn')
     n = args.n
     cases = [
         ('Lock acquire+release', lambda c: uncontended(c.Lock(), n)),
@@ -113,6 +126,9 @@ def main():
         ('Semaphore acquire+release', lambda c: uncontended(c.Semaphore(), n)),
         ('with Lock', lambda c: uncontended_with(c.Lock(), n)),
         ('with RLock', lambda c: uncontended_with(c.RLock(), n)),
+        ('Lock() creation, fork context', lambda c: creation(c.Lock, n // 100)),
+        ('Lock() creation, spawn context', lambda c: creation(
+            (gspawn if c is gctx else sspawn).Lock, n // 1000)),
         ('Lock, 2 processes contending', lambda c: contended(
             c.Lock, args.contended_n, _gomp._core_load if c is gctx else None)),
         ('RLock, 2 processes contending', lambda c: contended(
@@ -121,7 +137,7 @@ def main():
     print('python %s, load average %s' % (sys.version.split()[0],
                                           ' '.join('%.2f' % x for x in os.getloadavg())))
     print('%-32s %12s %12s %8s   (median of %d interleaved rounds, best in brackets)' % (
-        'case (ns per pair)', 'stdlib', 'gomp', 'ratio', args.rounds))
+        'case (ns per op)', 'stdlib', 'gomp', 'ratio', args.rounds))
     for name, fn in cases:
         if args.only and args.only not in name:
             continue
