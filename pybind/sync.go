@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/gomp-dev/gomp/gomp/semlock"
+	"golang.org/x/sys/unix"
 )
 
 // The slow paths of the semaphores and locks of pybind/ext/sync.c (see
@@ -24,6 +25,18 @@ func syncCode(err error) C.int64_t {
 	return code(err)
 }
 
+// fileCode maps an error of the file functions: a bare errno (EEXIST,
+// ENOENT, EINVAL, ...) as -errno; anything else (a refused or uncreatable
+// directory, whose text says what to fix) as GOMP_EOTHER with its text, which
+// the extension raises as OSError.
+func fileCode(err error) C.int64_t {
+	if errno, ok := err.(unix.Errno); ok && errno > 0 && errno < 4096 {
+		return -C.int64_t(errno)
+	}
+	setLastError(err.Error())
+	return C.GOMP_EOTHER
+}
+
 func sliceDur(us C.int64_t) time.Duration { return time.Duration(us) * time.Microsecond }
 
 // gompcore_sem_create creates the file of the named semaphore name (namelen
@@ -34,7 +47,7 @@ func gompcore_sem_create(name *C.char, namelen, size C.int64_t) (ret C.int64_t) 
 	defer recoverPanic(&ret)
 	fd, err := semlock.Create(C.GoStringN(name, C.int(namelen)), int64(size))
 	if err != nil {
-		return syncCode(err)
+		return fileCode(err)
 	}
 	return C.int64_t(fd)
 }
@@ -47,7 +60,7 @@ func gompcore_sem_open(name *C.char, namelen, size C.int64_t) (ret C.int64_t) {
 	defer recoverPanic(&ret)
 	fd, err := semlock.Open(C.GoStringN(name, C.int(namelen)), int64(size))
 	if err != nil {
-		return syncCode(err)
+		return fileCode(err)
 	}
 	return C.int64_t(fd)
 }
@@ -57,7 +70,10 @@ func gompcore_sem_open(name *C.char, namelen, size C.int64_t) (ret C.int64_t) {
 //export gompcore_sem_unlink
 func gompcore_sem_unlink(name *C.char, namelen C.int64_t) (ret C.int64_t) {
 	defer recoverPanic(&ret)
-	return syncCode(semlock.Unlink(C.GoStringN(name, C.int(namelen))))
+	if err := semlock.Unlink(C.GoStringN(name, C.int(namelen))); err != nil {
+		return fileCode(err)
+	}
+	return 0
 }
 
 // gompcore_sem_wait waits at most slice_us microseconds for a token of the

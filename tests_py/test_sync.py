@@ -154,6 +154,17 @@ def test_rebuild_refuses_foreign_files():
     del s
 
 
+def test_private_directory_is_enforced():
+    gomp.get_context("spawn").Lock()  # the directory exists
+    os.chmod(SEM_DIR, 0o755)
+    try:
+        with pytest.raises(OSError, match="must be owned by uid .* mode 0700"):
+            SemLock(1, 0, 1, unique(), False)
+    finally:
+        os.chmod(SEM_DIR, 0o700)
+    SemLock(1, 0, 1, unique(), True)  # unnamed ones need no directory
+
+
 def test_acquire_arguments():
     s = SemLock(1, 0, 1, unique(), True)
     assert s.acquire(False) is False

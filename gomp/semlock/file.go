@@ -66,10 +66,14 @@ func checkDir(d string) error {
 		return fmt.Errorf("cannot use the semaphore directory %s: %w", d, err)
 	}
 	uid := uint32(unix.Getuid())
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != uid || st.Mode&0o077 != 0 {
-		return fmt.Errorf("refusing the semaphore directory %s: it must be a directory owned by "+
-			"uid %d with mode 0700 (found mode %o, owner %d); remove it or fix its permissions",
-			d, uid, st.Mode, st.Uid)
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("refusing the semaphore directory %s: it is not a directory (a "+
+			"symlink or a file is in its place); remove it", d)
+	}
+	if st.Uid != uid || st.Mode&0o077 != 0 {
+		return fmt.Errorf("refusing the semaphore directory %s: it must be owned by uid %d with "+
+			"mode 0700 (found owner %d, mode %04o); remove it or fix its permissions",
+			d, uid, st.Uid, st.Mode&0o7777)
 	}
 	return nil
 }

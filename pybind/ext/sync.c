@@ -204,13 +204,20 @@ static semshm *shm_map(int fd)
     return p == MAP_FAILED ? NULL : (semshm *)p;
 }
 
-/* Sets OSError for a negative result of the core's file functions, naming the
- * semaphore, or the core's own error. Returns NULL. */
+/* Sets OSError for a negative result of the core's file functions: an errno
+ * (naming the semaphore), or GOMP_EOTHER with the core's text (a problem with
+ * the directory of named semaphores). Returns NULL. */
 static PyObject *file_error(int64_t r, PyObject *name)
 {
     if (r < 0 && r > -4096) {
         errno = (int)-r;
         return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+    }
+    if (r == GOMP_EOTHER) {
+        char text[1024];
+        gomp_core.last_error(text, sizeof text);
+        PyErr_Format(PyExc_OSError, "gomp: %s", text);
+        return NULL;
     }
     return gomp_set_error(r);
 }
