@@ -154,15 +154,24 @@ def test_rebuild_refuses_foreign_files():
     del s
 
 
-def test_private_directory_is_enforced():
-    gomp.get_context("spawn").Lock()  # the directory exists
-    os.chmod(SEM_DIR, 0o755)
-    try:
-        with pytest.raises(OSError, match="must be owned by uid .* mode 0700"):
-            SemLock(1, 0, 1, unique(), False)
-    finally:
-        os.chmod(SEM_DIR, 0o700)
-    SemLock(1, 0, 1, unique(), True)  # unnamed ones need no directory
+def test_private_directory_is_enforced(tmp_path):
+    # In a directory of its own (GOMP_SHM_DIR), not to disturb other users of
+    # the real one.
+    out = run_python("""
+        import os, sys
+        from gomp import _multiprocessing as M
+        s = M.SemLock(1, 0, 1, '/x', False)
+        d = os.path.join(sys.argv[1], 'gomp-sem-%d' % os.getuid())
+        print(sorted(os.listdir(d)), oct(os.stat(d).st_mode & 0o777))
+        os.chmod(d, 0o755)
+        try:
+            M.SemLock(1, 0, 1, '/y', False)
+        except OSError as e:
+            print(e)
+        M.SemLock(1, 0, 1, '/y', True)  # unnamed ones need no directory
+    """, str(tmp_path), env={"GOMP_SHM_DIR": str(tmp_path)}).stdout.splitlines()
+    assert out[0] == "['x'] 0o700"
+    assert "must be owned by uid %d with mode 0700" % os.getuid() in out[1]
 
 
 def test_acquire_arguments():

@@ -2,6 +2,7 @@ package semlock
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,8 +26,17 @@ import (
 // The files hold no data of their own beyond the semaphore words: the
 // extension maps them MAP_SHARED and lays them out (pybind/ext/sync.c).
 
-// BaseDir is the tmpfs that holds the directory. Tests change it.
-var BaseDir = "/dev/shm"
+// BaseDir is the file system that holds the directory: /dev/shm (tmpfs), or
+// the directory named by the environment variable GOMP_SHM_DIR (read when
+// the core loads; children inherit it). Tests change it.
+var BaseDir = baseDirFromEnv()
+
+func baseDirFromEnv() string {
+	if d := os.Getenv("GOMP_SHM_DIR"); d != "" {
+		return d
+	}
+	return "/dev/shm"
+}
 
 // NameMax is the longest name accepted (NAME_MAX of the file system).
 const NameMax = 255
