@@ -164,6 +164,13 @@ static uint32_t compute_self_id(void)
     return (uint32_t)pid | (uint32_t)(start & TAG_MASK) << PID_BITS;
 }
 
+/* The calling thread's identity for last_tid: what PyThread_get_thread_ident()
+ * returns on Linux, without its extra call level. */
+static inline unsigned long thread_id(void)
+{
+    return (unsigned long)pthread_self();
+}
+
 static inline uint32_t owner_id(SemLockObject *s)
 {
     if (s->foreign)
@@ -452,29 +459,13 @@ static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
 
 static PyObject *acquired_after_owner_died(SemLockObject *s, int64_t dead);
 
-static PyObject *semlock_acquire(SemLockObject *s, PyObject *const *args, Py_ssize_t nargs,
-                                 PyObject *kwnames)
+/* The part of acquire() that may wait, out of line so that the fast path
+ * stays small. */
+static PyObject *__attribute__((noinline))
+acquire_slow(SemLockObject *s, uint32_t id, int blocking, PyObject *timeout)
 {
-    int blocking = 1;
-    PyObject *timeout = Py_None;
-    if ((nargs || kwnames) && parse_acquire(args, nargs, kwnames, &blocking, &timeout) < 0)
-        return NULL;
-    check_fork(s);
-    unsigned long tid = PyThread_get_thread_ident();
-    if (s->kind == RECURSIVE_MUTEX && s->count > 0 && s->last_tid == tid) {
-        if (s->count == INT_MAX) {
-            PyErr_SetString(PyExc_OverflowError, "recursive lock acquired too many times");
-            return NULL;
-        }
-        s->count++;
-        Py_RETURN_TRUE;
-    }
-    uint32_t id = s->proto == PROTO_MUTEX ? owner_id(s) : 0;
-    if (try_acquire(s, id))
-        goto acquired;
     if (!blocking)
         Py_RETURN_FALSE;
-
     gomp_deadline d;
     if (timeout != Py_None) {
         double t = PyFloat_AsDouble(timeout);
@@ -485,7 +476,7 @@ static PyObject *semlock_acquire(SemLockObject *s, PyObject *const *args, Py_ssi
             return NULL;
         }
         if (t <= 0)
-            Py_RETURN_FALSE; /* tried once above, as sem_timedwait with a past deadline does */
+            Py_RETURN_FALSE; /* tried once already, as sem_timedwait with a past deadline does */
         gomp_deadline_set(&d, t);
     } else
         gomp_deadline_set(&d, -1);
@@ -501,7 +492,31 @@ static PyObject *semlock_acquire(SemLockObject *s, PyObject *const *args, Py_ssi
         return gomp_set_error(r);
     if (r > 0)
         return acquired_after_owner_died(s, r);
-acquired:
+    s->count++;
+    s->last_tid = thread_id();
+    Py_RETURN_TRUE;
+}
+
+static PyObject *semlock_acquire(SemLockObject *s, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames)
+{
+    int blocking = 1;
+    PyObject *timeout = Py_None;
+    if ((nargs || kwnames) && parse_acquire(args, nargs, kwnames, &blocking, &timeout) < 0)
+        return NULL;
+    check_fork(s);
+    unsigned long tid = thread_id();
+    if (s->kind == RECURSIVE_MUTEX && s->count > 0 && s->last_tid == tid) {
+        if (s->count == INT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "recursive lock acquired too many times");
+            return NULL;
+        }
+        s->count++;
+        Py_RETURN_TRUE;
+    }
+    uint32_t id = s->proto == PROTO_MUTEX ? owner_id(s) : 0;
+    if (__builtin_expect(!try_acquire(s, id), 0))
+        return acquire_slow(s, id, blocking, timeout);
     s->count++;
     s->last_tid = tid;
     Py_RETURN_TRUE;
@@ -514,7 +529,7 @@ acquired:
 static PyObject *acquired_after_owner_died(SemLockObject *s, int64_t dead)
 {
     s->count++;
-    s->last_tid = PyThread_get_thread_ident();
+    s->last_tid = thread_id();
     if (PyErr_WarnFormat(OwnerDiedWarning, 1,
                          "the process %d that held this %s died without releasing it; "
                          "the lock was taken over and the data it protects may be inconsistent",
@@ -586,7 +601,7 @@ static PyObject *semlock_release(SemLockObject *s, PyObject *unused)
 {
     check_fork(s);
     if (s->kind == RECURSIVE_MUTEX) {
-        if (!(s->count > 0 && s->last_tid == PyThread_get_thread_ident())) {
+        if (!(s->count > 0 && s->last_tid == thread_id())) {
             PyErr_SetString(PyExc_AssertionError,
                             "attempt to release recursive lock not owned by thread");
             return NULL;
@@ -623,7 +638,7 @@ static PyObject *semlock_count(SemLockObject *s, PyObject *unused)
 static PyObject *semlock_is_mine(SemLockObject *s, PyObject *unused)
 {
     check_fork(s);
-    return PyBool_FromLong(s->count > 0 && s->last_tid == PyThread_get_thread_ident());
+    return PyBool_FromLong(s->count > 0 && s->last_tid == thread_id());
 }
 
 static long get_value(SemLockObject *s)
