@@ -322,6 +322,37 @@ def test_threads_of_one_process_exclude_each_other(counter):
     assert counter[0] == 12000
 
 
+def test_uncontended_use_does_not_enter_the_go_core():
+    # The fast paths are C atomics: a process that never waits never loads
+    # the Go runtime (that is what makes them cheaper than one C->Go call).
+    out = run_python("""
+        import gomp
+        from gomp import _gomp
+        ctx = gomp.get_context('fork')
+        prims = [ctx.Lock(), ctx.RLock(), ctx.Semaphore(2), ctx.BoundedSemaphore(1)]
+        for p in prims:
+            for _ in range(1000):
+                p.acquire(); p.release()
+                with p:
+                    p.acquire(False)
+                    p.release() if isinstance(p, type(prims[1])) else None
+        c = ctx.Condition()
+        with c:
+            c.notify_all()
+        e = ctx.Event()
+        e.set(); e.wait(); e.clear()
+        b = ctx.Barrier(1)
+        b.wait()
+        print(_gomp._core_info()['loaded'])
+        p = prims[2]
+        while p.acquire(False):
+            pass
+        p.acquire(timeout=0.01)  # a real wait
+        print(_gomp._core_info()['loaded'])
+    """).stdout.split()
+    assert out == ["0", "1"]
+
+
 def test_blocked_acquire_releases_the_gil():
     # If the waiting thread kept the GIL, the main thread could never run the
     # release and the child would hang (the parent's timeout would fire).
