@@ -3,23 +3,26 @@ Semaphore, BoundedSemaphore, Condition, Event and Barrier, with the API and
 behaviour of the standard library's multiprocessing.synchronize.
 
 Storage and sharing
-    Each Lock, RLock and semaphore is a gomp._multiprocessing.SemLock: a few
+    Each Lock, RLock and semaphore is a gomp._multiprocessing.SemLock (these
+    classes subclass the C type; `lock._semlock` is the lock itself): a few
     words of shared memory. Objects made for the fork start method live in an
     anonymous shared mapping (a forked child inherits it; they cannot be
-    pickled for spawn). Objects made for spawn or forkserver are named files
-    in a private directory on /dev/shm: they are pickled for a child that is
-    being started (and only then: context.assert_spawning), the child opens
-    them again by name, and the name is removed when the creating object is
-    garbage collected or its process exits; the resource tracker removes it
-    if that process dies first. Condition, Event and Barrier are built from
-    these, and are shared the same ways.
+    pickled for spawn). Objects made for spawn or forkserver are files in a
+    private directory, /dev/shm/gomp-sem-UID/ (or under $GOMP_SHM_DIR): they
+    are pickled for a child that is being started (and only then:
+    context.assert_spawning), the child opens them again by name, and the
+    name is removed when the creating object is garbage collected or its
+    process exits; the resource tracker removes it if that process dies
+    first. Condition, Event and Barrier are built from these, and are shared
+    the same ways.
 
 Waiting
     acquire(), wait() and friends release the GIL while they block, wake up
     at least every 20 ms to run signal handlers (Ctrl-C raises
     KeyboardInterrupt promptly), and honour their timeout across those
-    slices. An uncontended acquire() and release() are one atomic operation
-    each and do not enter the Go core.
+    slices to a fraction of a millisecond. An uncontended acquire() and
+    release() are one atomic operation each and do not enter the Go core
+    (a process that never waits never loads it).
 
 When the holder of a Lock or RLock dies (beyond the standard library)
     The standard library's locks stay locked forever when a process dies

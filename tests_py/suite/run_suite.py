@@ -65,6 +65,13 @@ class _Result(unittest.TextTestResult):
         self.outcomes.append((getattr(test, 'id', lambda: str(test))(), 'error',
                               self._exc_info_to_string(err, test)))
 
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            failed = issubclass(err[0], test.failureException)
+            self.outcomes.append((test.id(), 'subtest ' + ('failed' if failed else 'error'),
+                                  '%s: %s' % (subtest, self._exc_info_to_string(err, test))))
+
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
         self.outcomes.append((test.id(), 'skipped', reason))
@@ -149,11 +156,12 @@ def main():
             for k, v in counts.items():
                 total[k] = total.get(k, 0) + v
             print('   %-32s %s' % (cls, ' '.join('%s=%d' % kv for kv in sorted(counts.items()))))
-            for outcome in ('failed', 'error'):
+            for outcome in ('failed', 'error', 'subtest failed', 'subtest error'):
                 for tid, _ in per_class[cls].get(outcome, ()):
                     print('      %s: %s' % (outcome.upper(), tid.split('.')[-1]))
         print('   total: %s' % ' '.join('%s=%d' % kv for kv in sorted(total.items())))
-        if total.get('failed') or total.get('error') or rc not in (0, 1):
+        if any(total.get(k) for k in ('failed', 'error', 'subtest failed', 'subtest error')) \
+                or rc not in (0, 1):
             failed = True
     return 1 if failed else 0
 
