@@ -9,6 +9,8 @@ Cases
                 stdlib: sem_open + sem_unlink) and for spawn (both: a named file
                 on /dev/shm, registered with the resource tracker); includes
                 the destruction of the previous object.
+  Barrier       two forked processes pass a Barrier(2) repeatedly (Condition
+                and semaphores underneath); microseconds per pass.
   contended     two forked processes, each doing N x (acquire, counter += 1,
                 release) on one Lock; the counter lives in shared memory and
                 is checked at the end. ns per acquire/release pair overall.
@@ -58,6 +60,26 @@ def creation(make, n):
     for _ in range(n):
         make()
     return (time.perf_counter() - t) / n * 1e9
+
+
+def barrier_passes(ctx, n, preload):
+    """Two forked processes pass a Barrier(2) n times; returns us per pass."""
+    barrier = ctx.Barrier(2)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if preload:
+                preload()
+            for _ in range(n):
+                barrier.wait()
+        finally:
+            os._exit(0)
+    t = time.perf_counter()
+    for _ in range(n):
+        barrier.wait()
+    dt = time.perf_counter() - t
+    os.waitpid(pid, 0)
+    return dt / n * 1e6
 
 
 def contended(make_lock, n, preload):
@@ -133,6 +155,8 @@ def main():
             c.Lock, args.contended_n, _gomp._core_load if c is gctx else None)),
         ('RLock, 2 processes contending', lambda c: contended(
             c.RLock, args.contended_n, _gomp._core_load if c is gctx else None)),
+        ('Barrier(2) pass, 2 processes (us)', lambda c: barrier_passes(
+            c, args.contended_n // 50, _gomp._core_load if c is gctx else None)),
     ]
     print('python %s, load average %s' % (sys.version.split()[0],
                                           ' '.join('%.2f' % x for x in os.getloadavg())))
