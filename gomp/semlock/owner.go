@@ -41,9 +41,10 @@ func OwnerID(pid int, starttime uint64) uint32 {
 }
 
 // Alive reports whether the owner id may still be running. It answers false
-// only when it is sure: /proc shows the pid gone, a zombie, or a process with
-// another start time (the pid was reused). When /proc cannot be read it falls
-// back to kill(pid, 0) and treats anything but ESRCH as alive.
+// only when it is sure: /proc shows a zombie or a process with another start
+// time (the pid was reused), or, when /proc/PID/stat cannot be read, kill(pid,
+// 0) says that no such process exists (ESRCH; EPERM means it exists, for
+// example under another user with /proc mounted hidepid).
 func Alive(id uint32) bool {
 	pid := int(id & pidMask)
 	if pid == 0 {
@@ -51,9 +52,6 @@ func Alive(id uint32) bool {
 	}
 	st, err := readStat(pid)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) && procMounted() {
-			return false
-		}
 		return unix.Kill(pid, 0) != unix.ESRCH
 	}
 	if st.state == 'Z' || st.state == 'X' || st.state == 'x' {
@@ -65,11 +63,6 @@ func Alive(id uint32) bool {
 type procStat struct {
 	state     byte
 	starttime uint64
-}
-
-func procMounted() bool {
-	_, err := os.Stat("/proc/self/stat")
-	return err == nil
 }
 
 // readStat reads the state and start time of pid from /proc/PID/stat.
