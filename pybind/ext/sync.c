@@ -22,6 +22,15 @@
  *     else the owner's id (pid + start-time tag) with bit 31 = "may have
  *     sleepers".
  *
+ * What else is here rather than in Go, and why: the anonymous mapping of a
+ * fork-context SemLock (mmap + header: a forked child or a parent that only
+ * makes and uses uncontended locks never loads the Go runtime, and Lock()
+ * costs one mmap instead of the stdlib's sem_open + sem_unlink); this
+ * process's owner id (read once from /proc/self/stat, needed by the fast
+ * path); and the layout of the shared region, written and checked here for
+ * both kinds of mapping. Named files (naming, the private directory and its
+ * checks), sleeping, waking and deciding that an owner is dead are Go.
+ *
  * The per-process bookkeeping (count, last_tid) is the stdlib's: count is
  * acquires minus releases through this object in this process, last_tid the
  * thread that acquired last; _is_mine() is count > 0 && last_tid == current
