@@ -3,13 +3,10 @@
 #ifndef GOMPCORE_SYNC_H
 #define GOMPCORE_SYNC_H
 #define GOMPCORE_SYNC_FUNCS(X)                                                   \
-    X(int64_t, sem_create, (const char *name, int64_t namelen, int64_t size))    \
-    X(int64_t, sem_open, (const char *name, int64_t namelen, int64_t size))      \
-    X(int64_t, sem_unlink, (const char *name, int64_t namelen))                  \
-    X(int64_t, sem_wait, (uint64_t *word, int64_t slice_us))                         \
+    X(int64_t, sem_wait, (uint64_t *word, int64_t slice_us))                     \
     X(int64_t, sem_wake, (uint64_t *word, int n))                                \
     X(int64_t, mutex_wait, (uint32_t *word, uint32_t id, int check_owner,        \
-                            int64_t slice_us))                                       \
+                            int64_t slice_us))                                   \
     X(int64_t, mutex_wake, (uint32_t *word))                                     \
     X(int64_t, owner_alive, (uint32_t id))
 #endif

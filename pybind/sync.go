@@ -11,7 +11,6 @@ import (
 	"unsafe"
 
 	"github.com/gomp-dev/gomp/gomp/semlock"
-	"golang.org/x/sys/unix"
 )
 
 // The slow paths of the semaphores and locks of pybind/ext/sync.c (see
@@ -25,56 +24,7 @@ func syncCode(err error) C.int64_t {
 	return code(err)
 }
 
-// fileCode maps an error of the file functions: a bare errno (EEXIST,
-// ENOENT, EINVAL, ...) as -errno; anything else (a refused or uncreatable
-// directory, whose text says what to fix) as GOMP_EOTHER with its text, which
-// the extension raises as OSError.
-func fileCode(err error) C.int64_t {
-	if errno, ok := err.(unix.Errno); ok && errno > 0 && errno < 4096 {
-		return -C.int64_t(errno)
-	}
-	setLastError(err.Error())
-	return C.GOMP_EOTHER
-}
-
 func sliceDur(us C.int64_t) time.Duration { return time.Duration(us) * time.Microsecond }
-
-// gompcore_sem_create creates the file of the named semaphore name (namelen
-// bytes) with size bytes and returns a descriptor open on it.
-//
-//export gompcore_sem_create
-func gompcore_sem_create(name *C.char, namelen, size C.int64_t) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	fd, err := semlock.Create(C.GoStringN(name, C.int(namelen)), int64(size))
-	if err != nil {
-		return fileCode(err)
-	}
-	return C.int64_t(fd)
-}
-
-// gompcore_sem_open opens the file of the existing named semaphore name,
-// which must have at least size bytes, and returns a descriptor.
-//
-//export gompcore_sem_open
-func gompcore_sem_open(name *C.char, namelen, size C.int64_t) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	fd, err := semlock.Open(C.GoStringN(name, C.int(namelen)), int64(size))
-	if err != nil {
-		return fileCode(err)
-	}
-	return C.int64_t(fd)
-}
-
-// gompcore_sem_unlink removes the name of a named semaphore.
-//
-//export gompcore_sem_unlink
-func gompcore_sem_unlink(name *C.char, namelen C.int64_t) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	if err := semlock.Unlink(C.GoStringN(name, C.int(namelen))); err != nil {
-		return fileCode(err)
-	}
-	return 0
-}
 
 // gompcore_sem_wait waits at most slice_us microseconds for a token of the
 // counting semaphore word: 0 when taken, GOMP_EAGAIN when the slice ended.

@@ -134,3 +134,13 @@ def barrier_abort_party(barrier, conn):
 
 def rlock_state(lock, conn):
     conn.send((lock._semlock._count(), lock._semlock._is_mine(), lock.locked()))
+
+
+def use_uncontended_and_report_core(lock, sem, conn):
+    from gomp import _gomp
+    for _ in range(100):
+        with lock:
+            pass
+        sem.release()
+        sem.acquire()
+    conn.send(_gomp._core_info()['loaded'])

@@ -169,9 +169,25 @@ def test_private_directory_is_enforced(tmp_path):
         except OSError as e:
             print(e)
         M.SemLock(1, 0, 1, '/y', True)  # unnamed ones need no directory
+        os.chmod(d, 0o700)
+        os.rename(d, d + '.real')
+        os.symlink(d + '.real', d)
+        for f in (lambda: M.SemLock(1, 0, 1, '/z', False), lambda: M.sem_unlink('/x'),
+                  lambda: M.SemLock._rebuild(0, 1, 1, '/x')):
+            try:
+                f()
+            except OSError as e:
+                print(e)
+        os.unlink(d)
+        try:
+            M.SemLock._rebuild(0, 1, 1, '/x')
+        except FileNotFoundError as e:
+            print(e)
     """, str(tmp_path), env={"GOMP_SHM_DIR": str(tmp_path)}).stdout.splitlines()
     assert out[0] == "['x'] 0o700"
     assert "must be owned by uid %d with mode 0700" % os.getuid() in out[1]
+    assert len(out) == 6 and all("it is not a directory" in line for line in out[2:5]), out
+    assert out[5] == "[Errno 2] No such file or directory: '/x'"
 
 
 def test_acquire_arguments():
@@ -351,6 +367,18 @@ def test_uncontended_use_does_not_enter_the_go_core():
         print(_gomp._core_info()['loaded'])
     """).stdout.split()
     assert out == ["0", "1"]
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_attaching_in_a_child_does_not_load_the_go_core(method):
+    # Opening a named semaphore is a few system calls in C: a spawned child
+    # that only uses its locks uncontended never starts a Go runtime.
+    ctx = gomp.get_context(method)
+    lock, sem = ctx.Lock(), ctx.Semaphore(0)
+    r, w = ctx.Pipe()
+    p = started(ctx, h.use_uncontended_and_report_core, lock, sem, w)
+    assert r.recv() == 0
+    joined(p)
 
 
 def test_blocked_acquire_releases_the_gil():

@@ -4,10 +4,11 @@
 //
 // The fast paths (an uncontended acquire or release: one atomic operation on
 // the word) run in C in the extension, because a call from C into Go costs
-// more than the whole uncontended operation. This package does what may wait
-// or needs the kernel: sleeping on the word (futex), waking sleepers,
-// deciding whether the owner of a lock is dead, and the named files that
-// hold the words (see file.go).
+// more than the whole uncontended operation. This package does what may wait:
+// sleeping on the word (futex), waking sleepers, and deciding whether the
+// owner of a lock is dead. (The shared regions themselves, anonymous or named
+// files, are made and mapped by the extension, so that a process that never
+// waits never loads the Go runtime.)
 //
 // Two protocols share the futex word format with the C side; both sides must
 // agree on them exactly:

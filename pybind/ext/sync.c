@@ -6,7 +6,7 @@
  * semshm below): an anonymous MAP_SHARED mapping when the SemLock is unlinked
  * at once (the fork start method: children inherit the mapping), otherwise a
  * file in a private directory on /dev/shm that spawn and forkserver children
- * open again by name (gomp/semlock/file.go).
+ * open again by name (see "named semaphores" below).
  *
  * Fast path in C, on purpose. An uncontended acquire+release of the stdlib's
  * lock costs about 46 ns; one call from C into Go costs about 55 ns. So the
@@ -22,14 +22,14 @@
  *     else the owner's id (pid + start-time tag) with bit 31 = "may have
  *     sleepers".
  *
- * What else is here rather than in Go, and why: the anonymous mapping of a
- * fork-context SemLock (mmap + header: a forked child or a parent that only
- * makes and uses uncontended locks never loads the Go runtime, and Lock()
- * costs one mmap instead of the stdlib's sem_open + sem_unlink); this
- * process's owner id (read once from /proc/self/stat, needed by the fast
- * path); and the layout of the shared region, written and checked here for
- * both kinds of mapping. Named files (naming, the private directory and its
- * checks), sleeping, waking and deciding that an owner is dead are Go.
+ * What else is here rather than in Go, and why: making and mapping the
+ * shared region (an anonymous mapping, or a named file: a few system calls,
+ * kept out of Go so that a process that only makes, attaches to, removes or
+ * uses uncontended locks never loads the Go runtime; see "named semaphores"
+ * below for the numbers); this process's owner id (read once from
+ * /proc/self/stat, needed by the fast path); and the layout of the shared
+ * region, written and checked here. Sleeping, waking and deciding that an
+ * owner is dead are Go.
  *
  * The per-process bookkeeping (count, last_tid) is the stdlib's: count is
  * acquires minus releases through this object in this process, last_tid the
@@ -220,22 +220,181 @@ static semshm *shm_map(int fd)
     return p == MAP_FAILED ? NULL : (semshm *)p;
 }
 
-/* Sets OSError for a negative result of the core's file functions: an errno
- * (naming the semaphore), or GOMP_EOTHER with the core's text (a problem with
- * the directory of named semaphores). Returns NULL. */
-static PyObject *file_error(int64_t r, PyObject *name)
+/* ---- named semaphores: files in a private directory ---------------------------------- */
+
+/* A named semaphore is a file in /dev/shm/gomp-sem-UID/ (or under
+ * $GOMP_SHM_DIR), named after the SemLock's name without its leading
+ * slashes. The directory keeps these names apart from every POSIX object:
+ * sem_open(3) and shm_open(3) names cannot contain a slash, so no POSIX
+ * semaphore (/dev/shm/sem.NAME) or shared memory segment (/dev/shm/NAME) can
+ * be one of these files. The directory must be a real directory owned by the
+ * user with no access for others (otherwise another user could plant or read
+ * files in it); it is opened once per operation (O_NOFOLLOW, checked with
+ * fstat) and the file is reached relative to that descriptor, so it cannot
+ * be swapped between the check and the use.
+ *
+ * These few system calls are made here, not in the Go core, on purpose:
+ * loading the Go runtime costs 2.5-5 ms and 2.5 MB in a process that would
+ * otherwise not need it (measured), and a spawned child that only unpickles a
+ * lock, the resource tracker that removes a leaked name, or a fork server
+ * whose preloaded __main__ makes a lock (the server must never start Go)
+ * would pay it just to open, create or remove a file. */
+
+#define SEM_NAME_MAX 255
+
+/* Checks and converts a SemLock name to its file name. Returns 0, or -1 with
+ * OSError (EINVAL, ENAMETOOLONG) set. */
+static int sem_file_name(PyObject *name, char out[SEM_NAME_MAX + 1])
 {
-    if (r < 0 && r > -4096) {
-        errno = (int)-r;
-        return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+    Py_ssize_t len;
+    const char *p = PyUnicode_AsUTF8AndSize(name, &len);
+    if (p == NULL)
+        return -1;
+    const char *end = p + len;
+    while (p < end && *p == '/')
+        p++;
+    size_t n = (size_t)(end - p);
+    int err = 0;
+    if (n == 0 || memchr(p, '/', n) || memchr(p, 0, n) || (n == 1 && p[0] == '.') ||
+        (n == 2 && p[0] == '.' && p[1] == '.'))
+        err = EINVAL;
+    else if (n > SEM_NAME_MAX)
+        err = ENAMETOOLONG;
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+        return -1;
     }
-    if (r == GOMP_EOTHER) {
-        char text[1024];
-        gomp_core.last_error(text, sizeof text);
-        PyErr_Format(PyExc_OSError, "gomp: %s", text);
+    memcpy(out, p, n);
+    out[n] = 0;
+    return 0;
+}
+
+/* Opens the directory of named semaphores, creating it if create. Returns a
+ * descriptor, or -1 with an exception set (FileNotFoundError naming the
+ * semaphore if the directory does not exist and !create). */
+static int sem_dir_open(int create, PyObject *name)
+{
+    char path[PATH_MAX];
+    const char *base = getenv("GOMP_SHM_DIR");
+    if (base == NULL || base[0] == 0)
+        base = "/dev/shm";
+    uid_t uid = geteuid();
+    if ((size_t)snprintf(path, sizeof path, "%s/gomp-sem-%u", base, (unsigned)uid) >= sizeof path) {
+        errno = ENAMETOOLONG;
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, base);
+        return -1;
+    }
+    for (int attempt = 0;; attempt++) {
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            struct stat st;
+            if (fstat(fd, &st) < 0) {
+                int e = errno;
+                close(fd);
+                errno = e;
+                PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+                return -1;
+            }
+            if (st.st_uid == uid && (st.st_mode & 077) == 0)
+                return fd;
+            close(fd);
+            PyErr_Format(PyExc_OSError,
+                         "gomp: refusing the semaphore directory %s: it must be owned by uid %u "
+                         "with mode 0700 (found owner %u, mode %04o); remove it or fix its "
+                         "permissions", path, (unsigned)uid, (unsigned)st.st_uid,
+                         (unsigned)(st.st_mode & 07777));
+            return -1;
+        }
+        if (errno == ELOOP || errno == ENOTDIR) {
+            PyErr_Format(PyExc_OSError,
+                         "gomp: refusing the semaphore directory %s: it is not a directory (a "
+                         "symlink or a file is in its place); remove it", path);
+            return -1;
+        }
+        if (errno == ENOENT && !create) {
+            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+            return -1;
+        }
+        if (errno != ENOENT || attempt > 0) {
+            PyErr_Format(PyExc_OSError, "gomp: cannot use the semaphore directory %s: %s", path,
+                         strerror(errno));
+            return -1;
+        }
+        if (mkdir(path, 0700) == 0)
+            chmod(path, 0700); /* the umask may have taken bits away */
+        else if (errno != EEXIST) {
+            PyErr_Format(PyExc_OSError, "gomp: cannot create the semaphore directory %s: %s",
+                         path, strerror(errno));
+            return -1;
+        }
+    }
+}
+
+/* Creates (create) or opens the file of a named semaphore and maps it.
+ * Returns the mapping, or NULL with an exception set; *created tells whether
+ * the file was made here (the caller initializes it). */
+static semshm *sem_file_map(PyObject *name, int create)
+{
+    char fname[SEM_NAME_MAX + 1];
+    if (sem_file_name(name, fname) < 0)
         return NULL;
+    int dfd = sem_dir_open(create, name);
+    if (dfd < 0)
+        return NULL;
+    int flags = O_RDWR | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
+    int fd = openat(dfd, fname, flags, 0600);
+    semshm *m = NULL;
+    struct stat st;
+    if (fd < 0)
+        goto fail;
+    if (create) {
+        if (ftruncate(fd, SEMSHM_SIZE) < 0)
+            goto fail;
+    } else {
+        if (fstat(fd, &st) < 0)
+            goto fail;
+        if (!S_ISREG(st.st_mode) || st.st_size < SEMSHM_SIZE) {
+            errno = EINVAL;
+            goto fail;
+        }
     }
-    return gomp_set_error(r);
+    if ((m = shm_map(fd)) == NULL)
+        goto fail;
+    close(fd);
+    close(dfd);
+    return m;
+fail:;
+    int e = errno;
+    if (fd >= 0) {
+        close(fd);
+        if (create)
+            unlinkat(dfd, fname, 0);
+    }
+    close(dfd);
+    errno = e;
+    PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+    return NULL;
+}
+
+/* Removes the file of a named semaphore; 0, or -1 with an exception set. */
+static int sem_file_unlink(PyObject *name)
+{
+    char fname[SEM_NAME_MAX + 1];
+    if (sem_file_name(name, fname) < 0)
+        return -1;
+    int dfd = sem_dir_open(0, name);
+    if (dfd < 0)
+        return -1;
+    int r = unlinkat(dfd, fname, 0);
+    int e = errno;
+    close(dfd);
+    if (r < 0) {
+        errno = e;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+        return -1;
+    }
+    return 0;
 }
 
 static PyObject *new_semlock(PyTypeObject *type, semshm *m, PyObject *name)
@@ -291,21 +450,8 @@ static PyObject *semlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         shm_init(m, proto, kind, value, maxvalue);
         return new_semlock(type, m, Py_None);
     }
-    Py_ssize_t len;
-    const char *cname = PyUnicode_AsUTF8AndSize(name, &len);
-    if (cname == NULL || gomp_core_ready() < 0)
+    if ((m = sem_file_map(name, 1)) == NULL)
         return NULL;
-    int64_t fd = gomp_core.sem_create(cname, len, SEMSHM_SIZE);
-    if (fd < 0)
-        return file_error(fd, name);
-    m = shm_map((int)fd);
-    int e = errno;
-    close((int)fd);
-    if (m == NULL) {
-        gomp_core.sem_unlink(cname, len);
-        errno = e;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
     shm_init(m, proto, kind, value, maxvalue);
     return new_semlock(type, m, name);
 }
@@ -337,22 +483,11 @@ static PyObject *semlock_rebuild(PyObject *cls, PyObject *args)
                      Py_TYPE(name)->tp_name);
         return NULL;
     }
-    Py_ssize_t len;
-    const char *cname = PyUnicode_AsUTF8AndSize(name, &len);
-    if (cname == NULL || gomp_core_ready() < 0)
-        return NULL;
     if (self_pidns == 0)
         self_pidns = read_pidns();
-    int64_t fd = gomp_core.sem_open(cname, len, SEMSHM_SIZE);
-    if (fd < 0)
-        return file_error(fd, name);
-    semshm *m = shm_map((int)fd);
-    int e = errno;
-    close((int)fd);
-    if (m == NULL) {
-        errno = e;
-        return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
-    }
+    semshm *m = sem_file_map(name, 0);
+    if (m == NULL)
+        return NULL;
     uint32_t magic = atomic_load_explicit((_Atomic uint32_t *)&m->magic, memory_order_acquire);
     const char *bad = NULL;
     if (magic != SEMSHM_MAGIC || m->version != SEMSHM_VERSION ||
@@ -784,13 +919,8 @@ static PyObject *m_sem_unlink(PyObject *self, PyObject *name)
                      Py_TYPE(name)->tp_name);
         return NULL;
     }
-    Py_ssize_t len;
-    const char *cname = PyUnicode_AsUTF8AndSize(name, &len);
-    if (cname == NULL || gomp_core_ready() < 0)
+    if (sem_file_unlink(name) < 0)
         return NULL;
-    int64_t r = gomp_core.sem_unlink(cname, len);
-    if (r < 0)
-        return file_error(r, name);
     Py_RETURN_NONE;
 }
 
