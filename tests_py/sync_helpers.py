@@ -144,3 +144,22 @@ def use_uncontended_and_report_core(lock, sem, conn):
         sem.release()
         sem.acquire()
     conn.send(_gomp._core_info()['loaded'])
+
+
+def count_for(lock, counter, slot, seconds):
+    import warnings
+    warnings.simplefilter('ignore')  # takeovers from killed holders are expected
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        with lock:
+            counter[0] = counter[0] + 1
+            n += 1
+    counter[slot] = n
+
+
+def hold_repeatedly(lock):
+    while True:
+        lock.acquire()
+        time.sleep(0.001)
+        lock.release()

@@ -769,6 +769,27 @@ def test_owner_died_as_error_leaves_lock_free():
             assert lock.locked()
 
 
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+def test_holders_killed_under_contention(counter, kind):
+    # Workers count under the lock while holders are SIGKILLed again and
+    # again: nobody hangs, and no increment is lost or doubled.
+    ctx = gomp.get_context("fork")
+    lock = getattr(ctx, kind)()
+    workers = [started(ctx, h.count_for, lock, counter, i + 1, 2.0) for i in range(3)]
+    kills = 0
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        victim = started(ctx, h.hold_repeatedly, lock)
+        time.sleep(0.05)
+        victim.kill()
+        victim.join(30)
+        kills += 1
+    joined(*workers)
+    assert counter[0] == counter[1] + counter[2] + counter[3]
+    assert min(counter[1], counter[2], counter[3]) > 0 and kills > 5
+    assert not lock.locked()
+
+
 def test_semaphore_has_no_owner(ctx):
     # A semaphore token taken by a process that died stays taken (as in the
     # stdlib): semaphores have no owner.
