@@ -338,10 +338,12 @@ def test_threads_of_one_process_exclude_each_other(counter):
     assert counter[0] == 12000
 
 
-def test_uncontended_use_does_not_enter_the_go_core():
-    # The fast paths are C atomics: a process that never waits never loads
-    # the Go runtime (that is what makes them cheaper than one C->Go call).
+def test_go_core_is_loaded_only_to_check_an_owner():
+    # The fast paths, sleeping and waking are C: a process that only uses
+    # locks and semaphores never loads the Go runtime, unless it waits for a
+    # Lock/RLock longer than one slice and asks whether its owner is alive.
     out = run_python("""
+        import threading
         import gomp
         from gomp import _gomp
         ctx = gomp.get_context('fork')
@@ -350,23 +352,27 @@ def test_uncontended_use_does_not_enter_the_go_core():
             for _ in range(1000):
                 p.acquire(); p.release()
                 with p:
-                    p.acquire(False)
-                    p.release() if isinstance(p, type(prims[1])) else None
+                    pass
         c = ctx.Condition()
         with c:
             c.notify_all()
+            c.wait(0.05)
         e = ctx.Event()
-        e.set(); e.wait(); e.clear()
+        e.set(); e.wait(); e.clear(); e.wait(0.05)
         b = ctx.Barrier(1)
         b.wait()
+        sem = ctx.Semaphore(0)
+        sem.acquire(timeout=0.1)  # semaphores have no owner to check
         print(_gomp._core_info()['loaded'])
-        p = prims[2]
-        while p.acquire(False):
-            pass
-        p.acquire(timeout=0.01)  # a real wait
+        lock = prims[0]
+        t = threading.Thread(target=lock.acquire)
+        t.start(); t.join()
+        lock.acquire(timeout=0.01)  # shorter than a slice
+        print(_gomp._core_info()['loaded'])
+        lock.acquire(timeout=0.1)  # owner checked from the second slice on
         print(_gomp._core_info()['loaded'])
     """).stdout.split()
-    assert out == ["0", "1"]
+    assert out == ["0", "0", "1"]
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])

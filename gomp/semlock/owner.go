@@ -17,7 +17,7 @@ import (
 // of 512 ticks (5.12 s at 100 Hz) after it, so a waiter is misled by pid reuse
 // with probability 1/512 at most, and then only waits like the stdlib does.
 //
-// The C side computes its own id the same way (gomp_sync_self_id in
+// The C side computes its own id the same way (compute_self_id in
 // pybind/ext/sync.c); the two must agree.
 const (
 	pidBits = 22

@@ -11,25 +11,34 @@
  * Fast path in C, on purpose. An uncontended acquire+release of the stdlib's
  * lock costs about 46 ns; one call from C into Go costs about 55 ns. So the
  * uncontended acquire and release are done here, each one atomic operation on
- * the shared word, and the Go core is entered only to sleep (gomp_run slices,
- * GIL released, Ctrl-C checked between slices) and to wake sleepers. The word
- * protocols are documented in gomp/semlock/semlock.go; this file and that
- * package must agree on them:
+ * the shared word. Sleeping and waking are here too (futex(2) in gomp_run
+ * slices: GIL released, Ctrl-C checked between slices), because going through
+ * the Go runtime made each hand-off between processes about 1 us slower (see
+ * "sleeping and waking" below for the measurements). The Go core
+ * (gomp/semlock) decides whether the owner of a lock is dead; it is loaded
+ * only by a process that has waited for a lock longer than one slice.
  *
- *   counting semaphore (PROTO_SEM): 64-bit word, value in the low 32 bits,
- *     sleepers registered in the high 32 bits;
- *   owner-tracked mutex (PROTO_MUTEX, Lock and RLock): 32-bit word, 0 = free,
- *     else the owner's id (pid + start-time tag) with bit 31 = "may have
- *     sleepers".
+ * The two word protocols:
+ *
+ *   counting semaphore (PROTO_SEM): a 64-bit word, the value in the low 32
+ *     bits, the number of registered sleepers in the high 32 bits. Acquire
+ *     is a CAS that decrements a positive value; release a CAS that
+ *     increments it (below maxvalue) and wakes one sleeper if the count it
+ *     replaced was not zero. A sleeper killed while registered leaves the
+ *     count raised: later releases then make a needless wake call (glibc's
+ *     semaphores share that trait); the state stays correct.
+ *   owner-tracked mutex (PROTO_MUTEX, Lock and RLock): a 32-bit word, 0 =
+ *     free, else the owner's id (pid + start-time tag, gomp/semlock/owner.go)
+ *     with bit 31 = "may have sleepers". Acquire is CAS 0 -> id; release
+ *     swaps in 0 and wakes one sleeper if bit 31 was set.
  *
  * What else is here rather than in Go, and why: making and mapping the
  * shared region (an anonymous mapping, or a named file: a few system calls,
  * kept out of Go so that a process that only makes, attaches to, removes or
- * uses uncontended locks never loads the Go runtime; see "named semaphores"
- * below for the numbers); this process's owner id (read once from
- * /proc/self/stat, needed by the fast path); and the layout of the shared
- * region, written and checked here. Sleeping, waking and deciding that an
- * owner is dead are Go.
+ * uses locks never loads the Go runtime; see "named semaphores" below for the
+ * numbers); this process's owner id (read once from /proc/self/stat, needed
+ * by the fast path); and the layout of the shared region, written and
+ * checked here.
  *
  * The per-process bookkeeping (count, last_tid) is the stdlib's: count is
  * acquires minus releases through this object in this process, last_tid the
@@ -46,8 +55,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,21 +68,22 @@ enum { PROTO_SEM = 0, PROTO_MUTEX = 1 };
 #define GOMP_SEM_VALUE_MAX INT_MAX
 
 #define SEMSHM_MAGIC 0x53504d47u /* "GMPS" */
-#define SEMSHM_VERSION 1
+#define SEMSHM_VERSION 2
 #define SEMSHM_SIZE 128
 #define USER_SIZE 64
 
 /* Owner ids (see gomp/semlock/owner.go): pid in bits 0..21, start-time tag in
- * bits 22..30; bit 31 of the mutex word is the waiters bit. */
+ * bits 22..30. */
 #define PID_BITS 22
 #define PID_MASK ((1u << PID_BITS) - 1)
 #define TAG_MASK 0x1ffu
 #define NO_OWNER (TAG_MASK << PID_BITS)
-#define WAITERS_BIT 0x80000000u
 #define OWNER_MASK 0x7fffffffu
 
 #define SEM_VALUE(w) ((uint32_t)(w))
 #define SEM_WAITERS(w) ((uint32_t)((w) >> 32))
+#define MUTEX_OWNER(w) ((uint32_t)(w) & OWNER_MASK)
+#define LOW_HALF ((uint64_t)0xffffffffu)
 
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
                "shared-memory atomics must be lock-free");
@@ -88,13 +100,13 @@ typedef struct {
     uint32_t pad1;
     uint64_t pidns;            /* pid namespace (inode) of the creator: owner ids are its pids */
     _Atomic uint64_t sem;      /* PROTO_SEM word */
-    _Atomic uint32_t mutex;    /* PROTO_MUTEX word */
-    uint32_t pad2[7];
+    _Atomic uint64_t mutex;    /* PROTO_MUTEX word */
+    uint32_t pad2[6];
     unsigned char user[USER_SIZE]; /* for the Python layer (Barrier state), via the buffer protocol */
 } semshm;
 
 _Static_assert(sizeof(semshm) == SEMSHM_SIZE, "semshm layout");
-_Static_assert(offsetof(semshm, sem) % 8 == 0 && offsetof(semshm, mutex) % 4 == 0, "alignment");
+_Static_assert(offsetof(semshm, sem) % 8 == 0 && offsetof(semshm, mutex) % 8 == 0, "alignment");
 
 typedef struct {
     PyObject_HEAD
@@ -207,7 +219,7 @@ static void shm_init(semshm *m, int proto, int kind, int value, int maxvalue)
     m->maxvalue = maxvalue;
     m->pidns = self_pidns;
     if (proto == PROTO_MUTEX)
-        atomic_store(&m->mutex, value ? 0 : NO_OWNER);
+        atomic_store(&m->mutex, (uint64_t)(value ? 0 : NO_OWNER));
     else
         atomic_store(&m->sem, (uint64_t)(uint32_t)value);
     atomic_store_explicit((_Atomic uint32_t *)&m->magic, SEMSHM_MAGIC, memory_order_release);
@@ -509,8 +521,9 @@ static inline int try_acquire(SemLockObject *s, uint32_t id)
 {
     semshm *m = s->shm;
     if (s->proto == PROTO_MUTEX) {
-        uint32_t free_word = 0;
-        return atomic_compare_exchange_strong_explicit(&m->mutex, &free_word, id,
+        uint64_t w = atomic_load_explicit(&m->mutex, memory_order_relaxed);
+        return MUTEX_OWNER(w) == 0 &&
+               atomic_compare_exchange_strong_explicit(&m->mutex, &w, (w & ~LOW_HALF) | id,
                                                        memory_order_acquire, memory_order_relaxed);
     }
     uint64_t w = atomic_load_explicit(&m->sem, memory_order_relaxed);
@@ -522,6 +535,45 @@ static inline int try_acquire(SemLockObject *s, uint32_t id)
     return 0;
 }
 
+/* ---- sleeping and waking -------------------------------------------------------------------
+ *
+ * Waits sleep on the shared word with futex(2) (shared futexes: no
+ * FUTEX_PRIVATE_FLAG, so waiters in other processes that map the page are
+ * woken), in slices run by gomp_run() with the GIL released. Measured on the
+ * 2-core VM (tests_py/bench/bench_sync.py cases, each figure the median of 5-7
+ * interleaved runs of fresh interpreters):
+ *
+ *  - Sleep and wake here, not in the Go core. A round trip through two
+ *    semaphores between two processes (each side waking the other, then
+ *    sleeping) took 3.7 us with the stdlib, 6.2 us with the sleep and the
+ *    wake in Go, 4.0 us with both here; a Barrier(2) pass 22 / 57 / 28 us.
+ *    Every entry of a C thread into an idle Go runtime, and every blocking
+ *    system call made from Go, wakes the runtime's sysmon thread, which then
+ *    polls every 20 us for about a millisecond (strace: 15,700 nanosleeps for
+ *    50,000 round trips): a context switch and CPU time taken from the other
+ *    process at each hand-off.
+ *  - Sleepers are counted in the high half of the word, for the mutex too
+ *    (rather than Drepper's "waiters" bit, which a woken waiter must keep
+ *    set and which then costs a needless wake per contended episode): futex
+ *    wakes per Barrier(2) pass fell from 3.9 to 2.9 (stdlib: 2.6), the pass
+ *    from 25 to 23 us. The price: a sleeper killed while registered leaves
+ *    the count raised, and each later release makes one needless wake call
+ *    (glibc's semaphores behave the same); correctness is not affected.
+ *  - No spinning before sleeping. Spinning 200-1000 loads made the round trip
+ *    three to five times faster when both processes had a core, but a
+ *    Barrier(2) pass 1.2x slower and erratic (9 to 60 us), and gave nothing
+ *    to two processes contending for a Lock: on a loaded machine a spinner
+ *    takes the CPU that the holder needs.
+ *
+ * What does need judgement, whether the owner of a lock is dead (reading
+ * /proc), stays in Go (gomp/semlock) and is asked at most once per slice,
+ * after the first one: a wait shorter than a slice never loads the Go
+ * runtime at all. */
+
+/* The waiting step asks the caller to load the Go core (with the GIL held)
+ * and to call again: it needs the core to check an owner. */
+#define SYNC_NEED_CORE (-300001)
+
 typedef struct {
     semshm *shm;
     uint32_t id;
@@ -530,36 +582,118 @@ typedef struct {
     const gomp_deadline *d;
 } wait_ctx;
 
-/* The length of this slice in microseconds: gomp_run's slice (ms, rounded
- * up), cut to the deadline, so that a timeout is honoured to the
- * microsecond rather than to the next millisecond. */
-static int64_t slice_us(const wait_ctx *w, int ms)
+/* The end of this slice as an absolute CLOCK_MONOTONIC time: gomp_run's
+ * slice (ms, rounded up), cut to the deadline, so that a timeout is honoured
+ * to the microsecond rather than to the next millisecond. */
+static struct timespec slice_end(const wait_ctx *w, int ms)
 {
-    int64_t us = (int64_t)ms * 1000;
-    if (!w->d->infinite) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        double rem = w->d->end - ((double)ts.tv_sec + ts.tv_nsec * 1e-9);
-        int64_t rem_us = rem > 0 ? (int64_t)(rem * 1e6 + 0.5) : 0;
-        if (rem_us < us)
-            us = rem_us;
-    }
-    return us;
+    struct timespec now, end;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double t = (double)now.tv_sec + now.tv_nsec * 1e-9 + ms * 1e-3;
+    if (!w->d->infinite && w->d->end < t)
+        t = w->d->end;
+    end.tv_sec = (time_t)t;
+    end.tv_nsec = (long)((t - (double)end.tv_sec) * 1e9);
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    } else if (end.tv_nsec < 0)
+        end.tv_nsec = 0;
+    return end;
 }
 
+/* Sleeps while *addr == val, until woken or the absolute CLOCK_MONOTONIC
+ * time end. Returns 0 (woken, or the word had changed: look again),
+ * ETIMEDOUT or EINTR. */
+static int futex_wait_until(void *addr, uint32_t val, const struct timespec *end)
+{
+    long r = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, val, end, NULL, FUTEX_BITSET_MATCH_ANY);
+    if (r == 0 || errno == EAGAIN)
+        return 0;
+    return errno == ETIMEDOUT ? ETIMEDOUT : EINTR;
+}
+
+static void futex_wake(void *addr, int n)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+/* The low half of a 64-bit word (a semaphore's value, a mutex's owner): the
+ * futex word. Little-endian machines (x86-64, arm64) put it first. */
+static inline void *low_half(_Atomic uint64_t *w)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (void *)w;
+#else
+    return (char *)w + 4;
+#endif
+}
+
+#define SEM_WAITER ((uint64_t)1 << 32)
+
+/* One slice of waiting for a token of a counting semaphore: registered as a
+ * sleeper (high half of the word) while it may sleep, so that a releaser
+ * knows to wake it; the token is taken and the registration dropped in one
+ * CAS. Returns 0 with the token, or GOMP_EAGAIN when the slice ended. */
 static int64_t sem_step(void *c, int ms)
 {
     wait_ctx *w = c;
-    return gomp_core.sem_wait((uint64_t *)&w->shm->sem, slice_us(w, ms));
+    _Atomic uint64_t *word = &w->shm->sem;
+    struct timespec end = slice_end(w, ms);
+    atomic_fetch_add(word, SEM_WAITER);
+    for (;;) {
+        uint64_t v = atomic_load(word);
+        if (SEM_VALUE(v) != 0) {
+            if (atomic_compare_exchange_weak(word, &v, v - 1 - SEM_WAITER))
+                return 0;
+            continue;
+        }
+        if (futex_wait_until(low_half(word), 0, &end) != 0)
+            break;
+    }
+    atomic_fetch_sub(word, SEM_WAITER);
+    return GOMP_EAGAIN;
 }
 
+/* One slice of waiting for an owner-tracked mutex: registered as a sleeper
+ * (high half of the word) while it may sleep, as for a semaphore; the lock is
+ * taken and the registration dropped in one CAS. From the second slice on,
+ * an owner found dead (by the Go core) is replaced by this process: the
+ * result is then the dead owner's id (> 0). Returns 0 when taken,
+ * GOMP_EAGAIN when the slice ended, SYNC_NEED_CORE to have the core loaded. */
 static int64_t mutex_step(void *c, int ms)
 {
     wait_ctx *w = c;
-    /* The owner is checked from the second slice on: a wait that ends within
-     * one slice (the usual contention) does not pay for reading /proc. */
+    _Atomic uint64_t *word = &w->shm->mutex;
     int check = w->check_owner && w->calls++ > 0;
-    return gomp_core.mutex_wait((uint32_t *)&w->shm->mutex, w->id, check, slice_us(w, ms));
+    if (check && !gomp_core_ok) {
+        w->calls--;
+        return SYNC_NEED_CORE;
+    }
+    struct timespec end = slice_end(w, ms);
+    atomic_fetch_add(word, SEM_WAITER);
+    for (;;) {
+        uint64_t v = atomic_load(word);
+        uint32_t owner = MUTEX_OWNER(v);
+        if (owner == 0) {
+            if (atomic_compare_exchange_weak(word, &v, ((v & ~LOW_HALF) | w->id) - SEM_WAITER))
+                return 0;
+            continue;
+        }
+        if (check) {
+            check = 0;
+            if (gomp_core.owner_alive(owner) == 0) {
+                if (atomic_compare_exchange_strong(word, &v,
+                                                   ((v & ~LOW_HALF) | w->id) - SEM_WAITER))
+                    return owner;
+                continue;
+            }
+        }
+        if (futex_wait_until(low_half(word), (uint32_t)v, &end) != 0)
+            break;
+    }
+    atomic_fetch_sub(word, SEM_WAITER);
+    return GOMP_EAGAIN;
 }
 
 /* Releases the word (count bookkeeping is the caller's). Returns 0, or -1
@@ -624,10 +758,13 @@ acquire_slow(SemLockObject *s, uint32_t id, int blocking, PyObject *timeout)
         gomp_deadline_set(&d, t);
     } else
         gomp_deadline_set(&d, -1);
-    if (gomp_core_ready() < 0)
-        return NULL;
     wait_ctx w = {s->shm, id, !s->foreign && id != NO_OWNER, 0, &d};
-    int64_t r = gomp_run(s->proto == PROTO_MUTEX ? mutex_step : sem_step, &w, &d, 0);
+    int64_t r;
+    while ((r = gomp_run(s->proto == PROTO_MUTEX ? mutex_step : sem_step, &w, &d, 0)) ==
+           SYNC_NEED_CORE) {
+        if (gomp_core_ready() < 0)
+            return NULL;
+    }
     if (r == GOMP_TIMEDOUT)
         Py_RETURN_FALSE;
     if (r == GOMP_EPYERR)
@@ -646,7 +783,9 @@ static PyObject *semlock_acquire(SemLockObject *s, PyObject *const *args, Py_ssi
 {
     int blocking = 1;
     PyObject *timeout = Py_None;
-    if ((nargs || kwnames) && parse_acquire(args, nargs, kwnames, &blocking, &timeout) < 0)
+    if (nargs == 1 && kwnames == NULL && PyBool_Check(args[0]))
+        blocking = args[0] == Py_True; /* acquire(False): Condition and Event do it a lot */
+    else if ((nargs || kwnames) && parse_acquire(args, nargs, kwnames, &blocking, &timeout) < 0)
         return NULL;
     check_fork(s);
     unsigned long tid = thread_id();
@@ -700,29 +839,23 @@ static PyObject *acquired_after_owner_died(SemLockObject *s, int64_t dead)
 
 static void wake_one(SemLockObject *s)
 {
-    /* A sleeper never sleeps longer than one slice (GOMP_SLICE_MS) before it
-     * looks at the word again, so a wake that cannot be made (the core
-     * failed to load) only delays it: carry on without an exception. */
-    if (gomp_core_ready() < 0) {
-        PyErr_Clear();
-        return;
-    }
-    if (s->proto == PROTO_MUTEX)
-        gomp_core.mutex_wake((uint32_t *)&s->shm->mutex);
-    else
-        gomp_core.sem_wake((uint64_t *)&s->shm->sem, 1);
+    futex_wake(low_half(s->proto == PROTO_MUTEX ? &s->shm->mutex : &s->shm->sem), 1);
 }
 
 static int release_word(SemLockObject *s)
 {
     semshm *m = s->shm;
     if (s->proto == PROTO_MUTEX) {
-        uint32_t old = atomic_exchange_explicit(&m->mutex, 0, memory_order_release);
-        if ((old & OWNER_MASK) == 0) {
-            PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
-            return -1;
-        }
-        if (old & WAITERS_BIT)
+        uint64_t w = atomic_load_explicit(&m->mutex, memory_order_relaxed);
+        do {
+            if (MUTEX_OWNER(w) == 0) {
+                PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
+                return -1;
+            }
+        } while (!atomic_compare_exchange_weak_explicit(&m->mutex, &w, w & ~LOW_HALF,
+                                                        memory_order_release,
+                                                        memory_order_relaxed));
+        if (SEM_WAITERS(w) != 0)
             wake_one(s);
         return 0;
     }
@@ -788,7 +921,7 @@ static PyObject *semlock_is_mine(SemLockObject *s, PyObject *unused)
 static long get_value(SemLockObject *s)
 {
     if (s->proto == PROTO_MUTEX)
-        return (atomic_load(&s->shm->mutex) & OWNER_MASK) == 0;
+        return MUTEX_OWNER(atomic_load(&s->shm->mutex)) == 0;
     return (long)SEM_VALUE(atomic_load(&s->shm->sem));
 }
 
@@ -816,7 +949,7 @@ static PyObject *semlock_owner(SemLockObject *s, PyObject *unused)
 {
     if (s->proto != PROTO_MUTEX)
         Py_RETURN_NONE;
-    uint32_t w = atomic_load(&s->shm->mutex) & OWNER_MASK;
+    uint32_t w = MUTEX_OWNER(atomic_load(&s->shm->mutex));
     if (w == 0)
         return PyLong_FromLong(0);
     if ((w & PID_MASK) == 0)

@@ -279,6 +279,7 @@ class Condition(object):
     def _make_methods(self):
         self.acquire = self._lock.acquire
         self.release = self._lock.release
+        self._semlock = self._lock._semlock  # looked up once: wait/notify use it
 
     def __repr__(self):
         try:
@@ -291,7 +292,7 @@ class Condition(object):
     def wait(self, timeout=None):
         """Release the lock, wait until notified or until timeout seconds
         passed, take the lock again; return False on timeout."""
-        semlock = self._lock._semlock
+        semlock = self._semlock
         if not semlock._is_mine():
             raise AssertionError('must acquire() condition before using wait()')
         self._sleeping_count.release()
@@ -307,7 +308,7 @@ class Condition(object):
 
     def notify(self, n=1):
         """Wake up to n waiters (the caller must hold the lock)."""
-        if not self._lock._semlock._is_mine():
+        if not self._semlock._is_mine():
             raise AssertionError('lock is not owned')
         if self._wait_semaphore.acquire(False):
             raise AssertionError('notify: Should not have been able to acquire _wait_semaphore')
