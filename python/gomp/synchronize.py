@@ -21,8 +21,10 @@ Waiting
     at least every 20 ms to run signal handlers (Ctrl-C raises
     KeyboardInterrupt promptly), and honour their timeout across those
     slices to a fraction of a millisecond. An uncontended acquire() and
-    release() are one atomic operation each and do not enter the Go core
-    (a process that never waits never loads it).
+    release() are one atomic operation each; sleeping and waking are
+    futex(2) calls. The Go core is used only to decide whether the owner of
+    a Lock or RLock is dead, so a process loads it only when it has waited
+    for one longer than a slice.
 
 When the holder of a Lock or RLock dies (beyond the standard library)
     The standard library's locks stay locked forever when a process dies
