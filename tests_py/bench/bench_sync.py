@@ -9,14 +9,16 @@ Cases
                 stdlib: sem_open + sem_unlink) and for spawn (both: a named file
                 on /dev/shm, registered with the resource tracker); includes
                 the destruction of the previous object.
+  ping-pong     two forked processes hand a token back and forth through two
+                Semaphores: microseconds per round trip (two wake-ups, two
+                sleeps).
   Barrier       two forked processes pass a Barrier(2) repeatedly (Condition
                 and semaphores underneath); microseconds per pass.
   contended     two forked processes, each doing N x (acquire, counter += 1,
                 release) on one Lock; the counter lives in shared memory and
                 is checked at the end. ns per acquire/release pair overall.
-                Each child loads what it needs (gomp: the Go core) before the
-                start signal, so this is the steady state; a gomp fork child
-                pays about 5-7 ms once for that load.
+                (gomp waits and wakes with futex(2) from C: the children do not
+                load the Go core unless a wait exceeds 20 ms.)
 
 ratio = stdlib time / gomp time (> 1: gomp faster).
 
@@ -60,6 +62,29 @@ def creation(make, n):
     for _ in range(n):
         make()
     return (time.perf_counter() - t) / n * 1e9
+
+
+def ping_pong(ctx, n, preload):
+    """Two forked processes hand a token back and forth through two
+    semaphores; returns us per round trip (two wake-ups, two sleeps)."""
+    a, b = ctx.Semaphore(0), ctx.Semaphore(0)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if preload:
+                preload()
+            for _ in range(n):
+                a.acquire()
+                b.release()
+        finally:
+            os._exit(0)
+    t = time.perf_counter()
+    for _ in range(n):
+        a.release()
+        b.acquire()
+    dt = time.perf_counter() - t
+    os.waitpid(pid, 0)
+    return dt / n * 1e6
 
 
 def barrier_passes(ctx, n, preload):
@@ -151,12 +176,11 @@ def main():
         ('Lock() creation, fork context', lambda c: creation(c.Lock, n // 100)),
         ('Lock() creation, spawn context', lambda c: creation(
             (gspawn if c is gctx else sspawn).Lock, n // 1000)),
-        ('Lock, 2 processes contending', lambda c: contended(
-            c.Lock, args.contended_n, _gomp._core_load if c is gctx else None)),
-        ('RLock, 2 processes contending', lambda c: contended(
-            c.RLock, args.contended_n, _gomp._core_load if c is gctx else None)),
+        ('Lock, 2 processes contending', lambda c: contended(c.Lock, args.contended_n, None)),
+        ('RLock, 2 processes contending', lambda c: contended(c.RLock, args.contended_n, None)),
+        ('Semaphore ping-pong (us)', lambda c: ping_pong(c, args.contended_n // 20, None)),
         ('Barrier(2) pass, 2 processes (us)', lambda c: barrier_passes(
-            c, args.contended_n // 50, _gomp._core_load if c is gctx else None)),
+            c, args.contended_n // 50, None)),
     ]
     print('python %s, load average %s' % (sys.version.split()[0],
                                           ' '.join('%.2f' % x for x in os.getloadavg())))
