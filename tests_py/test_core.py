@@ -15,6 +15,11 @@ from gomp.connection import Pipe
 
 from conftest import ROOT, run_python
 
+# These tests call os.fork() themselves in a process that runs the Go core's
+# threads: Python 3.12+ warns about exactly that, which is what they test.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
+
 
 def test_import_does_not_start_the_go_runtime():
     out = run_python("""

@@ -190,8 +190,14 @@ int gomp_core_load(void)
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (fd >= 0)
         close(fd); /* the mapping keeps the memfd alive */
-    if (h == NULL)
-        return core_fail("dlopen", dlerror());
+    if (h == NULL) {
+        const char *err = dlerror();
+        if (err != NULL && strstr(err, "static TLS") != NULL)
+            return core_fail("dlopen (each forked generation that uses gomp loads its own Go "
+                             "runtime, and glibc's static TLS space holds about 200; raise it with "
+                             "GLIBC_TUNABLES=glibc.rtld.optional_static_tls=8192)", err);
+        return core_fail("dlopen", err);
+    }
 
     gomp_core_table t;
 #define X(ret, name, args)                                                                         \
@@ -215,6 +221,11 @@ int gomp_core_load(void)
     core_loaded = 1;
     gomp_core_ok = 1;
     return 0;
+}
+
+long gomp_core_generation(void)
+{
+    return core_generation;
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -391,7 +402,8 @@ PyMODINIT_FUNC PyInit__gomp(void)
     }
     if (PyModule_AddStringConstant(m, "core_path", core_path) < 0 ||
         PyModule_AddIntConstant(m, "SLICE_MS", GOMP_SLICE_MS) < 0 ||
-        gomp_conn_init(m) < 0 || gomp_proc_init(m) < 0 || gomp_sync_init(m) < 0) {
+        gomp_conn_init(m) < 0 || gomp_proc_init(m) < 0 || gomp_queue_init(m) < 0 ||
+        gomp_sync_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

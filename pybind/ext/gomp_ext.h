@@ -39,6 +39,10 @@ static inline int gomp_core_ready(void)
     return gomp_core_ok ? 0 : gomp_core_load();
 }
 
+/* The generation of the loaded core: it changes when a forked child loads its
+ * own runtime, which invalidates every handle the core issued before. */
+long gomp_core_generation(void);
+
 /* Sets the Python exception for a negative result of the core; returns NULL. */
 PyObject *gomp_set_error(int64_t r);
 
@@ -66,5 +70,6 @@ int64_t gomp_run(gomp_step step, void *ctx, gomp_deadline *d, int try_with_gil);
 /* Each file adds its functions to the module. */
 int gomp_conn_init(PyObject *m); /* conn.c */
 int gomp_proc_init(PyObject *m); /* proc.c */
+int gomp_queue_init(PyObject *m); /* queue.c */
 int gomp_sync_init(PyObject *m); /* sync.c */
 #endif
