@@ -11,9 +11,10 @@ sem_unlink(name) removes that file (FileNotFoundError if there is none).
 
 The type is implemented in C (gomp._gomp, pybind/ext/sync.c): acquire() and
 release() without contention are one atomic operation on the shared word; a
-blocked acquire() sleeps in the Go core with the GIL released and stays
-interruptible. See gomp.synchronize for the semantics, including what
-happens when the holder of a lock dies (OwnerDiedWarning)."""
+blocked acquire() sleeps on it (futex) with the GIL released, in slices that
+keep it interruptible. See gomp.synchronize for the semantics, including
+what happens when the holder of a lock dies (OwnerDiedWarning, decided by
+the Go core)."""
 
 from ._gomp import SemLock, sem_unlink
 
