@@ -63,6 +63,9 @@ from .context import reduction
 __all__ = ['BufferWrapper']
 
 _PAGE = mmap.PAGESIZE
+# Before 3.13, mmap keeps a duplicate of the descriptor it maps (two per
+# arena); 3.13 can do without.
+_NO_FD_COPY = {'trackfd': False} if sys.version_info >= (3, 13) else {}
 
 
 def _reserve(fd, size):
@@ -135,13 +138,12 @@ class Arena(object):
                 os.close(fd)
                 raise ValueError('arena file has %d bytes, expected %d' % (actual, size))
         try:
-            self.buffer = mmap.mmap(fd, size)
+            self.buffer = mmap.mmap(fd, size, **_NO_FD_COPY)
         except BaseException:
             os.close(fd)
             raise
         self.size = size
-        self.fd = fd
-        # mmap keeps its own duplicate; ours is for handing the arena to children.
+        self.fd = fd  # kept for handing the arena to children
         util.Finalize(self, os.close, (fd,))
 
     def __repr__(self):
