@@ -265,6 +265,19 @@ def test_arena_is_an_anonymous_memory_file(fresh_heap):
     assert not os.get_inheritable(arena.fd)
 
 
+def test_arena_larger_than_free_memory_uses_a_file(fresh_heap, monkeypatch):
+    monkeypatch.setattr(heap, '_memory_available', lambda: 20 << 20)
+    w = heap.BufferWrapper(32 << 20)
+    arena = w._state[0][0]
+    target = os.readlink('/proc/self/fd/%d' % arena.fd)
+    assert 'gomp-heap-%d-' % os.getpid() in target and target.endswith('(deleted)'), target
+    view = w.create_memoryview()
+    view[-1] = 1
+    assert view[-1] == 1
+    monkeypatch.undo()
+    assert heap._memory_available() > 0  # /proc/meminfo parsed
+
+
 def test_arena_rebuilt_from_too_small_file_raises():
     r, w = os.pipe()
     os.close(w)

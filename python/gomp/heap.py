@@ -4,8 +4,10 @@ and its children see at the same addresses of the same pages.
 Arena
     One shared mapping from which blocks are carved. Its memory is an
     anonymous memory file (memfd_create(2): it never has a name in any file
-    system, so nothing can leak and no /dev/shm size limit applies; a file in
-    /dev/shm, removed at once, where memfd is missing), mapped MAP_SHARED.
+    system, so nothing can leak and no /dev/shm size limit applies), mapped
+    MAP_SHARED. Where memfd is missing, or for an arena larger than the
+    memory the system has left, it is a file in /dev/shm (if it has room) or
+    in a temporary directory, removed at once, as in the standard library.
     The pages are reserved when the arena is made (posix_fallocate), so a
     machine out of shared memory gives an OSError there rather than a SIGBUS
     on first touch. A forked child inherits the mapping. For a spawn or
@@ -95,10 +97,33 @@ def _tmpfile_dir(size):
     return util.get_temp_dir()
 
 
+def _memory_available():
+    """Bytes of memory and swap the system can still give (None: unknown)."""
+    try:
+        with open('/proc/meminfo', 'rb') as f:
+            fields = dict(line.split(b':', 1) for line in f if b':' in line)
+        kib = int(fields[b'MemAvailable'].split()[0])
+        kib += int(fields.get(b'SwapFree', b'0').split()[0])
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+    return kib * 1024
+
+
+_CHECK_MEMORY_ABOVE = 16 * 1024 * 1024
+
+
 def _memory_file(size):
-    """A new file of size bytes that lives in memory and has no name."""
+    """A new file of size bytes with no name: a memfd, unless the system has
+    not that much memory left; then (as the standard library does) a file in
+    /dev/shm if it has room, else in a temporary directory on disk, so that
+    the request fails with ENOSPC or is served from disk instead of waking
+    the out-of-memory killer."""
     fd = -1
     memfd_create = getattr(os, 'memfd_create', None)
+    if memfd_create is not None and size > _CHECK_MEMORY_ABOVE:
+        available = _memory_available()
+        if available is not None and size > available:
+            memfd_create = None
     if memfd_create is not None:
         try:
             fd = memfd_create('gomp-heap', os.MFD_CLOEXEC)
@@ -150,15 +175,15 @@ class Arena(object):
         return '<%s size=%d fd=%d>' % (type(self).__name__, self.size, self.fd)
 
 
-def _reduce_arena(arena):
-    return _rebuild_arena, (arena.size, reduction.DupFd(arena.fd))
+def reduce_arena(arena):
+    return rebuild_arena, (arena.size, reduction.DupFd(arena.fd))
 
 
-def _rebuild_arena(size, dupfd):
+def rebuild_arena(size, dupfd):
     return Arena(size, dupfd.detach())
 
 
-reduction.register(Arena, _reduce_arena)
+reduction.register(Arena, reduce_arena)
 
 
 class Heap(object):

@@ -99,7 +99,7 @@ def RawArray(typecode_or_type, size_or_initializer):
 
 
 def _lock_for(lock, ctx):
-    if lock is True or lock is None:
+    if lock in (True, None):
         return (ctx or _get_context()).RLock()
     if not hasattr(lock, 'acquire'):
         raise AttributeError("%r has no method 'acquire'" % lock)
