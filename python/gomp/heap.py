@@ -8,9 +8,9 @@ Arena
     MAP_SHARED. Where memfd is missing, or for an arena larger than the
     memory the system has left, it is a file in /dev/shm (if it has room) or
     in a temporary directory, removed at once, as in the standard library.
-    The pages are reserved when the arena is made (posix_fallocate), so a
-    machine out of shared memory gives an OSError there rather than a SIGBUS
-    on first touch. A forked child inherits the mapping. For a spawn or
+    The pages of a memory-backed arena are reserved when it is made
+    (posix_fallocate), so a machine out of shared memory gives an OSError
+    there rather than a SIGBUS on first touch. A forked child inherits the mapping. For a spawn or
     forkserver child the arena is pickled as its size plus the descriptor,
     handed over with the child's start (reduction.DupFd), and the child maps
     the same file again; outside of a child's start the descriptor goes
@@ -130,12 +130,19 @@ def _memory_file(size):
         except OSError as e:
             if e.errno not in (errno.ENOSYS, errno.EPERM, errno.EINVAL):
                 raise
+    reserve = True
     if fd == -1:
-        fd, path = tempfile.mkstemp(prefix='gomp-heap-%d-' % os.getpid(),
-                                    dir=_tmpfile_dir(size))
+        where = _tmpfile_dir(size)
+        # On disk, size the file only: reserving could mean writing it all
+        # (glibc emulates posix_fallocate where the file system lacks it).
+        reserve = where == '/dev/shm'
+        fd, path = tempfile.mkstemp(prefix='gomp-heap-%d-' % os.getpid(), dir=where)
         os.unlink(path)
     try:
-        _reserve(fd, size)
+        if reserve:
+            _reserve(fd, size)
+        else:
+            os.ftruncate(fd, size)
     except BaseException:
         os.close(fd)
         raise
