@@ -111,3 +111,22 @@ def shm_create_and_hold(conn):
 
 def exit_code(code):
     sys.exit(code)
+
+
+def add_one(*values):
+    for v in values:
+        with v.get_lock():
+            v.value += 1
+
+
+def nested(method, outer):
+    """A child that passes an inherited Value and one of its own to a
+    grandchild started with method."""
+    import gomp
+    ctx = gomp.get_context(method)
+    mine = ctx.Value('q', 100)
+    p = ctx.Process(target=add_one, args=(outer, mine))
+    p.start()
+    p.join(60)
+    if p.exitcode != 0 or mine.value != 101:
+        sys.exit(1)

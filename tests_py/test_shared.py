@@ -37,9 +37,9 @@ def fresh_heap(monkeypatch):
     return new
 
 
-def run(ctx, target, *args):
+def run(ctx, target, *args, daemon=True):
     p = ctx.Process(target=target, args=args)
-    p.daemon = True
+    p.daemon = daemon
     p.start()
     p.join(60)
     assert p.exitcode == 0, p
@@ -373,6 +373,12 @@ def test_values_across_processes(ctx):
     run(ctx, h.report_values, s, x, y, point, arr)
     assert r.recv() == [14, pytest.approx(2.0 / 3.0), (6, 4.0, 2**34),
                         [2.0 * i for i in range(10)]]
+
+
+def test_values_reach_grandchildren(ctx):
+    outer = ctx.Value('i', 0)
+    run(ctx, h.nested, ctx.get_start_method(), outer, daemon=False)
+    assert outer.value == 1
 
 
 def test_value_lock_is_exclusive_across_processes(ctx):
