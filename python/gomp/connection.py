@@ -9,7 +9,9 @@ bytes object, and waits with the GIL released and Ctrl-C honoured."""
 
 import itertools
 import os
+import select
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -263,16 +265,16 @@ class Listener(object):
         listener = self._listener
         if listener is None:
             raise OSError('listener is closed')
-        c = listener.accept()
-        if self._authkey is not None:
-            try:
-                channel = _BoundedChannel(c, HANDSHAKE_TIMEOUT)
-                deliver_challenge(channel, self._authkey)
-                answer_challenge(channel, self._authkey)
-            except BaseException:
-                c.close()
-                raise
-        return c
+        if self._authkey is None:
+            return listener.accept()
+        s = listener._accept_socket()
+        try:
+            channel = _SocketChannel(s, HANDSHAKE_TIMEOUT)
+            deliver_challenge(channel, self._authkey)
+            answer_challenge(channel, self._authkey)
+            return Connection(s.detach())
+        finally:
+            s.close()         # a no-op once detached
 
     def close(self):
         """Close the listening socket (and remove its file)."""
@@ -304,15 +306,14 @@ def Client(address, family=None, authkey=None):
     family = family or address_type(address)
     _validate_family(family)
     _check_authkey(authkey)
-    c = SocketClient(address)
-    if authkey is not None:
-        try:
-            answer_challenge(c, authkey)
-            deliver_challenge(c, authkey)
-        except BaseException:
-            c.close()
-            raise
-    return c
+    if authkey is None:
+        return SocketClient(address)
+    with _connected_socket(address) as s:
+        # No time limit here: the listener may call accept() much later.
+        channel = _SocketChannel(s, None)
+        answer_challenge(channel, authkey)
+        deliver_challenge(channel, authkey)
+        return Connection(s.detach())
 
 
 def Pipe(duplex=True):
@@ -352,10 +353,15 @@ class SocketListener(object):
             self._unlink = None
 
     def accept(self):
+        return Connection(self._accept_socket().detach())
+
+    def _accept_socket(self):
         s, self._last_accepted = self._socket.accept()
-        s.setblocking(True)
-        _set_nodelay(s)
-        return Connection(s.detach())
+        if s.gettimeout() is not None:      # socket.setdefaulttimeout() is in force
+            s.setblocking(True)
+        if self._family != 'AF_UNIX':
+            _set_nodelay(s)
+        return s
 
     def close(self):
         try:
@@ -369,12 +375,23 @@ class SocketListener(object):
 
 def SocketClient(address):
     """A Connection on a blocking socket connected to address."""
-    family = address_type(address)
-    with socket.socket(getattr(socket, family)) as s:
-        s.setblocking(True)
-        s.connect(address)
-        _set_nodelay(s)
+    with _connected_socket(address) as s:
         return Connection(s.detach())
+
+
+def _connected_socket(address):
+    family = address_type(address)
+    s = socket.socket(getattr(socket, family))
+    try:
+        if s.gettimeout() is not None:      # socket.setdefaulttimeout() is in force
+            s.setblocking(True)
+        s.connect(address)
+        if family != 'AF_UNIX':
+            _set_nodelay(s)
+    except BaseException:
+        s.close()
+        raise
+    return s
 
 
 def _set_nodelay(s):
@@ -383,65 +400,107 @@ def _set_nodelay(s):
     send small messages back to back: with Nagle, a second small message
     waits for the ACK of the first, which the peer delays by 40 ms. (The
     stdlib pays those 40 ms on every authenticated TCP connection.)"""
-    if s.family in (socket.AF_INET, getattr(socket, 'AF_INET6', None)):
+    try:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass       # not a TCP socket
 
 
-class _BoundedChannel(object):
-    """The view of a freshly accepted Connection that the handshake gets in
-    Listener.accept(): send_bytes() goes straight through; recv_bytes()
-    refuses a frame longer than its maxlength as soon as the header is in
-    (nothing is allocated for it), and every receive shares one deadline, so
-    that a peer that stays silent or stalls inside a frame cannot hold
-    accept() longer than the timeout. It reads exactly one frame at a time,
-    never bytes beyond it (the peer may send application data right after
-    the handshake)."""
+_INT32 = struct.Struct('!i')
 
-    __slots__ = ('_conn', '_fd', '_deadline', '_timeout')
 
-    def __init__(self, conn, timeout):
-        self._conn = conn
-        self._fd = conn.fileno()
+class _SocketChannel(object):
+    """The handshake's view of a socket that is not a Connection yet: the
+    send_bytes()/recv_bytes() of a Connection, in the same frames, with
+    plain socket calls (the handshake's few small messages need no more, and
+    the Go core is not involved before the connection is handed over).
+    recv_bytes() refuses a frame longer than its maxlength as soon as the
+    header is in, before anything is allocated for it, and it never reads
+    beyond the frame (the peer may send data right after the handshake).
+
+    With a timeout, every wait of the handshake shares one deadline, so that
+    a peer that stays silent or stalls inside a frame cannot hold accept()
+    longer than that. The socket stays in blocking mode: a wait is a poll()
+    for what is left of the deadline, after which recv() returns what has
+    arrived without blocking. (Measured: this costs less than bounding the
+    blocking receives with SO_RCVTIMEO, whose two setsockopt() calls per
+    connection are slower than the polls.)"""
+
+    __slots__ = ('_sock', '_deadline', '_timeout', '_poller')
+
+    def __init__(self, sock, timeout):
+        self._sock = sock
         self._timeout = timeout
         self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._poller = None
 
     def send_bytes(self, buf):
-        self._conn.send_bytes(buf)
+        n = len(buf)
+        header = struct.pack('!iQ', -1, n) if n > 0x7fffffff else _INT32.pack(n)
+        if n < 16384:
+            self._sock.sendall(header + buf)
+        else:
+            self._sock.sendall(header)
+            self._sock.sendall(buf)
 
     def recv_bytes(self, maxlength):
-        head = self._read(4, True)
-        size = int.from_bytes(head, 'big', signed=True)
+        recv = self._sock.recv
+        if self._deadline is None:
+            head = recv(4)
+        else:
+            self._wait()
+            head = recv(4)
+        if len(head) != 4:
+            head = self._complete(head, 4, False)
+        size, = _INT32.unpack(head)
         # -1 announces an 8-byte length (above 2 GiB); any other negative
         # value is no frame at all. Both are over every handshake limit.
         if size < 0 or size > maxlength:
             raise OSError('bad message length')
-        return self._read(size, False) if size else b''
+        if size == 0:
+            return b''
+        if self._deadline is None:
+            data = recv(size)
+        else:
+            try:
+                # The rest of a frame usually came with its header.
+                data = recv(size, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                self._wait()
+                data = recv(size)
+        if len(data) != size:
+            data = self._complete(data, size, True)
+        return data
 
-    def _read(self, n, at_start):
-        fd = self._fd
+    def _complete(self, got, n, in_frame):
+        """Finish a receive of n bytes whose first recv() returned got."""
         chunks = []
-        got = 0
-        while got < n:
-            self._wait()
-            chunk = os.read(fd, n - got)
-            if not chunk:
-                if at_start and got == 0:
+        while True:
+            if not got:
+                if not in_frame and not chunks:
                     raise EOFError
                 raise OSError('got end of file during message')
-            chunks.append(chunk)
-            got += len(chunk)
-        return chunks[0] if len(chunks) == 1 else b''.join(chunks)
+            chunks.append(got)
+            n -= len(got)
+            if n == 0:
+                return b''.join(chunks)
+            if self._deadline is not None:
+                self._wait()
+            got = self._sock.recv(n)
 
     def _wait(self):
-        if self._deadline is None:
-            timeout = None
-        else:
-            timeout = self._deadline - time.monotonic()
-            if timeout <= 0:
-                timeout = 0
-        if not _gomp.poll(self._fd, timeout):
-            raise _HandshakeTimeout('the peer did not complete the authentication '
-                                    'handshake within %s seconds' % self._timeout)
+        """Wait until the socket is readable; raise _HandshakeTimeout if the
+        deadline passes first."""
+        left = self._deadline - time.monotonic()
+        if left > 0:
+            poller = self._poller
+            if poller is None:
+                poller = self._poller = select.poll()
+                poller.register(self._sock, select.POLLIN)
+            if poller.poll(int(left * 1000) + 1):
+                return
+        raise _HandshakeTimeout('the peer did not complete the authentication handshake '
+                                'within %s seconds' % self._timeout)
 
 
 # ---- authentication ------------------------------------------------------------------------
