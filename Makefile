@@ -18,7 +18,7 @@ install: $(VENV)/bin/python
 	$(VPY) -m pip install -q --disable-pip-version-check .
 
 demo: install
-	cd tests_py && $(VPY) ../examples/demo.py
+	$(VPY) examples/demo.py
 
 test: test-go test-py
 
@@ -32,6 +32,11 @@ test-py: install
 
 bench: install
 	$(VPY) tests_py/bench/bench_conn.py
+	$(VPY) tests_py/bench/bench_process.py
+	$(VPY) tests_py/bench/bench_latency.py
+	$(VPY) -m pip install -q --disable-pip-version-check faster-fifo || echo "(faster-fifo not installed: queue benchmark without it)"
+	$(VPY) tests_py/bench/bench_queues.py
+	$(VPY) tests_py/bench/bench_sync.py
 
 clean:
 	rm -rf build dist *.egg-info python/*.egg-info $(VENV)

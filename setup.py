@@ -80,20 +80,44 @@ class BuildGomp(build_ext):
         if os.path.exists(header):
             os.remove(header)
 
+    # Editable installs (pip install -e .) build in build_lib and copy the
+    # extension back into the source tree; the core library goes with it.
+    def _core_files(self):
+        package_dir = self.get_finalized_command("build_py").get_package_dir("gomp")
+        return (os.path.join(package_dir, CORE_NAME),
+                os.path.join(self.build_lib, "gomp", CORE_NAME))
 
-setup(
-    packages=find_packages("python"),
-    package_dir={"": "python"},
-    ext_modules=[
-        Extension(
-            "gomp._gomp",
-            sources=sorted(glob.glob("pybind/ext/*.c")),
-            depends=sorted(glob.glob("pybind/*.h") + glob.glob("pybind/ext/*.h")),
-            include_dirs=["pybind"],
-            libraries=["dl"],
-            extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-missing-field-initializers"],
-        )
-    ],
-    cmdclass={"build_ext": BuildGomp},
-    zip_safe=False,
-)
+    def copy_extensions_to_source(self):
+        super().copy_extensions_to_source()
+        inplace, regular = self._core_files()
+        self.copy_file(regular, inplace, level=self.verbose)
+
+    def _get_output_mapping(self):
+        yield from super()._get_output_mapping()
+        if self.inplace:
+            inplace, regular = self._core_files()
+            yield (regular, inplace)
+
+
+def main():
+    setup(
+        packages=find_packages("python"),
+        package_dir={"": "python"},
+        ext_modules=[
+            Extension(
+                "gomp._gomp",
+                sources=sorted(glob.glob("pybind/ext/*.c")),
+                depends=sorted(glob.glob("pybind/*.h") + glob.glob("pybind/ext/*.h")),
+                include_dirs=["pybind"],
+                libraries=["dl"],
+                extra_compile_args=["-O2", "-std=gnu11", "-Wall",
+                                    "-Wno-missing-field-initializers"],
+            )
+        ],
+        cmdclass={"build_ext": BuildGomp},
+        zip_safe=False,
+    )
+
+
+if __name__ == "__main__":  # tests import this file for its checks without building
+    main()

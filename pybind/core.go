@@ -13,8 +13,10 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/gomp-dev/gomp/gomp/fdio"
@@ -93,8 +95,9 @@ func gompcore_last_error(buf *C.char, capacity C.int64_t) C.int64_t {
 	return C.int64_t(len(s))
 }
 
-// gompcore_selftest exercises the error paths of the binding from tests:
-// 1 panics, 2 returns a plain Go error.
+// gompcore_selftest exercises the binding from tests: 1 panics, 2 returns a
+// plain Go error, 3 does goroutine-, timer- and GC-heavy work (what hangs an
+// inherited runtime after fork) and returns a checksum.
 //
 //export gompcore_selftest
 func gompcore_selftest(what C.int64_t) (ret C.int64_t) {
@@ -105,6 +108,41 @@ func gompcore_selftest(what C.int64_t) (ret C.int64_t) {
 		m["boom"] = 1 // assignment to a nil map: a runtime panic
 	case 2:
 		return code(errors.New("selftest error"))
+	case 3:
+		return C.int64_t(churn(8, 8<<20))
 	}
 	return 0
+}
+
+// churn runs n goroutines that allocate total bytes between them, sleep on
+// timers and report over a channel, then forces a garbage collection.
+func churn(n, total int) int {
+	results := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			var keep [][]byte
+			sum := 0
+			for a := 0; a < total/n; a += 64 << 10 {
+				b := make([]byte, 64<<10)
+				b[len(b)-1] = byte(i)
+				sum += int(b[len(b)-1])
+				if a%(1<<20) == 0 {
+					keep = append(keep, b)
+				}
+			}
+			time.Sleep(200 * time.Microsecond)
+			results <- sum + len(keep)
+		}(i)
+	}
+	wg.Wait()
+	close(results)
+	total = 0
+	for v := range results {
+		total += v
+	}
+	runtime.GC()
+	return total
 }

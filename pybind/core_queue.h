@@ -1,5 +1,45 @@
 /* Functions of the core for the queues (gomp/queue). */
 #ifndef GOMPCORE_QUEUE_H
 #define GOMPCORE_QUEUE_H
-#define GOMPCORE_QUEUE_FUNCS(X)
+#include <stdint.h>
+
+/* Progress of one put across slices (see queue.PutState). */
+typedef struct {
+    int64_t phase, done, locked, frag;
+} gomp_qput;
+
+/* Progress of one get across slices (see queue.GetState). */
+typedef struct {
+    int64_t locked, mid, total, got;
+} gomp_qget;
+
+/* queue_stat what: */
+#define GOMP_QSTAT_QSIZE 0
+#define GOMP_QSTAT_EMPTY 1
+#define GOMP_QSTAT_FULL 2
+#define GOMP_QSTAT_PENDING 3
+#define GOMP_QSTAT_UNFINISHED 4
+#define GOMP_QSTAT_CAPACITY 5
+#define GOMP_QSTAT_MAXSIZE 6
+#define GOMP_QSTAT_FLAGS 7
+
+#define GOMPCORE_QUEUE_FUNCS(X)                                                   \
+    X(int64_t, queue_new, (int64_t capacity, int64_t maxsize, int64_t flags,      \
+                           int64_t *fd))                                          \
+    X(int64_t, queue_open, (int fd))                                              \
+    X(int64_t, queue_release, (int64_t h))                                        \
+    X(int64_t, queue_put, (int64_t h, const void *buf, int64_t n, gomp_qput *st,  \
+                           int slice_ms))                                         \
+    X(int64_t, queue_write, (int64_t h, const void *buf, int64_t n,               \
+                             gomp_qput *st, int slice_ms))                        \
+    X(int64_t, queue_put_abort, (int64_t h, gomp_qput *st))                       \
+    X(int64_t, queue_get, (int64_t h, void *buf, int64_t cap, gomp_qget *st,      \
+                           int slice_ms))                                         \
+    X(int64_t, queue_get_abort, (int64_t h, gomp_qget *st))                       \
+    X(int64_t, queue_stat, (int64_t h, int64_t what))                             \
+    X(int64_t, queue_flush, (int64_t h, int slice_ms))                            \
+    X(int64_t, queue_flush_all, (int slice_ms))                                   \
+    X(int64_t, queue_cancel_join, (int64_t h))                                    \
+    X(int64_t, queue_task_done, (int64_t h))                                      \
+    X(int64_t, queue_join, (int64_t h, int slice_ms))
 #endif

@@ -190,8 +190,14 @@ int gomp_core_load(void)
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (fd >= 0)
         close(fd); /* the mapping keeps the memfd alive */
-    if (h == NULL)
-        return core_fail("dlopen", dlerror());
+    if (h == NULL) {
+        const char *err = dlerror();
+        if (err != NULL && strstr(err, "static TLS") != NULL)
+            return core_fail("dlopen (each forked generation that uses gomp loads its own Go "
+                             "runtime, and glibc's static TLS space holds about 200; raise it with "
+                             "GLIBC_TUNABLES=glibc.rtld.optional_static_tls=8192)", err);
+        return core_fail("dlopen", err);
+    }
 
     gomp_core_table t;
 #define X(ret, name, args)                                                                         \
@@ -215,6 +221,11 @@ int gomp_core_load(void)
     core_loaded = 1;
     gomp_core_ok = 1;
     return 0;
+}
+
+long gomp_core_generation(void)
+{
+    return core_generation;
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -336,10 +347,13 @@ static PyObject *m_selftest(PyObject *self, PyObject *arg)
         return NULL;
     if (gomp_core_ready() < 0)
         return NULL;
-    int64_t r = gomp_core.selftest(what);
+    int64_t r;
+    Py_BEGIN_ALLOW_THREADS
+    r = gomp_core.selftest(what);
+    Py_END_ALLOW_THREADS
     if (r < 0)
         return gomp_set_error(r);
-    Py_RETURN_NONE;
+    return PyLong_FromLongLong(r);
 }
 
 static PyMethodDef methods[] = {
@@ -348,7 +362,7 @@ static PyMethodDef methods[] = {
     {"_core_load", m_core_load, METH_NOARGS,
      "_core_load() -> int: load the Go core now if needed; returns its generation."},
     {"_selftest", m_selftest, METH_O,
-     "_selftest(what): exercise the core's error paths (1: a Go panic, 2: a Go error)."},
+     "_selftest(what): exercise the core (1: a Go panic, 2: a Go error, 3: goroutine/GC-heavy work)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -388,7 +402,8 @@ PyMODINIT_FUNC PyInit__gomp(void)
     }
     if (PyModule_AddStringConstant(m, "core_path", core_path) < 0 ||
         PyModule_AddIntConstant(m, "SLICE_MS", GOMP_SLICE_MS) < 0 ||
-        gomp_conn_init(m) < 0 || gomp_proc_init(m) < 0) {
+        gomp_conn_init(m) < 0 || gomp_proc_init(m) < 0 || gomp_queue_init(m) < 0 ||
+        gomp_sync_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,10 +1,15 @@
 /* Internal header of the extension gomp._gomp (the C files in pybind/). */
 #ifndef GOMP_EXT_H
 #define GOMP_EXT_H
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pwritev2, RWF_NOWAIT */
+#endif
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <sys/uio.h>
 #include <stdint.h>
 
 #include "gompcore.h"
@@ -34,6 +39,10 @@ static inline int gomp_core_ready(void)
     return gomp_core_ok ? 0 : gomp_core_load();
 }
 
+/* The generation of the loaded core: it changes when a forked child loads its
+ * own runtime, which invalidates every handle the core issued before. */
+long gomp_core_generation(void);
+
 /* Sets the Python exception for a negative result of the core; returns NULL. */
 PyObject *gomp_set_error(int64_t r);
 
@@ -61,4 +70,6 @@ int64_t gomp_run(gomp_step step, void *ctx, gomp_deadline *d, int try_with_gil);
 /* Each file adds its functions to the module. */
 int gomp_conn_init(PyObject *m); /* conn.c */
 int gomp_proc_init(PyObject *m); /* proc.c */
+int gomp_queue_init(PyObject *m); /* queue.c */
+int gomp_sync_init(PyObject *m); /* sync.c */
 #endif

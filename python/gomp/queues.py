@@ -1,10 +1,267 @@
-"""Queues shared between processes (placeholder until they are implemented:
-see _placeholder)."""
+"""Queues shared between processes: Queue, JoinableQueue and SimpleQueue.
 
-from ._placeholder import placeholder_class
+The items travel through a ring in shared memory (a memfd mapped by every
+process that uses the queue), written and read by gomp's Go core with futex
+wake-ups: no feeder thread, no pipe, no lock round trips.
+
+- put() pickles the object in the caller's thread (with the ForkingPickler,
+  or pickle.dumps for plain atoms, which gives the same bytes) and copies it
+  into the ring when it fits. An item that does not fit now waits in this
+  process's overflow, which a goroutine feeds into the ring in order: a put
+  into an unbounded queue never blocks, like the stdlib's feeder buffer.
+  A bounded queue's put waits for a free slot.
+- An object that cannot be pickled is handed to the
+  _on_queue_feeder_error(e, obj) hook (the stdlib's feeder thread does the
+  same), and the queue goes on working.
+- At the normal exit of a process, whatever its overflow still holds is fed
+  before the process ends, unless cancel_join_thread() was called; close()
+  followed by join_thread() waits for it explicitly.
+- get() waits with the GIL released and can be interrupted (Ctrl-C).
+- A process killed in the middle of a put or get loses at most the item it
+  was putting or getting; the others keep using the queue.
+"""
+
+import os
+import time
+import types
+import weakref
+from queue import Empty, Full
+
+from . import _gomp
+from . import context
+from .util import debug, Finalize, register_after_fork
 
 __all__ = ['Queue', 'SimpleQueue', 'JoinableQueue']
 
-Queue = placeholder_class('Queue', 'queues.Queue', __name__)
-JoinableQueue = placeholder_class('JoinableQueue', 'queues.JoinableQueue', __name__, (Queue,))
-SimpleQueue = placeholder_class('SimpleQueue', 'queues.SimpleQueue', __name__)
+_ForkingPickler = context.reduction.ForkingPickler
+
+# Size of a queue's ring in bytes. Larger items work too: they are streamed
+# through the ring.
+_RING_BYTES = 1 << 20
+
+# The bound the stdlib reports as the maxsize of an unbounded queue.
+_SEM_VALUE_MAX = 2147483647
+
+# Flags of the core's ring (gomp/queue: FlagJoinable).
+_FLAG_JOINABLE = 2
+
+# The C side pickles the objects whose pickle cannot depend on the registered
+# reducers (None, bool, exact int/float/str/bytes, short tuples and lists of
+# those) with pickle.dumps, which gives the same bytes faster; the others go
+# through the ForkingPickler.
+_dumps = _ForkingPickler.dumps
+
+
+# ---- the exit ------------------------------------------------------------------------------
+
+_exit_flush_pid = None
+
+
+def _arm_exit_flush():
+    """Make this process's exit wait until its overflow is in the rings."""
+    global _exit_flush_pid
+    pid = os.getpid()
+    if _exit_flush_pid != pid:
+        _exit_flush_pid = pid
+        Finalize(None, _flush_at_exit, exitpriority=-5)
+
+
+def _flush_at_exit():
+    debug('feeding the queues\' buffered items before exit')
+    _gomp.queue_flush_all()
+    debug('... done')
+
+
+def _check_fork_ctx(obj):
+    if obj._is_fork_ctx:
+        popen = context.get_spawning_popen()
+        if popen is not None and getattr(popen, 'method', 'fork') != 'fork':
+            raise RuntimeError(
+                'A SemLock created in a fork context (here: a %s) is being sent to a %s '
+                'child; create it with the context of the Process that uses it.'
+                % (type(obj).__name__, popen.method))
+
+
+def _is_fork(ctx):
+    try:
+        return ctx.get_start_method() == 'fork'
+    except Exception:
+        return False
+
+
+class _End(object):
+    """The reader or writer end of a queue, standing for the stdlib's private
+    _reader/_writer connections: closed, close(), and for the reader poll().
+    It refers to its queue weakly, so that a queue is freed (its memfd
+    closed, its ring unmapped) as soon as the program drops it."""
+
+    __slots__ = ('_queue', '_flag', '__weakref__')
+
+    def __init__(self, queue, flag):
+        self._queue = weakref.ref(queue)
+        self._flag = flag  # '_get_closed' or '_put_closed'
+
+    @property
+    def closed(self):
+        q = self._queue()
+        return True if q is None else getattr(q, self._flag)
+
+    def close(self):
+        q = self._queue()
+        if q is not None and not getattr(q, self._flag):
+            setattr(q, self._flag, True)
+            q._end_closed()
+
+    def poll(self, timeout=0.0):
+        """Whether an item is in the queue, waiting at most timeout seconds."""
+        q = self._queue()
+        if q is None or self.closed:
+            raise OSError('handle is closed')
+        if timeout is None:
+            timeout = float('inf')
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while q.empty():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.02)
+        return True
+
+
+# ---- Queue ---------------------------------------------------------------------------------
+
+class Queue(_gomp.QueueCore):
+    """A FIFO queue for any number of producer and consumer processes.
+
+    put(obj, block=True, timeout=None), get(block=True, timeout=None),
+    put_nowait(obj), get_nowait(), qsize(), empty() and full() are the C
+    methods of the base class."""
+
+    _flags = 0
+
+    def __init__(self, maxsize=0, *, ctx):
+        bound = maxsize if maxsize > 0 else 0
+        self._maxsize = bound or _SEM_VALUE_MAX
+        _gomp.QueueCore.__init__(self, _RING_BYTES, bound, self._flags, _dumps)
+        self._opid = os.getpid()
+        self._is_fork_ctx = _is_fork(ctx)
+        # For concurrent.futures (it sets it; there is no pipe to break here).
+        self._ignore_epipe = False
+        self._reset()
+        register_after_fork(self, Queue._after_fork)
+
+    def __getstate__(self):
+        context.assert_spawning(self)
+        _check_fork_ctx(self)
+        return (self._ignore_epipe, self._maxsize, context.reduction.DupFd(self._fileno()),
+                self._opid)
+
+    def __setstate__(self, state):
+        self._ignore_epipe, self._maxsize, df, self._opid = state
+        _gomp.QueueCore.__init__(self, 0, dumps=_dumps, fd=df.detach())
+        self._is_fork_ctx = False  # a child may hand it on to its own children
+        self._reset()
+
+    def _after_fork(self):
+        debug('Queue._after_fork()')
+        self._reset()
+
+    def _reset(self):
+        self._closed = False
+        self._joincancelled = False
+        self._reader = _End(self, '_get_closed')
+        self._writer = _End(self, '_put_closed')
+
+    def _end_closed(self):
+        if self._put_closed and self._get_closed:
+            self._close_ring()
+
+    def _overflowed(self):
+        # Called (once per process) when an item first waits in an overflow.
+        _arm_exit_flush()
+
+    def close(self):
+        """No more put or get from this process. Items this process put keep
+        being fed into the queue (join_thread() waits for that)."""
+        self._closed = True
+        self._close_ring()
+
+    def join_thread(self):
+        """Wait until the items this process put are all in the queue (after
+        close()). The stdlib joins its feeder thread here."""
+        debug('Queue.join_thread()')
+        assert self._closed, "Queue {0!r} not closed".format(self)
+        if not self._joincancelled:
+            self._flush()
+
+    def cancel_join_thread(self):
+        """Do not wait at exit for the items this process put to be fed into
+        the queue (they are lost if they are still buffered)."""
+        debug('Queue.cancel_join_thread()')
+        self._joincancelled = True
+        self._cancel_join()
+
+    @staticmethod
+    def _on_queue_feeder_error(e, obj):
+        """Called with the exception when an item cannot be pickled (the item
+        is dropped). Private hook, overridden by concurrent.futures."""
+        import traceback
+        traceback.print_exc()
+
+
+class JoinableQueue(Queue):
+    """A Queue whose consumers report each item done (task_done), so that a
+    producer can wait for all of them (join)."""
+
+    _flags = _FLAG_JOINABLE
+
+    def __init__(self, maxsize=0, *, ctx):
+        Queue.__init__(self, maxsize, ctx=ctx)
+
+    def task_done(self):
+        """Mark one item got from the queue as processed."""
+        self._task_done()
+
+    def join(self):
+        """Wait until every item put has been marked done."""
+        self._join_tasks()
+
+
+# ---- SimpleQueue ---------------------------------------------------------------------------
+
+class SimpleQueue(_gomp.SimpleQueueCore):
+    """An unbounded FIFO queue without the Queue extras: put() writes into the
+    ring itself, waiting for room when it is full. put(obj), get() and empty()
+    are the C methods of the base class."""
+
+    def __init__(self, *, ctx):
+        _gomp.SimpleQueueCore.__init__(self, _RING_BYTES, 0, 0, _dumps)
+        self._is_fork_ctx = _is_fork(ctx)
+        self._reader = _End(self, '_get_closed')
+        self._writer = _End(self, '_put_closed')
+
+    def _end_closed(self):
+        if self._put_closed and self._get_closed:
+            self._close_ring()
+
+    def close(self):
+        self._reader.close()
+        self._writer.close()
+
+    def __getstate__(self):
+        context.assert_spawning(self)
+        _check_fork_ctx(self)
+        return (context.reduction.DupFd(self._fileno()), self._get_closed, self._put_closed)
+
+    def __setstate__(self, state):
+        df, rclosed, wclosed = state
+        _gomp.SimpleQueueCore.__init__(self, 0, dumps=_dumps, fd=df.detach())
+        self._is_fork_ctx = False
+        self._reader = _End(self, '_get_closed')
+        self._writer = _End(self, '_put_closed')
+        self._get_closed = rclosed
+        self._put_closed = wclosed
+
+    __class_getitem__ = classmethod(types.GenericAlias)

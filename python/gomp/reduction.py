@@ -10,6 +10,7 @@ import os
 import pickle
 import socket
 import sys
+import threading
 from abc import ABCMeta
 
 from . import context
@@ -21,18 +22,31 @@ HAVE_SEND_HANDLE = (hasattr(socket, 'CMSG_LEN') and hasattr(socket, 'SCM_RIGHTS'
                     and hasattr(socket.socket, 'sendmsg'))
 
 
+class _DispatchTable(dict):
+    """The reducers registered with ForkingPickler.register(), consulted first;
+    on a miss, copyreg's table, looked up live. The stdlib copies copyreg's
+    table and the registered reducers into a new dict for every pickler; this
+    gives the same lookups without the copy. Built-in types (int, str, tuple,
+    list, dict...) are pickled before the table is consulted, so the Python-level
+    __missing__ only runs for other types."""
+
+    __slots__ = ()
+
+    def __missing__(self, key):
+        return copyreg.dispatch_table[key]
+
+
 class ForkingPickler(pickle.Pickler):
     """pickle.Pickler with the reducers registered through register() on top
     of copyreg's, the same protocol and reducers as the stdlib's, so that the
     bytes are interchangeable with a stdlib multiprocessing peer."""
 
-    _extra_reducers = {}
+    _extra_reducers = _DispatchTable()
     _copyreg_dispatch_table = copyreg.dispatch_table
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.dispatch_table = self._copyreg_dispatch_table.copy()
-        self.dispatch_table.update(self._extra_reducers)
+        self.dispatch_table = self._extra_reducers
 
     @classmethod
     def register(cls, type, reduce):
@@ -41,12 +55,32 @@ class ForkingPickler(pickle.Pickler):
 
     @classmethod
     def dumps(cls, obj, protocol=None):
-        buf = io.BytesIO()
-        cls(buf, protocol).dump(obj)
-        return buf.getbuffer()
+        """The pickle of obj, as bytes."""
+        if cls is not ForkingPickler or protocol is not None:
+            buf = io.BytesIO()
+            cls(buf, protocol).dump(obj)
+            return buf.getvalue()
+        # A pickler per thread, reused: creating one costs more than pickling
+        # a small object. A nested call (a reducer that pickles) gets its own.
+        cached = getattr(_local, 'pickler', None)
+        _local.pickler = None  # in use until the finally below
+        if cached is None:
+            buf = io.BytesIO()
+            cached = (buf, ForkingPickler(buf))
+        buf, pickler = cached
+        try:
+            pickler.dump(obj)
+            return buf.getvalue()
+        finally:
+            buf.seek(0)
+            buf.truncate()
+            pickler.clear_memo()
+            _local.pickler = cached
 
     loads = pickle.loads
 
+
+_local = threading.local()
 
 register = ForkingPickler.register
 

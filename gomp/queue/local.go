@@ -1,0 +1,362 @@
+package queue
+
+import (
+	"errors"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrUnknown reports a handle this process never issued (or released).
+var ErrUnknown = errors.New("queue: unknown handle")
+
+// Queue is this process's use of a ring: the ring plus the items this
+// process put that did not fit yet (its overflow), which a goroutine feeds
+// into the ring in order. Nothing here survives fork: a forked child attaches
+// the ring again and starts with an empty overflow, as the stdlib's feeder
+// buffer does.
+type Queue struct {
+	r        *Ring
+	npending atomic.Int64 // items in pending (read without mu on the fast path)
+
+	mu        sync.Mutex
+	pending   [][]byte
+	feeding   bool          // the feeder goroutine runs
+	drained   chan struct{} // closed when pending becomes empty
+	cancelled bool          // cancel_join_thread: the exit does not wait
+	released  bool          // the handle is gone: unmap once pending is empty
+}
+
+func newQueue(r *Ring) *Queue {
+	q := &Queue{r: r, drained: make(chan struct{})}
+	close(q.drained)
+	return q
+}
+
+// Ring returns the shared ring.
+func (q *Queue) Ring() *Ring { return q.r }
+
+// Put puts a pickled item into a Queue (not a SimpleQueue): it reserves a
+// slot (a bounded queue waits for one until d: ErrAgain then, with st.Phase
+// still 0), then writes the item straight into the ring when it fits and
+// nothing of this process waits before it, or else appends a copy to the
+// overflow, which never blocks. It returns true when the item went to the
+// overflow.
+func (q *Queue) Put(item []byte, st *PutState, d time.Duration) (bool, error) {
+	if st.Phase == 0 {
+		dl := newDeadline(d)
+		if err := q.r.reserve(&dl); err != nil {
+			return false, err
+		}
+		st.Phase = 1
+	}
+	if q.npending.Load() == 0 && q.r.tryPut(item) {
+		return false, nil
+	}
+	q.enqueue(item)
+	return true, nil
+}
+
+// Write puts a pickled item into the ring, waiting for room (SimpleQueue);
+// ErrAgain when d ends first, with the progress in st.
+func (q *Queue) Write(item []byte, st *PutState, d time.Duration) error {
+	dl := newDeadline(d)
+	return q.r.write(item, st, &dl)
+}
+
+// AbortPut gives up a Write: the producer lock is released; a streamed item
+// cut short is dropped by the consumers.
+func (q *Queue) AbortPut(st *PutState) { q.r.endPut(st) }
+
+// Get takes the next item (see Ring.read).
+func (q *Queue) Get(buf []byte, st *GetState, d time.Duration) (int64, error) {
+	dl := newDeadline(d)
+	return q.r.read(buf, st, &dl)
+}
+
+// AbortGet gives up a Get; a streamed item being assembled is lost.
+func (q *Queue) AbortGet(st *GetState) { q.r.endGet(st) }
+
+func (q *Queue) enqueue(item []byte) {
+	c := getBuf(len(item))
+	copy(c, item)
+	atomic.AddInt64(q.r.overflow(), 1)
+	q.mu.Lock()
+	q.pending = append(q.pending, c)
+	q.npending.Add(1)
+	if !q.feeding {
+		q.feeding = true
+		q.drained = make(chan struct{})
+		feeders.Add(q)
+		go q.feed()
+	}
+	q.mu.Unlock()
+}
+
+// feedBatch is the most items the feeder writes under one producer lock.
+const feedBatch = 256
+
+// feed writes the overflow into the ring, oldest first, until it is empty.
+func (q *Queue) feed() {
+	var st PutState
+	batch := make([][]byte, 0, feedBatch)
+	for {
+		q.mu.Lock()
+		if len(q.pending) == 0 {
+			q.feeding = false
+			q.pending = nil
+			close(q.drained)
+			unmap := q.released
+			q.mu.Unlock()
+			feeders.Remove(q)
+			if unmap {
+				q.r.Unmap()
+			}
+			return
+		}
+		batch = append(batch[:0], q.pending[:min(len(q.pending), feedBatch)]...)
+		q.mu.Unlock()
+		n := q.r.putMany(batch)
+		if n == 0 {
+			// The first does not fit now (or is large): wait for room, or
+			// stream it.
+			for {
+				dl := newDeadline(time.Second)
+				err := q.r.write(batch[0], &st, &dl)
+				if err == nil {
+					break
+				}
+				if err != ErrAgain {
+					// The ring is unusable (corrupted by another process):
+					// the item cannot be delivered.
+					q.r.endPut(&st)
+					break
+				}
+			}
+			n = 1
+		}
+		q.mu.Lock()
+		for i := 0; i < n; i++ {
+			putBuf(q.pending[i])
+			q.pending[i] = nil
+		}
+		q.pending = q.pending[n:]
+		q.npending.Add(int64(-n))
+		q.mu.Unlock()
+		atomic.AddInt64(q.r.overflow(), int64(-n))
+		clear(batch)
+	}
+}
+
+// Buffers of the overflow, by size class (powers of two), reused.
+const (
+	minClass = 6  // 64 bytes
+	maxClass = 24 // 16 MiB; larger items get their own allocation
+)
+
+var bufPools [maxClass + 1]sync.Pool
+
+func sizeClass(n int) int {
+	if n <= 1<<minClass {
+		return minClass
+	}
+	return bits.Len(uint(n - 1))
+}
+
+func getBuf(n int) []byte {
+	c := sizeClass(n)
+	if c > maxClass {
+		return make([]byte, n)
+	}
+	if b, ok := bufPools[c].Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, 1<<c)
+}
+
+func putBuf(b []byte) {
+	c := sizeClass(cap(b))
+	if c > maxClass || cap(b) != 1<<c {
+		return
+	}
+	b = b[:0]
+	bufPools[c].Put(&b)
+}
+
+// Pending is the number of items in this process's overflow.
+func (q *Queue) Pending() int64 { return q.npending.Load() }
+
+// Flush waits until the overflow is empty, at most d (ErrAgain then).
+func (q *Queue) Flush(d time.Duration) error {
+	q.mu.Lock()
+	ch := q.drained
+	q.mu.Unlock()
+	if d < 0 {
+		<-ch
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-t.C:
+		return ErrAgain
+	}
+}
+
+// CancelJoin makes FlushAll (the exit) not wait for this queue's overflow.
+func (q *Queue) CancelJoin() {
+	q.mu.Lock()
+	q.cancelled = true
+	q.mu.Unlock()
+}
+
+// release drops the handle's use: the mapping goes now, or once the feeder
+// has emptied the overflow.
+func (q *Queue) release() {
+	q.mu.Lock()
+	q.released = true
+	busy := q.feeding
+	q.mu.Unlock()
+	if !busy {
+		q.r.Unmap()
+	}
+}
+
+// ---- the queues with an overflow (what the exit waits for) -------------------------------
+
+type feederSet struct {
+	mu sync.Mutex
+	m  map[*Queue]struct{}
+}
+
+var feeders = feederSet{m: map[*Queue]struct{}{}}
+
+func (s *feederSet) Add(q *Queue) {
+	s.mu.Lock()
+	s.m[q] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *feederSet) Remove(q *Queue) {
+	s.mu.Lock()
+	delete(s.m, q)
+	s.mu.Unlock()
+}
+
+// FlushAll waits until every queue of this process whose join was not
+// cancelled has fed its overflow into its ring, at most d (ErrAgain then).
+// The process calls it at exit so that no item put is lost.
+func FlushAll(d time.Duration) error {
+	end := time.Now().Add(d)
+	for {
+		var q *Queue
+		feeders.mu.Lock()
+		for c := range feeders.m {
+			c.mu.Lock()
+			skip := c.cancelled
+			c.mu.Unlock()
+			if !skip {
+				q = c
+				break
+			}
+		}
+		feeders.mu.Unlock()
+		if q == nil {
+			return nil
+		}
+		left := time.Duration(-1)
+		if d >= 0 {
+			left = time.Until(end)
+			if left <= 0 {
+				return ErrAgain
+			}
+		}
+		if err := q.Flush(left); err != nil {
+			return err
+		}
+	}
+}
+
+// ---- handles -----------------------------------------------------------------------------
+
+// Handles are small integers indexing a copy-on-write table, so that the hot
+// path finds its queue with one atomic load.
+var (
+	tableMu sync.Mutex
+	table   atomic.Pointer[[]*Queue]
+	freeIDs []int64
+)
+
+func init() {
+	t := make([]*Queue, 1) // handle 0 is never issued
+	table.Store(&t)
+}
+
+func register(q *Queue) int64 {
+	tableMu.Lock()
+	defer tableMu.Unlock()
+	old := *table.Load()
+	t := make([]*Queue, len(old), len(old)+1)
+	copy(t, old)
+	var h int64
+	if n := len(freeIDs); n > 0 {
+		h = freeIDs[n-1]
+		freeIDs = freeIDs[:n-1]
+		t[h] = q
+	} else {
+		h = int64(len(t))
+		t = append(t, q)
+	}
+	table.Store(&t)
+	return h
+}
+
+// Lookup returns the queue of handle h.
+func Lookup(h int64) (*Queue, error) {
+	t := *table.Load()
+	if h <= 0 || h >= int64(len(t)) || t[h] == nil {
+		return nil, ErrUnknown
+	}
+	return t[h], nil
+}
+
+// New creates a ring (see Create) and returns its handle and memfd.
+func New(capacity uint64, maxsize int64, flags uint32) (int64, int, error) {
+	r, fd, err := Create(capacity, maxsize, flags)
+	if err != nil {
+		return 0, -1, err
+	}
+	return register(newQueue(r)), fd, nil
+}
+
+// Open attaches the ring in fd (made by New in any process) and returns a
+// handle.
+func Open(fd int) (int64, error) {
+	r, err := Attach(fd)
+	if err != nil {
+		return 0, err
+	}
+	return register(newQueue(r)), nil
+}
+
+// Release forgets handle h; its mapping goes once its overflow is fed.
+func Release(h int64) error {
+	tableMu.Lock()
+	old := *table.Load()
+	if h <= 0 || h >= int64(len(old)) || old[h] == nil {
+		tableMu.Unlock()
+		return ErrUnknown
+	}
+	q := old[h]
+	t := make([]*Queue, len(old))
+	copy(t, old)
+	t[h] = nil
+	freeIDs = append(freeIDs, h)
+	table.Store(&t)
+	tableMu.Unlock()
+	q.release()
+	return nil
+}

@@ -1,0 +1,925 @@
+/* Queue functions of gomp._gomp: the types QueueCore and SimpleQueueCore,
+ * bases of gomp.queues.Queue (and JoinableQueue) and gomp.queues.SimpleQueue.
+ * An instance is one process's handle on a queue ring in shared memory
+ * (gomp/queue in the Go core). put, get, put_nowait, get_nowait, qsize,
+ * empty and full are methods of the base, so that a call costs no Python
+ * frame; the rest of the API is Python (gomp/queues.py).
+ *
+ * This file parses arguments, pickles and unpickles (in the caller's thread,
+ * with the GIL), owns the ring's memfd, and runs the core's steps through
+ * gomp_run() so that every wait releases the GIL and stays interruptible.
+ * The ring, its locks and wake-ups, and the overflow that an unbounded put
+ * never waits for are the core's.
+ *
+ * Pickling: an object whose bytes cannot depend on the reducers registered
+ * with the ForkingPickler (None, bool, and exact int, float, str, bytes, and
+ * short tuples and lists of those) is pickled with pickle.dumps, which gives
+ * the same bytes faster; small ints, None and booleans are even encoded here
+ * (fast_encode). Anything else goes through the `dumps` callable that the
+ * Python class supplies (the ForkingPickler). An object that cannot be
+ * pickled goes to the _on_queue_feeder_error(e, obj) hook, as the stdlib's
+ * feeder thread hands it (a SimpleQueue raises, as the stdlib's does).
+ *
+ * Fork: the Go handle belongs to the runtime that issued it. A forked child
+ * loads a new runtime (a new generation); the first use of the object there
+ * attaches the ring again from the memfd, which the child inherited. */
+#include "gomp_ext.h"
+
+#include <unistd.h>
+
+/* Items up to this size are received on the stack, then copied once. */
+#define STACK_ITEM 8192
+/* Tuples and lists up to this length are checked for the fast pickling. */
+#define FAST_SEQ 16
+
+static PyObject *pickle_dumps, *pickle_loads, *exc_empty, *exc_full;
+/* pickle.DEFAULT_PROTOCOL when it is 4 or 5 (the encodings below), else 0. */
+static int fast_proto;
+
+typedef struct {
+    PyObject_HEAD
+    int64_t h;       /* the core's handle, valid while gen is the core's generation */
+    long gen;
+    int fd;          /* the ring's memfd; -1 once closed */
+    int simple;      /* SimpleQueue: put waits for room instead of overflowing */
+    char put_closed; /* put (Queue: and get) refused: close() was called */
+    char get_closed;
+    int64_t hint;    /* size of the last item received, when it was large */
+    PyObject *dumps; /* pickler for the objects without a fast path */
+} QCore;
+
+static PyTypeObject QCoreType, SimpleCoreType;
+static long exit_armed_gen; /* generation in which the exit flush was armed */
+
+static int q_ready(QCore *q)
+{
+    if (gomp_core_ready() < 0)
+        return -1;
+    long g = gomp_core_generation();
+    if (q->gen == g)
+        return 0;
+    if (q->fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "the queue is closed");
+        return -1;
+    }
+    int64_t h = gomp_core.queue_open(q->fd);
+    if (h < 0) {
+        gomp_set_error(h);
+        return -1;
+    }
+    q->h = h;
+    q->gen = g;
+    return 0;
+}
+
+/* The exception being raised, taken (with its traceback) as an object. */
+static PyObject *take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb != NULL && v != NULL)
+        PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+#endif
+}
+
+static PyObject *run_error(int64_t r)
+{
+    if (r == GOMP_EPYERR)
+        return NULL;
+    return gomp_set_error(r);
+}
+
+/* ---- type ----------------------------------------------------------------------------- */
+
+/* QueueCore.__init__(capacity, maxsize=0, flags=0, dumps=None, fd=-1): a new
+ * ring, or (fd >= 0) the ring in fd, which the object then owns. */
+static int q_init(QCore *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"capacity", "maxsize", "flags", "dumps", "fd", NULL};
+    long long capacity, maxsize = 0, flags = 0;
+    int fd = -1;
+    PyObject *dumps = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|LLOi:QueueCore", kwlist, &capacity, &maxsize,
+                                     &flags, &dumps, &fd))
+        return -1;
+    if (self->gen != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "QueueCore is already initialized");
+        return -1;
+    }
+    if (dumps != Py_None && !PyCallable_Check(dumps)) {
+        PyErr_SetString(PyExc_TypeError, "dumps must be callable");
+        return -1;
+    }
+    if (gomp_core_ready() < 0)
+        return -1;
+    int64_t h;
+    if (fd >= 0) {
+        h = gomp_core.queue_open(fd);
+        if (h < 0) {
+            gomp_set_error(h);
+            return -1;
+        }
+        self->fd = fd; /* owned from now on */
+    } else {
+        int64_t nfd = -1;
+        h = gomp_core.queue_new(capacity, maxsize, flags, &nfd);
+        if (h < 0) {
+            gomp_set_error(h);
+            return -1;
+        }
+        self->fd = (int)nfd;
+    }
+    self->h = h;
+    self->gen = gomp_core_generation();
+    self->simple = PyObject_TypeCheck(self, &SimpleCoreType);
+    self->put_closed = self->get_closed = 0;
+    Py_XSETREF(self->dumps, Py_NewRef(dumps));
+    return 0;
+}
+
+static PyObject *q_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    QCore *self = (QCore *)type->tp_alloc(type, 0);
+    if (self != NULL) {
+        self->fd = -1;
+        self->dumps = Py_NewRef(Py_None);
+    }
+    return (PyObject *)self;
+}
+
+static void q_dealloc(QCore *self)
+{
+    if (self->gen != 0 && gomp_core_ok && self->gen == gomp_core_generation())
+        gomp_core.queue_release(self->h);
+    if (self->fd >= 0)
+        close(self->fd);
+    Py_CLEAR(self->dumps);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* ---- pickling ------------------------------------------------------------------------- */
+
+static inline int atomic_obj(PyObject *o)
+{
+    PyTypeObject *t = Py_TYPE(o);
+    return o == Py_None || t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type ||
+           t == &PyBytes_Type || t == &PyBool_Type;
+}
+
+static int fast_picklable(PyObject *o)
+{
+    if (atomic_obj(o))
+        return 1;
+    PyTypeObject *t = Py_TYPE(o);
+    Py_ssize_t n;
+    PyObject **items;
+    if (t == &PyTuple_Type) {
+        n = PyTuple_GET_SIZE(o);
+        items = &PyTuple_GET_ITEM(o, 0);
+    } else if (t == &PyList_Type) {
+        n = PyList_GET_SIZE(o);
+        items = PySequence_Fast_ITEMS(o);
+    } else {
+        return 0;
+    }
+    if (n > FAST_SEQ)
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!atomic_obj(items[i]))
+            return 0;
+    return 1;
+}
+
+/* The commonest items, small ints, None and booleans, are encoded and
+ * decoded here, byte for byte as pickle.dumps(obj) writes them with protocol
+ * 4 or 5: PROTO, then for the ints that take 3 bytes or more a FRAME with the
+ * length, the opcode (BININT1 'K', BININT2 'M', BININT 'J', NONE 'N',
+ * NEWTRUE, NEWFALSE) and STOP. That saves creating a Pickler and an
+ * Unpickler per item. test_queues checks the bytes against pickle.dumps. */
+#define FAST_MAX 17
+
+static Py_ssize_t fast_encode(PyObject *o, unsigned char *b)
+{
+    if (!fast_proto)
+        return 0;
+    b[0] = 0x80;
+    b[1] = (unsigned char)fast_proto;
+    if (o == Py_None || o == Py_True || o == Py_False) {
+        b[2] = o == Py_None ? 'N' : o == Py_True ? 0x88 : 0x89;
+        b[3] = '.';
+        return 4;
+    }
+    if (Py_TYPE(o) != &PyLong_Type)
+        return 0;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow || v < -2147483648LL || v > 2147483647LL)
+        return 0;
+    if (v >= 0 && v < 256) {
+        b[2] = 'K';
+        b[3] = (unsigned char)v;
+        b[4] = '.';
+        return 5;
+    }
+    int wide = !(v >= 0 && v < 65536);
+    b[2] = 0x95; /* FRAME, 8-byte little-endian length */
+    b[3] = wide ? 6 : 4;
+    memset(b + 4, 0, 7);
+    b[11] = wide ? 'J' : 'M';
+    uint32_t u = (uint32_t)(int32_t)v;
+    b[12] = u & 0xff;
+    b[13] = (u >> 8) & 0xff;
+    if (!wide) {
+        b[14] = '.';
+        return 15;
+    }
+    b[14] = (u >> 16) & 0xff;
+    b[15] = (u >> 24) & 0xff;
+    b[16] = '.';
+    return 17;
+}
+
+/* The object of a pickle that fast_encode writes, or NULL (no exception
+ * set) for any other bytes. */
+static PyObject *fast_decode(const unsigned char *b, int64_t n)
+{
+    if (n < 4 || n > FAST_MAX || b[0] != 0x80 || (b[1] != 4 && b[1] != 5) || b[n - 1] != '.')
+        return NULL;
+    if (n == 4) {
+        switch (b[2]) {
+        case 'N':
+            Py_RETURN_NONE;
+        case 0x88:
+            Py_RETURN_TRUE;
+        case 0x89:
+            Py_RETURN_FALSE;
+        }
+        return NULL;
+    }
+    if (n == 5)
+        return b[2] == 'K' ? PyLong_FromLong(b[3]) : NULL;
+    if ((n != 15 && n != 17) || b[2] != 0x95 || b[3] != n - 11)
+        return NULL;
+    for (int i = 4; i < 11; i++)
+        if (b[i] != 0)
+            return NULL;
+    if (n == 15)
+        return b[11] == 'M' ? PyLong_FromLong(b[12] | (b[13] << 8)) : NULL;
+    if (b[11] != 'J')
+        return NULL;
+    uint32_t u = (uint32_t)b[12] | ((uint32_t)b[13] << 8) | ((uint32_t)b[14] << 16) |
+                 ((uint32_t)b[15] << 24);
+    return PyLong_FromLong((int32_t)u);
+}
+
+/* The pickle of obj (a new reference to a bytes-like object), or NULL. */
+static PyObject *q_pickle(QCore *self, PyObject *obj)
+{
+    if (self->dumps == Py_None || fast_picklable(obj))
+        return PyObject_CallOneArg(pickle_dumps, obj);
+    return PyObject_CallOneArg(self->dumps, obj);
+}
+
+/* ---- put ------------------------------------------------------------------------------ */
+
+typedef struct {
+    int64_t h;
+    const void *buf;
+    int64_t n;
+    gomp_qput st;
+} put_ctx;
+
+static int64_t put_step(void *c, int ms)
+{
+    put_ctx *p = c;
+    return gomp_core.queue_put(p->h, p->buf, p->n, &p->st, ms);
+}
+
+static int64_t write_step(void *c, int ms)
+{
+    put_ctx *p = c;
+    return gomp_core.queue_write(p->h, p->buf, p->n, &p->st, ms);
+}
+
+static int deadline_args(gomp_deadline *d, PyObject *block, PyObject *timeout)
+{
+    int b = block == NULL ? 1 : PyObject_IsTrue(block);
+    if (b < 0)
+        return -1;
+    if (!b) {
+        gomp_deadline_set(d, 0);
+        return 0;
+    }
+    return gomp_deadline_init(d, timeout);
+}
+
+/* Fills out[0..n) from vectorcall arguments (NULL where not given). */
+static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames, const char *const *names, int n, int required,
+                      PyObject **out)
+{
+    for (int i = 0; i < n; i++)
+        out[i] = NULL;
+    if (nargs > n) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments (%zd given)", fname, n,
+                     nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        out[i] = args[i];
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
+        if (key == NULL)
+            return -1;
+        int j = 0;
+        while (j < n && strcmp(key, names[j]) != 0)
+            j++;
+        if (j == n) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%s'", fname,
+                         key);
+            return -1;
+        }
+        if (out[j] != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
+                         key);
+            return -1;
+        }
+        out[j] = args[nargs + k];
+    }
+    for (int i = 0; i < required; i++)
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, names[i]);
+            return -1;
+        }
+    return 0;
+}
+
+static PyObject *closed_error(QCore *self)
+{
+    if (self->simple)
+        PyErr_SetString(PyExc_OSError, "handle is closed");
+    else
+        PyErr_Format(PyExc_ValueError, "Queue %R is closed", (PyObject *)self);
+    return NULL;
+}
+
+/* Puts the n bytes at buf: 0 (in the ring), 1 (in the overflow), or -1 with
+ * an exception (queue.Full when d passed first). */
+static int64_t put_data(QCore *self, const void *buf, Py_ssize_t n, gomp_deadline *d)
+{
+    put_ctx p = {self->h, buf, n, {0}};
+    int64_t r = gomp_run(self->simple ? write_step : put_step, &p, d, 1);
+    if (r >= 0)
+        return r;
+    if (r == GOMP_TIMEDOUT)
+        PyErr_SetNone(exc_full);
+    else {
+        if (self->simple)
+            gomp_core.queue_put_abort(self->h, &p.st);
+        run_error(r);
+    }
+    return -1;
+}
+
+/* Pickling obj failed (the exception is set): hand it to
+ * self._on_queue_feeder_error(e, obj), as the exception being handled (so that
+ * the default hook's traceback.print_exc() shows it); the item is dropped. */
+static PyObject *feeder_error(QCore *self, PyObject *obj)
+{
+    PyObject *exc = take_exception();
+    if (exc == NULL)
+        return NULL;
+    PyObject *et, *ev, *etb;
+    PyErr_GetExcInfo(&et, &ev, &etb);
+    PyErr_SetExcInfo(Py_NewRef((PyObject *)Py_TYPE(exc)), Py_NewRef(exc),
+                     PyException_GetTraceback(exc));
+    PyObject *res = PyObject_CallMethod((PyObject *)self, "_on_queue_feeder_error", "OO", exc, obj);
+    PyErr_SetExcInfo(et, ev, etb);
+    Py_DECREF(exc);
+    if (res == NULL)
+        return NULL;
+    Py_DECREF(res);
+    Py_RETURN_NONE;
+}
+
+/* The body of put: pickle (fast path or dumps), then into the ring. */
+static PyObject *put_obj(QCore *self, PyObject *obj, gomp_deadline *d)
+{
+    if (self->put_closed)
+        return closed_error(self);
+    if (q_ready(self) < 0)
+        return NULL;
+    unsigned char small[FAST_MAX];
+    Py_ssize_t sn = fast_encode(obj, small);
+    int64_t r;
+    if (sn > 0) {
+        r = put_data(self, small, sn, d);
+    } else {
+        PyObject *data = q_pickle(self, obj);
+        if (data == NULL) {
+            if (self->simple || !PyErr_ExceptionMatches(PyExc_Exception))
+                return NULL;
+            return feeder_error(self, obj);
+        }
+        Py_buffer view;
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(data);
+            return NULL;
+        }
+        r = put_data(self, view.buf, view.len, d);
+        PyBuffer_Release(&view);
+        Py_DECREF(data);
+    }
+    if (r < 0)
+        return NULL;
+    if (r == 1 && exit_armed_gen != gomp_core_generation()) {
+        /* The first item of this process image to wait in an overflow: have
+         * the exit feed the overflows before the process ends. */
+        PyObject *res = PyObject_CallMethod((PyObject *)self, "_overflowed", NULL);
+        if (res == NULL)
+            return NULL;
+        Py_DECREF(res);
+        exit_armed_gen = gomp_core_generation();
+    }
+    Py_RETURN_NONE;
+}
+
+static const char *const put_names[] = {"obj", "block", "timeout"};
+static const char *const get_names[] = {"block", "timeout"};
+
+/* Queue.put(obj, block=True, timeout=None): see gomp.queues. */
+static PyObject *q_put(QCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[3];
+    if (parse_args("put", args, nargs, kwnames, put_names, 3, 1, a) < 0)
+        return NULL;
+    gomp_deadline d;
+    if (deadline_args(&d, a[1], a[2]) < 0)
+        return NULL;
+    return put_obj(self, a[0], &d);
+}
+
+static PyObject *q_put_nowait(QCore *self, PyObject *obj)
+{
+    gomp_deadline d;
+    gomp_deadline_set(&d, 0);
+    return put_obj(self, obj, &d);
+}
+
+/* SimpleQueue.put(obj): waits for room in the ring. */
+static PyObject *s_put(QCore *self, PyObject *obj)
+{
+    gomp_deadline d;
+    gomp_deadline_set(&d, -1);
+    return put_obj(self, obj, &d);
+}
+
+/* ---- get ------------------------------------------------------------------------------ */
+
+typedef struct {
+    int64_t h;
+    char *buf;
+    int64_t cap;
+    gomp_qget st;
+} get_ctx;
+
+static int64_t get_step(void *c, int ms)
+{
+    get_ctx *g = c;
+    return gomp_core.queue_get(g->h, g->buf, g->cap, &g->st, ms);
+}
+
+/* Takes the next item. With decode, returns the object (fast_decode or
+ * pickle.loads); otherwise its pickle as bytes. NULL with queue.Empty on
+ * timeout, or another exception. */
+static PyObject *q_take(QCore *self, gomp_deadline *d, int decode)
+{
+    char stack[STACK_ITEM];
+    PyObject *big = NULL;
+    get_ctx g = {self->h, stack, sizeof stack, {0}};
+    if (self->hint > STACK_ITEM) {
+        /* Large items tend to follow each other: receive into a bytes object
+         * of the last one's size at once instead of asking for the size. */
+        big = PyBytes_FromStringAndSize(NULL, self->hint);
+        if (big == NULL)
+            return NULL;
+        g.buf = PyBytes_AS_STRING(big);
+        g.cap = self->hint;
+    }
+    for (;;) {
+        int64_t r = gomp_run(get_step, &g, d, 1);
+        if (r == GOMP_TIMEDOUT && g.st.mid) {
+            /* An item is half received: finish it whatever the timeout, as a
+             * pipe reader finishes the message it started. */
+            gomp_deadline_set(d, -1);
+            continue;
+        }
+        if (r < 0) {
+            if (g.st.locked)
+                gomp_core.queue_get_abort(self->h, &g.st);
+            Py_XDECREF(big);
+            if (r == GOMP_TIMEDOUT)
+                PyErr_SetNone(exc_empty);
+            else
+                run_error(r);
+            return NULL;
+        }
+        if (r <= g.cap) {
+            self->hint = r > STACK_ITEM ? r : 0;
+            if (big == NULL) {
+                if (decode) {
+                    PyObject *o = fast_decode((const unsigned char *)stack, r);
+                    if (o != NULL)
+                        return o;
+                }
+                big = PyBytes_FromStringAndSize(stack, r);
+                if (big == NULL)
+                    return NULL;
+            } else if (r < g.cap && _PyBytes_Resize(&big, r) < 0) {
+                return NULL;
+            }
+            if (!decode)
+                return big;
+            PyObject *o = PyObject_CallOneArg(pickle_loads, big);
+            Py_DECREF(big);
+            return o;
+        }
+        /* Larger than the buffer: it stays in the ring until we have room. */
+        Py_XDECREF(big);
+        if (r > PY_SSIZE_T_MAX - 64)
+            return PyErr_NoMemory();
+        big = PyBytes_FromStringAndSize(NULL, r);
+        if (big == NULL)
+            return NULL;
+        g.buf = PyBytes_AS_STRING(big);
+        g.cap = r;
+    }
+}
+
+static PyObject *get_obj(QCore *self, gomp_deadline *d)
+{
+    if (self->get_closed)
+        return closed_error(self);
+    if (q_ready(self) < 0)
+        return NULL;
+    return q_take(self, d, 1);
+}
+
+/* Queue.get(block=True, timeout=None): see gomp.queues. */
+static PyObject *q_get(QCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[2];
+    if (parse_args("get", args, nargs, kwnames, get_names, 2, 0, a) < 0)
+        return NULL;
+    gomp_deadline d;
+    if (deadline_args(&d, a[0], a[1]) < 0)
+        return NULL;
+    return get_obj(self, &d);
+}
+
+static PyObject *q_get_nowait(QCore *self, PyObject *noargs)
+{
+    gomp_deadline d;
+    gomp_deadline_set(&d, 0);
+    return get_obj(self, &d);
+}
+
+/* SimpleQueue.get(): waits for an item. */
+static PyObject *s_get(QCore *self, PyObject *noargs)
+{
+    gomp_deadline d;
+    gomp_deadline_set(&d, -1);
+    return get_obj(self, &d);
+}
+
+/* get_bytes(block=True, timeout=None) -> the next item's pickle as bytes. */
+static PyObject *q_get_raw(QCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    gomp_deadline d;
+    if (nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get_bytes(block=True, timeout=None)");
+        return NULL;
+    }
+    if (deadline_args(&d, nargs > 0 ? args[0] : NULL, nargs > 1 ? args[1] : NULL) < 0)
+        return NULL;
+    if (q_ready(self) < 0)
+        return NULL;
+    return q_take(self, &d, 0);
+}
+
+/* put_bytes(buf) -> 0/1: puts an already pickled item (as put does). */
+static PyObject *q_put_raw(QCore *self, PyObject *arg)
+{
+    gomp_deadline d;
+    gomp_deadline_set(&d, -1);
+    if (q_ready(self) < 0)
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    put_ctx p = {self->h, view.buf, view.len, {0}};
+    int64_t r = gomp_run(self->simple ? write_step : put_step, &p, &d, 1);
+    PyBuffer_Release(&view);
+    if (r < 0) {
+        if (self->simple)
+            gomp_core.queue_put_abort(self->h, &p.st);
+        return run_error(r);
+    }
+    return PyLong_FromLongLong(r);
+}
+
+/* ---- counts, flush, join -------------------------------------------------------------- */
+
+static PyObject *q_stat(QCore *self, PyObject *arg)
+{
+    long what = PyLong_AsLong(arg);
+    if (what == -1 && PyErr_Occurred())
+        return NULL;
+    if (q_ready(self) < 0)
+        return NULL;
+    int64_t r = gomp_core.queue_stat(self->h, what);
+    return r < 0 ? gomp_set_error(r) : PyLong_FromLongLong(r);
+}
+
+static PyObject *q_qsize(QCore *self, PyObject *noargs)
+{
+    if (q_ready(self) < 0)
+        return NULL;
+    int64_t r = gomp_core.queue_stat(self->h, GOMP_QSTAT_QSIZE);
+    return r < 0 ? gomp_set_error(r) : PyLong_FromLongLong(r);
+}
+
+static PyObject *q_empty(QCore *self, PyObject *noargs)
+{
+    if (self->simple && self->get_closed)
+        return closed_error(self);
+    if (q_ready(self) < 0)
+        return NULL;
+    int64_t r = gomp_core.queue_stat(self->h, GOMP_QSTAT_EMPTY);
+    return r < 0 ? gomp_set_error(r) : PyBool_FromLong(r != 0);
+}
+
+static PyObject *q_full(QCore *self, PyObject *noargs)
+{
+    if (q_ready(self) < 0)
+        return NULL;
+    int64_t r = gomp_core.queue_stat(self->h, GOMP_QSTAT_FULL);
+    return r < 0 ? gomp_set_error(r) : PyBool_FromLong(r != 0);
+}
+
+typedef struct {
+    int64_t h;
+    int join; /* 1: queue_join, 0: queue_flush, -1: queue_flush_all */
+} wait_ctx;
+
+static int64_t wait_step(void *c, int ms)
+{
+    wait_ctx *w = c;
+    if (w->join > 0)
+        return gomp_core.queue_join(w->h, ms);
+    if (w->join == 0)
+        return gomp_core.queue_flush(w->h, ms);
+    return gomp_core.queue_flush_all(ms);
+}
+
+static PyObject *run_wait(wait_ctx *w, PyObject *timeout)
+{
+    gomp_deadline d;
+    if (gomp_deadline_init(&d, timeout) < 0)
+        return NULL;
+    int64_t r = gomp_run(wait_step, w, &d, 1);
+    if (r == GOMP_TIMEDOUT)
+        Py_RETURN_FALSE;
+    if (r < 0)
+        return run_error(r);
+    Py_RETURN_TRUE;
+}
+
+/* flush(timeout=None) -> bool: waits until this process's overflow of the
+ * queue is in the ring; False on timeout. */
+static PyObject *q_flush(QCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (q_ready(self) < 0)
+        return NULL;
+    wait_ctx w = {self->h, 0};
+    return run_wait(&w, nargs > 0 ? args[0] : NULL);
+}
+
+/* join(timeout=None) -> bool: waits until every task is done. */
+static PyObject *q_join(QCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (q_ready(self) < 0)
+        return NULL;
+    wait_ctx w = {self->h, 1};
+    return run_wait(&w, nargs > 0 ? args[0] : NULL);
+}
+
+static PyObject *q_task_done(QCore *self, PyObject *noargs)
+{
+    if (q_ready(self) < 0)
+        return NULL;
+    int64_t r = gomp_core.queue_task_done(self->h);
+    if (r < 0)
+        return gomp_set_error(r);
+    if (r == 1) {
+        PyErr_SetString(PyExc_ValueError, "task_done() called too many times");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *q_cancel_join(QCore *self, PyObject *noargs)
+{
+    if (q_ready(self) < 0)
+        return NULL;
+    int64_t r = gomp_core.queue_cancel_join(self->h);
+    if (r < 0)
+        return gomp_set_error(r);
+    Py_RETURN_NONE;
+}
+
+/* close(): closes the memfd. The ring stays usable in this process (and
+ * its overflow keeps being fed) until the object goes. */
+static PyObject *q_close(QCore *self, PyObject *noargs)
+{
+    if (self->fd >= 0) {
+        close(self->fd);
+        self->fd = -1;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *q_ring_closed(QCore *self, PyObject *noargs)
+{
+    return PyBool_FromLong(self->fd < 0);
+}
+
+static PyObject *q_fileno(QCore *self, PyObject *noargs)
+{
+    if (self->fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "the queue is closed");
+        return NULL;
+    }
+    return PyLong_FromLong(self->fd);
+}
+
+static PyObject *flag_get(QCore *self, void *which)
+{
+    char *f = which == NULL ? &self->put_closed : &self->get_closed;
+    if (which == (void *)2)
+        return PyBool_FromLong(self->put_closed || self->get_closed);
+    return PyBool_FromLong(*f);
+}
+
+static int flag_set(QCore *self, PyObject *v, void *which)
+{
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete a closed flag");
+        return -1;
+    }
+    int b = PyObject_IsTrue(v);
+    if (b < 0)
+        return -1;
+    if (which == (void *)2)
+        self->put_closed = self->get_closed = (char)b;
+    else if (which == NULL)
+        self->put_closed = (char)b;
+    else
+        self->get_closed = (char)b;
+    return 0;
+}
+
+#define PRIVATE_METHODS                                                                            \
+    {"_get_bytes", (PyCFunction)(void (*)(void))q_get_raw, METH_FASTCALL,                          \
+     "_get_bytes(block=True, timeout=None) -> the next item's pickle."},                           \
+        {"_put_bytes", (PyCFunction)q_put_raw, METH_O, "_put_bytes(data): put an item pickled."},  \
+        {"_stat", (PyCFunction)q_stat, METH_O, "_stat(what) -> one of the core's figures."},        \
+        {"_flush", (PyCFunction)(void (*)(void))q_flush, METH_FASTCALL,                            \
+         "_flush(timeout=None) -> bool: wait until this process's overflow is in the ring."},      \
+        {"_join_tasks", (PyCFunction)(void (*)(void))q_join, METH_FASTCALL,                        \
+         "_join_tasks(timeout=None) -> bool: wait until every task is done."},                     \
+        {"_task_done", (PyCFunction)q_task_done, METH_NOARGS, "Mark one task done."},              \
+        {"_cancel_join", (PyCFunction)q_cancel_join, METH_NOARGS,                                  \
+         "Do not wait for this queue's overflow at exit."},                                        \
+        {"_close_ring", (PyCFunction)q_close, METH_NOARGS, "Close the ring's memfd."},             \
+        {"_fileno", (PyCFunction)q_fileno, METH_NOARGS, "The ring's memfd."},                      \
+        {"_ring_closed", (PyCFunction)q_ring_closed, METH_NOARGS, "Whether the memfd is closed."}
+
+static PyMethodDef q_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))q_put, METH_FASTCALL | METH_KEYWORDS,
+     "put(obj, block=True, timeout=None)\n--\n\nPut obj into the queue."},
+    {"get", (PyCFunction)(void (*)(void))q_get, METH_FASTCALL | METH_KEYWORDS,
+     "get(block=True, timeout=None)\n--\n\nRemove and return the next item."},
+    {"put_nowait", (PyCFunction)q_put_nowait, METH_O, "put_nowait(obj): put(obj, False)."},
+    {"get_nowait", (PyCFunction)q_get_nowait, METH_NOARGS, "get_nowait(): get(False)."},
+    {"qsize", (PyCFunction)q_qsize, METH_NOARGS, "The number of items put and not yet got."},
+    {"empty", (PyCFunction)q_empty, METH_NOARGS, "Whether the queue holds no item now."},
+    {"full", (PyCFunction)q_full, METH_NOARGS, "Whether a bounded queue is full."},
+    PRIVATE_METHODS,
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef s_methods[] = {
+    {"put", (PyCFunction)s_put, METH_O, "put(obj)\n--\n\nPut obj into the queue."},
+    {"get", (PyCFunction)s_get, METH_NOARGS, "get()\n--\n\nRemove and return the next item."},
+    {"empty", (PyCFunction)q_empty, METH_NOARGS, "Whether the queue holds no item now."},
+    PRIVATE_METHODS,
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef q_getset[] = {
+    {"_closed", (getter)flag_get, (setter)flag_set, "close() was called.", (void *)2},
+    {"_put_closed", (getter)flag_get, (setter)flag_set, "put is refused.", NULL},
+    {"_get_closed", (getter)flag_get, (setter)flag_set, "get is refused.", (void *)1},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject QCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gomp._gomp.QueueCore",
+    .tp_basicsize = sizeof(QCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Base of gomp.queues.Queue: a queue ring in shared memory (private).",
+    .tp_new = q_new,
+    .tp_init = (initproc)q_init,
+    .tp_dealloc = (destructor)q_dealloc,
+    .tp_methods = q_methods,
+    .tp_getset = q_getset,
+};
+
+static PyTypeObject SimpleCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gomp._gomp.SimpleQueueCore",
+    .tp_basicsize = sizeof(QCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Base of gomp.queues.SimpleQueue: a queue ring in shared memory (private).",
+    .tp_new = q_new,
+    .tp_init = (initproc)q_init,
+    .tp_dealloc = (destructor)q_dealloc,
+    .tp_methods = s_methods,
+    .tp_getset = q_getset,
+};
+
+/* queue_flush_all(timeout=None) -> bool: waits until every queue of this
+ * process (but those whose join was cancelled) has its overflow in its ring. */
+static PyObject *m_queue_flush_all(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!gomp_core_ok)
+        Py_RETURN_TRUE; /* no runtime in this process image: nothing buffered */
+    if (gomp_core_ready() < 0)
+        return NULL;
+    wait_ctx w = {0, -1};
+    return run_wait(&w, nargs > 0 ? args[0] : NULL);
+}
+
+static PyMethodDef queue_functions[] = {
+    {"queue_flush_all", (PyCFunction)(void (*)(void))m_queue_flush_all, METH_FASTCALL,
+     "queue_flush_all(timeout=None) -> bool: wait until every queue's overflow is fed."},
+    {NULL, NULL, 0, NULL},
+};
+
+int gomp_queue_init(PyObject *m)
+{
+    PyObject *mod = PyImport_ImportModule("pickle");
+    if (mod == NULL)
+        return -1;
+    pickle_dumps = PyObject_GetAttrString(mod, "dumps");
+    pickle_loads = PyObject_GetAttrString(mod, "loads");
+    PyObject *proto = PyObject_GetAttrString(mod, "DEFAULT_PROTOCOL");
+    Py_DECREF(mod);
+    if (proto == NULL)
+        return -1;
+    long pv = PyLong_AsLong(proto);
+    Py_DECREF(proto);
+    if (pv == -1 && PyErr_Occurred())
+        return -1;
+    fast_proto = (pv == 4 || pv == 5) ? (int)pv : 0;
+    if (pickle_dumps == NULL || pickle_loads == NULL)
+        return -1;
+    mod = PyImport_ImportModule("queue");
+    if (mod == NULL)
+        return -1;
+    exc_empty = PyObject_GetAttrString(mod, "Empty");
+    exc_full = PyObject_GetAttrString(mod, "Full");
+    Py_DECREF(mod);
+    if (exc_empty == NULL || exc_full == NULL)
+        return -1;
+    if (PyType_Ready(&QCoreType) < 0 || PyType_Ready(&SimpleCoreType) < 0)
+        return -1;
+    if (PyModule_AddObjectRef(m, "QueueCore", (PyObject *)&QCoreType) < 0 ||
+        PyModule_AddObjectRef(m, "SimpleQueueCore", (PyObject *)&SimpleCoreType) < 0)
+        return -1;
+#define ADD(name) PyModule_AddIntConstant(m, #name, name)
+    if (ADD(GOMP_QSTAT_QSIZE) < 0 || ADD(GOMP_QSTAT_EMPTY) < 0 || ADD(GOMP_QSTAT_FULL) < 0 ||
+        ADD(GOMP_QSTAT_PENDING) < 0 || ADD(GOMP_QSTAT_UNFINISHED) < 0 ||
+        ADD(GOMP_QSTAT_CAPACITY) < 0 || ADD(GOMP_QSTAT_MAXSIZE) < 0 || ADD(GOMP_QSTAT_FLAGS) < 0)
+        return -1;
+#undef ADD
+    return PyModule_AddFunctions(m, queue_functions);
+}

@@ -1,0 +1,268 @@
+package main
+
+/*
+#include "gompcore.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"time"
+	"unsafe"
+
+	"github.com/gomp-dev/gomp/gomp/queue"
+)
+
+// qcode maps the queue package's errors to result codes.
+func qcode(err error) C.int64_t {
+	if errors.Is(err, queue.ErrAgain) {
+		return C.GOMP_EAGAIN
+	}
+	return code(err)
+}
+
+// queueSlice converts slice_ms (< 0: no limit) to a duration (< 0: no limit).
+func queueSlice(ms C.int) time.Duration {
+	if ms < 0 {
+		return -1
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+func putState(st *C.gomp_qput) queue.PutState {
+	return queue.PutState{Phase: int64(st.phase), Done: int64(st.done), Locked: int64(st.locked), Frag: int64(st.frag)}
+}
+
+func savePut(st *C.gomp_qput, s queue.PutState) {
+	st.phase, st.done, st.locked, st.frag = C.int64_t(s.Phase), C.int64_t(s.Done), C.int64_t(s.Locked), C.int64_t(s.Frag)
+}
+
+func getState(st *C.gomp_qget) queue.GetState {
+	return queue.GetState{Locked: int64(st.locked), Mid: int64(st.mid), Total: int64(st.total), Got: int64(st.got)}
+}
+
+func saveGet(st *C.gomp_qget, s queue.GetState) {
+	st.locked, st.mid, st.total, st.got = C.int64_t(s.Locked), C.int64_t(s.Mid), C.int64_t(s.Total), C.int64_t(s.Got)
+}
+
+// gompcore_queue_new creates a queue ring of capacity bytes (maxsize > 0:
+// bounded; flags: queue.Flag*), stores its memfd in *fd and returns a handle.
+//
+//export gompcore_queue_new
+func gompcore_queue_new(capacity, maxsize, flags C.int64_t, fd *C.int64_t) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	h, f, err := queue.New(uint64(capacity), int64(maxsize), uint32(flags))
+	if err != nil {
+		return qcode(err)
+	}
+	*fd = C.int64_t(f)
+	return C.int64_t(h)
+}
+
+// gompcore_queue_open attaches the ring in fd and returns a handle.
+//
+//export gompcore_queue_open
+func gompcore_queue_open(fd C.int) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	h, err := queue.Open(int(fd))
+	if err != nil {
+		return qcode(err)
+	}
+	return C.int64_t(h)
+}
+
+// gompcore_queue_release forgets a handle.
+//
+//export gompcore_queue_release
+func gompcore_queue_release(h C.int64_t) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	return qcode(queue.Release(int64(h)))
+}
+
+// gompcore_queue_put puts the n bytes at buf into a Queue: 0 when written
+// into the ring, 1 when kept in this process's overflow, GOMP_EAGAIN when a
+// bounded queue had no slot before the slice ended.
+//
+//export gompcore_queue_put
+func gompcore_queue_put(h C.int64_t, buf unsafe.Pointer, n C.int64_t, st *C.gomp_qput, sliceMs C.int) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	s := putState(st)
+	over, err := q.Put(cBytes(buf, int64(n)), &s, queueSlice(sliceMs))
+	savePut(st, s)
+	if err != nil {
+		return qcode(err)
+	}
+	if over {
+		return 1
+	}
+	return 0
+}
+
+// gompcore_queue_write puts the n bytes at buf into the ring, waiting for
+// room (SimpleQueue): 0, or GOMP_EAGAIN with the progress in *st.
+//
+//export gompcore_queue_write
+func gompcore_queue_write(h C.int64_t, buf unsafe.Pointer, n C.int64_t, st *C.gomp_qput, sliceMs C.int) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	s := putState(st)
+	err = q.Write(cBytes(buf, int64(n)), &s, queueSlice(sliceMs))
+	savePut(st, s)
+	return qcode(err)
+}
+
+// gompcore_queue_put_abort gives up a queue_write in progress.
+//
+//export gompcore_queue_put_abort
+func gompcore_queue_put_abort(h C.int64_t, st *C.gomp_qput) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	s := putState(st)
+	q.AbortPut(&s)
+	savePut(st, s)
+	return 0
+}
+
+// gompcore_queue_get takes the next item into the cap bytes at buf and
+// returns its size; a size above cap means that it was left in the queue
+// (call again with that much room). GOMP_EAGAIN when the slice ended first.
+//
+//export gompcore_queue_get
+func gompcore_queue_get(h C.int64_t, buf unsafe.Pointer, capacity C.int64_t, st *C.gomp_qget, sliceMs C.int) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	s := getState(st)
+	n, err := q.Get(cBytes(buf, int64(capacity)), &s, queueSlice(sliceMs))
+	saveGet(st, s)
+	if err != nil {
+		return qcode(err)
+	}
+	return C.int64_t(n)
+}
+
+// gompcore_queue_get_abort gives up a queue_get in progress.
+//
+//export gompcore_queue_get_abort
+func gompcore_queue_get_abort(h C.int64_t, st *C.gomp_qget) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	s := getState(st)
+	q.AbortGet(&s)
+	saveGet(st, s)
+	return 0
+}
+
+// gompcore_queue_stat returns one of the GOMP_QSTAT_* figures.
+//
+//export gompcore_queue_stat
+func gompcore_queue_stat(h, what C.int64_t) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	r := q.Ring()
+	b := func(v bool) C.int64_t {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	switch what {
+	case C.GOMP_QSTAT_QSIZE:
+		return C.int64_t(r.Qsize())
+	case C.GOMP_QSTAT_EMPTY:
+		return b(r.Empty())
+	case C.GOMP_QSTAT_FULL:
+		return b(r.Full())
+	case C.GOMP_QSTAT_PENDING:
+		return C.int64_t(q.Pending())
+	case C.GOMP_QSTAT_UNFINISHED:
+		return C.int64_t(r.Unfinished())
+	case C.GOMP_QSTAT_CAPACITY:
+		return C.int64_t(r.Capacity())
+	case C.GOMP_QSTAT_MAXSIZE:
+		return C.int64_t(r.Maxsize())
+	case C.GOMP_QSTAT_FLAGS:
+		return C.int64_t(r.Flags())
+	}
+	return qcode(errors.New("queue_stat: unknown figure"))
+}
+
+// gompcore_queue_flush waits until this process's overflow of h is in the
+// ring: 0, or GOMP_EAGAIN at the end of the slice.
+//
+//export gompcore_queue_flush
+func gompcore_queue_flush(h C.int64_t, sliceMs C.int) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	return qcode(q.Flush(queueSlice(sliceMs)))
+}
+
+// gompcore_queue_flush_all waits until the overflow of every queue of this
+// process (but those whose join was cancelled) is in its ring.
+//
+//export gompcore_queue_flush_all
+func gompcore_queue_flush_all(sliceMs C.int) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	return qcode(queue.FlushAll(queueSlice(sliceMs)))
+}
+
+// gompcore_queue_cancel_join makes the exit not wait for h's overflow.
+//
+//export gompcore_queue_cancel_join
+func gompcore_queue_cancel_join(h C.int64_t) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	q.CancelJoin()
+	return 0
+}
+
+// gompcore_queue_task_done marks a task done: 0, or 1 when there was none.
+//
+//export gompcore_queue_task_done
+func gompcore_queue_task_done(h C.int64_t) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	if errors.Is(q.Ring().TaskDone(), queue.ErrTooManyTaskDone) {
+		return 1
+	}
+	return 0
+}
+
+// gompcore_queue_join waits until every task is done: 0, or GOMP_EAGAIN.
+//
+//export gompcore_queue_join
+func gompcore_queue_join(h C.int64_t, sliceMs C.int) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	return qcode(q.Ring().Join(queueSlice(sliceMs)))
+}

@@ -1,0 +1,70 @@
+"""Targets for test_process.py: importable by spawn and forkserver children."""
+
+import os
+import signal
+import sys
+import time
+
+
+def noop():
+    pass
+
+
+def exit_with(code):
+    sys.exit(code)
+
+
+def raise_value_error():
+    raise ValueError("boom from the child")
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+
+
+def wait_for_interrupt(conn):
+    conn.send("ready")
+    time.sleep(30)
+
+
+def report(conn, *args, **kwargs):
+    import gomp
+    conn.send((os.getpid(), os.getppid(), gomp.current_process().name,
+               gomp.parent_process().pid, gomp.get_start_method(), args, kwargs))
+
+
+def core_state(conn):
+    from gomp import _gomp
+    before = _gomp._core_info()
+    _gomp._core_load()
+    conn.send((before, _gomp._core_info()))
+
+
+def grandchild_report(conn):
+    import gomp
+    p = gomp.Process(target=report, args=(conn, "grandchild"))
+    p.start()
+    p.join()
+
+
+def parent_liveness(conn):
+    import gomp
+    conn.send(gomp.parent_process().is_alive())
+    gomp.parent_process().join(10)
+    conn.send("parent gone")
+
+
+def send_handle_back(conn, fd):
+    from gomp import reduction
+    conn.send(os.read(fd, 100))
+
+
+def kill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def recv_handle_and_read(conn):
+    from gomp import reduction
+    fd = reduction.recv_handle(conn)
+    conn.send(os.read(fd, 100))
+    os.close(fd)

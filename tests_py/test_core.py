@@ -1,0 +1,270 @@
+"""The binding and the Go core: lazy loading, error mapping, fork rebirth,
+and interruptible waits."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import gomp
+from gomp import _gomp
+from gomp.connection import Pipe
+
+from conftest import ROOT, run_python
+
+# These tests call os.fork() themselves in a process that runs the Go core's
+# threads: Python 3.12+ warns about exactly that, which is what they test.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
+
+
+def test_import_does_not_start_the_go_runtime():
+    out = run_python("""
+        import os, gomp, gomp.connection, gomp.context, gomp.process
+        from gomp import _gomp
+        info = _gomp._core_info()
+        maps = open('/proc/self/maps').read()
+        print(info['loaded'], 'libgompcore' in maps)
+        a, b = gomp.Pipe()      # making a pipe does not need the core either
+        print(_gomp._core_info()['loaded'])
+        a.send(1); b.recv()
+        print(_gomp._core_info()['loaded'], 'libgompcore' in open('/proc/self/maps').read())
+    """).stdout.split()
+    assert out == ["0", "False", "0", "1", "True"]
+
+
+def test_import_from_any_directory(tmp_path):
+    out = run_python("import gomp, os; print(os.path.dirname(gomp.__file__))", cwd=tmp_path)
+    assert out.stdout.strip().endswith("gomp")
+
+
+def test_libraries_do_not_link_libpython():
+    libs = [_gomp.__file__, _gomp.core_path]
+    for lib in libs:
+        dyn = subprocess.run(["readelf", "-d", lib], capture_output=True, text=True).stdout
+        needed = [line for line in dyn.splitlines() if "(NEEDED)" in line]
+        assert needed, dyn
+        assert not any("libpython" in line for line in needed), (lib, needed)
+
+
+def test_go_panic_becomes_runtime_error():
+    with pytest.raises(RuntimeError, match="gomp core panic: assignment to entry in nil map"):
+        _gomp._selftest(1)
+    with pytest.raises(RuntimeError, match="gomp core error: selftest error"):
+        _gomp._selftest(2)
+    assert _gomp._selftest(3) > 0  # the core still works after a recovered panic
+
+
+def test_errno_mapping():
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        with pytest.raises(BrokenPipeError):
+            _gomp.send_bytes(w, b"x")
+    finally:
+        os.close(w)
+    with pytest.raises(OSError) as info:
+        _gomp.recv_bytes(987654)
+    assert info.value.errno == 9  # EBADF
+
+
+# ---- fork rebirth ---------------------------------------------------------------------------
+
+def fork_run(fn, timeout=30):
+    """Run fn() in a forked child; return its exit code (fn's return value
+    or 70 for an exception); a child still running after timeout is killed
+    and reported as a hang."""
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            code = fn()
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        wpid, status = os.waitpid(pid, os.WNOHANG)
+        if wpid:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "hang"
+
+
+def test_pipe_made_before_fork_works_both_ways():
+    a, b = Pipe()
+    a.send("warm up")  # the parent's core is loaded before the fork
+    assert b.recv() == "warm up"
+    gen = _gomp._core_info()["generation"]
+
+    def child():
+        # The child loads a fresh core on first use and keeps using objects
+        # made before the fork.
+        msg = b.recv()
+        b.send(("child got", msg, os.getpid(), _gomp._core_info()["generation"]))
+        return 0
+
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            code = child()
+        finally:
+            os._exit(code)
+    a.send("from parent")
+    reply = a.recv()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert reply[:2] == ("child got", "from parent")
+    assert reply[3] == gen + 1  # a new runtime in the child
+    a.close()
+    b.close()
+
+
+def test_200_forks_with_go_heavy_children():
+    """Each child does goroutine-, timer- and GC-heavy work in the core (what
+    hangs an inherited Go runtime) and reports through a pipe made before the
+    fork. Any hang is caught by the per-child watchdog."""
+    r, w = Pipe(duplex=False)
+    assert _gomp._selftest(3) > 0
+    outcomes = []
+    for i in range(200):
+        def child(i=i):
+            w.send((i, _gomp._selftest(3)))
+            return 0
+        outcomes.append(fork_run(child, timeout=30))
+        assert r.recv()[0] == i
+    assert outcomes.count(0) == 200, {o: outcomes.count(o) for o in set(outcomes)}
+    r.close()
+    w.close()
+
+
+def test_three_level_fork_chain():
+    r, w = Pipe(duplex=False)
+    _gomp._selftest(3)
+
+    def level(depth):
+        _gomp._selftest(3)
+        w.send((depth, os.getpid(), _gomp._core_info()["generation"]))
+        if depth < 3:
+            code = fork_run(lambda: level(depth + 1))
+            if code != 0:
+                return 10 + depth
+        return 0
+
+    assert fork_run(lambda: level(1), timeout=60) == 0
+    got = sorted(r.recv() for _ in range(3))
+    assert [d for d, _, _ in got] == [1, 2, 3]
+    assert [g for _, _, g in got] == [2, 3, 4]  # one more runtime per level
+    assert len({pid for _, pid, _ in got}) == 3
+    r.close()
+    w.close()
+
+
+def test_fork_child_sending_small_messages_needs_no_runtime():
+    """A fork child whose sends complete at once never loads a Go runtime
+    (the C fast path); one that has to wait loads one and still delivers."""
+    a, b = Pipe()
+    a.send(0)
+    b.recv()
+    gen = _gomp._core_info()["generation"]
+
+    def small_sends():
+        for i in range(100):
+            b.send(("small", i))
+        info = _gomp._core_info()
+        return 0 if info["generation"] == gen and info["stale"] == 1 else 1
+
+    assert fork_run(small_sends) == 0
+    assert [a.recv() for _ in range(100)] == [("small", i) for i in range(100)]
+
+    big = b"x" * (8 << 20)  # larger than the socket buffer: the child must wait
+
+    def big_send():
+        b.send_bytes(big)
+        return 0 if _gomp._core_info()["generation"] == gen + 1 else 1
+
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            code = big_send()
+        finally:
+            os._exit(code)
+    time.sleep(0.2)  # the child is blocked on a full socket by now
+    assert a.recv_bytes() == big
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    a.close()
+    b.close()
+
+
+def test_child_blocked_in_recv_dies_on_sigterm():
+    a, b = Pipe()
+    a.send(0)
+    b.recv()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            b.recv()  # blocks in the core
+        finally:
+            os._exit(3)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    deadline = t0 + 10
+    while time.monotonic() < deadline:
+        wpid, status = os.waitpid(pid, os.WNOHANG)
+        if wpid:
+            break
+        time.sleep(0.002)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the child blocked in recv() survived SIGTERM")
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGTERM
+    a.close()
+    b.close()
+
+
+def test_sigint_interrupts_blocking_recv_in_main_thread():
+    out = run_python("""
+        import os, signal, threading, time
+        import gomp
+        a, b = gomp.Pipe()
+        latencies = []
+        for i in range(10):
+            t = threading.Timer(0.2, lambda: (latencies.append(time.monotonic()),
+                                              os.kill(os.getpid(), signal.SIGINT)))
+            t.start()
+            try:
+                b.recv()
+            except KeyboardInterrupt:
+                latencies[-1] = time.monotonic() - latencies[-1]
+            else:
+                raise SystemExit('recv returned')
+            t.join()
+        print(max(latencies) * 1000)
+    """, timeout=60)
+    # The interrupt arrives; how fast is measured and reported, not asserted
+    # here (bench_signals.py prints the distribution).
+    assert float(out.stdout) < 5000
+
+
+def test_sigint_interrupts_poll_with_timeout():
+    out = run_python("""
+        import os, signal, threading, time
+        import gomp
+        a, b = gomp.Pipe()
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        t0 = time.monotonic()
+        try:
+            b.poll(30)
+        except KeyboardInterrupt:
+            print('interrupted', time.monotonic() - t0 < 10)
+    """, timeout=60)
+    assert out.stdout.split() == ["interrupted", "True"]

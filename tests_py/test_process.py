@@ -1,0 +1,459 @@
+"""Processes, start methods, contexts, supervision and util."""
+
+import os
+import select
+import signal
+import sys
+import textwrap
+import time
+
+import pytest
+
+import gomp
+from gomp import connection, util
+
+import procs_helpers as h
+from conftest import HERE, run_python
+
+METHODS = ["fork", "spawn", "forkserver"]
+
+
+@pytest.fixture(params=METHODS)
+def ctx(request):
+    return gomp.get_context(request.param)
+
+
+def started(ctx, target, *args, **kwargs):
+    p = ctx.Process(target=target, args=args, kwargs=kwargs)
+    p.start()
+    return p
+
+
+# ---- the Process API ------------------------------------------------------------------------
+
+def test_child_sees_its_identity(ctx):
+    r, w = ctx.Pipe()
+    p = ctx.Process(target=h.report, args=(w, 1, "two"), kwargs={"k": 3}, name="worker-x")
+    assert p.pid is None and p.exitcode is None and not p.is_alive()
+    assert "initial" in repr(p)
+    p.start()
+    pid, ppid, name, parent_pid, method, args, kwargs = r.recv()
+    p.join()
+    assert (pid, parent_pid) == (p.pid, os.getpid())
+    if ctx.get_start_method() != "forkserver":  # there the OS parent is the server
+        assert ppid == os.getpid()
+    assert name == "worker-x" and method == ctx.get_start_method()
+    assert args == (1, "two") and kwargs == {"k": 3}
+    assert p.exitcode == 0 and not p.is_alive()
+    assert repr(p) == "<%s name='worker-x' pid=%d parent=%d stopped exitcode=0>" % (
+        type(p).__name__, p.pid, os.getpid())
+    assert type(p).__name__.lower().startswith(ctx.get_start_method())
+
+
+def test_exit_codes(ctx):
+    cases = [(h.noop, (), 0), (h.exit_with, (7,), 7), (h.exit_with, (None,), 0),
+             (h.exit_with, ("text",), 1), (h.kill_self, (), -signal.SIGKILL)]
+    procs = [(started(ctx, t, *a), want) for t, a, want in cases]
+    for p, want in procs:
+        p.join(30)
+        assert p.exitcode == want, (p, want)
+
+
+def test_signals(ctx):
+    r, w = ctx.Pipe()
+    for method, want in (("terminate", -signal.SIGTERM), ("kill", -signal.SIGKILL),
+                         ("interrupt", 1)):
+        p = started(ctx, h.wait_for_interrupt, w)
+        assert r.recv() == "ready"
+        getattr(p, method)()
+        p.join(30)
+        assert p.exitcode == want, method
+        assert ("exitcode=%s" % ("-SIGTERM" if want == -15 else "-SIGKILL" if want == -9 else 1)
+                in repr(p))
+
+
+def test_join_timeout_is_honoured(ctx):
+    p = started(ctx, h.sleep, 30)
+    t0 = time.monotonic()
+    p.join(0.3)
+    elapsed = time.monotonic() - t0
+    assert p.is_alive() and p.exitcode is None
+    assert elapsed >= 0.3 and elapsed < 10
+    p.join(0)
+    assert p.is_alive()
+    p.kill()
+    p.join()
+    assert p.exitcode == -signal.SIGKILL
+
+
+def test_sentinel_with_wait_and_select(ctx):
+    p = started(ctx, h.sleep, 0.3)
+    assert connection.wait([p.sentinel], timeout=0) == []
+    assert select.select([p.sentinel], [], [], 0)[0] == []
+    assert connection.wait([p.sentinel], timeout=30) == [p.sentinel]
+    assert select.select([p.sentinel], [], [], 0)[0] == [p.sentinel]
+    p.join()
+    assert p.exitcode == 0
+
+
+def test_misuse_errors(ctx):
+    p = ctx.Process(target=h.noop)
+    with pytest.raises(AssertionError, match="can only join a started process"):
+        p.join()
+    with pytest.raises(ValueError, match="process not started"):
+        p.sentinel
+    p.start()
+    with pytest.raises(AssertionError, match="cannot start a process twice"):
+        p.start()
+    p.join()
+    p.close()
+    p.close()
+    for call in (p.is_alive, p.join, p.start, p.terminate, lambda: p.exitcode, lambda: p.pid):
+        with pytest.raises(ValueError, match="process object is closed"):
+            call()
+    q = started(ctx, h.sleep, 30)
+    with pytest.raises(ValueError, match="Cannot close a process while it is still running"):
+        q.close()
+    q.kill()
+    q.join()
+
+
+def test_many_children_at_once(ctx):
+    n = 12 if ctx.get_start_method() == "spawn" else 30
+    sleeper = started(ctx, h.sleep, 30)
+    procs = [started(ctx, h.exit_with, i % 7) for i in range(n)]
+    assert sleeper in gomp.active_children()
+    for i, p in enumerate(procs):
+        p.join(60)
+        assert p.exitcode == i % 7
+    assert not any(p in gomp.active_children() for p in procs)
+    sleeper.terminate()
+    sleeper.join()
+
+
+def test_children_are_reaped_without_join(ctx):
+    """No zombie is left even if nobody joins: the Go reaper collects the
+    child as soon as it exits, and the exit code is kept."""
+    if ctx.get_start_method() == "forkserver":
+        pytest.skip("forkserver children are the server's children; it reaps them")
+    p = started(ctx, h.exit_with, 5)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/stat" % p.pid) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            break  # reaped
+        assert state != "Z" or time.monotonic() < deadline - 25, "left as a zombie"
+        time.sleep(0.01)
+    else:
+        pytest.fail("the child was not reaped")
+    assert p.exitcode == 5
+
+
+def test_parent_process_liveness(ctx):
+    r, w = ctx.Pipe()
+    p = started(ctx, h.parent_liveness, w)
+    assert r.recv() is True
+    # The parent stays alive: the child's join(10) times out only if we die,
+    # so it still waits; stop it.
+    p.terminate()
+    p.join()
+
+
+def test_current_and_active(ctx):
+    assert gomp.current_process().name == "MainProcess"
+    assert gomp.parent_process() is None
+    assert gomp.cpu_count() == os.cpu_count()
+    p = started(ctx, h.sleep, 30)
+    assert p in gomp.active_children()
+    p.terminate()
+    p.join()
+    assert p not in gomp.active_children()
+
+
+def test_grandchildren(ctx):
+    r, w = ctx.Pipe()
+    p = started(ctx, h.grandchild_report, w)
+    pid, ppid, name, parent_pid, method, args, kwargs = r.recv()
+    p.join(60)
+    assert parent_pid == p.pid and args == ("grandchild",)
+    assert p.exitcode == 0
+
+
+# ---- failures at start --------------------------------------------------------------------
+
+def test_unpicklable_target_fails_in_parent_at_start():
+    for method in ("spawn", "forkserver"):
+        ctx = gomp.get_context(method)
+        p = ctx.Process(target=lambda: None)
+        with pytest.raises((AttributeError, TypeError, Exception)) as info:
+            p.start()
+        assert "pickle" in str(info.value).lower() or "lambda" in str(info.value)
+        assert p.pid is None
+
+
+def write_script(tmp_path, name, body):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def run_script(path, *args, timeout=120):
+    import subprocess
+    return subprocess.run([sys.executable, path, *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=os.path.dirname(path))
+
+
+def test_child_exception_prints_traceback(tmp_path):
+    path = write_script(tmp_path, "raises.py", """
+        import gomp
+        def boom():
+            raise ValueError("boom from the child")
+        if __name__ == "__main__":
+            for m in ("fork", "spawn", "forkserver"):
+                p = gomp.get_context(m).Process(target=boom, name="P-" + m)
+                p.start(); p.join()
+                print(m, p.exitcode)
+    """)
+    out = run_script(path)
+    assert out.stdout.split() == ["fork", "1", "spawn", "1", "forkserver", "1"], out.stderr
+    for m in ("fork", "spawn", "forkserver"):
+        assert "Process P-%s:\nTraceback (most recent call last):" % m in out.stderr
+    assert out.stderr.count("ValueError: boom from the child") == 3
+
+
+def test_unguarded_script_raises_under_spawn(tmp_path):
+    for method in ("spawn", "forkserver"):
+        path = write_script(tmp_path, "unguarded_%s.py" % method, """
+            import gomp
+            p = gomp.get_context(%r).Process(target=print, args=("child",))
+            p.start()
+            p.join()
+        """ % method)
+        out = run_script(path, timeout=60)
+        assert "An attempt has been made to start a new process before the" in out.stderr
+        assert "RuntimeError" in out.stderr
+
+
+def test_daemon_children_are_terminated_at_exit(tmp_path):
+    path = write_script(tmp_path, "daemons.py", """
+        import gomp, time, sys
+        if __name__ == "__main__":
+            p = gomp.Process(target=time.sleep, args=(60,), daemon=True)
+            p.start()
+            print(p.pid, flush=True)
+    """)
+    out = run_script(path)
+    pid = int(out.stdout)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("the daemonic child outlived its parent")
+
+
+def test_daemonic_process_cannot_have_children():
+    out = run_python("""
+        import gomp
+        def child():
+            try:
+                gomp.Process(target=print).start()
+            except AssertionError as e:
+                print("refused:", e)
+        if __name__ == "__main__":
+            p = gomp.Process(target=child, daemon=True); p.start(); p.join()
+    """)
+    assert "refused: daemonic processes are not allowed to have children" in out.stdout
+
+
+# ---- forkserver ---------------------------------------------------------------------------
+
+def test_forkserver_never_loads_the_go_core_and_restarts(tmp_path):
+    from gomp import forkserver
+    ctx = gomp.get_context("forkserver")
+    r, w = ctx.Pipe()
+    p = started(ctx, h.core_state, w)
+    before, after = r.recv()
+    p.join()
+    # The child inherited no runtime from the server and loaded its first.
+    assert before["loaded"] == 0 and before["generation"] == 0
+    assert after["loaded"] == 1 and after["generation"] == 1 and after["stale"] == 0
+    server = forkserver._forkserver._forkserver_pid
+    with open("/proc/%d/maps" % server) as f:
+        assert "libgompcore" not in f.read()
+    os.kill(server, signal.SIGKILL)
+    time.sleep(0.2)
+    p = started(ctx, h.exit_with, 4)
+    p.join(60)
+    assert p.exitcode == 4
+    assert forkserver._forkserver._forkserver_pid != server
+
+
+def test_forkserver_preloads_main_once(tmp_path):
+    """The server imports __main__ once; its children do not import it again
+    (CPython 3.11's server does not preload it, so every child does)."""
+    log = tmp_path / "imports.log"
+    path = write_script(tmp_path, "preload_main.py", """
+        import os, sys
+        with open(%r, "a") as f:
+            f.write("%%s %%d\\n" %% (__name__, os.getpid()))
+        import gomp
+        def work(x):
+            return x
+        if __name__ == "__main__":
+            ctx = gomp.get_context("forkserver")
+            for i in range(4):
+                p = ctx.Process(target=work, args=(i,)); p.start(); p.join()
+                assert p.exitcode == 0
+    """ % str(log))
+    out = run_script(path)
+    assert out.returncode == 0, out.stderr
+    lines = log.read_text().split()
+    assert lines.count("__main__") == 1
+    assert lines.count("__mp_main__") == 1  # the server's import; no child imports it
+
+
+# ---- contexts -----------------------------------------------------------------------------
+
+def test_contexts():
+    for method in METHODS:
+        ctx = gomp.get_context(method)
+        assert ctx.get_start_method() == method
+        assert type(ctx).__name__.lower().startswith(method)
+        assert ctx.Process.__name__.lower().startswith(method)
+        with pytest.raises(ValueError, match="cannot set start method of concrete context"):
+            ctx.set_start_method(method)
+    assert gomp.get_all_start_methods() == ["fork", "spawn", "forkserver"]
+    with pytest.raises(ValueError, match="cannot find context for 'nope'"):
+        gomp.get_context("nope")
+    with pytest.raises(TypeError, match="module_names must be a list of strings"):
+        gomp.set_forkserver_preload([1, 2])
+
+
+def test_set_start_method():
+    out = run_python("""
+        import gomp
+        print(gomp.get_start_method(allow_none=True))
+        print(gomp.get_start_method())
+        try:
+            gomp.set_start_method("spawn")
+        except RuntimeError as e:
+            print("refused:", e)
+        gomp.set_start_method("spawn", force=True)
+        print(gomp.get_start_method(), type(gomp.get_context()).__name__)
+        gomp.set_start_method(None, force=True)
+        print(gomp.get_start_method(allow_none=True))
+    """)
+    assert out.stdout.splitlines() == [
+        "None", "fork", "refused: context has already been set", "spawn SpawnContext", "None"]
+
+
+# ---- util ---------------------------------------------------------------------------------
+
+def test_finalizers_run_by_priority_at_exit():
+    out = run_python("""
+        from gomp import util
+        class Obj: pass
+        keep = [Obj() for _ in range(3)]
+        util.Finalize(None, print, ("p10-a",), exitpriority=10)
+        util.Finalize(None, print, ("p10-b",), exitpriority=10)
+        util.Finalize(None, print, ("p0",), exitpriority=0)
+        util.Finalize(None, print, ("p-5",), exitpriority=-5)
+        util.Finalize(keep[0], print, ("no priority",))
+        f = util.Finalize(keep[1], print, ("cancelled",), exitpriority=1)
+        f.cancel()
+        assert not f.still_active()
+        tmp = util.get_temp_dir()
+        print("tmp", tmp)
+    """)
+    lines = out.stdout.splitlines()
+    tmp = lines[0].split()[1]
+    assert lines[1:] == ["p10-b", "p10-a", "p0", "p-5"]
+    assert not os.path.exists(tmp)
+
+
+def test_after_fork_hooks_and_fork_aware_helpers():
+    out = run_python("""
+        import gomp
+        from gomp import util
+        class Holder: pass
+        holder = Holder()
+        util.register_after_fork(holder, lambda obj: print("after fork in", gomp.current_process().name, flush=True))
+        lock = util.ForkAwareThreadLock()
+        lock.acquire()           # held in the parent; a child starts with it free
+        local = util.ForkAwareLocal()
+        local.value = 1
+        def child():
+            print("lock free in child:", lock.acquire(timeout=1), flush=True)
+            print("local cleared:", not hasattr(local, "value"), flush=True)
+        if __name__ == "__main__":
+            p = gomp.get_context("fork").Process(target=child, name="C1"); p.start(); p.join()
+            print("exit", p.exitcode)
+    """)
+    assert out.stdout.splitlines() == ["after fork in C1", "lock free in child: True",
+                                       "local cleared: True", "exit 0"]
+
+
+def test_logging():
+    out = run_python("""
+        import logging, gomp
+        from gomp import util
+        logger = gomp.log_to_stderr(util.SUBDEBUG)
+        assert logger is gomp.get_logger() and logger.name == "multiprocessing"
+        util.info("hello %s", "there")
+        util.sub_debug("deep")
+        logger.setLevel(util.SUBWARNING)
+        util.info("hidden")
+        util.sub_warning("visible")
+    """)
+    lines = [line for line in out.stderr.splitlines() if "MainProcess" in line]
+    assert lines[:2] == ["[INFO/MainProcess] hello there", "[SUBDEBUG/MainProcess] deep"]
+    assert "[SUBWARNING/MainProcess] visible" in lines
+    assert not any("hidden" in line for line in lines)
+
+
+# ---- reduction ----------------------------------------------------------------------------
+
+def test_send_and_recv_handle_between_processes(ctx):
+    from gomp import reduction
+    r, w = os.pipe()
+    os.write(w, b"through the handle")
+    os.close(w)
+    parent, child = ctx.Pipe()
+    p = started(ctx, h.recv_handle_and_read, child)
+    reduction.send_handle(parent, r, p.pid)
+    assert parent.recv() == b"through the handle"
+    p.join()
+    os.close(r)
+
+
+# ---- install as multiprocessing -----------------------------------------------------------
+
+def test_install_aliases_multiprocessing_in_children(tmp_path):
+    path = write_script(tmp_path, "aliased.py", """
+        import gomp
+        gomp.install()
+        import multiprocessing, multiprocessing.connection, _multiprocessing
+        from multiprocessing import util
+        def child(conn):
+            import multiprocessing, sys
+            conn.send((multiprocessing.__name__, sys.modules["multiprocessing.connection"].__name__))
+        if __name__ == "__main__":
+            assert multiprocessing is gomp and util is gomp.util
+            assert multiprocessing.connection is gomp.connection
+            assert _multiprocessing.__name__ == "gomp._multiprocessing"
+            assert gomp.connection.__spec__.name == "gomp.connection"
+            for m in ("fork", "spawn", "forkserver"):
+                ctx = multiprocessing.get_context(m)
+                r, w = ctx.Pipe()
+                p = ctx.Process(target=child, args=(w,)); p.start()
+                print(m, *r.recv()); p.join()
+    """)
+    out = run_script(path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["%s gomp gomp.connection" % m for m in METHODS]
