@@ -340,7 +340,7 @@ class SocketListener(object):
             self._socket.bind(address)
             self._socket.listen(backlog)
             self._address = self._socket.getsockname()
-        except OSError:
+        except BaseException:      # OSError, or a TypeError for an address of another family
             self._socket.close()
             raise
         self._family = family
