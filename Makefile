@@ -51,6 +51,7 @@ test-cpython:
 
 bench: install
 	$(VPY) tests_py/bench/bench_conn.py
+	$(VPY) tests_py/bench/bench_listener.py
 	$(VPY) tests_py/bench/bench_process.py
 	$(VPY) tests_py/bench/bench_latency.py
 	$(VPY) -m pip install -q --disable-pip-version-check faster-fifo || echo "(faster-fifo not installed: queue benchmark without it)"
