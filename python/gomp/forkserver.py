@@ -241,6 +241,7 @@ def main(listener_fd, alive_r, preload, main_path=None, sys_path=None, main_name
                         if pid == 0:
                             code = 1
                             try:
+                                util._forked_child_begins()
                                 listener.close()
                                 selector.close()
                                 unused_fds = [alive_r, child_w, sig_r, sig_w]
@@ -250,6 +251,7 @@ def main(listener_fd, alive_r, preload, main_path=None, sys_path=None, main_name
                                 sys.excepthook(*sys.exc_info())
                                 sys.stderr.flush()
                             finally:
+                                util._forked_child_ends()
                                 os._exit(code)
                         else:
                             try:

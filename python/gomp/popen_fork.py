@@ -97,9 +97,11 @@ class Popen(object):
             raise
         if pid == 0:
             try:
+                util._forked_child_begins()
                 os.close(parent_w)
                 code = process_obj._bootstrap(parent_sentinel=child_r)
             finally:
+                util._forked_child_ends()
                 os._exit(code)
         os.close(child_r)
         try:

@@ -28,28 +28,31 @@ SUBWARNING = 25
 LOGGER_NAME = 'multiprocessing'
 DEFAULT_LOGGING_FORMAT = '[%(levelname)s/%(processName)s] %(message)s'
 
+# 3.13+ (as its stdlib): a record names the caller's file and line, not util's.
+_CALLER = {'stacklevel': 2} if sys.version_info >= (3, 13) else {}
+
 _logger = None
 _log_to_stderr = False
 
 
 def sub_debug(msg, *args):
     if _logger:
-        _logger.log(SUBDEBUG, msg, *args)
+        _logger.log(SUBDEBUG, msg, *args, **_CALLER)
 
 
 def debug(msg, *args):
     if _logger:
-        _logger.log(DEBUG, msg, *args)
+        _logger.log(DEBUG, msg, *args, **_CALLER)
 
 
 def info(msg, *args):
     if _logger:
-        _logger.log(INFO, msg, *args)
+        _logger.log(INFO, msg, *args, **_CALLER)
 
 
 def sub_warning(msg, *args):
     if _logger:
-        _logger.log(SUBWARNING, msg, *args)
+        _logger.log(SUBWARNING, msg, *args, **_CALLER)
 
 
 def get_logger():
@@ -281,6 +284,22 @@ def _exit_function(info=info, debug=debug, _run_finalizers=_run_finalizers,
 
 
 atexit.register(_exit_function)
+
+# On 3.13+ a forked child (fork or forkserver) runs the atexit handlers that it
+# registered itself when it finishes, and never its parent's (as the stdlib
+# there does since gh-83856). Earlier versions run none in such a child.
+_FORKED_CHILD_ATEXIT = sys.version_info >= (3, 13)
+
+
+def _forked_child_begins():
+    if _FORKED_CHILD_ATEXIT:
+        atexit._clear()
+        atexit.register(_exit_function)
+
+
+def _forked_child_ends():
+    if _FORKED_CHILD_ATEXIT:
+        atexit._run_exitfuncs()
 
 
 # ---- fork-aware thread helpers -------------------------------------------------------------
