@@ -727,7 +727,7 @@ class _XmlConnection(object):
 
     def send(self, obj):
         import xmlrpc.client
-        self._conn.send_bytes(xmlrpc.client.dumps((obj,), None, None, 1).encode('utf-8'))
+        self._conn.send_bytes(xmlrpc.client.dumps((obj,), allow_none=True).encode('utf-8'))
 
     def recv(self):
         import xmlrpc.client
