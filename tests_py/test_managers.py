@@ -3,6 +3,7 @@ through proxies, for every start method, custom managers, remote managers,
 errors, and interoperability with the stdlib's managers on the wire."""
 
 import gc
+import glob
 import os
 import subprocess
 import sys
@@ -378,6 +379,90 @@ def test_gomp_client_against_stdlib_server(tmp_path):
         with pytest.raises(KeyError):
             d['missing']
         del lst, d, v, box
+        gc.collect()
+        assert m._number_of_objects() == 0
+        managers._server_call(address, KEY, m._Client, 'shutdown')
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# Other installed Pythons (no gomp there): stdlib peers of every version, with
+# operations whose replies carry only builtin types (a '#PROXY' reply names
+# gomp.managers.Token, which such a peer cannot import).
+
+def other_pythons():
+    found, seen = [], {os.path.realpath(getattr(sys, '_base_executable', sys.executable))}
+    for exe in sorted(glob.glob('/root/.pyenv/versions/3.*/bin/python3')):
+        real = os.path.realpath(exe)
+        if real not in seen:
+            seen.add(real)
+            found.append(pytest.param(exe, id=os.path.basename(os.path.dirname(
+                os.path.dirname(exe)))))
+    return found
+
+
+VERSIONED_CLIENT = r'''
+import sys
+from multiprocessing.managers import SyncManager, dispatch
+m = SyncManager(address=sys.argv[1], authkey=bytes.fromhex(sys.argv[2]))
+m.connect()
+l = m.list([1]); l.append(2)
+d = m.dict(a=l[:])
+v = m.Value('i', 3); v.value += 1
+ns = m.Namespace(x=1); ns.y = ns.x + 1
+print(repr((l[:], d.copy(), v.value, ns.y, m._number_of_objects())), flush=True)
+'''
+
+
+@pytest.mark.parametrize('exe', other_pythons())
+def test_stdlib_client_of_other_pythons_against_gomp_server(exe, tmp_path):
+    address = str(tmp_path / 'gomp-server.sock')
+    server = SyncManager(address=address, authkey=KEY).get_server()
+    threading.Thread(target=server.accepter, daemon=True).start()
+    try:
+        proc = subprocess.run([exe, '-c', VERSIONED_CLIENT, address, KEY.hex()],
+                              capture_output=True, text=True, timeout=120, env=stdlib_env())
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == repr(([1, 2], {'a': [1, 2]}, 4, 2, 4))
+        assert server.number_of_objects(None) == 0
+    finally:
+        server.stop_event.set()
+        server.listener.close()
+
+
+VERSIONED_SERVER = r'''
+import sys
+from multiprocessing.managers import SyncManager
+server = SyncManager(address=sys.argv[1], authkey=bytes.fromhex(sys.argv[2])).get_server()
+print('serving', flush=True)
+server.serve_forever()
+'''
+
+
+@pytest.mark.parametrize('exe', other_pythons())
+def test_gomp_client_against_stdlib_servers_of_other_pythons(exe, tmp_path):
+    address = str(tmp_path / 'stdlib-server.sock')
+    proc = subprocess.Popen([exe, '-c', VERSIONED_SERVER, address, KEY.hex()],
+                            stdout=subprocess.PIPE, text=True, env=stdlib_env())
+    try:
+        assert proc.stdout.readline().strip() == 'serving'
+        m = SyncManager(address=address, authkey=KEY)
+        m.connect()
+        lst = m.list([1])
+        lst.append(2)
+        d = m.dict(a=lst[:])
+        v = m.Value('i', 3)
+        v.value += 1
+        q = m.Queue()
+        q.put('item')
+        ev = m.Event()
+        ev.set()
+        assert (lst[:], d.copy(), v.value, q.get(), ev.is_set()) == (
+            [1, 2], {'a': [1, 2]}, 4, 'item', True)
+        assert m._number_of_objects() == 5
+        del lst, d, v, q, ev
         gc.collect()
         assert m._number_of_objects() == 0
         managers._server_call(address, KEY, m._Client, 'shutdown')
