@@ -713,3 +713,45 @@ def rebuild_connection(df, readable, writable):
 
 
 reduction.register(Connection, reduce_connection)
+
+
+# ---- xmlrpc-encoded connections (the managers' 'xmlrpclib' serializer) ------------------------
+
+class _XmlConnection(object):
+    """A Connection whose send()/recv() carry one object as an XML-RPC
+    <params> document (what the stdlib's XmlListener/XmlClient exchange)
+    instead of a pickle."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def send(self, obj):
+        import xmlrpc.client
+        self._conn.send_bytes(xmlrpc.client.dumps((obj,), allow_none=True).encode('utf-8'))
+
+    def recv(self):
+        import xmlrpc.client
+        (obj,), _ = xmlrpc.client.loads(self._conn.recv_bytes().decode('utf-8'))
+        return obj
+
+    def __getattr__(self, name):
+        # send_bytes, recv_bytes, poll, close, fileno... of the connection.
+        return getattr(self._conn, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, exc_tb):
+        self._conn.close()
+
+
+class XmlListener(Listener):
+    """A Listener whose connections send and receive XML-RPC documents."""
+
+    def accept(self):
+        return _XmlConnection(Listener.accept(self))
+
+
+def XmlClient(*args, **kwds):
+    """A Client connection that sends and receives XML-RPC documents."""
+    return _XmlConnection(Client(*args, **kwds))
