@@ -512,16 +512,17 @@ class _Engine(object):
         raw = getattr(self.outqueue, '_get_bytes', None)
         if raw is None:
             return
-        while True:
-            sentinels = [w.sentinel for w in self.pool if hasattr(w, 'sentinel')]
-            if len(wait(sentinels, 0)) == len(sentinels):
-                return
+        running = [w.sentinel for w in self.pool if hasattr(w, 'sentinel')]
+        while running:
             try:
-                raw(True, 0.05)
+                while True:
+                    raw(False)
             except queue.Empty:
                 pass
             except (OSError, EOFError):
                 return
+            exited = wait(running, 0.01)
+            running = [s for s in running if s not in exited]
 
     # -- shutdown --
 
