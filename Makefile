@@ -57,6 +57,7 @@ bench: install
 	$(VPY) -m pip install -q --disable-pip-version-check faster-fifo || echo "(faster-fifo not installed: queue benchmark without it)"
 	$(VPY) tests_py/bench/bench_queues.py
 	$(VPY) tests_py/bench/bench_sync.py
+	$(VPY) tests_py/bench/bench_pool.py
 
 clean:
 	rm -rf build dist *.egg-info python/*.egg-info $(VENV) .venv-3.*
