@@ -470,3 +470,21 @@ def test_no_threads_left_after_join(kind):
     p.join()
     left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     assert left == []
+
+
+def test_pool_dropped_inside_its_own_callback(method):
+    # The last reference to the pool is a pending result: the pool is
+    # collected in its own router thread when that result completes.
+    done = []
+    p = make_pool(method, 1)
+    workers = list(p._pool)
+    r = p.apply_async(h.square, (6,), callback=done.append)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', ResourceWarning)
+        del p
+        assert r.get(LONG) == 36
+        gc.collect()
+    for w in workers:
+        w.join(LONG)
+        assert not w.is_alive()
+    assert done == [36]

@@ -535,6 +535,17 @@ class _Engine(object):
         self.state = TERMINATE
         self.wake.poke()
         me = threading.current_thread()
+        if me in self.threads:
+            # An abandoned pool collected in one of its own threads (its last
+            # reference was a result the router just completed, with the
+            # router holding set_lock): finish from a thread of its own
+            # rather than wait here for threads that may wait for this one.
+            threading.Thread(target=self._finish_terminate, args=(me,), daemon=True,
+                             name='gomp-pool-terminate').start()
+            return
+        self._finish_terminate(me)
+
+    def _finish_terminate(self, me):
         supervisor = feeder = router = None
         if self.threads:
             supervisor, feeder, router = self.threads
@@ -550,12 +561,13 @@ class _Engine(object):
         if feeder is not None and feeder is not me:
             self._drain_tasks_while(feeder)
             feeder.join()
-        if router is not None and router is not me:
+        if router is not None:
             try:
                 self.outqueue.put(None)
             except Exception:
                 pass
-            router.join()
+            if router is not me:
+                router.join()
         if pool and hasattr(pool[0], 'terminate'):
             for w in pool:
                 w.join()
