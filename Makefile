@@ -58,6 +58,7 @@ bench: install
 	$(VPY) tests_py/bench/bench_queues.py
 	$(VPY) tests_py/bench/bench_sync.py
 	$(VPY) tests_py/bench/bench_shared.py
+	$(VPY) tests_py/bench/bench_pool.py
 
 clean:
 	rm -rf build dist *.egg-info python/*.egg-info $(VENV) .venv-3.*

@@ -1,0 +1,113 @@
+"""Pool benchmarks: gomp.Pool against the stdlib's multiprocessing.Pool,
+interleaved in one run (A, B, B, A, ...), both with the fork start method and
+2 workers, each pool created once and reused by every round.
+
+  map 100k, default chunksize   pool.map(f, range(100000)), f(x) = x + 1
+                                (tasks/s, higher is better)
+  map 100k, chunksize=1         the same, one task per item
+  imap_unordered 20k, cs=1      list(pool.imap_unordered(f, range(20000)))
+  apply_async 20k + get         20000 apply_async, then every get()
+  apply round trip              one pool.apply(f, (1,)) at a time
+                                (microseconds, lower is better)
+  create + close + join         Pool(2), close(), join() (ms, lower is better)
+
+Ratios are gomp against the stdlib: above 1 means gomp is better."""
+
+import multiprocessing as std
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import gomp  # noqa: E402
+from harness import interleave  # noqa: E402
+
+
+def inc(x):
+    return x + 1
+
+
+CTX = {"stdlib": std.get_context("fork"), "gomp": gomp.get_context("fork")}
+POOLS = {}
+
+
+def pool(impl):
+    if impl not in POOLS:
+        POOLS[impl] = CTX[impl].Pool(2)
+        POOLS[impl].map(inc, range(100))  # warm up
+    return POOLS[impl]
+
+
+def map_rate(impl, n, chunksize=None, repeat=1):
+    p = pool(impl)
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        out = p.map(inc, range(n), chunksize)
+    dt = time.perf_counter() - t0
+    assert out[-1] == n
+    return n * repeat / dt
+
+
+def imap_unordered_rate(impl, n):
+    p = pool(impl)
+    t0 = time.perf_counter()
+    total = sum(1 for _ in p.imap_unordered(inc, range(n)))
+    dt = time.perf_counter() - t0
+    assert total == n
+    return n / dt
+
+
+def apply_async_rate(impl, n):
+    p = pool(impl)
+    t0 = time.perf_counter()
+    results = [p.apply_async(inc, (i,)) for i in range(n)]
+    for r in results:
+        r.get()
+    return n / (time.perf_counter() - t0)
+
+
+def apply_latency(impl, n):
+    p = pool(impl)
+    for i in range(50):
+        p.apply(inc, (i,))
+    t0 = time.perf_counter()
+    for i in range(n):
+        p.apply(inc, (i,))
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def create_close_join(impl):
+    t0 = time.perf_counter()
+    p = CTX[impl].Pool(2)
+    p.close()
+    p.join()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def main():
+    quick = "--quick" in sys.argv
+    rounds = 3 if quick else 5
+    scale = 4 if quick else 1
+    impls = ["stdlib", "gomp"]
+    print("load average at start: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
+    interleave([
+        ("map 100k, default chunksize x10", lambda i: map_rate(i, 100000 // scale, repeat=10)),
+        ("map 100k, chunksize=1", lambda i: map_rate(i, 100000 // scale, 1)),
+        ("imap_unordered 20k, chunksize=1", lambda i: imap_unordered_rate(i, 20000 // scale)),
+        ("apply_async 20k + get", lambda i: apply_async_rate(i, 20000 // scale)),
+    ], impls, rounds=rounds, unit="tasks/s")
+    interleave([
+        ("apply round trip", lambda i: apply_latency(i, 2000 // scale)),
+    ], impls, rounds=rounds, higher_is_better=False, unit="us")
+    interleave([
+        ("Pool(2) create + close + join", create_close_join),
+    ], impls, rounds=rounds, higher_is_better=False, unit="ms")
+    for p in POOLS.values():
+        p.close()
+        p.join()
+    print("load average at end: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
