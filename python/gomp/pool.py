@@ -549,13 +549,15 @@ class _Engine(object):
         supervisor = feeder = router = None
         if self.threads:
             supervisor, feeder, router = self.threads
+        # Signal the workers first, so that they die while the threads wind
+        # down; then those the supervisor may have started meanwhile.
+        signalled = set()
+        with self.pool_lock:
+            self._signal_workers(signalled)
         if supervisor is not None and supervisor is not me:
             supervisor.join()
         pool = list(self.pool)
-        if pool and hasattr(pool[0], 'terminate'):
-            for w in pool:
-                if w.exitcode is None:
-                    w.terminate()
+        self._signal_workers(signalled)
         if self.use_threads:
             self._unblock_threads()
         if feeder is not None and feeder is not me:
@@ -572,6 +574,16 @@ class _Engine(object):
             for w in pool:
                 w.join()
         self.wake.close()
+
+    def _signal_workers(self, signalled):
+        # SIGTERM to each worker process still running and not signalled yet
+        # (thread workers cannot be signalled: see _unblock_threads).
+        for w in list(self.pool):
+            if w in signalled or not hasattr(w, 'terminate'):
+                continue
+            signalled.add(w)
+            if w.exitcode is None:
+                w.terminate()
 
     def _unblock_threads(self):
         # Thread workers cannot be killed: drop the tasks not started yet and

@@ -9,7 +9,12 @@ interleaved in one run (A, B, B, A, ...), both with the fork start method and
   apply_async 20k + get         20000 apply_async, then every get()
   apply round trip              one pool.apply(f, (1,)) at a time
                                 (microseconds, lower is better)
-  create + close + join         Pool(2), close(), join() (ms, lower is better)
+  create + close + join         Pool(2), close(), join() (ms, lower is better),
+                                for fork, spawn and forkserver
+  with Pool(2): map 10          with Pool(2) as p: p.map(f, range(10)) (the
+                                terminate path of __exit__; ms)
+  terminate, pending work       terminate() of a warm pool with 20 sleeping
+                                tasks queued (ms)
 
 Ratios are gomp against the stdlib: above 1 means gomp is better."""
 
@@ -28,6 +33,7 @@ def inc(x):
     return x + 1
 
 
+MODS = {"stdlib": std, "gomp": gomp}
 CTX = {"stdlib": std.get_context("fork"), "gomp": gomp.get_context("fork")}
 POOLS = {}
 
@@ -77,12 +83,31 @@ def apply_latency(impl, n):
     return (time.perf_counter() - t0) / n * 1e6
 
 
-def create_close_join(impl):
+def create_close_join(impl, method="fork"):
+    ctx = CTX[impl] if method == "fork" else MODS[impl].get_context(method)
     t0 = time.perf_counter()
-    p = CTX[impl].Pool(2)
+    p = ctx.Pool(2)
     p.close()
     p.join()
     return (time.perf_counter() - t0) * 1e3
+
+
+def with_map(impl):
+    t0 = time.perf_counter()
+    with CTX[impl].Pool(2) as p:
+        p.map(inc, range(10))
+    return (time.perf_counter() - t0) * 1e3
+
+
+def terminate_pending(impl):
+    p = CTX[impl].Pool(2)
+    p.map(inc, range(4))
+    p.map_async(time.sleep, [0.05] * 20, chunksize=1)
+    t0 = time.perf_counter()
+    p.terminate()
+    dt = time.perf_counter() - t0
+    p.join()
+    return dt * 1e3
 
 
 def main():
@@ -102,7 +127,15 @@ def main():
     ], impls, rounds=rounds, higher_is_better=False, unit="us")
     interleave([
         ("Pool(2) create + close + join", create_close_join),
+        ("with Pool(2): map 10", with_map),
+        ("terminate, pending work", terminate_pending),
     ], impls, rounds=rounds, higher_is_better=False, unit="ms")
+    for method in ("spawn", "forkserver"):
+        for impl in impls:  # start the fork servers, warm the imports
+            create_close_join(impl, method)
+        interleave([
+            ("Pool(2) create+close+join " + method, lambda i: create_close_join(i, method)),
+        ], impls, rounds=rounds, higher_is_better=False, unit="ms")
     for p in POOLS.values():
         p.close()
         p.join()
