@@ -45,7 +45,6 @@ typedef struct {
                            int slice_ms))
 
 #define GOMPCORE_PROC_FUNCS(X)                                                   \
-    X(int64_t, pidfd_open, (int pid))                                            \
     X(int64_t, proc_watch, (int pid, int pidfd))                                 \
     X(int64_t, proc_wait, (int64_t tok, int64_t *status, int slice_ms))          \
     X(int64_t, proc_forget, (int64_t tok))

@@ -15,18 +15,6 @@ import (
 
 var reaper = proc.NewReaper()
 
-// gompcore_pidfd_open returns a pidfd for pid.
-//
-//export gompcore_pidfd_open
-func gompcore_pidfd_open(pid C.int) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	fd, err := proc.PidfdOpen(int(pid))
-	if err != nil {
-		return code(err)
-	}
-	return C.int64_t(fd)
-}
-
 // gompcore_proc_watch puts the child pid (with its pidfd) under the reaper
 // and returns a token for proc_wait.
 //

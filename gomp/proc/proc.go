@@ -120,9 +120,10 @@ type siginfo struct {
 
 const pPidfd = 3 // P_PIDFD, Linux 5.4
 
-// waitStatus reaps the exited child of pidfd and returns its exit code the
-// way Python reports it: the code, or -signal if a signal ended it.
-func waitStatus(pidfd int) int {
+// exitStatus reaps the child of pidfd if it has exited, and returns its exit
+// code the way Python reports it (the code, or -signal if a signal ended it;
+// Lost if other code reaped it). exited is false while the child runs.
+func exitStatus(pidfd int) (status int, exited bool) {
 	var si siginfo
 	for {
 		_, _, e := unix.Syscall6(unix.SYS_WAITID, pPidfd, uintptr(pidfd),
@@ -131,49 +132,67 @@ func waitStatus(pidfd int) int {
 		case e == unix.EINTR:
 			continue
 		case e != 0:
-			return Lost // ECHILD: someone else reaped it
+			return Lost, true // ECHILD: someone else reaped it
 		case si.Pid == 0:
-			return Lost // not exited after all (cannot happen once readable)
+			return 0, false
 		case si.Code == 1: // CLD_EXITED
-			return int(si.Status)
+			return int(si.Status), true
 		default: // CLD_KILLED, CLD_DUMPED
-			return -int(si.Status)
+			return -int(si.Status), true
 		}
 	}
 }
 
+// reap handles a readable pidfd reported by epoll.
 func (r *Reaper) reap(fd int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	tok, ok := r.byFd[fd]
-	if !ok {
-		return
+	if tok, ok := r.byFd[fd]; ok {
+		r.finishLocked(tok, r.children[tok])
 	}
-	c := r.children[tok]
-	c.status = waitStatus(fd)
-	unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-	unix.Close(fd)
-	delete(r.byFd, fd)
+}
+
+// finishLocked reaps the child c of tok if it has exited (r.mu held) and
+// reports whether it is done. Both the reaper goroutine and Wait come here:
+// whoever sees the exit first records it. A child still running is left
+// alone: an event the reaper read for a descriptor that Wait has closed since
+// may name a newer child's descriptor with the same number.
+func (r *Reaper) finishLocked(tok int64, c *child) bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+	}
+	st, exited := exitStatus(c.pidfd)
+	if !exited {
+		return false
+	}
+	c.status = st
+	unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, c.pidfd, nil)
+	unix.Close(c.pidfd)
+	delete(r.byFd, c.pidfd)
 	close(c.done)
 	if c.forgotten {
 		delete(r.children, tok)
 	}
+	return true
 }
 
 // Wait returns the exit status of the child of tok, waiting until the
 // deadline (a zero time: do not wait). It returns ErrTimeout if the child is
-// still running then.
+// still running then. A child that has exited is reaped here if the reaper
+// goroutine has not got to it yet, so that a caller that saw its pidfd
+// become readable (the sentinel) never waits for that goroutine.
 func (r *Reaper) Wait(tok int64, deadline time.Time) (int, error) {
 	r.mu.Lock()
 	c, ok := r.children[tok]
+	done := ok && r.finishLocked(tok, c)
 	r.mu.Unlock()
 	if !ok {
 		return 0, ErrUnknown
 	}
-	select {
-	case <-c.done:
+	if done {
 		return c.status, nil
-	default:
 	}
 	if deadline.IsZero() {
 		return 0, ErrTimeout

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func start(t *testing.T, args ...string) *os.Process {
@@ -82,5 +84,41 @@ func TestWaitTimeoutAndReapWithoutWaiting(t *testing.T) {
 func TestUnknownToken(t *testing.T) {
 	if _, err := NewReaper().Wait(42, time.Time{}); err != ErrUnknown {
 		t.Fatalf("Wait(unknown) = %v", err)
+	}
+}
+
+// A caller that saw the child's pidfd become readable gets the status from a
+// Wait that does not wait, whether or not the reaper goroutine ran yet; many
+// children in a row also exercise the race between the two reapers (and the
+// reuse of a closed descriptor's number by the next child).
+func TestWaitAfterSentinelNeverWaits(t *testing.T) {
+	r := NewReaper()
+	for i := 0; i < 200; i++ {
+		p := start(t, "/bin/sh", "-c", "exit 3")
+		fd, err := PidfdOpen(p.Pid)
+		if err != nil {
+			t.Skipf("pidfd_open: %v", err)
+		}
+		tok, err := r.Watch(p.Pid, fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			n, err := unix.Poll(pfd, -1)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil || n != 1 {
+				t.Fatalf("poll: %d, %v", n, err)
+			}
+			break
+		}
+		st, err := r.Wait(tok, time.Time{})
+		if err != nil || st != 3 {
+			t.Fatalf("child %d: Wait = %d, %v; want 3", i, st, err)
+		}
+		r.Forget(tok)
+		syscall.Close(fd)
 	}
 }

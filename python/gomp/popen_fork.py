@@ -7,6 +7,7 @@ the moment it exits, so no zombie is left behind even if nobody joins."""
 
 import os
 import signal
+import sys
 import threading
 import warnings
 
@@ -43,7 +44,7 @@ class Popen(object):
         child = self._child
         if child is None or child.token is None:
             return
-        status = _gomp.proc_wait(child.token, timeout)
+        status = _gomp.proc_wait(child.token, child.pidfd, timeout)
         if status is None:
             return
         child.forget()
@@ -137,13 +138,17 @@ def _release(child, *fds):
     util.close_fds(pidfd, *fds)
 
 
+# Python 3.12+ warns when a process with other threads forks.
+_FORK_WARNS = sys.version_info >= (3, 12)
+
+
 def _fork():
     """os.fork(), without the warning of Python 3.12+ about forking a
     multi-threaded process when the only other threads are the Go runtime's:
     gomp's fork path is built for exactly that case (the child never calls
     the inherited runtime; it loads a fresh one). With other Python threads
     alive the warning is the user's to see, as with the stdlib."""
-    if threading.active_count() > 1:
+    if not _FORK_WARNS or threading.active_count() > 1:
         return os.fork()
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', category=DeprecationWarning,
