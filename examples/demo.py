@@ -4,7 +4,10 @@
    start method (fork, spawn, forkserver); workers report through Pipes; the
    parent checks the count with a sieve.
 2. Stream 512 MiB through a Pipe in 16 MiB messages, with gomp and with the
-   stdlib's multiprocessing, and compare the throughput."""
+   stdlib's multiprocessing, and compare the throughput.
+3. A Pool whose worker is killed in the middle of a task: with gomp that task
+   raises WorkerLostError and the pool goes on (the stdlib's pool would wait
+   for that result forever, so it is not run here)."""
 
 import math
 import multiprocessing as stdlib_mp
@@ -12,6 +15,7 @@ import os
 import time
 
 import gomp
+from gomp.pool import WorkerLostError
 
 
 def count_primes(lo, hi):
@@ -88,6 +92,26 @@ def stream(module, size=16 << 20, count=32):
     return got / elapsed
 
 
+def square_or_die(x):
+    if x == 7:
+        os.kill(os.getpid(), 9)  # SIGKILL: this worker dies with the task
+    return x * x
+
+
+def pool_survives_a_dead_worker():
+    with gomp.Pool(2) as pool:
+        results = [pool.apply_async(square_or_die, (x,)) for x in range(10)]
+        for x, r in enumerate(results):
+            try:
+                value = r.get(timeout=60)
+            except WorkerLostError as e:
+                print("  task %d: WorkerLostError: %s" % (x, e))
+            else:
+                assert value == x * x
+        print("  the 9 other tasks returned their squares; the pool still works:",
+              pool.map(abs, [-1, -2, -3]))
+
+
 def main():
     nprocs = max(2, os.cpu_count() or 2)
     limit = 600_000
@@ -107,6 +131,9 @@ def main():
     for name in ("stdlib", "gomp"):
         print("  %-7s %.2f GB/s" % (name, best[name] / 1e9))
     print("   gomp / stdlib: x%.1f" % (best["gomp"] / best["stdlib"]))
+
+    print("3. A pool worker killed in the middle of its task")
+    pool_survives_a_dead_worker()
 
 
 if __name__ == "__main__":
