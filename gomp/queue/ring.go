@@ -10,7 +10,8 @@
 //	line 0  magic, version, capacity, maxsize, flags          (constant)
 //	line 1  tail, plock, putCount, plock's owner tag           (producers)
 //	line 2  head, clock, getCount, clock's owner tag           (consumers)
-//	line 3  dataWaiters: consumers sleeping on tail            (consumers)
+//	line 3  dataWaiters: consumers sleeping on tail, and how    (consumers)
+//	        many of them are watch goroutines (watch.go)
 //	line 4  spaceWaiters, spaceNeed: producers sleeping on head (producers)
 //	line 5  size (bounded queues), overflow                    (both, slow paths)
 //	line 6  unfinished, joinSeq, joinWaiters                   (JoinableQueue)
@@ -47,7 +48,8 @@
 // A consumer that finds the ring empty counts itself in dataWaiters and
 // sleeps on the low word of tail; a producer that publishes a record wakes
 // one sleeper if the count is non-zero (all of them for fragments, so that
-// the consumer assembling the item is among them). Producers waiting for
+// the consumer assembling the item is among them, and when a watch goroutine
+// sleeps, so that a consumer is among them: see watch.go). Producers waiting for
 // space (or for a slot of a bounded queue) sleep on the low word of head the
 // same way, and say in spaceNeed how much room they want: consumers wake
 // them once that much is free (a quarter of the ring for bytes, any progress
@@ -69,7 +71,7 @@ import (
 
 const (
 	magicValue    = 0x716d6f67 // "gomq"
-	layoutVer     = 1
+	layoutVer     = 2
 	headerSize    = 4096
 	recHdr        = 8
 	minCapacity   = 4096
@@ -86,6 +88,7 @@ const (
 	offClock      = 136
 	offGetCount   = 144
 	offDataWait   = 192
+	offWatchWait  = 196
 	offSpaceWait  = 256
 	offSpaceNeed  = 264
 	offSize       = 320
