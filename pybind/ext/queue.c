@@ -46,6 +46,9 @@ typedef struct {
     char get_closed;
     int64_t hint;    /* size of the last item received, when it was large */
     PyObject *dumps; /* pickler for the objects without a fast path */
+    int wfd;         /* the readiness eventfd of the core's watch (made in generation
+                        wgen; the core closes it), or -1 */
+    long wgen;
 } QCore;
 
 static PyTypeObject QCoreType, SimpleCoreType;
@@ -58,6 +61,13 @@ static int q_ready(QCore *q)
     long g = gomp_core_generation();
     if (q->gen == g)
         return 0;
+    if (q->wfd >= 0) {
+        /* The eventfd of a watch made in the parent, inherited: the watch
+         * (its goroutine) did not survive the fork; this process makes its
+         * own on demand. */
+        close(q->wfd);
+        q->wfd = -1;
+    }
     if (q->fd < 0) {
         PyErr_SetString(PyExc_ValueError, "the queue is closed");
         return -1;
@@ -149,6 +159,7 @@ static PyObject *q_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     QCore *self = (QCore *)type->tp_alloc(type, 0);
     if (self != NULL) {
         self->fd = -1;
+        self->wfd = -1;
         self->dumps = Py_NewRef(Py_None);
     }
     return (PyObject *)self;
@@ -156,8 +167,11 @@ static PyObject *q_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 
 static void q_dealloc(QCore *self)
 {
-    if (self->gen != 0 && gomp_core_ok && self->gen == gomp_core_generation())
-        gomp_core.queue_release(self->h);
+    int live = self->gen != 0 && gomp_core_ok && self->gen == gomp_core_generation();
+    if (live)
+        gomp_core.queue_release(self->h); /* closes the watch's eventfd, if any */
+    else if (self->wfd >= 0)
+        close(self->wfd); /* inherited from the parent (see q_ready) */
     if (self->fd >= 0)
         close(self->fd);
     Py_CLEAR(self->dumps);
@@ -500,11 +514,12 @@ static int64_t get_step(void *c, int ms)
 /* Takes the next item. With decode, returns the object (fast_decode or
  * pickle.loads); otherwise its pickle as bytes. NULL with queue.Empty on
  * timeout, or another exception. */
-static PyObject *q_take(QCore *self, gomp_deadline *d, int decode)
+static PyObject *q_take(QCore *self, gomp_deadline *d, int decode, int report)
 {
     char stack[STACK_ITEM];
     PyObject *big = NULL;
     get_ctx g = {self->h, stack, sizeof stack, {0}};
+    g.st.report = report;
     if (self->hint > STACK_ITEM) {
         /* Large items tend to follow each other: receive into a bytes object
          * of the last one's size at once instead of asking for the size. */
@@ -528,6 +543,9 @@ static PyObject *q_take(QCore *self, gomp_deadline *d, int decode)
             Py_XDECREF(big);
             if (r == GOMP_TIMEDOUT)
                 PyErr_SetNone(exc_empty);
+            else if (r == GOMP_QLOST)
+                PyErr_SetString(PyExc_OSError, "the item being received was cut short: its "
+                                               "producer died while putting it");
             else
                 run_error(r);
             return NULL;
@@ -570,7 +588,7 @@ static PyObject *get_obj(QCore *self, gomp_deadline *d)
         return closed_error(self);
     if (q_ready(self) < 0)
         return NULL;
-    return q_take(self, d, 1);
+    return q_take(self, d, 1, 0);
 }
 
 /* Queue.get(block=True, timeout=None): see gomp.queues. */
@@ -612,7 +630,118 @@ static PyObject *q_get_raw(QCore *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (q_ready(self) < 0)
         return NULL;
-    return q_take(self, &d, 0);
+    return q_take(self, &d, 0, 0);
+}
+
+/* ---- the reader end: readiness descriptor, recv, poll --------------------------------- */
+
+static PyObject *handle_closed(void)
+{
+    PyErr_SetString(PyExc_OSError, "handle is closed");
+    return NULL;
+}
+
+/* _recv(decode=True) -> the next item (decode: unpickled, else its pickle),
+ * waiting for it: the reader end's recv(). An item cut short by the death of
+ * its producer raises OSError (get() drops it and goes on). */
+static PyObject *q_recv(QCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int decode = 1;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "_recv(decode=True)");
+        return NULL;
+    }
+    if (nargs == 1 && (decode = PyObject_IsTrue(args[0])) < 0)
+        return NULL;
+    if (self->get_closed)
+        return handle_closed();
+    if (q_ready(self) < 0)
+        return NULL;
+    gomp_deadline d;
+    gomp_deadline_set(&d, -1);
+    return q_take(self, &d, decode, 1);
+}
+
+typedef struct {
+    int64_t h;
+} poll_ctx;
+
+static int64_t poll_step(void *c, int ms)
+{
+    return gomp_core.queue_poll(((poll_ctx *)c)->h, ms);
+}
+
+/* _poll(timeout=0.0) -> bool: whether the queue holds an item, waiting at
+ * most timeout seconds (None: no limit). */
+static PyObject *q_poll(QCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "_poll(timeout=0.0)");
+        return NULL;
+    }
+    if (self->get_closed)
+        return handle_closed();
+    gomp_deadline d;
+    if (nargs == 0)
+        gomp_deadline_set(&d, 0);
+    else if (gomp_deadline_init(&d, args[0]) < 0)
+        return NULL;
+    if (q_ready(self) < 0)
+        return NULL;
+    poll_ctx p = {self->h};
+    int64_t r = gomp_run(poll_step, &p, &d, 1);
+    if (r == GOMP_TIMEDOUT)
+        Py_RETURN_FALSE;
+    if (r < 0)
+        return run_error(r);
+    Py_RETURN_TRUE;
+}
+
+/* _watch() -> int: a descriptor of this process, readable while the queue
+ * holds an item (made on first use; see gomp/queue/watch.go). Each call
+ * brings it level with the ring, so that a wait() right after a put sees it
+ * readable. */
+static PyObject *q_watch(QCore *self, PyObject *noargs)
+{
+    if (self->get_closed)
+        return handle_closed();
+    if (q_ready(self) < 0)
+        return NULL;
+    int64_t r = gomp_core.queue_watch(self->h);
+    if (r < 0)
+        return gomp_set_error(r);
+    self->wfd = (int)r;
+    self->wgen = self->gen;
+    return PyLong_FromLong(self->wfd);
+}
+
+/* _unwatch(): stops the watch of this process, if any (its descriptor is
+ * closed). */
+static PyObject *q_unwatch(QCore *self, PyObject *noargs)
+{
+    if (self->wfd < 0)
+        Py_RETURN_NONE;
+    if (gomp_core_ok && self->wgen == gomp_core_generation()) {
+        int64_t r = gomp_core.queue_unwatch(self->h);
+        self->wfd = -1;
+        if (r < 0)
+            return gomp_set_error(r);
+    } else {
+        close(self->wfd); /* inherited from the parent (see q_ready) */
+        self->wfd = -1;
+    }
+    Py_RETURN_NONE;
+}
+
+/* _discard(): this process gives the queue up: its overflow is dropped. */
+static PyObject *q_discard(QCore *self, PyObject *noargs)
+{
+    if (q_ready(self) < 0)
+        return NULL;
+    int64_t r = gomp_core.queue_discard(self->h);
+    if (r < 0)
+        return gomp_set_error(r);
+    Py_RETURN_NONE;
 }
 
 /* put_bytes(buf) -> 0/1: puts an already pickled item (as put does). */
@@ -811,7 +940,16 @@ static int flag_set(QCore *self, PyObject *v, void *which)
          "Do not wait for this queue's overflow at exit."},                                        \
         {"_close_ring", (PyCFunction)q_close, METH_NOARGS, "Close the ring's memfd."},             \
         {"_fileno", (PyCFunction)q_fileno, METH_NOARGS, "The ring's memfd."},                      \
-        {"_ring_closed", (PyCFunction)q_ring_closed, METH_NOARGS, "Whether the memfd is closed."}
+        {"_ring_closed", (PyCFunction)q_ring_closed, METH_NOARGS, "Whether the memfd is closed."},   \
+        {"_recv", (PyCFunction)(void (*)(void))q_recv, METH_FASTCALL,                              \
+         "_recv(decode=True) -> the next item, waiting for it (the reader end's recv)."},         \
+        {"_poll", (PyCFunction)(void (*)(void))q_poll, METH_FASTCALL,                              \
+         "_poll(timeout=0.0) -> bool: whether an item is there, waiting at most timeout."},       \
+        {"_watch", (PyCFunction)q_watch, METH_NOARGS,                                              \
+         "_watch() -> fd readable while the queue holds an item (this process's)."},               \
+        {"_unwatch", (PyCFunction)q_unwatch, METH_NOARGS, "Close the descriptor of _watch()."},   \
+        {"_discard", (PyCFunction)q_discard, METH_NOARGS,                                          \
+         "Give the queue up: drop this process's overflow, do not wait for it at exit."}
 
 static PyMethodDef q_methods[] = {
     {"put", (PyCFunction)(void (*)(void))q_put, METH_FASTCALL | METH_KEYWORDS,
