@@ -5,7 +5,7 @@ VENV ?= .venv
 VPY := $(abspath $(VENV))/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all install demo test test-go test-py test-cpython bench fuzz clean
+.PHONY: all install demo test test-go test-py test-suite test-cpython bench fuzz clean
 
 all: install
 
@@ -20,7 +20,7 @@ install: $(VENV)/bin/python
 demo: install
 	$(VPY) examples/demo.py
 
-test: test-go test-py
+test: test-go test-py test-suite
 
 test-go:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -30,12 +30,33 @@ test-go:
 test-py: install
 	$(VPY) -m pytest -q tests_py
 
+# CPython's own multiprocessing test suite against gomp, for fork, spawn and
+# forkserver, plus test_multiprocessing_main_handling. Fails on any test that
+# fails but is not in tests_py/cpython/expected_failures-<X.Y>.txt, and on any
+# listed test that passes. SUITE_TIMEOUT: seconds before the watchdog kills a
+# hanging test.
+SUITE_TIMEOUT ?= 90
+SUITE_ARGS ?=
+test-suite: install
+	$(VPY) tests_py/cpython/run_suite.py --python $(VPY) --timeout $(SUITE_TIMEOUT) $(SUITE_ARGS)
+
+# The same against another installed CPython, in its own venv .venv-<X.Y>:
+#   make test-cpython PY=/root/.pyenv/versions/3.13.0/bin/python3
+test-cpython:
+	@test "$(origin PY)" = "command line" || { echo "usage: make test-cpython PY=/path/to/python"; exit 2; }
+	@ver=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') && \
+	$(MAKE) --no-print-directory install PY=$(PY) VENV=.venv-$$ver && \
+	.venv-$$ver/bin/python tests_py/cpython/run_suite.py --python .venv-$$ver/bin/python \
+		--timeout $(SUITE_TIMEOUT) $(SUITE_ARGS)
+
 bench: install
 	$(VPY) tests_py/bench/bench_conn.py
+	$(VPY) tests_py/bench/bench_listener.py
 	$(VPY) tests_py/bench/bench_process.py
 	$(VPY) tests_py/bench/bench_latency.py
 	$(VPY) -m pip install -q --disable-pip-version-check faster-fifo || echo "(faster-fifo not installed: queue benchmark without it)"
 	$(VPY) tests_py/bench/bench_queues.py
+	$(VPY) tests_py/bench/bench_sync.py
 
 clean:
-	rm -rf build dist *.egg-info python/*.egg-info $(VENV)
+	rm -rf build dist *.egg-info python/*.egg-info $(VENV) .venv-3.*

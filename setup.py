@@ -14,10 +14,16 @@ import sys
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GO_MIN = (1, 22)
 CORE_NAME = "libgompcore.so"
+# The whole-program opt-in: a one-line .pth file at the root of site-packages
+# that aliases `multiprocessing` to gomp at interpreter start when the
+# environment variable GOMP_AS_MULTIPROCESSING is set (see gomp/_alias.py).
+PTH_NAME = "gomp.pth"
+PTH_SOURCE = os.path.join("python", PTH_NAME)
 
 
 class BuildError(SystemExit):
@@ -99,6 +105,34 @@ class BuildGomp(build_ext):
             yield (regular, inplace)
 
 
+class BuildPyWithPth(build_py):
+    """build_py that also puts gomp.pth at the root of what gets installed.
+
+    A regular build (`pip install .`) copies it to the root of build_lib, so
+    the wheel installs it at the root of site-packages. An editable build
+    (`pip install -e .`) installs nothing from build_lib: setuptools then
+    writes the wheel's files straight from the install command's install_lib
+    (the unpacked editable wheel), so the file goes there instead."""
+
+    def run(self):
+        super().run()
+        self.copy_file(PTH_SOURCE, os.path.join(self._pth_dir(), PTH_NAME), preserve_mode=0)
+
+    def _pth_dir(self):
+        if getattr(self, "editable_mode", False):
+            return self.get_finalized_command("install").install_lib
+        return self.build_lib
+
+    def get_outputs(self, *args, **kwargs):
+        outputs = super().get_outputs(*args, **kwargs)
+        if not getattr(self, "editable_mode", False):
+            outputs.append(os.path.join(self.build_lib, PTH_NAME))
+        return outputs
+
+    def get_source_files(self):
+        return super().get_source_files() + [PTH_SOURCE]
+
+
 def main():
     setup(
         packages=find_packages("python"),
@@ -114,7 +148,7 @@ def main():
                                     "-Wno-missing-field-initializers"],
             )
         ],
-        cmdclass={"build_ext": BuildGomp},
+        cmdclass={"build_ext": BuildGomp, "build_py": BuildPyWithPth},
         zip_safe=False,
     )
 

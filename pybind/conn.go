@@ -10,7 +10,6 @@ import (
 
 	"github.com/gomp-dev/gomp/gomp/fdio"
 	"github.com/gomp-dev/gomp/pickle/frame"
-	"golang.org/x/sys/unix"
 )
 
 // cBytes views C memory as a byte slice without copying.
@@ -62,31 +61,4 @@ func gompcore_read_full(fd C.int, buf unsafe.Pointer, n C.int64_t, done *C.int64
 	err := fdio.ReadFull(int(fd), cBytes(buf, int64(n)), &d, fdio.NewDeadline(int(sliceMs)))
 	*done = C.int64_t(d)
 	return code(err)
-}
-
-// gompcore_poll waits until one of the n descriptors is ready, at most
-// timeout_ms, and returns how many are; revents receives each one's events.
-//
-//export gompcore_poll
-func gompcore_poll(fds *C.int32_t, events, revents *C.int16_t, n C.int, timeoutMs C.int) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	var small [8]unix.PollFd
-	pfd := small[:0]
-	if int(n) > len(small) {
-		pfd = make([]unix.PollFd, 0, int(n))
-	}
-	cf := unsafe.Slice(fds, int(n))
-	ce := unsafe.Slice(events, int(n))
-	for i := range cf {
-		pfd = append(pfd, unix.PollFd{Fd: int32(cf[i]), Events: int16(ce[i])})
-	}
-	k, err := fdio.Poll(pfd, fdio.NewDeadline(int(timeoutMs)))
-	if err != nil {
-		return code(err)
-	}
-	cr := unsafe.Slice(revents, int(n))
-	for i := range pfd {
-		cr[i] = C.int16_t(pfd[i].Revents)
-	}
-	return C.int64_t(k)
 }

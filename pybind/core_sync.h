@@ -1,5 +1,7 @@
-/* Functions of the core for the synchronization primitives (gomp/sync). */
+/* Functions of the core for the synchronization primitives (gomp/semlock,
+ * bound in pybind/sync.go, used by pybind/ext/sync.c). */
 #ifndef GOMPCORE_SYNC_H
 #define GOMPCORE_SYNC_H
-#define GOMPCORE_SYNC_FUNCS(X)
+#define GOMPCORE_SYNC_FUNCS(X)                                                   \
+    X(int64_t, owner_alive, (uint32_t id))
 #endif

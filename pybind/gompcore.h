@@ -42,9 +42,7 @@ typedef struct {
                              int slice_ms))                                      \
     X(int64_t, read_header, (int fd, gomp_hdr *st, int slice_ms))                \
     X(int64_t, read_full, (int fd, void *buf, int64_t n, int64_t *done,          \
-                           int slice_ms))                                        \
-    X(int64_t, poll, (int32_t *fds, int16_t *events, int16_t *revents, int n,    \
-                      int timeout_ms))
+                           int slice_ms))
 
 #define GOMPCORE_PROC_FUNCS(X)                                                   \
     X(int64_t, pidfd_open, (int pid))                                            \

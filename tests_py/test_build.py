@@ -80,3 +80,8 @@ def test_editable_install_works(tmp_path):
     assert out.stdout.startswith("[1, 2] ")
     assert init.startswith(os.path.join(ROOT, "python", "gomp"))
     assert core == os.path.join(ROOT, "python", "gomp", "libgompcore.so")
+    # The whole-program opt-in (gomp.pth) is installed by an editable install too.
+    alias = subprocess.run([py, "-I", "-c", "import multiprocessing as m; print(m.__name__)"],
+                           capture_output=True, text=True, cwd=str(tmp_path), timeout=60,
+                           env=dict(os.environ, GOMP_AS_MULTIPROCESSING="1"))
+    assert alias.returncode == 0 and alias.stdout.split() == ["gomp"], alias.stderr

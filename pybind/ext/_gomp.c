@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -324,6 +325,68 @@ int64_t gomp_run(gomp_step step, void *ctx, gomp_deadline *d, int try_with_gil)
     }
 }
 
+int64_t gomp_run_fd(gomp_step step, void *ctx, int fd, short events, gomp_deadline *d,
+                    int try_with_gil)
+{
+    int64_t r = GOMP_EAGAIN;
+    int tried = 0;
+    if (try_with_gil) {
+        r = step(ctx, 0);
+        if (r != GOMP_EAGAIN)
+            return r;
+        tried = 1;
+    }
+    for (;;) {
+        int ms = slice_ms(d);
+        if (ms == 0 && tried)
+            return GOMP_TIMEDOUT;
+        struct pollfd pfd = {fd, events, 0};
+        int rc, err = 0;
+        Py_BEGIN_ALLOW_THREADS
+        rc = tried ? poll(&pfd, 1, ms) : 1;
+        err = errno;
+        if (rc > 0)
+            r = step(ctx, ms); /* ready: the transfer rarely needs to wait in the core */
+        Py_END_ALLOW_THREADS
+        tried = 1;
+        if (rc < 0 && err != EINTR)
+            return -err;
+        if (rc > 0 && r != GOMP_EAGAIN)
+            return r;
+        if (PyErr_CheckSignals() < 0)
+            return GOMP_EPYERR;
+    }
+}
+
+int gomp_poll_fds(struct pollfd *fds, int n, gomp_deadline *d)
+{
+    int tried = 0;
+    for (;;) {
+        int ms = slice_ms(d);
+        if (ms == 0 && tried)
+            return 0;
+        int rc, err;
+        if (!tried) {
+            rc = poll(fds, n, 0); /* a poll that cannot block: no GIL round trip */
+        } else {
+            Py_BEGIN_ALLOW_THREADS
+            rc = poll(fds, n, ms);
+            Py_END_ALLOW_THREADS
+        }
+        err = errno;
+        tried = 1;
+        if (rc > 0)
+            return rc;
+        if (rc < 0 && err != EINTR) {
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (PyErr_CheckSignals() < 0)
+            return -1;
+    }
+}
+
 /* ---- module ---------------------------------------------------------------------------- */
 
 static PyObject *m_core_info(PyObject *self, PyObject *noargs)
@@ -402,7 +465,8 @@ PyMODINIT_FUNC PyInit__gomp(void)
     }
     if (PyModule_AddStringConstant(m, "core_path", core_path) < 0 ||
         PyModule_AddIntConstant(m, "SLICE_MS", GOMP_SLICE_MS) < 0 ||
-        gomp_conn_init(m) < 0 || gomp_proc_init(m) < 0 || gomp_queue_init(m) < 0) {
+        gomp_conn_init(m) < 0 || gomp_proc_init(m) < 0 || gomp_queue_init(m) < 0 ||
+        gomp_sync_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

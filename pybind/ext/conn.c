@@ -124,7 +124,7 @@ static PyObject *m_send_bytes(PyObject *self, PyObject *const *args, Py_ssize_t 
         }
         gomp_deadline d;
         gomp_deadline_set(&d, -1);
-        int64_t r = gomp_run(write_step, &w, &d, size <= SMALL_MESSAGE);
+        int64_t r = gomp_run_fd(write_step, &w, fd, POLLOUT, &d, size <= SMALL_MESSAGE);
         if (r < 0)
             run_error(r);
         else
@@ -170,7 +170,7 @@ static int64_t recv_header(int fd)
     header_ctx h = {fd, {0}};
     gomp_deadline d;
     gomp_deadline_set(&d, -1);
-    int64_t r = gomp_run(header_step, &h, &d, 1);
+    int64_t r = gomp_run_fd(header_step, &h, fd, POLLIN, &d, 1);
     if (r >= 0)
         return r;
     if (r == GOMP_EEOF && h.h.got > 0)
@@ -186,7 +186,7 @@ static int recv_into(int fd, char *buf, int64_t n)
     read_ctx rc = {fd, buf, n, 0};
     gomp_deadline d;
     gomp_deadline_set(&d, -1);
-    int64_t r = gomp_run(read_step, &rc, &d, n <= SMALL_MESSAGE);
+    int64_t r = gomp_run_fd(read_step, &rc, fd, POLLIN, &d, n <= SMALL_MESSAGE);
     if (r >= 0)
         return 0;
     if (r == GOMP_EEOF)
@@ -209,7 +209,7 @@ static PyObject *recv_payload(int fd, int64_t size)
     gomp_deadline d;
     gomp_deadline_set(&d, -1);
     for (;;) {
-        int64_t r = gomp_run(read_step, &rc, &d, cap <= SMALL_MESSAGE);
+        int64_t r = gomp_run_fd(read_step, &rc, fd, POLLIN, &d, cap <= SMALL_MESSAGE);
         if (r < 0) {
             if (r == GOMP_EEOF)
                 eof_mid_frame();
@@ -298,19 +298,6 @@ static PyObject *m_recv_bytes_into(PyObject *self, PyObject *const *args, Py_ssi
 
 /* ---- readiness ----------------------------------------------------------------------- */
 
-typedef struct {
-    int32_t *fds;
-    int16_t *events, *revents;
-    int n;
-} poll_ctx;
-
-static int64_t poll_step(void *c, int ms)
-{
-    poll_ctx *p = c;
-    int64_t r = gomp_core.poll(p->fds, p->events, p->revents, p->n, ms);
-    return r == 0 ? GOMP_EAGAIN : r;
-}
-
 /* poll(fd, timeout=None) -> bool: whether fd is readable (or hung up). */
 static PyObject *m_poll(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -322,17 +309,11 @@ static PyObject *m_poll(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (fd_arg(args[0], &fd) < 0 || gomp_deadline_init(&d, nargs > 1 ? args[1] : NULL) < 0)
         return NULL;
-    if (gomp_core_ready() < 0)
-        return NULL;
-    int32_t f = fd;
-    int16_t ev = POLLIN, rev = 0;
-    poll_ctx p = {&f, &ev, &rev, 1};
-    int64_t r = gomp_run(poll_step, &p, &d, 1);
-    if (r == GOMP_TIMEDOUT)
-        Py_RETURN_FALSE;
+    struct pollfd pfd = {fd, POLLIN, 0};
+    int r = gomp_poll_fds(&pfd, 1, &d);
     if (r < 0)
-        return run_error(r);
-    return PyBool_FromLong(rev != 0);
+        return NULL;
+    return PyBool_FromLong(r > 0 && pfd.revents != 0);
 }
 
 /* wait_readable(fds, timeout=None) -> list of the fds that are readable (or
@@ -351,10 +332,13 @@ static PyObject *m_wait_readable(PyObject *self, PyObject *const *args, Py_ssize
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject *result = NULL;
-    int32_t *fds = PyMem_Malloc(sizeof(int32_t) * (n + 1));
-    int16_t *ev = PyMem_Malloc(sizeof(int16_t) * (n + 1));
-    int16_t *rev = PyMem_Calloc(n + 1, sizeof(int16_t));
-    if (fds == NULL || ev == NULL || rev == NULL) {
+    struct pollfd *fds = NULL;
+    if (n > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "too many descriptors");
+        goto done;
+    }
+    fds = PyMem_Calloc(n + 1, sizeof(struct pollfd));
+    if (fds == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -362,30 +346,19 @@ static PyObject *m_wait_readable(PyObject *self, PyObject *const *args, Py_ssize
         int fd;
         if (fd_arg(PySequence_Fast_GET_ITEM(seq, i), &fd) < 0)
             goto done;
-        fds[i] = fd;
-        ev[i] = POLLIN;
+        fds[i].fd = fd;
+        fds[i].events = POLLIN;
     }
-    if (n > INT_MAX) {
-        PyErr_SetString(PyExc_ValueError, "too many descriptors");
+    int r = gomp_poll_fds(fds, (int)n, &d);
+    if (r < 0)
         goto done;
-    }
-    if (gomp_core_ready() < 0)
-        goto done;
-    poll_ctx p = {fds, ev, rev, (int)n};
-    int64_t r = gomp_run(poll_step, &p, &d, 1);
-    if (r < 0 && r != GOMP_TIMEDOUT) {
-        run_error(r);
-        goto done;
-    }
     result = PyList_New(0);
     for (Py_ssize_t i = 0; r > 0 && result != NULL && i < n; i++) {
-        if (rev[i] != 0 && PyList_Append(result, PySequence_Fast_GET_ITEM(seq, i)) < 0)
+        if (fds[i].revents != 0 && PyList_Append(result, PySequence_Fast_GET_ITEM(seq, i)) < 0)
             Py_CLEAR(result);
     }
 done:
     PyMem_Free(fds);
-    PyMem_Free(ev);
-    PyMem_Free(rev);
     Py_DECREF(seq);
     return result;
 }

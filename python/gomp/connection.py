@@ -9,7 +9,9 @@ bytes object, and waits with the GIL released and Ctrl-C honoured."""
 
 import itertools
 import os
+import select
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -50,8 +52,12 @@ def arbitrary_address(family):
 
 
 def _validate_family(family):
-    if family == 'AF_PIPE':
-        raise ValueError('Family %s is not recognized.' % family)
+    """Raise ValueError unless family names a socket family of this platform.
+    ('AF_PIPE', Windows named pipes, is not one here.) The stdlib lets an
+    unknown name through to getattr(socket, family), an AttributeError."""
+    if (not isinstance(family, str) or not family.startswith('AF_')
+            or family == 'AF_PIPE' or not hasattr(socket, family)):
+        raise ValueError('Family %s is not recognized.' % (family,))
 
 
 def address_type(address):
@@ -208,32 +214,67 @@ class Connection(_ConnectionBase):
 
 # ---- Listener and Client -------------------------------------------------------------------
 
+# How long Listener.accept() gives a connected peer to complete the
+# authentication handshake. The stdlib waits without limit, so one peer that
+# connects and then stays silent (or sends half a message) blocks accept() for
+# every other client forever. A peer that runs Client() answers within
+# microseconds; the limit only has to be generous enough for a badly
+# overloaded machine. When it passes, accept() closes that connection and
+# raises AuthenticationError (which is also a TimeoutError); the next accept()
+# serves the next peer. None restores the stdlib's unlimited wait.
+HANDSHAKE_TIMEOUT = CONNECTION_TIMEOUT
+
+
+class _HandshakeTimeout(AuthenticationError, TimeoutError):
+    """The peer did not complete the authentication handshake in time.
+
+    Both an AuthenticationError (what accept() raises for any peer that fails
+    to authenticate) and the built-in TimeoutError (an OSError, which is what
+    accept loops in the stdlib's style already catch)."""
+
+
+def _check_authkey(authkey):
+    if authkey is not None and not isinstance(authkey, bytes):
+        raise TypeError('authkey should be a byte string')
+
+
 class Listener(object):
-    """A bound, listening socket whose accept() returns Connection objects,
-    authenticated with authkey (HMAC challenge both ways) if one is given."""
+    """A bound, listening socket whose accept() returns Connection objects.
+
+    family is 'AF_INET' or 'AF_UNIX' (default: from the address, else
+    AF_UNIX); address defaults to a fresh one of the family (see
+    arbitrary_address). An AF_UNIX address that starts with a NUL byte is a
+    Linux abstract socket. With an authkey (bytes), accept() authenticates
+    every peer (an HMAC challenge in each direction) before returning its
+    connection; without one (None, the default, as in the stdlib), it does
+    not authenticate at all."""
 
     def __init__(self, address=None, family=None, backlog=1, authkey=None):
         family = family or (address and address_type(address)) or default_family
         address = address or arbitrary_address(family)
         _validate_family(family)
+        _check_authkey(authkey)
         self._listener = SocketListener(address, family, backlog)
-        if authkey is not None and not isinstance(authkey, bytes):
-            raise TypeError('authkey should be a byte string')
         self._authkey = authkey
 
     def accept(self):
-        """Accept a connection (and authenticate it if the listener has an authkey)."""
-        if self._listener is None:
+        """Wait for a peer and return its Connection, authenticated if this
+        listener has an authkey. A peer that fails the handshake (wrong key,
+        garbage, end of file, no answer within HANDSHAKE_TIMEOUT seconds) is
+        disconnected and its error is raised; the listener stays usable."""
+        listener = self._listener
+        if listener is None:
             raise OSError('listener is closed')
-        c = self._listener.accept()
-        if self._authkey:
-            try:
-                deliver_challenge(c, self._authkey)
-                answer_challenge(c, self._authkey)
-            except BaseException:
-                c.close()
-                raise
-        return c
+        if self._authkey is None:
+            return listener.accept()
+        s = listener._accept_socket()
+        try:
+            channel = _SocketChannel(s, HANDSHAKE_TIMEOUT)
+            deliver_challenge(channel, self._authkey)
+            answer_challenge(channel, self._authkey)
+            return Connection(s.detach())
+        finally:
+            s.close()         # a no-op once detached
 
     def close(self):
         """Close the listening socket (and remove its file)."""
@@ -244,10 +285,12 @@ class Listener(object):
 
     @property
     def address(self):
+        """The address the socket is bound to (a client connects there)."""
         return self._listener._address
 
     @property
     def last_accepted(self):
+        """The address of the peer that accept() returned last (None before)."""
         return self._listener._last_accepted
 
     def __enter__(self):
@@ -258,21 +301,19 @@ class Listener(object):
 
 
 def Client(address, family=None, authkey=None):
-    """A Connection to the Listener at address (authenticated with authkey
-    if given)."""
+    """A Connection to the Listener at address, authenticated with authkey
+    (bytes) in both directions if one is given, as the listener must be."""
     family = family or address_type(address)
     _validate_family(family)
-    c = SocketClient(address)
-    if authkey is not None and not isinstance(authkey, bytes):
-        raise TypeError('authkey should be a byte string')
-    if authkey is not None:
-        try:
-            answer_challenge(c, authkey)
-            deliver_challenge(c, authkey)
-        except BaseException:
-            c.close()
-            raise
-    return c
+    _check_authkey(authkey)
+    if authkey is None:
+        return SocketClient(address)
+    with _connected_socket(address) as s:
+        # No time limit here: the listener may call accept() much later.
+        channel = _SocketChannel(s, None)
+        answer_challenge(channel, authkey)
+        deliver_challenge(channel, authkey)
+        return Connection(s.detach())
 
 
 def Pipe(duplex=True):
@@ -288,7 +329,8 @@ def Pipe(duplex=True):
 
 
 class SocketListener(object):
-    """A socket bound to address and listening."""
+    """A socket bound to address and listening, in blocking mode whatever
+    socket.setdefaulttimeout() says (as the stdlib's)."""
 
     def __init__(self, address, family, backlog=1):
         self._socket = socket.socket(getattr(socket, family))
@@ -298,21 +340,28 @@ class SocketListener(object):
             self._socket.bind(address)
             self._socket.listen(backlog)
             self._address = self._socket.getsockname()
-        except OSError:
+        except BaseException:      # OSError, or a TypeError for an address of another family
             self._socket.close()
             raise
         self._family = family
         self._last_accepted = None
         if family == 'AF_UNIX' and not util.is_abstract_socket_namespace(address):
-            # An abstract name vanishes with the socket; a path must be removed.
+            # An abstract name vanishes with the socket; a path must be removed
+            # (by the process that created it only: Finalize checks the pid).
             self._unlink = util.Finalize(self, os.unlink, args=(address,), exitpriority=0)
         else:
             self._unlink = None
 
     def accept(self):
+        return Connection(self._accept_socket().detach())
+
+    def _accept_socket(self):
         s, self._last_accepted = self._socket.accept()
-        s.setblocking(True)
-        return Connection(s.detach())
+        if s.gettimeout() is not None:      # socket.setdefaulttimeout() is in force
+            s.setblocking(True)
+        if self._family != 'AF_UNIX':
+            _set_nodelay(s)
+        return s
 
     def close(self):
         try:
@@ -325,55 +374,314 @@ class SocketListener(object):
 
 
 def SocketClient(address):
-    """A Connection on a socket connected to address."""
-    family = address_type(address)
-    with socket.socket(getattr(socket, family)) as s:
-        s.setblocking(True)
-        s.connect(address)
+    """A Connection on a blocking socket connected to address."""
+    with _connected_socket(address) as s:
         return Connection(s.detach())
 
 
+def _connected_socket(address):
+    family = address_type(address)
+    s = socket.socket(getattr(socket, family))
+    try:
+        if s.gettimeout() is not None:      # socket.setdefaulttimeout() is in force
+            s.setblocking(True)
+        s.connect(address)
+        if family != 'AF_UNIX':
+            _set_nodelay(s)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def _set_nodelay(s):
+    """Turn Nagle's algorithm off on a TCP socket. Every frame goes out in one
+    write, and the protocols on top (the handshake, then request and reply)
+    send small messages back to back: with Nagle, a second small message
+    waits for the ACK of the first, which the peer delays by 40 ms. (The
+    stdlib pays those 40 ms on every authenticated TCP connection.)"""
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass       # not a TCP socket
+
+
+_INT32 = struct.Struct('!i')
+
+
+class _SocketChannel(object):
+    """The handshake's view of a socket that is not a Connection yet: the
+    send_bytes()/recv_bytes() of a Connection, in the same frames, with
+    plain socket calls (the handshake's few small messages need no more, and
+    the Go core is not involved before the connection is handed over).
+    recv_bytes() refuses a frame longer than its maxlength as soon as the
+    header is in, before anything is allocated for it, and it never reads
+    beyond the frame (the peer may send data right after the handshake).
+
+    With a timeout, every wait of the handshake shares one deadline, so that
+    a peer that stays silent or stalls inside a frame cannot hold accept()
+    longer than that. The socket stays in blocking mode: a wait is a poll()
+    for what is left of the deadline, after which recv() returns what has
+    arrived without blocking. (Measured: this costs less than bounding the
+    blocking receives with SO_RCVTIMEO, whose two setsockopt() calls per
+    connection are slower than the polls.)"""
+
+    __slots__ = ('_sock', '_deadline', '_timeout', '_poller')
+
+    def __init__(self, sock, timeout):
+        self._sock = sock
+        self._timeout = timeout
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._poller = None
+
+    def send_bytes(self, buf):
+        n = len(buf)
+        header = struct.pack('!iQ', -1, n) if n > 0x7fffffff else _INT32.pack(n)
+        if n < 16384:
+            self._sock.sendall(header + buf)
+        else:
+            self._sock.sendall(header)
+            self._sock.sendall(buf)
+
+    def recv_bytes(self, maxlength):
+        recv = self._sock.recv
+        if self._deadline is None:
+            head = recv(4)
+        else:
+            self._wait()
+            head = recv(4)
+        if len(head) != 4:
+            head = self._complete(head, 4, False)
+        size, = _INT32.unpack(head)
+        # -1 announces an 8-byte length (above 2 GiB); any other negative
+        # value is no frame at all. Both are over every handshake limit.
+        if size < 0 or size > maxlength:
+            raise OSError('bad message length')
+        if size == 0:
+            return b''
+        if self._deadline is None:
+            data = recv(size)
+        else:
+            try:
+                # The rest of a frame usually came with its header.
+                data = recv(size, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                self._wait()
+                data = recv(size)
+        if len(data) != size:
+            data = self._complete(data, size, True)
+        return data
+
+    def _complete(self, got, n, in_frame):
+        """Finish a receive of n bytes whose first recv() returned got."""
+        chunks = []
+        while True:
+            if not got:
+                if not in_frame and not chunks:
+                    raise EOFError
+                raise OSError('got end of file during message')
+            chunks.append(got)
+            n -= len(got)
+            if n == 0:
+                return b''.join(chunks)
+            if self._deadline is not None:
+                self._wait()
+            got = self._sock.recv(n)
+
+    def _wait(self):
+        """Wait until the socket is readable; raise _HandshakeTimeout if the
+        deadline passes first."""
+        left = self._deadline - time.monotonic()
+        if left > 0:
+            poller = self._poller
+            if poller is None:
+                poller = self._poller = select.poll()
+                poller.register(self._sock, select.POLLIN)
+            if poller.poll(int(left * 1000) + 1):
+                return
+        raise _HandshakeTimeout('the peer did not complete the authentication handshake '
+                                'within %s seconds' % self._timeout)
+
+
 # ---- authentication ------------------------------------------------------------------------
+#
+# Each side proves that it knows the key without sending it: the challenger
+# sends CHALLENGE + a random message, the other side answers with an HMAC of
+# the message keyed with authkey, and the challenger replies WELCOME or
+# FAILURE. Listener.accept() challenges and then answers; Client() answers and
+# then challenges. Every handshake message is received with a 256-byte limit,
+# so a bogus length header is refused before anything is allocated, and
+# nothing is unpickled before both directions succeeded.
+#
+# The message changed in Python 3.12, and gomp speaks the scheme of the Python
+# it runs on (a peer on the other scheme still interoperates, as with the
+# stdlib):
+# - up to 3.11: the message is 20 random bytes and the answer is a raw
+#   HMAC-MD5 (16 bytes). The markers are the public names CHALLENGE, WELCOME,
+#   FAILURE.
+# - 3.12 and later: the message is b'{name}' + 40 random bytes, naming the
+#   digest the challenger wants; the answer is b'{name}' + HMAC-name over the
+#   whole message. A 20-byte challenge comes from an older Python and gets a
+#   raw HMAC-MD5 answer; a 16-byte answer comes from an older Python and is
+#   checked as HMAC-MD5 over the whole (prefixed) message, which is exactly
+#   what an older answerer computes. The markers are _CHALLENGE, _WELCOME,
+#   _FAILURE there.
 
-MESSAGE_LENGTH = 20
+_MAX_HANDSHAKE_MESSAGE = 256
+_LEGACY_HANDSHAKE = sys.version_info < (3, 12)
 
-CHALLENGE = b'#CHALLENGE#'
-WELCOME = b'#WELCOME#'
-FAILURE = b'#FAILURE#'
+_CHALLENGE = b'#CHALLENGE#'
+_WELCOME = b'#WELCOME#'
+_FAILURE = b'#FAILURE#'
+
+# What an older (up to 3.11) challenger sends, and what an older answerer
+# sends back. No message of the newer scheme has either length.
+_MD5ONLY_MESSAGE_LENGTH = 20
+_MD5_DIGEST_LEN = 16
+_LEGACY_LENGTHS = (_MD5ONLY_MESSAGE_LENGTH, _MD5_DIGEST_LEN)
+
+_ALLOWED_DIGESTS = frozenset({b'md5', b'sha256', b'sha384', b'sha3_256', b'sha3_384'})
+_MAX_DIGEST_LEN = max(len(d) for d in _ALLOWED_DIGESTS)
 
 
-def deliver_challenge(connection, authkey):
-    """Challenge the peer to prove it knows authkey (HMAC of random bytes);
-    raise AuthenticationError if it does not."""
-    import hmac
+def _authkey_bytes(authkey):
     if not isinstance(authkey, bytes):
         raise ValueError("Authkey must be bytes, not {0!s}".format(type(authkey)))
-    message = os.urandom(MESSAGE_LENGTH)
-    connection.send_bytes(CHALLENGE + message)
-    digest = hmac.new(authkey, message, 'md5').digest()
-    response = connection.recv_bytes(256)  # a longer answer is refused unread
-    if hmac.compare_digest(response, digest):
-        connection.send_bytes(WELCOME)
-    else:
-        connection.send_bytes(FAILURE)
+
+
+def _hmac(authkey, message, digest_name):
+    # hmac.new(...).digest(), not the one-shot hmac.digest(): with OpenSSL 3
+    # the one-shot looks the MAC and digest algorithms up again on every call
+    # (EVP_MAC_fetch), which measured slower in the handshake.
+    import hmac
+    return hmac.new(authkey, message, digest_name).digest()
+
+
+def _receive_challenge(connection):
+    """The challenge message the peer sent, without its marker."""
+    message = connection.recv_bytes(_MAX_HANDSHAKE_MESSAGE)
+    if not message.startswith(_CHALLENGE):
+        raise AuthenticationError('protocol error: expected a challenge, got %r'
+                                  % (message[:64],))
+    message = message[len(_CHALLENGE):]
+    if len(message) < _MD5ONLY_MESSAGE_LENGTH:
+        raise AuthenticationError('challenge too short: %d bytes' % len(message))
+    return message
+
+
+def _send_failure(connection):
+    # Tell the peer, if it still listens: the error to raise is the failed
+    # authentication, not a broken pipe from a peer that already left.
+    try:
+        connection.send_bytes(_FAILURE)
+    except OSError:
+        pass
+
+
+def _receive_verdict(connection):
+    if connection.recv_bytes(_MAX_HANDSHAKE_MESSAGE) != _WELCOME:
+        raise AuthenticationError('digest sent was rejected')
+
+
+def _get_digest_name_and_payload(message):
+    """Split a 3.12+ challenge or answer into (digest name, payload). An
+    older peer's message (of a legacy length) has no name: ('', message)."""
+    if len(message) in _LEGACY_LENGTHS:
+        return '', message
+    if message[:1] == b'{':
+        end = message.find(b'}', 1, _MAX_DIGEST_LEN + 2)
+        if end > 0 and message[1:end] in _ALLOWED_DIGESTS:
+            return message[1:end].decode('ascii'), message[end + 1:]
+    raise AuthenticationError('unsupported message length, missing digest prefix, '
+                              'or unsupported digest: %r' % (message[:64],))
+
+
+def _create_response(authkey, message):
+    """The 3.12+ answer to a challenge message: b'{name}' + HMAC-name of the
+    whole message, or a raw HMAC-MD5 for an older challenger (or, where MD5
+    is unavailable, the sha256 form, which an older peer will refuse)."""
+    digest_name = _get_digest_name_and_payload(message)[0]
+    if not digest_name:
+        try:
+            return _hmac(authkey, message, 'md5')
+        except ValueError:
+            digest_name = 'sha256'
+    return b'{%s}%s' % (digest_name.encode('ascii'), _hmac(authkey, message, digest_name))
+
+
+def _verify_challenge(authkey, message, response):
+    """Check a 3.12+ answer to our challenge message; raise
+    AuthenticationError if it is wrong. The answerer may pick any allowed
+    digest: the name we asked for is inside the MAC'd message, so it cannot
+    be swapped for a weaker one by a third party."""
+    import hmac
+    digest_name, mac = _get_digest_name_and_payload(response)
+    digest_name = digest_name or 'md5'
+    try:
+        expected = _hmac(authkey, message, digest_name)
+    except ValueError:
+        raise AuthenticationError('digest %r unsupported' % digest_name) from None
+    if len(expected) != len(mac):
+        raise AuthenticationError('expected %r of length %d, got %d'
+                                  % (digest_name, len(expected), len(mac)))
+    if not hmac.compare_digest(expected, mac):
         raise AuthenticationError('digest received was wrong')
 
 
-def answer_challenge(connection, authkey):
-    """Answer the peer's challenge with authkey; raise AuthenticationError if
-    the peer rejects the answer."""
-    import hmac
-    if not isinstance(authkey, bytes):
-        raise ValueError("Authkey must be bytes, not {0!s}".format(type(authkey)))
-    message = connection.recv_bytes(256)
-    if message[:len(CHALLENGE)] != CHALLENGE:
-        raise AuthenticationError('protocol error: expected a challenge, got %r' % message)
-    message = message[len(CHALLENGE):]
-    digest = hmac.new(authkey, message, 'md5').digest()
-    connection.send_bytes(digest)
-    response = connection.recv_bytes(256)
-    if response != WELCOME:
-        raise AuthenticationError('digest sent was rejected')
+if _LEGACY_HANDSHAKE:
+    MESSAGE_LENGTH = _MD5ONLY_MESSAGE_LENGTH
+    CHALLENGE = _CHALLENGE
+    WELCOME = _WELCOME
+    FAILURE = _FAILURE
+
+    def deliver_challenge(connection, authkey):
+        """Challenge the peer to prove it knows authkey (HMAC-MD5 of 20 random
+        bytes, Python <= 3.11's scheme); raise AuthenticationError if not."""
+        import hmac
+        _authkey_bytes(authkey)
+        message = os.urandom(MESSAGE_LENGTH)
+        connection.send_bytes(_CHALLENGE + message)
+        response = connection.recv_bytes(_MAX_HANDSHAKE_MESSAGE)
+        if not hmac.compare_digest(response, _hmac(authkey, message, 'md5')):
+            _send_failure(connection)
+            raise AuthenticationError('digest received was wrong')
+        connection.send_bytes(_WELCOME)
+
+    def answer_challenge(connection, authkey):
+        """Answer the peer's challenge with authkey (HMAC-MD5); raise
+        AuthenticationError if the peer rejects the answer or sends no
+        valid challenge."""
+        _authkey_bytes(authkey)
+        message = _receive_challenge(connection)
+        connection.send_bytes(_hmac(authkey, message, 'md5'))
+        _receive_verdict(connection)
+
+else:
+    MESSAGE_LENGTH = 40
+
+    def deliver_challenge(connection, authkey, digest_name='sha256'):
+        """Challenge the peer to prove it knows authkey, asking for an
+        HMAC-digest_name (Python >= 3.12's scheme; an older peer's HMAC-MD5
+        answer is accepted too); raise AuthenticationError if it does not."""
+        _authkey_bytes(authkey)
+        message = b'{%s}%s' % (digest_name.encode('ascii'), os.urandom(MESSAGE_LENGTH))
+        connection.send_bytes(_CHALLENGE + message)
+        response = connection.recv_bytes(_MAX_HANDSHAKE_MESSAGE)
+        try:
+            _verify_challenge(authkey, message, response)
+        except AuthenticationError:
+            _send_failure(connection)
+            raise
+        connection.send_bytes(_WELCOME)
+
+    def answer_challenge(connection, authkey):
+        """Answer the peer's challenge with authkey, with the digest it asks
+        for (HMAC-MD5 for an older peer); raise AuthenticationError if the
+        peer rejects the answer or sends no valid challenge."""
+        _authkey_bytes(authkey)
+        message = _receive_challenge(connection)
+        connection.send_bytes(_create_response(authkey, message))
+        _receive_verdict(connection)
 
 
 # ---- waiting on several objects ------------------------------------------------------------

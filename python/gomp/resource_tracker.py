@@ -24,13 +24,10 @@ _IGNORED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _shm_unlink(name):
-    """Remove the POSIX shared memory object name (shm_unlink(3))."""
-    try:
-        import _posixshmem
-    except ImportError:
-        os.unlink(os.path.join('/dev/shm', name.lstrip('/')))
-    else:
-        _posixshmem.shm_unlink(name)
+    """Remove the POSIX shared memory object name (shm_unlink(3)), the way
+    shared_memory.SharedMemory.unlink() does."""
+    from .shared_memory import _shm_unlink
+    _shm_unlink(name)
 
 
 def _sem_unlink(name):

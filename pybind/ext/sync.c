@@ -1,0 +1,1113 @@
+/* Semaphores and locks of gomp._gomp: the type SemLock, which stands in for
+ * _multiprocessing.SemLock (gomp._multiprocessing exports it), and
+ * sem_unlink().
+ *
+ * The state of a semaphore is a small region of shared memory (struct
+ * semshm below): an anonymous MAP_SHARED mapping when the SemLock is unlinked
+ * at once (the fork start method: children inherit the mapping), otherwise a
+ * file in a private directory on /dev/shm that spawn and forkserver children
+ * open again by name (see "named semaphores" below).
+ *
+ * Fast path in C, on purpose. An uncontended acquire+release of the stdlib's
+ * lock costs about 46 ns; one call from C into Go costs about 55 ns. So the
+ * uncontended acquire and release are done here, each one atomic operation on
+ * the shared word. Sleeping and waking are here too (futex(2) in gomp_run
+ * slices: GIL released, Ctrl-C checked between slices), because going through
+ * the Go runtime made each hand-off between processes about 1 us slower (see
+ * "sleeping and waking" below for the measurements). The Go core
+ * (gomp/semlock) decides whether the owner of a lock is dead; it is loaded
+ * only by a process that has waited for a lock longer than one slice.
+ *
+ * The two word protocols:
+ *
+ *   counting semaphore (PROTO_SEM): a 64-bit word, the value in the low 32
+ *     bits, the number of registered sleepers in the high 32 bits. Acquire
+ *     is a CAS that decrements a positive value; release a CAS that
+ *     increments it (below maxvalue) and wakes one sleeper if the count it
+ *     replaced was not zero. A sleeper killed while registered leaves the
+ *     count raised: later releases then make a needless wake call (glibc's
+ *     semaphores share that trait); the state stays correct.
+ *   owner-tracked mutex (PROTO_MUTEX, Lock and RLock): a 32-bit word, 0 =
+ *     free, else the owner's id (pid + start-time tag, gomp/semlock/owner.go)
+ *     with bit 31 = "may have sleepers". Acquire is CAS 0 -> id; release
+ *     swaps in 0 and wakes one sleeper if bit 31 was set.
+ *
+ * What else is here rather than in Go, and why: making and mapping the
+ * shared region (an anonymous mapping, or a named file: a few system calls,
+ * kept out of Go so that a process that only makes, attaches to, removes or
+ * uses locks never loads the Go runtime; see "named semaphores" below for the
+ * numbers); this process's owner id (read once from /proc/self/stat, needed
+ * by the fast path); and the layout of the shared region, written and
+ * checked here.
+ *
+ * The per-process bookkeeping (count, last_tid) is the stdlib's: count is
+ * acquires minus releases through this object in this process, last_tid the
+ * thread that acquired last; _is_mine() is count > 0 && last_tid == current
+ * thread. A forked child starts with count 0 (the fork generation below),
+ * also when it was forked by os.fork() rather than by gomp. */
+#define _GNU_SOURCE
+#include "gomp_ext.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { RECURSIVE_MUTEX = 0, SEMAPHORE = 1 };
+enum { PROTO_SEM = 0, PROTO_MUTEX = 1 };
+
+#define GOMP_SEM_VALUE_MAX INT_MAX
+
+#define SEMSHM_MAGIC 0x53504d47u /* "GMPS" */
+#define SEMSHM_VERSION 2
+#define SEMSHM_SIZE 128
+#define USER_SIZE 64
+
+/* Owner ids (see gomp/semlock/owner.go): pid in bits 0..21, start-time tag in
+ * bits 22..30. */
+#define PID_BITS 22
+#define PID_MASK ((1u << PID_BITS) - 1)
+#define TAG_MASK 0x1ffu
+#define NO_OWNER (TAG_MASK << PID_BITS)
+#define OWNER_MASK 0x7fffffffu
+
+#define SEM_VALUE(w) ((uint32_t)(w))
+#define SEM_WAITERS(w) ((uint32_t)((w) >> 32))
+#define MUTEX_OWNER(w) ((uint32_t)(w) & OWNER_MASK)
+#define LOW_HALF ((uint64_t)0xffffffffu)
+
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
+               "shared-memory atomics must be lock-free");
+
+/* The shared region. The layout is part of the format shared by every
+ * process that maps the semaphore: change SEMSHM_VERSION with it. */
+typedef struct {
+    uint32_t magic; /* written last, when the rest is ready */
+    uint8_t version;
+    uint8_t proto;
+    uint8_t kind;
+    uint8_t pad0;
+    int32_t maxvalue;
+    uint32_t pad1;
+    uint64_t pidns;            /* pid namespace (inode) of the creator: owner ids are its pids */
+    _Atomic uint64_t sem;      /* PROTO_SEM word */
+    _Atomic uint64_t mutex;    /* PROTO_MUTEX word */
+    uint32_t pad2[6];
+    unsigned char user[USER_SIZE]; /* for the Python layer (Barrier state), via the buffer protocol */
+} semshm;
+
+_Static_assert(sizeof(semshm) == SEMSHM_SIZE, "semshm layout");
+_Static_assert(offsetof(semshm, sem) % 8 == 0 && offsetof(semshm, mutex) % 8 == 0, "alignment");
+
+typedef struct {
+    PyObject_HEAD
+    semshm *shm;
+    unsigned long last_tid;
+    int count;
+    int kind;
+    int maxvalue;
+    int proto;
+    int foreign;            /* made in another pid namespace: our owner id is NO_OWNER */
+    unsigned long fork_gen; /* fork_generation when count was last valid */
+    PyObject *name;         /* str, or None once unlinked at creation */
+} SemLockObject;
+
+static PyTypeObject SemLockType;
+static PyObject *OwnerDiedWarning;
+
+/* ---- process identity ----------------------------------------------------------------- */
+
+/* Bumped in a forked child (pthread_atfork): objects then reset their count. */
+static unsigned long fork_generation;
+/* This process's owner id, 0 until computed (again after a fork). */
+static uint32_t self_id;
+static uint64_t self_pidns;
+
+static void sync_atfork_child(void)
+{
+    fork_generation++;
+    self_id = 0;
+}
+
+static uint64_t read_pidns(void)
+{
+    struct stat st;
+    if (stat("/proc/self/ns/pid", &st) < 0)
+        return 0;
+    return (uint64_t)st.st_ino;
+}
+
+/* The owner id of this process: its pid and the low bits of its start time
+ * (field 22 of /proc/self/stat), as gomp/semlock.OwnerID computes them.
+ * NO_OWNER if /proc cannot tell (then this process is never declared dead). */
+static uint32_t compute_self_id(void)
+{
+    char buf[1024];
+    pid_t pid = getpid();
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NO_OWNER;
+    ssize_t n;
+    do
+        n = read(fd, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0 || pid <= 0 || (uint32_t)pid > PID_MASK)
+        return NO_OWNER;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return NO_OWNER;
+    p++;
+    /* After ')': field 3 (state) is the 1st, field 22 (starttime) the 20th. */
+    for (int field = 3; field < 22; field++) {
+        while (*p == ' ')
+            p++;
+        while (*p && *p != ' ')
+            p++;
+        if (*p == 0)
+            return NO_OWNER;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long start = strtoull(p, &end, 10);
+    if (errno || end == p)
+        return NO_OWNER;
+    return (uint32_t)pid | (uint32_t)(start & TAG_MASK) << PID_BITS;
+}
+
+/* The calling thread's identity for last_tid: what PyThread_get_thread_ident()
+ * returns on Linux, without its extra call level. */
+static inline unsigned long thread_id(void)
+{
+    return (unsigned long)pthread_self();
+}
+
+static inline uint32_t owner_id(SemLockObject *s)
+{
+    if (s->foreign)
+        return NO_OWNER;
+    if (self_id == 0)
+        self_id = compute_self_id();
+    return self_id;
+}
+
+static inline void check_fork(SemLockObject *s)
+{
+    if (s->fork_gen != fork_generation) {
+        s->fork_gen = fork_generation;
+        s->count = 0;
+    }
+}
+
+/* ---- the shared region ---------------------------------------------------------------- */
+
+static void shm_init(semshm *m, int proto, int kind, int value, int maxvalue)
+{
+    m->version = SEMSHM_VERSION;
+    m->proto = (uint8_t)proto;
+    m->kind = (uint8_t)kind;
+    m->maxvalue = maxvalue;
+    m->pidns = self_pidns;
+    if (proto == PROTO_MUTEX)
+        atomic_store(&m->mutex, (uint64_t)(value ? 0 : NO_OWNER));
+    else
+        atomic_store(&m->sem, (uint64_t)(uint32_t)value);
+    atomic_store_explicit((_Atomic uint32_t *)&m->magic, SEMSHM_MAGIC, memory_order_release);
+}
+
+static semshm *shm_map(int fd)
+{
+    int flags = fd < 0 ? MAP_SHARED | MAP_ANONYMOUS : MAP_SHARED;
+    void *p = mmap(NULL, SEMSHM_SIZE, PROT_READ | PROT_WRITE, flags, fd, 0);
+    return p == MAP_FAILED ? NULL : (semshm *)p;
+}
+
+/* ---- named semaphores: files in a private directory ---------------------------------- */
+
+/* A named semaphore is a file in /dev/shm/gomp-sem-UID/ (or under
+ * $GOMP_SHM_DIR), named after the SemLock's name without its leading
+ * slashes. The directory keeps these names apart from every POSIX object:
+ * sem_open(3) and shm_open(3) names cannot contain a slash, so no POSIX
+ * semaphore (/dev/shm/sem.NAME) or shared memory segment (/dev/shm/NAME) can
+ * be one of these files. The directory must be a real directory owned by the
+ * user with no access for others (otherwise another user could plant or read
+ * files in it); it is opened once per operation (O_NOFOLLOW, checked with
+ * fstat) and the file is reached relative to that descriptor, so it cannot
+ * be swapped between the check and the use.
+ *
+ * These few system calls are made here, not in the Go core, on purpose:
+ * loading the Go runtime costs 2.5-5 ms and 2.5 MB in a process that would
+ * otherwise not need it (measured), and a spawned child that only unpickles a
+ * lock, the resource tracker that removes a leaked name, or a fork server
+ * whose preloaded __main__ makes a lock (the server must never start Go)
+ * would pay it just to open, create or remove a file. */
+
+#define SEM_NAME_MAX 255
+
+/* Checks and converts a SemLock name to its file name. Returns 0, or -1 with
+ * OSError (EINVAL, ENAMETOOLONG) set. */
+static int sem_file_name(PyObject *name, char out[SEM_NAME_MAX + 1])
+{
+    Py_ssize_t len;
+    const char *p = PyUnicode_AsUTF8AndSize(name, &len);
+    if (p == NULL)
+        return -1;
+    const char *end = p + len;
+    while (p < end && *p == '/')
+        p++;
+    size_t n = (size_t)(end - p);
+    int err = 0;
+    if (n == 0 || memchr(p, '/', n) || memchr(p, 0, n) || (n == 1 && p[0] == '.') ||
+        (n == 2 && p[0] == '.' && p[1] == '.'))
+        err = EINVAL;
+    else if (n > SEM_NAME_MAX)
+        err = ENAMETOOLONG;
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+        return -1;
+    }
+    memcpy(out, p, n);
+    out[n] = 0;
+    return 0;
+}
+
+/* Opens the directory of named semaphores, creating it if create. Returns a
+ * descriptor, or -1 with an exception set (FileNotFoundError naming the
+ * semaphore if the directory does not exist and !create). */
+static int sem_dir_open(int create, PyObject *name)
+{
+    char path[PATH_MAX];
+    const char *base = getenv("GOMP_SHM_DIR");
+    if (base == NULL || base[0] == 0)
+        base = "/dev/shm";
+    uid_t uid = geteuid();
+    if ((size_t)snprintf(path, sizeof path, "%s/gomp-sem-%u", base, (unsigned)uid) >= sizeof path) {
+        errno = ENAMETOOLONG;
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, base);
+        return -1;
+    }
+    for (int attempt = 0;; attempt++) {
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            struct stat st;
+            if (fstat(fd, &st) < 0) {
+                int e = errno;
+                close(fd);
+                errno = e;
+                PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+                return -1;
+            }
+            if (st.st_uid == uid && (st.st_mode & 077) == 0)
+                return fd;
+            close(fd);
+            PyErr_Format(PyExc_OSError,
+                         "gomp: refusing the semaphore directory %s: it must be owned by uid %u "
+                         "with mode 0700 (found owner %u, mode %04o); remove it or fix its "
+                         "permissions", path, (unsigned)uid, (unsigned)st.st_uid,
+                         (unsigned)(st.st_mode & 07777));
+            return -1;
+        }
+        if (errno == ELOOP || errno == ENOTDIR) {
+            PyErr_Format(PyExc_OSError,
+                         "gomp: refusing the semaphore directory %s: it is not a directory (a "
+                         "symlink or a file is in its place); remove it", path);
+            return -1;
+        }
+        if (errno == ENOENT && !create) {
+            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+            return -1;
+        }
+        if (errno != ENOENT || attempt > 0) {
+            PyErr_Format(PyExc_OSError, "gomp: cannot use the semaphore directory %s: %s", path,
+                         strerror(errno));
+            return -1;
+        }
+        if (mkdir(path, 0700) == 0)
+            chmod(path, 0700); /* the umask may have taken bits away */
+        else if (errno != EEXIST) {
+            PyErr_Format(PyExc_OSError, "gomp: cannot create the semaphore directory %s: %s",
+                         path, strerror(errno));
+            return -1;
+        }
+    }
+}
+
+/* Creates (create) or opens the file of a named semaphore and maps it.
+ * Returns the mapping, or NULL with an exception set; *created tells whether
+ * the file was made here (the caller initializes it). */
+static semshm *sem_file_map(PyObject *name, int create)
+{
+    char fname[SEM_NAME_MAX + 1];
+    if (sem_file_name(name, fname) < 0)
+        return NULL;
+    int dfd = sem_dir_open(create, name);
+    if (dfd < 0)
+        return NULL;
+    int flags = O_RDWR | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
+    int fd = openat(dfd, fname, flags, 0600);
+    semshm *m = NULL;
+    struct stat st;
+    if (fd < 0)
+        goto fail;
+    if (create) {
+        if (ftruncate(fd, SEMSHM_SIZE) < 0)
+            goto fail;
+    } else {
+        if (fstat(fd, &st) < 0)
+            goto fail;
+        if (!S_ISREG(st.st_mode) || st.st_size < SEMSHM_SIZE) {
+            errno = EINVAL;
+            goto fail;
+        }
+    }
+    if ((m = shm_map(fd)) == NULL)
+        goto fail;
+    close(fd);
+    close(dfd);
+    return m;
+fail:;
+    int e = errno;
+    if (fd >= 0) {
+        close(fd);
+        if (create)
+            unlinkat(dfd, fname, 0);
+    }
+    close(dfd);
+    errno = e;
+    PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+    return NULL;
+}
+
+/* Removes the file of a named semaphore; 0, or -1 with an exception set. */
+static int sem_file_unlink(PyObject *name)
+{
+    char fname[SEM_NAME_MAX + 1];
+    if (sem_file_name(name, fname) < 0)
+        return -1;
+    int dfd = sem_dir_open(0, name);
+    if (dfd < 0)
+        return -1;
+    int r = unlinkat(dfd, fname, 0);
+    int e = errno;
+    close(dfd);
+    if (r < 0) {
+        errno = e;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *new_semlock(PyTypeObject *type, semshm *m, PyObject *name)
+{
+    SemLockObject *s = (SemLockObject *)type->tp_alloc(type, 0);
+    if (s == NULL) {
+        munmap(m, SEMSHM_SIZE);
+        return NULL;
+    }
+    s->shm = m;
+    s->kind = m->kind;
+    s->maxvalue = m->maxvalue;
+    s->proto = m->proto;
+    s->foreign = m->pidns != self_pidns;
+    s->fork_gen = fork_generation;
+    s->count = 0;
+    s->last_tid = 0;
+    s->name = Py_NewRef(name);
+    return (PyObject *)s;
+}
+
+static PyObject *semlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"kind", "value", "maxvalue", "name", "unlink", "robust", NULL};
+    int kind, value, maxvalue, unlink, robust = 0;
+    PyObject *name;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iiiUp|$p:SemLock", kwlist, &kind, &value,
+                                     &maxvalue, &name, &unlink, &robust))
+        return NULL;
+    if (kind != RECURSIVE_MUTEX && kind != SEMAPHORE) {
+        PyErr_SetString(PyExc_ValueError, "unrecognized kind");
+        return NULL;
+    }
+    if (value < 0) {
+        PyErr_Format(PyExc_ValueError, "semaphore initial value must be >= 0, not %d", value);
+        return NULL;
+    }
+    int proto = (kind == RECURSIVE_MUTEX || robust) ? PROTO_MUTEX : PROTO_SEM;
+    if (proto == PROTO_MUTEX && (maxvalue != 1 || value > 1)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "a lock (recursive or robust SemLock) needs value 0 or 1 and maxvalue 1");
+        return NULL;
+    }
+    if (self_pidns == 0)
+        self_pidns = read_pidns();
+
+    semshm *m;
+    if (unlink) {
+        /* Shared only by inheritance (fork): an anonymous shared mapping, no
+         * name to create and remove, and no need for the Go core. */
+        if ((m = shm_map(-1)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        shm_init(m, proto, kind, value, maxvalue);
+        return new_semlock(type, m, Py_None);
+    }
+    if ((m = sem_file_map(name, 1)) == NULL)
+        return NULL;
+    shm_init(m, proto, kind, value, maxvalue);
+    return new_semlock(type, m, name);
+}
+
+static void semlock_dealloc(SemLockObject *s)
+{
+    if (s->shm != NULL)
+        munmap(s->shm, SEMSHM_SIZE);
+    Py_XDECREF(s->name);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+/* _rebuild(handle, kind, maxvalue, name): attach to the named semaphore (in a
+ * spawned or forkserver child that unpickled it). */
+static PyObject *semlock_rebuild(PyObject *cls, PyObject *args)
+{
+    PyObject *handle, *name;
+    int kind, maxvalue;
+    if (!PyArg_ParseTuple(args, "OiiO:_rebuild", &handle, &kind, &maxvalue, &name))
+        return NULL;
+    if (name == Py_None) {
+        PyErr_SetString(PyExc_ValueError,
+                        "cannot rebuild an unnamed SemLock: it was made for the fork start "
+                        "method and is shared by inheritance only");
+        return NULL;
+    }
+    if (!PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "SemLock name must be str, not %.100s",
+                     Py_TYPE(name)->tp_name);
+        return NULL;
+    }
+    if (self_pidns == 0)
+        self_pidns = read_pidns();
+    semshm *m = sem_file_map(name, 0);
+    if (m == NULL)
+        return NULL;
+    uint32_t magic = atomic_load_explicit((_Atomic uint32_t *)&m->magic, memory_order_acquire);
+    const char *bad = NULL;
+    if (magic != SEMSHM_MAGIC || m->version != SEMSHM_VERSION ||
+        (m->proto != PROTO_SEM && m->proto != PROTO_MUTEX))
+        bad = "is not a gomp semaphore of this version";
+    else if (m->kind != kind || m->maxvalue != maxvalue)
+        bad = "has another kind or maxvalue than the pickled SemLock";
+    if (bad != NULL) {
+        munmap(m, SEMSHM_SIZE);
+        PyErr_Format(PyExc_ValueError, "the semaphore %R %s", name, bad);
+        return NULL;
+    }
+    return new_semlock((PyTypeObject *)cls, m, name);
+}
+
+/* ---- acquire ----------------------------------------------------------------------------- */
+
+static inline int try_acquire(SemLockObject *s, uint32_t id)
+{
+    semshm *m = s->shm;
+    if (s->proto == PROTO_MUTEX) {
+        uint64_t w = atomic_load_explicit(&m->mutex, memory_order_relaxed);
+        return MUTEX_OWNER(w) == 0 &&
+               atomic_compare_exchange_strong_explicit(&m->mutex, &w, (w & ~LOW_HALF) | id,
+                                                       memory_order_acquire, memory_order_relaxed);
+    }
+    uint64_t w = atomic_load_explicit(&m->sem, memory_order_relaxed);
+    while (SEM_VALUE(w) != 0) {
+        if (atomic_compare_exchange_weak_explicit(&m->sem, &w, w - 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return 1;
+    }
+    return 0;
+}
+
+/* ---- sleeping and waking -------------------------------------------------------------------
+ *
+ * Waits sleep on the shared word with futex(2) (shared futexes: no
+ * FUTEX_PRIVATE_FLAG, so waiters in other processes that map the page are
+ * woken), in slices run by gomp_run() with the GIL released. Measured on the
+ * 2-core VM (tests_py/bench/bench_sync.py cases, each figure the median of 5-7
+ * interleaved runs of fresh interpreters):
+ *
+ *  - Sleep and wake here, not in the Go core. A round trip through two
+ *    semaphores between two processes (each side waking the other, then
+ *    sleeping) took 3.7 us with the stdlib, 6.2 us with the sleep and the
+ *    wake in Go, 4.0 us with both here; a Barrier(2) pass 22 / 57 / 28 us.
+ *    Every entry of a C thread into an idle Go runtime, and every blocking
+ *    system call made from Go, wakes the runtime's sysmon thread, which then
+ *    polls every 20 us for about a millisecond (strace: 15,700 nanosleeps for
+ *    50,000 round trips): a context switch and CPU time taken from the other
+ *    process at each hand-off.
+ *  - Sleepers are counted in the high half of the word, for the mutex too
+ *    (rather than Drepper's "waiters" bit, which a woken waiter must keep
+ *    set and which then costs a needless wake per contended episode): futex
+ *    wakes per Barrier(2) pass fell from 3.9 to 2.9 (stdlib: 2.6), the pass
+ *    from 25 to 23 us. The price: a sleeper killed while registered leaves
+ *    the count raised, and each later release makes one needless wake call
+ *    (glibc's semaphores behave the same); correctness is not affected.
+ *  - No spinning before sleeping. Spinning 200-1000 loads made the round trip
+ *    three to five times faster when both processes had a core, but a
+ *    Barrier(2) pass 1.2x slower and erratic (9 to 60 us), and gave nothing
+ *    to two processes contending for a Lock: on a loaded machine a spinner
+ *    takes the CPU that the holder needs.
+ *
+ * What does need judgement, whether the owner of a lock is dead (reading
+ * /proc), stays in Go (gomp/semlock) and is asked at most once per slice,
+ * after the first one: a wait shorter than a slice never loads the Go
+ * runtime at all. */
+
+/* The waiting step asks the caller to load the Go core (with the GIL held)
+ * and to call again: it needs the core to check an owner. */
+#define SYNC_NEED_CORE (-300001)
+
+typedef struct {
+    semshm *shm;
+    uint32_t id;
+    int check_owner;
+    int calls;
+    const gomp_deadline *d;
+} wait_ctx;
+
+/* The end of this slice as an absolute CLOCK_MONOTONIC time: gomp_run's
+ * slice (ms, rounded up), cut to the deadline, so that a timeout is honoured
+ * to the microsecond rather than to the next millisecond. */
+static struct timespec slice_end(const wait_ctx *w, int ms)
+{
+    struct timespec now, end;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double t = (double)now.tv_sec + now.tv_nsec * 1e-9 + ms * 1e-3;
+    if (!w->d->infinite && w->d->end < t)
+        t = w->d->end;
+    end.tv_sec = (time_t)t;
+    end.tv_nsec = (long)((t - (double)end.tv_sec) * 1e9);
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    } else if (end.tv_nsec < 0)
+        end.tv_nsec = 0;
+    return end;
+}
+
+/* Sleeps while *addr == val, until woken or the absolute CLOCK_MONOTONIC
+ * time end. Returns 0 (woken, or the word had changed: look again),
+ * ETIMEDOUT or EINTR. */
+static int futex_wait_until(void *addr, uint32_t val, const struct timespec *end)
+{
+    long r = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, val, end, NULL, FUTEX_BITSET_MATCH_ANY);
+    if (r == 0 || errno == EAGAIN)
+        return 0;
+    return errno == ETIMEDOUT ? ETIMEDOUT : EINTR;
+}
+
+static void futex_wake(void *addr, int n)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+/* The low half of a 64-bit word (a semaphore's value, a mutex's owner): the
+ * futex word. Little-endian machines (x86-64, arm64) put it first. */
+static inline void *low_half(_Atomic uint64_t *w)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (void *)w;
+#else
+    return (char *)w + 4;
+#endif
+}
+
+#define SEM_WAITER ((uint64_t)1 << 32)
+
+/* One slice of waiting for a token of a counting semaphore: registered as a
+ * sleeper (high half of the word) while it may sleep, so that a releaser
+ * knows to wake it; the token is taken and the registration dropped in one
+ * CAS. Returns 0 with the token, or GOMP_EAGAIN when the slice ended. */
+static int64_t sem_step(void *c, int ms)
+{
+    wait_ctx *w = c;
+    _Atomic uint64_t *word = &w->shm->sem;
+    struct timespec end = slice_end(w, ms);
+    atomic_fetch_add(word, SEM_WAITER);
+    for (;;) {
+        uint64_t v = atomic_load(word);
+        if (SEM_VALUE(v) != 0) {
+            if (atomic_compare_exchange_weak(word, &v, v - 1 - SEM_WAITER))
+                return 0;
+            continue;
+        }
+        if (futex_wait_until(low_half(word), 0, &end) != 0)
+            break;
+    }
+    atomic_fetch_sub(word, SEM_WAITER);
+    return GOMP_EAGAIN;
+}
+
+/* One slice of waiting for an owner-tracked mutex: registered as a sleeper
+ * (high half of the word) while it may sleep, as for a semaphore; the lock is
+ * taken and the registration dropped in one CAS. From the second slice on,
+ * an owner found dead (by the Go core) is replaced by this process: the
+ * result is then the dead owner's id (> 0). Returns 0 when taken,
+ * GOMP_EAGAIN when the slice ended, SYNC_NEED_CORE to have the core loaded. */
+static int64_t mutex_step(void *c, int ms)
+{
+    wait_ctx *w = c;
+    _Atomic uint64_t *word = &w->shm->mutex;
+    int check = w->check_owner && w->calls++ > 0;
+    if (check && !gomp_core_ok) {
+        w->calls--;
+        return SYNC_NEED_CORE;
+    }
+    struct timespec end = slice_end(w, ms);
+    atomic_fetch_add(word, SEM_WAITER);
+    for (;;) {
+        uint64_t v = atomic_load(word);
+        uint32_t owner = MUTEX_OWNER(v);
+        if (owner == 0) {
+            if (atomic_compare_exchange_weak(word, &v, ((v & ~LOW_HALF) | w->id) - SEM_WAITER))
+                return 0;
+            continue;
+        }
+        if (check) {
+            check = 0;
+            if (gomp_core.owner_alive(owner) == 0) {
+                if (atomic_compare_exchange_strong(word, &v,
+                                                   ((v & ~LOW_HALF) | w->id) - SEM_WAITER))
+                    return owner;
+                continue;
+            }
+        }
+        if (futex_wait_until(low_half(word), (uint32_t)v, &end) != 0)
+            break;
+    }
+    atomic_fetch_sub(word, SEM_WAITER);
+    return GOMP_EAGAIN;
+}
+
+/* Releases the word (count bookkeeping is the caller's). Returns 0, or -1
+ * with ValueError if it was not held. */
+static int release_word(SemLockObject *s);
+
+static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                         int *blocking, PyObject **timeout)
+{
+    PyObject *block_obj = NULL;
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "acquire() takes at most 2 arguments (%zd given)", nargs);
+        return -1;
+    }
+    if (nargs > 0)
+        block_obj = args[0];
+    if (nargs > 1)
+        *timeout = args[1];
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        PyObject *v = args[nargs + i];
+        if (PyUnicode_CompareWithASCIIString(k, "block") == 0 && nargs < 1)
+            block_obj = v;
+        else if (PyUnicode_CompareWithASCIIString(k, "timeout") == 0 && nargs < 2)
+            *timeout = v;
+        else {
+            PyErr_Format(PyExc_TypeError, "acquire() got an unexpected or repeated keyword "
+                                          "argument '%U'", k);
+            return -1;
+        }
+    }
+    if (block_obj != NULL) {
+        int b = PyObject_IsTrue(block_obj);
+        if (b < 0)
+            return -1;
+        *blocking = b;
+    }
+    return 0;
+}
+
+static PyObject *acquired_after_owner_died(SemLockObject *s, int64_t dead);
+
+/* The part of acquire() that may wait, out of line so that the fast path
+ * stays small. */
+static PyObject *__attribute__((noinline))
+acquire_slow(SemLockObject *s, uint32_t id, int blocking, PyObject *timeout)
+{
+    if (!blocking)
+        Py_RETURN_FALSE;
+    gomp_deadline d;
+    if (timeout != Py_None) {
+        double t = PyFloat_AsDouble(timeout);
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (isnan(t)) {
+            PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
+            return NULL;
+        }
+        if (t <= 0)
+            Py_RETURN_FALSE; /* tried once already, as sem_timedwait with a past deadline does */
+        gomp_deadline_set(&d, t);
+    } else
+        gomp_deadline_set(&d, -1);
+    wait_ctx w = {s->shm, id, !s->foreign && id != NO_OWNER, 0, &d};
+    int64_t r;
+    while ((r = gomp_run(s->proto == PROTO_MUTEX ? mutex_step : sem_step, &w, &d, 0)) ==
+           SYNC_NEED_CORE) {
+        if (gomp_core_ready() < 0)
+            return NULL;
+    }
+    if (r == GOMP_TIMEDOUT)
+        Py_RETURN_FALSE;
+    if (r == GOMP_EPYERR)
+        return NULL;
+    if (r < 0)
+        return gomp_set_error(r);
+    if (r > 0)
+        return acquired_after_owner_died(s, r);
+    s->count++;
+    s->last_tid = thread_id();
+    Py_RETURN_TRUE;
+}
+
+static PyObject *semlock_acquire(SemLockObject *s, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames)
+{
+    int blocking = 1;
+    PyObject *timeout = Py_None;
+    if (nargs == 1 && kwnames == NULL && PyBool_Check(args[0]))
+        blocking = args[0] == Py_True; /* acquire(False): Condition and Event do it a lot */
+    else if ((nargs || kwnames) && parse_acquire(args, nargs, kwnames, &blocking, &timeout) < 0)
+        return NULL;
+    check_fork(s);
+    unsigned long tid = thread_id();
+    if (s->kind == RECURSIVE_MUTEX && s->count > 0 && s->last_tid == tid) {
+        if (s->count == INT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "recursive lock acquired too many times");
+            return NULL;
+        }
+        s->count++;
+        Py_RETURN_TRUE;
+    }
+    uint32_t id = s->proto == PROTO_MUTEX ? owner_id(s) : 0;
+    if (__builtin_expect(!try_acquire(s, id), 0))
+        return acquire_slow(s, id, blocking, timeout);
+    s->count++;
+    s->last_tid = tid;
+    Py_RETURN_TRUE;
+}
+
+/* A waiter found the owner of a Lock or RLock dead and took the lock over:
+ * the call succeeds and warns (OwnerDiedWarning). If warnings are errors,
+ * the lock is released again before the exception propagates, so that it
+ * is not left held by a caller that never got True. */
+static PyObject *acquired_after_owner_died(SemLockObject *s, int64_t dead)
+{
+    s->count++;
+    s->last_tid = thread_id();
+    if (PyErr_WarnFormat(OwnerDiedWarning, 1,
+                         "the process %d that held this %s died without releasing it; "
+                         "the lock was taken over and the data it protects may be inconsistent",
+                         (int)(dead & PID_MASK), s->kind == RECURSIVE_MUTEX ? "RLock" : "Lock") < 0) {
+        s->count--;
+#if PY_VERSION_HEX >= 0x030C0000
+        PyObject *exc = PyErr_GetRaisedException();
+        release_word(s);
+        PyErr_Clear();
+        PyErr_SetRaisedException(exc);
+#else
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        release_word(s);
+        PyErr_Clear();
+        PyErr_Restore(et, ev, tb);
+#endif
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
+/* ---- release ----------------------------------------------------------------------------- */
+
+static void wake_one(SemLockObject *s)
+{
+    futex_wake(low_half(s->proto == PROTO_MUTEX ? &s->shm->mutex : &s->shm->sem), 1);
+}
+
+static int release_word(SemLockObject *s)
+{
+    semshm *m = s->shm;
+    if (s->proto == PROTO_MUTEX) {
+        uint64_t w = atomic_load_explicit(&m->mutex, memory_order_relaxed);
+        do {
+            if (MUTEX_OWNER(w) == 0) {
+                PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
+                return -1;
+            }
+        } while (!atomic_compare_exchange_weak_explicit(&m->mutex, &w, w & ~LOW_HALF,
+                                                        memory_order_release,
+                                                        memory_order_relaxed));
+        if (SEM_WAITERS(w) != 0)
+            wake_one(s);
+        return 0;
+    }
+    uint64_t w = atomic_load_explicit(&m->sem, memory_order_relaxed);
+    for (;;) {
+        if ((int64_t)SEM_VALUE(w) >= (int64_t)s->maxvalue) {
+            PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
+            return -1;
+        }
+        if (atomic_compare_exchange_weak_explicit(&m->sem, &w, w + 1, memory_order_release,
+                                                  memory_order_relaxed))
+            break;
+    }
+    if (SEM_WAITERS(w) != 0)
+        wake_one(s);
+    return 0;
+}
+
+static PyObject *semlock_release(SemLockObject *s, PyObject *unused)
+{
+    check_fork(s);
+    if (s->kind == RECURSIVE_MUTEX) {
+        if (!(s->count > 0 && s->last_tid == thread_id())) {
+            PyErr_SetString(PyExc_AssertionError,
+                            "attempt to release recursive lock not owned by thread");
+            return NULL;
+        }
+        if (s->count > 1) {
+            s->count--;
+            Py_RETURN_NONE;
+        }
+    }
+    if (release_word(s) < 0)
+        return NULL;
+    s->count--;
+    Py_RETURN_NONE;
+}
+
+static PyObject *semlock_enter(SemLockObject *s, PyObject *unused)
+{
+    return semlock_acquire(s, NULL, 0, NULL);
+}
+
+static PyObject *semlock_exit(SemLockObject *s, PyObject *const *args, Py_ssize_t nargs)
+{
+    return semlock_release(s, NULL);
+}
+
+/* ---- introspection ----------------------------------------------------------------------- */
+
+static PyObject *semlock_count(SemLockObject *s, PyObject *unused)
+{
+    check_fork(s);
+    return PyLong_FromLong(s->count);
+}
+
+static PyObject *semlock_is_mine(SemLockObject *s, PyObject *unused)
+{
+    check_fork(s);
+    return PyBool_FromLong(s->count > 0 && s->last_tid == thread_id());
+}
+
+static long get_value(SemLockObject *s)
+{
+    if (s->proto == PROTO_MUTEX)
+        return MUTEX_OWNER(atomic_load(&s->shm->mutex)) == 0;
+    return (long)SEM_VALUE(atomic_load(&s->shm->sem));
+}
+
+static PyObject *semlock_get_value(SemLockObject *s, PyObject *unused)
+{
+    return PyLong_FromLong(get_value(s));
+}
+
+static PyObject *semlock_is_zero(SemLockObject *s, PyObject *unused)
+{
+    return PyBool_FromLong(get_value(s) == 0);
+}
+
+static PyObject *semlock_after_fork(SemLockObject *s, PyObject *unused)
+{
+    s->count = 0;
+    s->fork_gen = fork_generation;
+    Py_RETURN_NONE;
+}
+
+/* _owner() -> pid of the process holding the lock, 0 if it is free, -1 if
+ * the owner is unknown (locked from another pid namespace, or made locked);
+ * None for a counting semaphore, which has no owner. */
+static PyObject *semlock_owner(SemLockObject *s, PyObject *unused)
+{
+    if (s->proto != PROTO_MUTEX)
+        Py_RETURN_NONE;
+    uint32_t w = MUTEX_OWNER(atomic_load(&s->shm->mutex));
+    if (w == 0)
+        return PyLong_FromLong(0);
+    if ((w & PID_MASK) == 0)
+        return PyLong_FromLong(-1);
+    return PyLong_FromLong((long)(w & PID_MASK));
+}
+
+static PyObject *semlock_get_handle(SemLockObject *s, void *closure)
+{
+    return PyLong_FromVoidPtr(s->shm);
+}
+
+static PyObject *semlock_get_name(SemLockObject *s, void *closure)
+{
+    return Py_NewRef(s->name);
+}
+
+static PyObject *semlock_get_kind(SemLockObject *s, void *closure)
+{
+    return PyLong_FromLong(s->kind);
+}
+
+static PyObject *semlock_get_maxvalue(SemLockObject *s, void *closure)
+{
+    return PyLong_FromLong(s->maxvalue);
+}
+
+static PyObject *semlock_get_robust(SemLockObject *s, void *closure)
+{
+    return PyBool_FromLong(s->proto == PROTO_MUTEX);
+}
+
+/* The buffer protocol exposes the USER_SIZE spare bytes of the shared region
+ * (zeros at creation): gomp.synchronize.Barrier keeps its state there. A
+ * memoryview holds a reference to the SemLock, so the mapping outlives it. */
+static int semlock_getbuffer(SemLockObject *s, Py_buffer *view, int flags)
+{
+    return PyBuffer_FillInfo(view, (PyObject *)s, s->shm->user, USER_SIZE, 0, flags);
+}
+
+static PyBufferProcs semlock_as_buffer = {(getbufferproc)semlock_getbuffer, NULL};
+
+static PyMethodDef semlock_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))semlock_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire(block=True, timeout=None) -> bool: acquire the semaphore/lock."},
+    {"release", (PyCFunction)semlock_release, METH_NOARGS, "release(): release the semaphore/lock."},
+    {"__enter__", (PyCFunction)semlock_enter, METH_NOARGS, "acquire the semaphore/lock."},
+    {"__exit__", (PyCFunction)(void (*)(void))semlock_exit, METH_FASTCALL,
+     "release the semaphore/lock."},
+    {"_count", (PyCFunction)semlock_count, METH_NOARGS,
+     "number of acquire()s minus release()s through this object in this process."},
+    {"_is_mine", (PyCFunction)semlock_is_mine, METH_NOARGS,
+     "whether this thread acquired it last and it is held."},
+    {"_get_value", (PyCFunction)semlock_get_value, METH_NOARGS, "the value of the semaphore."},
+    {"_is_zero", (PyCFunction)semlock_is_zero, METH_NOARGS, "whether the value is zero."},
+    {"_after_fork", (PyCFunction)semlock_after_fork, METH_NOARGS,
+     "reset the acquisition count (done automatically in a forked child)."},
+    {"_owner", (PyCFunction)semlock_owner, METH_NOARGS,
+     "pid of the process holding a Lock/RLock (0: free, -1: unknown); None for a semaphore."},
+    {"_rebuild", (PyCFunction)semlock_rebuild, METH_VARARGS | METH_CLASS,
+     "_rebuild(handle, kind, maxvalue, name): attach to a named semaphore."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef semlock_getset[] = {
+    {"handle", (getter)semlock_get_handle, NULL, "address of the shared region in this process",
+     NULL},
+    {"kind", (getter)semlock_get_kind, NULL, "RECURSIVE_MUTEX (0) or SEMAPHORE (1)", NULL},
+    {"maxvalue", (getter)semlock_get_maxvalue, NULL, "the largest value release() allows", NULL},
+    {"name", (getter)semlock_get_name, NULL, "the name, or None if unlinked at creation", NULL},
+    {"robust", (getter)semlock_get_robust, NULL,
+     "whether it is an owner-tracked lock (RLock, or a Lock made with robust=True)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject SemLockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gomp._multiprocessing.SemLock",
+    .tp_basicsize = sizeof(SemLockObject),
+    .tp_dealloc = (destructor)semlock_dealloc,
+    .tp_as_buffer = &semlock_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "SemLock(kind, value, maxvalue, name, unlink, *, robust=False)\n\n"
+              "A semaphore (kind SEMAPHORE) or recursive lock (kind RECURSIVE_MUTEX) in shared\n"
+              "memory, as _multiprocessing.SemLock. With unlink=True it has no name and is\n"
+              "shared by fork only; otherwise spawned children re-attach to it by name.\n"
+              "robust=True makes a SEMAPHORE with maxvalue 1 an owner-tracked lock (as RLock\n"
+              "always is): if its holder dies, a waiter takes it over (OwnerDiedWarning).",
+    .tp_methods = semlock_methods,
+    .tp_getset = semlock_getset,
+    .tp_new = semlock_new,
+};
+
+/* ---- module functions -------------------------------------------------------------------- */
+
+static PyObject *m_sem_unlink(PyObject *self, PyObject *name)
+{
+    if (!PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "sem_unlink() argument must be str, not %.100s",
+                     Py_TYPE(name)->tp_name);
+        return NULL;
+    }
+    if (sem_file_unlink(name) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *m_sem_owner_alive(PyObject *self, PyObject *arg)
+{
+    unsigned long id = PyLong_AsUnsignedLong(arg);
+    if (id == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (gomp_core_ready() < 0)
+        return NULL;
+    return PyBool_FromLong(gomp_core.owner_alive((uint32_t)id) > 0);
+}
+
+static PyObject *m_sem_self_id(PyObject *self, PyObject *noargs)
+{
+    if (self_id == 0)
+        self_id = compute_self_id();
+    return PyLong_FromUnsignedLong(self_id);
+}
+
+static PyMethodDef sync_methods[] = {
+    {"sem_unlink", m_sem_unlink, METH_O, "sem_unlink(name): remove the name of a named SemLock."},
+    {"_sem_owner_alive", m_sem_owner_alive, METH_O,
+     "_sem_owner_alive(id) -> bool: whether a lock owner id may still be running (tests)."},
+    {"_sem_self_id", m_sem_self_id, METH_NOARGS,
+     "_sem_self_id() -> int: this process's lock owner id (tests)."},
+    {NULL, NULL, 0, NULL},
+};
+
+int gomp_sync_init(PyObject *m)
+{
+    if (PyType_Ready(&SemLockType) < 0)
+        return -1;
+    PyObject *v = PyLong_FromLong(GOMP_SEM_VALUE_MAX);
+    if (v == NULL || PyDict_SetItemString(SemLockType.tp_dict, "SEM_VALUE_MAX", v) < 0) {
+        Py_XDECREF(v);
+        return -1;
+    }
+    Py_DECREF(v);
+    PyType_Modified(&SemLockType);
+    OwnerDiedWarning = PyErr_NewExceptionWithDoc(
+        "gomp.synchronize.OwnerDiedWarning",
+        "A process died while holding a gomp Lock or RLock; the waiter that got the lock\n"
+        "next took it over. The data the lock protects may be inconsistent.",
+        PyExc_RuntimeWarning, NULL);
+    if (OwnerDiedWarning == NULL)
+        return -1;
+    if (pthread_atfork(NULL, NULL, sync_atfork_child) != 0) {
+        PyErr_SetString(PyExc_ImportError, "gomp: pthread_atfork failed");
+        return -1;
+    }
+    if (PyModule_AddObjectRef(m, "SemLock", (PyObject *)&SemLockType) < 0 ||
+        PyModule_AddObjectRef(m, "OwnerDiedWarning", OwnerDiedWarning) < 0 ||
+        PyModule_AddIntConstant(m, "SEM_VALUE_MAX", GOMP_SEM_VALUE_MAX) < 0)
+        return -1;
+    return PyModule_AddFunctions(m, sync_methods);
+}
