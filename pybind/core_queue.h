@@ -30,8 +30,8 @@ typedef struct {
 
 #define GOMPCORE_QUEUE_FUNCS(X)                                                   \
     X(int64_t, queue_new, (int64_t capacity, int64_t maxsize, int64_t flags,      \
-                           int64_t *fd))                                          \
-    X(int64_t, queue_open, (int fd))                                              \
+                           int64_t *fd, int64_t *efd))                            \
+    X(int64_t, queue_open, (int fd, int efd))                                     \
     X(int64_t, queue_release, (int64_t h))                                        \
     X(int64_t, queue_put, (int64_t h, const void *buf, int64_t n, gomp_qput *st,  \
                            int slice_ms))                                         \

@@ -50,25 +50,29 @@ func saveGet(st *C.gomp_qget, s queue.GetState) {
 }
 
 // gompcore_queue_new creates a queue ring of capacity bytes (maxsize > 0:
-// bounded; flags: queue.Flag*), stores its memfd in *fd and returns a handle.
+// bounded; flags: queue.Flag*), stores its memfd (the caller's) in *fd and
+// its readiness eventfd (the handle's: closed with it) in *efd, and returns
+// a handle.
 //
 //export gompcore_queue_new
-func gompcore_queue_new(capacity, maxsize, flags C.int64_t, fd *C.int64_t) (ret C.int64_t) {
+func gompcore_queue_new(capacity, maxsize, flags C.int64_t, fd, efd *C.int64_t) (ret C.int64_t) {
 	defer recoverPanic(&ret)
-	h, f, err := queue.New(uint64(capacity), int64(maxsize), uint32(flags))
+	h, f, e, err := queue.New(uint64(capacity), int64(maxsize), uint32(flags))
 	if err != nil {
 		return qcode(err)
 	}
 	*fd = C.int64_t(f)
+	*efd = C.int64_t(e)
 	return C.int64_t(h)
 }
 
-// gompcore_queue_open attaches the ring in fd and returns a handle.
+// gompcore_queue_open attaches the ring in fd with the queue's eventfd efd
+// (owned by the handle once this succeeds) and returns a handle.
 //
 //export gompcore_queue_open
-func gompcore_queue_open(fd C.int) (ret C.int64_t) {
+func gompcore_queue_open(fd, efd C.int) (ret C.int64_t) {
 	defer recoverPanic(&ret)
-	h, err := queue.Open(int(fd))
+	h, err := queue.Open(int(fd), int(efd))
 	if err != nil {
 		return qcode(err)
 	}
@@ -271,8 +275,9 @@ func gompcore_queue_join(h C.int64_t, sliceMs C.int) (ret C.int64_t) {
 	return qcode(q.Ring().Join(queueSlice(sliceMs)))
 }
 
-// gompcore_queue_watch returns an eventfd of this process that is readable
-// while the ring holds a record (made on first use; see gomp/queue/watch.go).
+// gompcore_queue_watch returns the queue's eventfd (this handle's copy),
+// readable while the ring holds a record, and counts the handle as a
+// watcher (see gomp/queue/watch.go).
 //
 //export gompcore_queue_watch
 func gompcore_queue_watch(h C.int64_t) (ret C.int64_t) {
@@ -288,7 +293,7 @@ func gompcore_queue_watch(h C.int64_t) (ret C.int64_t) {
 	return C.int64_t(fd)
 }
 
-// gompcore_queue_unwatch stops h's watch: its eventfd is closed.
+// gompcore_queue_unwatch uncounts h as a watcher (the eventfd stays open).
 //
 //export gompcore_queue_unwatch
 func gompcore_queue_unwatch(h C.int64_t) (ret C.int64_t) {

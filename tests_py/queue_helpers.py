@@ -150,6 +150,11 @@ def take_from_reader(q, out, n):
     out.put((got, ids.get(q._reader.fileno()), sorted(ids.values())))
 
 
+def report_eventfd(q, out):
+    """In a child: report the eventfd-id of the queue's reader descriptor."""
+    out.put(eventfd_ids()[q._reader.fileno()])
+
+
 # Targets of concurrent.futures workers.
 
 def cf_square(x):

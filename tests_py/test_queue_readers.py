@@ -32,17 +32,6 @@ def readable(fd, timeout=0):
     return bool(select.select([fd], [], [], timeout)[0])
 
 
-def eventfds():
-    n = 0
-    for f in os.listdir("/proc/self/fd"):
-        try:
-            if "eventfd" in os.readlink("/proc/self/fd/" + f):
-                n += 1
-        except OSError:
-            pass
-    return n
-
-
 # ---- API -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -54,7 +43,7 @@ def test_reader_follows_the_queue(kind):
     assert wait([r], 0) == [] and not r.poll() and not readable(fd)
     q.put("a")
     q.put(("b", 2))
-    # Readable at once after a put of this process (fileno() refreshes).
+    # Readable as soon as the put returns (the put wrote the eventfd).
     assert wait([r], 0) == [r] and r.poll() and readable(fd)
     assert r.recv() == "a"
     assert readable(fd) and r.poll(0)  # one item left
@@ -131,47 +120,67 @@ def test_selectors_and_select_across_threads():
 def test_closed_reader(kind):
     q = make(kind)
     r = q._reader
-    r.fileno()
-    n = eventfds()
+    fd = r.fileno()
+    mine = H.eventfd_ids()[fd]
     r.close()
     assert r.closed
     for call in (r.fileno, r.recv, r.poll, r.recv_bytes):
         with pytest.raises(OSError):
             call()
-    # The watch goroutine closes its eventfd (at once, or within a second).
-    deadline = time.monotonic() + 5
-    while eventfds() >= n and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert eventfds() == n - 1
+    # The eventfd is the queue's: it goes with the queue.
+    assert mine in H.eventfd_ids().values()
+    del q
+    assert mine not in H.eventfd_ids().values()
 
 
 def test_closed_queue_and_dropped_queue_release_the_descriptor():
     q = gomp.Queue()
-    q._reader.fileno()
-    base = eventfds()
+    fd = q._reader.fileno()
+    mine = H.eventfd_ids()[fd]
     q.close()
     with pytest.raises(OSError):
         q._reader.fileno()
+    del q
+    assert mine not in H.eventfd_ids().values()
+    # (eventfd ids are reused once free: the ten below are checked apart.)
     qs = [gomp.SimpleQueue() for _ in range(10)]
-    for s in qs:
-        s._reader.fileno()
-    assert eventfds() >= base - 1 + 10
+    fds = [s._reader.fileno() for s in qs]
+    ids = [H.eventfd_ids()[fd] for fd in fds]
+    assert len(set(ids)) == 10
     r = qs[0]._reader
-    del qs, s
+    del qs
     with pytest.raises(OSError):
         r.fileno()  # its queue is gone
-    deadline = time.monotonic() + 5
-    while eventfds() > base - 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert eventfds() == base - 1
+    assert not set(ids) & set(H.eventfd_ids().values())
 
 
-def test_processes_that_do_not_ask_have_no_descriptor():
-    base = eventfds()
-    q = gomp.SimpleQueue()
-    q.put(1)
-    assert q.get() == 1 and q.empty()
-    assert eventfds() == base
+@pytest.mark.parametrize("method", METHODS)
+def test_one_eventfd_per_queue_shared_by_its_processes(method):
+    code = '''
+        import sys
+        import gomp
+        from gomp import _gomp
+        from queue_helpers import eventfd_ids, report_eventfd
+        if __name__ == "__main__":
+            ctx = gomp.get_context(sys.argv[1])
+            _gomp._core_load()
+            base = len(eventfd_ids())  # the Go runtime's own
+            q = ctx.SimpleQueue()
+            q.put(1)
+            assert q.get() == 1 and q.empty() and q._reader.poll() is False
+            # One eventfd per queue, the same whether anyone watches or not.
+            assert len(eventfd_ids()) == base + 1, (eventfd_ids(), base)
+            fd = q._reader.fileno()
+            assert len(eventfd_ids()) == base + 1 and q._reader.fileno() == fd
+            out = ctx.SimpleQueue()
+            p = ctx.Process(target=report_eventfd, args=(q, out))
+            p.start()
+            assert out.get() == eventfd_ids()[fd]  # the child has the same one
+            p.join()
+            assert p.exitcode == 0
+            print("ok")
+    '''
+    assert run_python(code, method).stdout.strip() == "ok"
 
 
 # ---- other processes -------------------------------------------------------------------------
@@ -274,11 +283,12 @@ def test_several_consumer_processes(method):
         assert c.exitcode == 0
     got = sorted(x for items, _, _ in results for x in items)
     assert got == list(range(200))
+    # One descriptor for all: the queue's eventfd.
     ids = [mine for _, mine, _ in results]
-    assert None not in ids and ids[0] != ids[1]
+    assert ids == [H.eventfd_ids()[q._reader.fileno()]] * 2
 
 
-def test_fork_child_makes_its_own_descriptor():
+def test_fork_child_shares_the_descriptor():
     ctx = gomp.get_context("fork")
     q, out = ctx.SimpleQueue(), ctx.SimpleQueue()
     r = q._reader
@@ -292,8 +302,8 @@ def test_fork_child_makes_its_own_descriptor():
     got, childs, all_childs = out.get()
     c.join(30)
     assert c.exitcode == 0 and got == [0, 1, 2]
-    # The child made its own descriptor and closed the one it inherited.
-    assert childs is not None and childs != mine and mine not in all_childs
+    # The child waited on the same eventfd (the queue's).
+    assert childs == mine and mine in all_childs
     # The parent's descriptor still works: nothing of the child's use of the
     # queue broke its wake-ups.
     assert not r.poll()
@@ -315,7 +325,7 @@ def test_raw_os_fork_child():
         try:
             ok = wait([r], 10) == [r] and r.recv() == "x"
             ids = H.eventfd_ids()
-            ok = ok and ids[r.fileno()] != mine and mine not in ids.values()
+            ok = ok and ids[r.fileno()] == mine
             code = 0 if ok else 2
         finally:
             os._exit(code)

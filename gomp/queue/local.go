@@ -31,10 +31,8 @@ type Queue struct {
 	discarded   bool          // Discard: items that do not fit now are dropped
 	discardFlag atomic.Bool   // discarded, for the feeder's waits
 	released    bool          // the handle is gone: unmap once nothing uses the ring
-	watching    int           // watch goroutines still running (see watch.go)
+	watched     bool          // counted in the ring's watchers (see watch.go)
 	unmapped    bool
-
-	watch atomic.Pointer[watch] // this handle's readiness descriptor, if asked for
 }
 
 func newQueue(r *Ring) *Queue {
@@ -82,7 +80,7 @@ func (q *Queue) AbortPut(st *PutState) { q.r.endPut(st) }
 func (q *Queue) Get(buf []byte, st *GetState, d time.Duration) (int64, error) {
 	dl := newDeadline(d)
 	n, err := q.r.read(buf, st, &dl)
-	q.refreshWatch()
+	q.r.settle()
 	return n, err
 }
 
@@ -216,6 +214,11 @@ func (q *Queue) Flush(d time.Duration) error {
 		<-ch
 		return nil
 	}
+	select {
+	case <-ch:
+		return nil
+	default:
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -269,8 +272,8 @@ func (q *Queue) dropPendingLocked(keep int) {
 	atomic.AddInt64(q.r.overflow(), int64(keep-n))
 }
 
-// release drops the handle's use: the mapping goes now, or once the feeder
-// has emptied the overflow and the watch goroutine has stopped.
+// release drops the handle's use: the mapping (and the eventfd) goes now,
+// or once the feeder has emptied the overflow.
 func (q *Queue) release() {
 	q.Unwatch()
 	q.mu.Lock()
@@ -282,7 +285,7 @@ func (q *Queue) release() {
 // unmapIfUnusedLocked unmaps the ring once the handle is released and no
 // goroutine of this process uses it any more.
 func (q *Queue) unmapIfUnusedLocked() {
-	if q.released && !q.feeding && q.watching == 0 && !q.unmapped {
+	if q.released && !q.feeding && !q.unmapped {
 		q.unmapped = true
 		q.r.Unmap()
 	}
@@ -386,19 +389,22 @@ func Lookup(h int64) (*Queue, error) {
 	return t[h], nil
 }
 
-// New creates a ring (see Create) and returns its handle and memfd.
-func New(capacity uint64, maxsize int64, flags uint32) (int64, int, error) {
+// New creates a ring (see Create) and returns its handle, its memfd (the
+// caller's) and its eventfd (the handle's: closed when the handle's mapping
+// goes).
+func New(capacity uint64, maxsize int64, flags uint32) (int64, int, int, error) {
 	r, fd, err := Create(capacity, maxsize, flags)
 	if err != nil {
-		return 0, -1, err
+		return 0, -1, -1, err
 	}
-	return register(newQueue(r)), fd, nil
+	return register(newQueue(r)), fd, r.Eventfd(), nil
 }
 
-// Open attaches the ring in fd (made by New in any process) and returns a
-// handle.
-func Open(fd int) (int64, error) {
-	r, err := Attach(fd)
+// Open attaches the ring in fd (made by New in any process) with the
+// queue's eventfd efd, which the handle owns once Open succeeds, and
+// returns a handle.
+func Open(fd, efd int) (int64, error) {
+	r, err := Attach(fd, efd)
 	if err != nil {
 		return 0, err
 	}

@@ -192,15 +192,17 @@ func (s sleepers) wake(word *uint32, n int, misses *int32) {
 	}
 }
 
-// publish makes the records up to newTail visible and wakes consumers; the
-// caller holds the producer lock.
+// publish makes the records up to newTail visible, wakes consumers and
+// makes the queue's eventfd readable when a watcher needs it (see
+// watch.go), all before the put returns; the caller holds the producer lock.
 func (r *Ring) publish(newTail uint64, all bool) {
 	atomic.StoreUint64(r.tail(), newTail)
 	n := 1
-	if all || (atomic.LoadUint32(r.dataWaiters()) != 0 && atomic.LoadUint32(r.watchWaiters()) != 0) {
+	if all {
 		n = math.MaxInt32
 	}
 	r.dataSleepers().wake(r.tailWord(), n, &r.dataMisses)
+	r.notify()
 }
 
 // pushWhole writes item as one record; the caller holds the producer lock

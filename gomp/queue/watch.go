@@ -1,222 +1,196 @@
 package queue
 
-// # Readiness descriptor (watch)
+// # Readiness descriptor
 //
 // A process that waits for a queue with poll/select/epoll (the stdlib's
-// connection.wait() on queue._reader, which concurrent.futures uses) asks
-// for a watch on its handle: an eventfd of this process that is readable
-// while the ring holds a record. Nothing changes for the processes and
-// handles that do not ask.
+// connection.wait() on queue._reader, which concurrent.futures uses with the
+// workers' sentinels) needs a descriptor that is readable while the ring
+// holds a record. Every queue has one eventfd, made with its ring and shared
+// by every process that uses the queue (inherited over fork, passed to
+// spawn and forkserver children with the ring's memfd); each process's Ring
+// owns its copy.
 //
-// The eventfd is kept level with the ring by two parties of the watching
-// process, serialized by the watch's mutex: refresh() reads the ring and
-// sets or resets the eventfd to match.
+// The eventfd is kept level with the ring synchronously, by the producers and
+// consumers themselves (no helper goroutine), with a state word in the ring
+// header, changed together with the eventfd's counter under a lock (nlock):
 //
-//   - A goroutine (one per watch) sleeps while the ring is empty, counted as a
-//     data sleeper (so producers of every process wake it, see publish) and as
-//     a watcher (so that they wake every sleeper rather than one: the one
-//     woken could be the goroutine while a consumer also sleeps). Woken, it
-//     refreshes: the eventfd becomes readable. While it is readable the
-//     goroutine waits for this process to reset it.
-//   - This process's consumer side refreshes after each get, empty() and
-//     poll(): the get that takes the last record resets the eventfd before it
-//     returns, so a wait() that follows sleeps (no spurious readiness for a
-//     single consumer) and the goroutine, kicked, sleeps on the ring again.
+//   - readySet: the eventfd is readable (its counter is 1);
+//   - readyArmed: it is not (counter 0): the next producer must write it.
 //
-// No lost wake-up: whenever the eventfd is reset, the ring is read again
-// after the reset (by the goroutine, kicked), under the sleeper count that
-// producers check after publishing. A consumer in another process that
-// takes the last record does not reset this process's eventfd (that would
-// cost every consumer a wake-up for the watchers' sake): readiness may then
-// be stale until this process's next get/empty/poll, or the goroutine's
-// periodic check (watchRecheck). A recv() after such a stale wait() blocks
-// until the next item, as a read of the stdlib's pipe does when another
-// reader took the message first.
+// Under nlock, level() brings the pair level with the ring: when the ring is
+// empty and the eventfd set, it reads the eventfd (counter to 0) and arms;
+// then, if the ring holds a record (including one that arrived during the
+// reset), it writes the eventfd and sets.
 //
-// Every sleep of the goroutine is bounded by watchRecheck, so even a wake-up
-// lost to a producer killed between publishing and waking costs at most that.
+//   - A producer loads the state after it moved tail (publish) and, when it
+//     is armed, runs level() before its put returns. So an item put by a
+//     process is readable through the eventfd before that process can exit
+//     and its sentinel fire, as with the stdlib's pipe; the exit's flush of
+//     the overflow goes through the same publish.
+//   - A consumer that finds the ring empty while the state is set runs
+//     level() (settle), if some handle watches (Watch; their count is in the
+//     header). So the get that takes the last item makes the eventfd
+//     unreadable before it returns.
 //
-// Fork: the goroutine and the eventfd's owner are this Go runtime's; a
-// forked child has neither (it closes the inherited eventfd in C and makes
-// its own watch on first use).
+// No lost wake-up: a producer that loads "set" does nothing, but either the
+// eventfd is readable, or a reset is under way whose store of readyArmed
+// comes after that load, and whose look at the ring after the store sees
+// the producer's record (a Dekker pair: tail store, state load against
+// state store, tail load; all sequentially consistent), and sets again. No
+// spurious readiness from a race: a producer that finds the ring empty under
+// nlock (a consumer was faster) does not write.
+//
+// Watch (connection.wait() asks for the descriptor at each call) levels too
+// when the pair disagrees with the ring; that also repairs what a process
+// killed between publishing and writing left unannounced. A process killed
+// while it holds nlock is detected by the next one that waits for it (as
+// for the ring's other locks), which levels from scratch.
+//
+// Queues nobody watches cost nothing: the eventfd is made readable, the state
+// set, and nobody resets it, so producers load one word (the state),
+// consumers one other (the count of watchers), and nobody makes a system
+// call. A watcher killed without unwatching leaves the count up: the resets
+// (one read per time the ring runs empty, one write per time it fills
+// again) go on, which costs time, not correctness.
 
 import (
-	"encoding/binary"
-	"math"
-	"sync"
+	"errors"
 	"sync/atomic"
 	"time"
 
-	"github.com/gomp-dev/gomp/gomp/futex"
 	"golang.org/x/sys/unix"
 )
 
-// watchRecheck bounds every sleep of a watch goroutine.
-const watchRecheck = time.Second
+// States of the readiness word.
+const (
+	readySet   = 0
+	readyArmed = 1
+)
 
-type watch struct {
-	r    *Ring
-	efd  int           // the eventfd (EFD_NONBLOCK|EFD_CLOEXEC); closed by the goroutine
-	kick chan struct{} // a refresh reset the eventfd (capacity 1)
-	stop atomic.Bool
+// ErrNoEventfd reports a handle opened without the queue's eventfd.
+var ErrNoEventfd = errors.New("queue: this handle has no readiness descriptor")
 
-	mu   sync.Mutex
-	set  bool // the eventfd's counter is non-zero
-	dead bool // the eventfd is closed
+func (r *Ring) readyWord() *uint32 { return r.u32(offReady) }
+func (r *Ring) watchers() *uint32  { return r.u32(offWatchers) }
+func (r *Ring) nlock() *uint32     { return r.u32(offNlock) }
+
+var one = [8]byte{1} // 1 as an eventfd write (little-endian)
+
+// notify is called by a producer after it moved tail.
+func (r *Ring) notify() {
+	if atomic.LoadUint32(r.readyWord()) == readyArmed {
+		r.level()
+	}
 }
 
-// watchWaiters counts the watch goroutines asleep on the ring (see publish).
-func (r *Ring) watchWaiters() *uint32 { return r.u32(offWatchWait) }
-
-// refresh sets the eventfd when the ring holds a record and resets it when
-// it holds none; it returns whether the eventfd is set.
-func (w *watch) refresh() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.dead {
-		return false
+// settle is called by consumers after they looked: it resets the eventfd
+// when the ring is empty, if anybody watches.
+func (r *Ring) settle() {
+	if atomic.LoadUint32(r.watchers()) == 0 || atomic.LoadUint32(r.readyWord()) != readySet || !r.Empty() {
+		return
 	}
-	full := !w.r.Empty()
-	if full && !w.set {
-		var one [8]byte
-		binary.LittleEndian.PutUint64(one[:], 1)
-		// Cannot fail but with a counter at its maximum, which set excludes.
-		unix.Write(w.efd, one[:])
-		w.set = true
-	} else if !full && w.set {
-		var b [8]byte
-		unix.Read(w.efd, b[:])
-		w.set = false
-		select {
-		case w.kick <- struct{}{}:
-		default:
+	r.level()
+}
+
+// level brings the eventfd and the state level with the ring, under nlock.
+func (r *Ring) level() {
+	w := r.nlock()
+	dl := newDeadline(-1)
+	stolen, _ := lock(w, &dl) // no end: only a dead owner's lock is taken over
+	rw := r.readyWord()
+	var b [8]byte
+	if stolen {
+		// Its owner died in the middle: start from a reset.
+		unix.Read(r.efd, b[:])
+		atomic.StoreUint32(rw, readyArmed)
+	}
+	if r.Empty() {
+		if atomic.LoadUint32(rw) == readySet {
+			unix.Read(r.efd, b[:]) // EAGAIN only if the counter was 0 already
+			atomic.StoreUint32(rw, readyArmed)
+		}
+		// A producer that loaded "set" before the store above published
+		// before it: look again.
+		if r.Empty() {
+			unlock(w)
+			return
 		}
 	}
-	return w.set
-}
-
-// run is the watch goroutine; done is called once it has stopped and closed
-// the eventfd.
-func (w *watch) run(done func()) {
-	for !w.stop.Load() {
-		if w.refresh() {
-			t := time.NewTimer(watchRecheck)
-			select {
-			case <-w.kick:
-			case <-t.C:
-			}
-			t.Stop()
-		} else {
-			w.r.waitRecord(watchRecheck, &w.stop)
-		}
+	if atomic.LoadUint32(rw) == readyArmed {
+		// Cannot fail: the counter is 0 (armed), far from its maximum.
+		unix.Write(r.efd, one[:])
+		atomic.StoreUint32(rw, readySet)
 	}
-	w.mu.Lock()
-	w.dead = true
-	unix.Close(w.efd)
-	w.mu.Unlock()
-	done()
+	unlock(w)
 }
 
-// halt asks the goroutine to stop; it does not wait for it.
-func (w *watch) halt() {
-	w.stop.Store(true)
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
-	// Sleepers of other processes wake for nothing and sleep again.
-	futex.Wake(w.r.tailWord(), math.MaxInt32)
+// uneven tells whether the state disagrees with the ring, or nlock is held
+// (by a level under way, or by a process that died in one).
+func (r *Ring) uneven() bool {
+	empty := r.Empty()
+	set := atomic.LoadUint32(r.readyWord()) == readySet
+	return empty == set || atomic.LoadUint32(r.nlock()) != 0
 }
 
-// waitRecord sleeps until the ring holds a record, at most d, as a watcher
-// (see publish). It counts itself as a watcher before it counts itself as a
-// data sleeper, so that a producer that sees the latter sees the former.
-func (r *Ring) waitRecord(d time.Duration, stop *atomic.Bool) {
-	ww := r.watchWaiters()
-	atomic.AddUint32(ww, 1)
-	s := r.dataSleepers()
-	slot := s.enter()
-	head := atomic.LoadUint64(r.head())
-	if atomic.LoadUint64(r.tail()) == head && !stop.Load() {
-		futex.Wait(r.tailWord(), uint32(head), d)
-	}
-	s.exit(slot)
-	leave(ww)
-}
-
-// Watch returns the eventfd that is readable while the ring holds a record,
-// making it (and its goroutine) on first use. The eventfd is this
-// process's; Unwatch or Release closes it. It refreshes the eventfd, so that
-// a wait that asks for the descriptor after an item was put in any process
-// finds it readable at once, without waiting for the goroutine to run.
+// Watch returns the queue's eventfd (this process's copy), readable while
+// the ring holds a record, and counts this handle as a watcher: from now on
+// consumers keep it level (see above). It is the same descriptor at every
+// call, and is closed with the handle's mapping.
 func (q *Queue) Watch() (int, error) {
-	if w := q.watch.Load(); w != nil {
-		w.refresh()
-		return w.efd, nil
-	}
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	if w := q.watch.Load(); w != nil {
-		return w.efd, nil
-	}
 	if q.released {
+		q.mu.Unlock()
 		return -1, ErrUnknown
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		return -1, err
+	if q.r.efd < 0 {
+		q.mu.Unlock()
+		return -1, ErrNoEventfd
 	}
-	w := &watch{r: q.r, efd: efd, kick: make(chan struct{}, 1)}
-	w.refresh()
-	q.watching++
-	q.watch.Store(w)
-	go w.run(q.watchEnded)
-	return efd, nil
+	if !q.watched {
+		q.watched = true
+		atomic.AddUint32(q.r.watchers(), 1)
+	}
+	q.mu.Unlock()
+	// Readable since the creation of the queue (nobody watched), stale, or
+	// left half done: bring it level.
+	if q.r.uneven() {
+		q.r.level()
+	}
+	return q.r.efd, nil
 }
 
-// Unwatch stops the watch, if any: its eventfd is closed (by its goroutine,
-// at once or within watchRecheck).
+// Unwatch uncounts this handle as a watcher, if it was one. The eventfd
+// stays open (it is the queue's).
 func (q *Queue) Unwatch() {
-	if w := q.watch.Swap(nil); w != nil {
-		w.halt()
+	q.mu.Lock()
+	if q.watched && !q.unmapped {
+		q.watched = false
+		leave(q.r.watchers())
 	}
+	q.mu.Unlock()
 }
 
-// refreshWatch brings the watch's eventfd level with the ring (this
-// process's consumer side calls it after it took or looked).
-func (q *Queue) refreshWatch() {
-	if w := q.watch.Load(); w != nil {
-		w.refresh()
-	}
-}
-
-// Empty tells whether the ring holds no record (and refreshes the watch).
+// Empty tells whether the ring holds no record (and settles the eventfd).
 func (q *Queue) Empty() bool {
-	e := q.r.Empty()
-	q.refreshWatch()
-	return e
+	if q.r.Empty() {
+		q.r.settle()
+		return true
+	}
+	return false
 }
 
 // Poll waits until the ring holds a record, at most d: true when it does,
 // ErrAgain when d passed first.
 func (q *Queue) Poll(d time.Duration) (bool, error) {
 	dl := newDeadline(d)
-	defer q.refreshWatch()
 	for {
 		head := atomic.LoadUint64(q.r.head())
 		if atomic.LoadUint64(q.r.tail()) != head {
 			return true, nil
 		}
+		q.r.settle()
 		if err := q.r.waitData(head, &dl, 0); err == ErrAgain {
 			return false, err
 		}
 	}
-}
-
-// watchEnded is called by a watch goroutine that has stopped.
-func (q *Queue) watchEnded() {
-	q.mu.Lock()
-	q.watching--
-	q.unmapIfUnusedLocked()
-	q.mu.Unlock()
 }

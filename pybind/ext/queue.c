@@ -22,7 +22,14 @@
  *
  * Fork: the Go handle belongs to the runtime that issued it. A forked child
  * loads a new runtime (a new generation); the first use of the object there
- * attaches the ring again from the memfd, which the child inherited. */
+ * attaches the ring again from the memfd and the eventfd, which the child
+ * inherited.
+ *
+ * Every queue has one readiness eventfd, shared by all its processes (see
+ * gomp/queue/watch.go): the core's handle owns this process's copy (it
+ * closes it with the ring's mapping), the object keeps its number to hand it
+ * on (pickling, fork) and owns it only while no handle of the current
+ * generation does (inherited over fork, not attached yet). */
 #include "gomp_ext.h"
 
 #include <unistd.h>
@@ -46,9 +53,8 @@ typedef struct {
     char get_closed;
     int64_t hint;    /* size of the last item received, when it was large */
     PyObject *dumps; /* pickler for the objects without a fast path */
-    int wfd;         /* the readiness eventfd of the core's watch (made in generation
-                        wgen; the core closes it), or -1 */
-    long wgen;
+    int efd;         /* the queue's readiness eventfd: the handle's in generation gen,
+                        this object's before (inherited), -1 when there is none */
 } QCore;
 
 static PyTypeObject QCoreType, SimpleCoreType;
@@ -61,18 +67,12 @@ static int q_ready(QCore *q)
     long g = gomp_core_generation();
     if (q->gen == g)
         return 0;
-    if (q->wfd >= 0) {
-        /* The eventfd of a watch made in the parent, inherited: the watch
-         * (its goroutine) did not survive the fork; this process makes its
-         * own on demand. */
-        close(q->wfd);
-        q->wfd = -1;
-    }
     if (q->fd < 0) {
         PyErr_SetString(PyExc_ValueError, "the queue is closed");
         return -1;
     }
-    int64_t h = gomp_core.queue_open(q->fd);
+    /* The new handle takes the inherited eventfd over. */
+    int64_t h = gomp_core.queue_open(q->fd, q->efd);
     if (h < 0) {
         gomp_set_error(h);
         return -1;
@@ -108,16 +108,17 @@ static PyObject *run_error(int64_t r)
 
 /* ---- type ----------------------------------------------------------------------------- */
 
-/* QueueCore.__init__(capacity, maxsize=0, flags=0, dumps=None, fd=-1): a new
- * ring, or (fd >= 0) the ring in fd, which the object then owns. */
+/* QueueCore.__init__(capacity, maxsize=0, flags=0, dumps=None, fd=-1,
+ * efd=-1): a new ring, or (fd >= 0) the ring in fd with the queue's eventfd
+ * efd, which the object (and its handle) then own. */
 static int q_init(QCore *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"capacity", "maxsize", "flags", "dumps", "fd", NULL};
+    static char *kwlist[] = {"capacity", "maxsize", "flags", "dumps", "fd", "efd", NULL};
     long long capacity, maxsize = 0, flags = 0;
-    int fd = -1;
+    int fd = -1, efd = -1;
     PyObject *dumps = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|LLOi:QueueCore", kwlist, &capacity, &maxsize,
-                                     &flags, &dumps, &fd))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|LLOii:QueueCore", kwlist, &capacity,
+                                     &maxsize, &flags, &dumps, &fd, &efd))
         return -1;
     if (self->gen != 0) {
         PyErr_SetString(PyExc_RuntimeError, "QueueCore is already initialized");
@@ -131,20 +132,26 @@ static int q_init(QCore *self, PyObject *args, PyObject *kwds)
         return -1;
     int64_t h;
     if (fd >= 0) {
-        h = gomp_core.queue_open(fd);
+        if (efd < 0) {
+            PyErr_SetString(PyExc_ValueError, "a queue's ring comes with its eventfd");
+            return -1;
+        }
+        h = gomp_core.queue_open(fd, efd);
         if (h < 0) {
             gomp_set_error(h);
             return -1;
         }
         self->fd = fd; /* owned from now on */
+        self->efd = efd;
     } else {
-        int64_t nfd = -1;
-        h = gomp_core.queue_new(capacity, maxsize, flags, &nfd);
+        int64_t nfd = -1, nefd = -1;
+        h = gomp_core.queue_new(capacity, maxsize, flags, &nfd, &nefd);
         if (h < 0) {
             gomp_set_error(h);
             return -1;
         }
         self->fd = (int)nfd;
+        self->efd = (int)nefd;
     }
     self->h = h;
     self->gen = gomp_core_generation();
@@ -159,7 +166,7 @@ static PyObject *q_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     QCore *self = (QCore *)type->tp_alloc(type, 0);
     if (self != NULL) {
         self->fd = -1;
-        self->wfd = -1;
+        self->efd = -1;
         self->dumps = Py_NewRef(Py_None);
     }
     return (PyObject *)self;
@@ -169,9 +176,9 @@ static void q_dealloc(QCore *self)
 {
     int live = self->gen != 0 && gomp_core_ok && self->gen == gomp_core_generation();
     if (live)
-        gomp_core.queue_release(self->h); /* closes the watch's eventfd, if any */
-    else if (self->wfd >= 0)
-        close(self->wfd); /* inherited from the parent (see q_ready) */
+        gomp_core.queue_release(self->h); /* closes the eventfd with the mapping */
+    else if (self->efd >= 0)
+        close(self->efd); /* inherited, never attached (see q_ready) */
     if (self->fd >= 0)
         close(self->fd);
     Py_CLEAR(self->dumps);
@@ -697,10 +704,9 @@ static PyObject *q_poll(QCore *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_TRUE;
 }
 
-/* _watch() -> int: a descriptor of this process, readable while the queue
- * holds an item (made on first use; see gomp/queue/watch.go). Each call
- * brings it level with the ring, so that a wait() right after a put sees it
- * readable. */
+/* _watch() -> int: the queue's eventfd, readable while the queue holds an
+ * item; the handle counts as a watcher from now on, so that consumers keep
+ * it level (see gomp/queue/watch.go). */
 static PyObject *q_watch(QCore *self, PyObject *noargs)
 {
     if (self->get_closed)
@@ -710,25 +716,17 @@ static PyObject *q_watch(QCore *self, PyObject *noargs)
     int64_t r = gomp_core.queue_watch(self->h);
     if (r < 0)
         return gomp_set_error(r);
-    self->wfd = (int)r;
-    self->wgen = self->gen;
-    return PyLong_FromLong(self->wfd);
+    return PyLong_FromLongLong(r);
 }
 
-/* _unwatch(): stops the watch of this process, if any (its descriptor is
- * closed). */
+/* _unwatch(): the handle no longer counts as a watcher (the eventfd stays
+ * open: it is the queue's). */
 static PyObject *q_unwatch(QCore *self, PyObject *noargs)
 {
-    if (self->wfd < 0)
-        Py_RETURN_NONE;
-    if (gomp_core_ok && self->wgen == gomp_core_generation()) {
+    if (self->gen != 0 && gomp_core_ok && self->gen == gomp_core_generation()) {
         int64_t r = gomp_core.queue_unwatch(self->h);
-        self->wfd = -1;
         if (r < 0)
             return gomp_set_error(r);
-    } else {
-        close(self->wfd); /* inherited from the parent (see q_ready) */
-        self->wfd = -1;
     }
     Py_RETURN_NONE;
 }
@@ -900,6 +898,16 @@ static PyObject *q_fileno(QCore *self, PyObject *noargs)
     return PyLong_FromLong(self->fd);
 }
 
+/* _eventfd() -> int: the queue's eventfd (to hand on with the memfd). */
+static PyObject *q_eventfd(QCore *self, PyObject *noargs)
+{
+    if (self->fd < 0 || self->efd < 0) {
+        PyErr_SetString(PyExc_ValueError, "the queue is closed");
+        return NULL;
+    }
+    return PyLong_FromLong(self->efd);
+}
+
 static PyObject *flag_get(QCore *self, void *which)
 {
     char *f = which == NULL ? &self->put_closed : &self->get_closed;
@@ -940,14 +948,15 @@ static int flag_set(QCore *self, PyObject *v, void *which)
          "Do not wait for this queue's overflow at exit."},                                        \
         {"_close_ring", (PyCFunction)q_close, METH_NOARGS, "Close the ring's memfd."},             \
         {"_fileno", (PyCFunction)q_fileno, METH_NOARGS, "The ring's memfd."},                      \
+        {"_eventfd", (PyCFunction)q_eventfd, METH_NOARGS, "The queue's readiness eventfd."},       \
         {"_ring_closed", (PyCFunction)q_ring_closed, METH_NOARGS, "Whether the memfd is closed."},   \
         {"_recv", (PyCFunction)(void (*)(void))q_recv, METH_FASTCALL,                              \
          "_recv(decode=True) -> the next item, waiting for it (the reader end's recv)."},         \
         {"_poll", (PyCFunction)(void (*)(void))q_poll, METH_FASTCALL,                              \
          "_poll(timeout=0.0) -> bool: whether an item is there, waiting at most timeout."},       \
         {"_watch", (PyCFunction)q_watch, METH_NOARGS,                                              \
-         "_watch() -> fd readable while the queue holds an item (this process's)."},               \
-        {"_unwatch", (PyCFunction)q_unwatch, METH_NOARGS, "Close the descriptor of _watch()."},   \
+         "_watch() -> fd readable while the queue holds an item (the queue's eventfd)."},          \
+        {"_unwatch", (PyCFunction)q_unwatch, METH_NOARGS, "Stop counting as a watcher."},        \
         {"_discard", (PyCFunction)q_discard, METH_NOARGS,                                          \
          "Give the queue up: drop this process's overflow, do not wait for it at exit."}
 

@@ -125,20 +125,20 @@ class _End(object):
 class _Reader(_End):
     """The reader end: what connection.wait() and concurrent.futures use.
 
-    fileno() is a descriptor of this process that is readable while the
-    queue holds an item, for wait(), select, poll and selectors (an eventfd
-    kept level with the ring by a goroutine of this process, made on the
-    first call: see gomp/queue/watch.go; a process that never asks pays
-    nothing). recv() takes the next item, poll(timeout) tells whether one is
-    there; they and get() agree with the descriptor: the get that takes the
-    last item makes it unreadable before it returns.
+    fileno() is a descriptor that is readable while the queue holds an
+    item, for wait(), select, poll and selectors: the queue's eventfd, one
+    for all its processes, kept level with the ring by the puts and gets
+    themselves once some process asked for it (see gomp/queue/watch.go;
+    queues nobody watches pay nothing). A put makes it readable before it
+    returns, so an item put by a process that then exits is readable before
+    the process's sentinel is, as with the stdlib's pipe. recv() takes the
+    next item, poll(timeout) tells whether one is there; they and get()
+    agree with the descriptor: the get that takes the last item makes it
+    unreadable before it returns.
 
-    With several consumer processes, readiness can be spurious, as it is
-    with the stdlib's shared pipe: the descriptor is readable, but another
-    process takes the item first and recv() waits for the next one. It stays
-    readable until this process's next get, recv, poll or empty() (or at
-    most a second). A descriptor is per process: a child, forked or not,
-    asks for its own (the parent's does not follow a fork)."""
+    With several consumers, readiness can be spurious, as it is with the
+    stdlib's shared pipe: the descriptor is readable, but another consumer
+    takes the item first and recv() waits for the next one."""
 
     __slots__ = ()
 
@@ -217,11 +217,11 @@ class Queue(_gomp.QueueCore):
         context.assert_spawning(self)
         _check_fork_ctx(self)
         return (self._ignore_epipe, self._maxsize, context.reduction.DupFd(self._fileno()),
-                self._opid)
+                context.reduction.DupFd(self._eventfd()), self._opid)
 
     def __setstate__(self, state):
-        self._ignore_epipe, self._maxsize, df, self._opid = state
-        _gomp.QueueCore.__init__(self, 0, dumps=_dumps, fd=df.detach())
+        self._ignore_epipe, self._maxsize, df, de, self._opid = state
+        _gomp.QueueCore.__init__(self, 0, dumps=_dumps, fd=df.detach(), efd=de.detach())
         self._is_fork_ctx = False  # a child may hand it on to its own children
         self._reset()
 
@@ -336,11 +336,12 @@ class SimpleQueue(_gomp.SimpleQueueCore):
     def __getstate__(self):
         context.assert_spawning(self)
         _check_fork_ctx(self)
-        return (context.reduction.DupFd(self._fileno()), self._get_closed, self._put_closed)
+        return (context.reduction.DupFd(self._fileno()), context.reduction.DupFd(self._eventfd()),
+                self._get_closed, self._put_closed)
 
     def __setstate__(self, state):
-        df, rclosed, wclosed = state
-        _gomp.SimpleQueueCore.__init__(self, 0, dumps=_dumps, fd=df.detach())
+        df, de, rclosed, wclosed = state
+        _gomp.SimpleQueueCore.__init__(self, 0, dumps=_dumps, fd=df.detach(), efd=de.detach())
         self._is_fork_ctx = False
         self._reader = _Reader(self, '_get_closed')
         self._writer = _Writer(self, '_put_closed')
