@@ -201,3 +201,7 @@ def cf_len(b):
 def cf_bytes(n):
     return b"r" * n
 
+
+
+def cf_ident(x):
+    return x

@@ -542,3 +542,42 @@ def test_stdlib_connection_wait_on_a_gomp_reader():
     p.join(30)
     assert got == list(range(500))
     assert std_connection.wait([q._reader], 0) == []
+
+
+# A worker with max_tasks_per_child=1 puts its result and exits at once: the
+# manager thread waits for the result queue's reader together with the
+# workers' sentinels, and must find the result readable no later than the
+# sentinel (else it declares the pool broken). Many short tasks make each
+# worker's put race its own exit. tests_py/tools/cf_stress.py runs it in a
+# loop.
+CF_STRESS_SCRIPT = r"""
+import sys, faulthandler
+faulthandler.dump_traceback_later(240, exit=True)
+import gomp
+gomp.install()
+import multiprocessing as mp
+import concurrent.futures as cf
+import queue_helpers as H
+
+if __name__ == "__main__":
+    method, n = sys.argv[1], int(sys.argv[2])
+    ctx = mp.get_context(method)
+    try:
+        ex = cf.ProcessPoolExecutor(2, mp_context=ctx, max_tasks_per_child=1)
+    except ValueError as e:  # fork: refused by the host's concurrent.futures
+        print("SKIP", e)
+        raise SystemExit(0)
+    with ex:
+        assert list(ex.map(H.cf_ident, range(n))) == list(range(n))
+        fs = [ex.submit(H.cf_ident, i) for i in range(n)]
+        assert [f.result() for f in fs] == list(range(n))
+    print("ALL OK", flush=True)
+"""
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_process_pool_executor_max_tasks_per_child_stress(method):
+    proc = run_python(CF_STRESS_SCRIPT, method, "30", timeout=300, check=False)
+    if proc.stdout.startswith("SKIP"):
+        pytest.skip(proc.stdout.strip())
+    assert "ALL OK" in proc.stdout, proc.stdout + proc.stderr
