@@ -11,7 +11,12 @@ typedef struct {
 /* Progress of one get across slices (see queue.GetState). */
 typedef struct {
     int64_t locked, mid, total, got;
+    int64_t report; /* in: an item cut short ends the get with GOMP_QLOST */
 } gomp_qget;
+
+/* queue_get with report set: the item being received was cut short (its
+ * producer died in the middle of putting it). */
+#define GOMP_QLOST (-100101)
 
 /* queue_stat what: */
 #define GOMP_QSTAT_QSIZE 0
@@ -25,8 +30,8 @@ typedef struct {
 
 #define GOMPCORE_QUEUE_FUNCS(X)                                                   \
     X(int64_t, queue_new, (int64_t capacity, int64_t maxsize, int64_t flags,      \
-                           int64_t *fd))                                          \
-    X(int64_t, queue_open, (int fd))                                              \
+                           int64_t *fd, int64_t *efd))                            \
+    X(int64_t, queue_open, (int fd, int efd))                                     \
     X(int64_t, queue_release, (int64_t h))                                        \
     X(int64_t, queue_put, (int64_t h, const void *buf, int64_t n, gomp_qput *st,  \
                            int slice_ms))                                         \
@@ -41,5 +46,9 @@ typedef struct {
     X(int64_t, queue_flush_all, (int slice_ms))                                   \
     X(int64_t, queue_cancel_join, (int64_t h))                                    \
     X(int64_t, queue_task_done, (int64_t h))                                      \
-    X(int64_t, queue_join, (int64_t h, int slice_ms))
+    X(int64_t, queue_join, (int64_t h, int slice_ms))                             \
+    X(int64_t, queue_watch, (int64_t h))                                          \
+    X(int64_t, queue_unwatch, (int64_t h))                                        \
+    X(int64_t, queue_poll, (int64_t h, int slice_ms))                             \
+    X(int64_t, queue_discard, (int64_t h))
 #endif

@@ -18,6 +18,9 @@ func qcode(err error) C.int64_t {
 	if errors.Is(err, queue.ErrAgain) {
 		return C.GOMP_EAGAIN
 	}
+	if errors.Is(err, queue.ErrItemLost) {
+		return C.GOMP_QLOST
+	}
 	return code(err)
 }
 
@@ -38,7 +41,8 @@ func savePut(st *C.gomp_qput, s queue.PutState) {
 }
 
 func getState(st *C.gomp_qget) queue.GetState {
-	return queue.GetState{Locked: int64(st.locked), Mid: int64(st.mid), Total: int64(st.total), Got: int64(st.got)}
+	return queue.GetState{Locked: int64(st.locked), Mid: int64(st.mid), Total: int64(st.total), Got: int64(st.got),
+		Report: int64(st.report)}
 }
 
 func saveGet(st *C.gomp_qget, s queue.GetState) {
@@ -46,25 +50,29 @@ func saveGet(st *C.gomp_qget, s queue.GetState) {
 }
 
 // gompcore_queue_new creates a queue ring of capacity bytes (maxsize > 0:
-// bounded; flags: queue.Flag*), stores its memfd in *fd and returns a handle.
+// bounded; flags: queue.Flag*), stores its memfd (the caller's) in *fd and
+// its readiness eventfd (the handle's: closed with it) in *efd, and returns
+// a handle.
 //
 //export gompcore_queue_new
-func gompcore_queue_new(capacity, maxsize, flags C.int64_t, fd *C.int64_t) (ret C.int64_t) {
+func gompcore_queue_new(capacity, maxsize, flags C.int64_t, fd, efd *C.int64_t) (ret C.int64_t) {
 	defer recoverPanic(&ret)
-	h, f, err := queue.New(uint64(capacity), int64(maxsize), uint32(flags))
+	h, f, e, err := queue.New(uint64(capacity), int64(maxsize), uint32(flags))
 	if err != nil {
 		return qcode(err)
 	}
 	*fd = C.int64_t(f)
+	*efd = C.int64_t(e)
 	return C.int64_t(h)
 }
 
-// gompcore_queue_open attaches the ring in fd and returns a handle.
+// gompcore_queue_open attaches the ring in fd with the queue's eventfd efd
+// (owned by the handle once this succeeds) and returns a handle.
 //
 //export gompcore_queue_open
-func gompcore_queue_open(fd C.int) (ret C.int64_t) {
+func gompcore_queue_open(fd, efd C.int) (ret C.int64_t) {
 	defer recoverPanic(&ret)
-	h, err := queue.Open(int(fd))
+	h, err := queue.Open(int(fd), int(efd))
 	if err != nil {
 		return qcode(err)
 	}
@@ -188,7 +196,7 @@ func gompcore_queue_stat(h, what C.int64_t) (ret C.int64_t) {
 	case C.GOMP_QSTAT_QSIZE:
 		return C.int64_t(r.Qsize())
 	case C.GOMP_QSTAT_EMPTY:
-		return b(r.Empty())
+		return b(q.Empty())
 	case C.GOMP_QSTAT_FULL:
 		return b(r.Full())
 	case C.GOMP_QSTAT_PENDING:
@@ -265,4 +273,65 @@ func gompcore_queue_join(h C.int64_t, sliceMs C.int) (ret C.int64_t) {
 		return qcode(err)
 	}
 	return qcode(q.Ring().Join(queueSlice(sliceMs)))
+}
+
+// gompcore_queue_watch returns the queue's eventfd (this handle's copy),
+// readable while the ring holds a record, and counts the handle as a
+// watcher (see gomp/queue/watch.go).
+//
+//export gompcore_queue_watch
+func gompcore_queue_watch(h C.int64_t) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	fd, err := q.Watch()
+	if err != nil {
+		return qcode(err)
+	}
+	return C.int64_t(fd)
+}
+
+// gompcore_queue_unwatch uncounts h as a watcher (the eventfd stays open).
+//
+//export gompcore_queue_unwatch
+func gompcore_queue_unwatch(h C.int64_t) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	q.Unwatch()
+	return 0
+}
+
+// gompcore_queue_poll waits until the ring holds a record: 1, or
+// GOMP_EAGAIN when the slice ended first.
+//
+//export gompcore_queue_poll
+func gompcore_queue_poll(h C.int64_t, sliceMs C.int) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	if _, err := q.Poll(queueSlice(sliceMs)); err != nil {
+		return qcode(err)
+	}
+	return 1
+}
+
+// gompcore_queue_discard gives the queue up in this process: its overflow is
+// dropped and the exit does not wait for it.
+//
+//export gompcore_queue_discard
+func gompcore_queue_discard(h C.int64_t) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	q.Discard()
+	return 0
 }

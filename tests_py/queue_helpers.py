@@ -91,3 +91,117 @@ def get_into_pipe(q, fd):
 def use_simple(q, n):
     for i in range(n):
         q.put(q.empty())
+
+
+# ---- test_queue_readers.py ---------------------------------------------------------------
+
+def put_at_random_times(q, n, seed, max_pause_us=300):
+    """Put 0..n-1, pausing a random time (0..max_pause_us microseconds)
+    before most items, so that they land while the reader sleeps or while
+    it is about to sleep."""
+    import random
+    rnd = random.Random(seed)
+    for i in range(n):
+        r = rnd.random()
+        if r < 0.6:
+            time.sleep(rnd.random() * max_pause_us / 1e6)
+        elif r < 0.65:
+            time.sleep(0.005)
+        q.put(i)
+
+
+def put_after(q, delay, obj):
+    time.sleep(delay)
+    q.put(obj)
+
+
+def put_big_and_hang(q, size):
+    """Put one item larger than the ring with nobody reading: the process
+    stays in the middle of streaming it (until it is killed)."""
+    q.put(b"s" * size)
+
+
+def eventfd_ids():
+    """The eventfd-id (see /proc/pid/fdinfo) of every eventfd of this
+    process, by descriptor."""
+    ids = {}
+    for f in os.listdir("/proc/self/fd"):
+        try:
+            with open("/proc/self/fdinfo/" + f) as fi:
+                for line in fi:
+                    if line.startswith("eventfd-id:"):
+                        ids[int(f)] = int(line.split()[1])
+        except OSError:
+            pass
+    return ids
+
+
+def take_from_reader(q, out, n):
+    """In a child: wait for the queue's reader and recv n items; report them
+    with the eventfd-id of its descriptor and the ids of all its eventfds."""
+    from gomp.connection import wait
+    got = []
+    for _ in range(n):
+        if not wait([q._reader], 30):
+            out.put(("timeout", got))
+            return
+        got.append(q._reader.recv())
+    ids = eventfd_ids()
+    out.put((got, ids.get(q._reader.fileno()), sorted(ids.values())))
+
+
+def report_eventfd(q, out):
+    """In a child: report the eventfd-id of the queue's reader descriptor."""
+    out.put(eventfd_ids()[q._reader.fileno()])
+
+
+# Targets of concurrent.futures workers.
+
+def cf_square(x):
+    return x * x
+
+
+def cf_fail(x):
+    raise ValueError("failed on %r" % (x,))
+
+
+_cf_init_value = None
+
+
+def cf_init(v):
+    global _cf_init_value
+    _cf_init_value = v
+
+
+def cf_get_init(_):
+    return _cf_init_value
+
+
+def cf_pid(_):
+    time.sleep(0.02)
+    return os.getpid()
+
+
+def cf_sleep(t):
+    time.sleep(t)
+    return t
+
+
+def cf_kill_self(_=None, delay=0.0):
+    import signal
+    time.sleep(delay)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def cf_len(b):
+    time.sleep(0.01)
+    return len(b)
+
+
+def cf_bytes(n):
+    return b"r" * n
+
+
+
+def cf_ident(x):
+    return x

@@ -2,10 +2,13 @@ package queue
 
 import (
 	"errors"
+	"math"
 	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gomp-dev/gomp/gomp/futex"
 )
 
 // ErrUnknown reports a handle this process never issued (or released).
@@ -20,12 +23,16 @@ type Queue struct {
 	r        *Ring
 	npending atomic.Int64 // items in pending (read without mu on the fast path)
 
-	mu        sync.Mutex
-	pending   [][]byte
-	feeding   bool          // the feeder goroutine runs
-	drained   chan struct{} // closed when pending becomes empty
-	cancelled bool          // cancel_join_thread: the exit does not wait
-	released  bool          // the handle is gone: unmap once pending is empty
+	mu          sync.Mutex
+	pending     [][]byte
+	feeding     bool          // the feeder goroutine runs
+	drained     chan struct{} // closed when pending becomes empty
+	cancelled   bool          // cancel_join_thread: the exit does not wait
+	discarded   bool          // Discard: items that do not fit now are dropped
+	discardFlag atomic.Bool   // discarded, for the feeder's waits
+	released    bool          // the handle is gone: unmap once nothing uses the ring
+	watched     bool          // counted in the ring's watchers (see watch.go)
+	unmapped    bool
 }
 
 func newQueue(r *Ring) *Queue {
@@ -72,7 +79,9 @@ func (q *Queue) AbortPut(st *PutState) { q.r.endPut(st) }
 // Get takes the next item (see Ring.read).
 func (q *Queue) Get(buf []byte, st *GetState, d time.Duration) (int64, error) {
 	dl := newDeadline(d)
-	return q.r.read(buf, st, &dl)
+	n, err := q.r.read(buf, st, &dl)
+	q.r.settle()
+	return n, err
 }
 
 // AbortGet gives up a Get; a streamed item being assembled is lost.
@@ -81,8 +90,13 @@ func (q *Queue) AbortGet(st *GetState) { q.r.endGet(st) }
 func (q *Queue) enqueue(item []byte) {
 	c := getBuf(len(item))
 	copy(c, item)
-	atomic.AddInt64(q.r.overflow(), 1)
 	q.mu.Lock()
+	if q.discarded {
+		q.mu.Unlock()
+		putBuf(c)
+		return
+	}
+	atomic.AddInt64(q.r.overflow(), 1)
 	q.pending = append(q.pending, c)
 	q.npending.Add(1)
 	if !q.feeding {
@@ -103,16 +117,16 @@ func (q *Queue) feed() {
 	batch := make([][]byte, 0, feedBatch)
 	for {
 		q.mu.Lock()
+		if q.discarded {
+			q.dropPendingLocked(0)
+		}
 		if len(q.pending) == 0 {
 			q.feeding = false
 			q.pending = nil
 			close(q.drained)
-			unmap := q.released
+			q.unmapIfUnusedLocked()
 			q.mu.Unlock()
 			feeders.Remove(q)
-			if unmap {
-				q.r.Unmap()
-			}
 			return
 		}
 		batch = append(batch[:0], q.pending[:min(len(q.pending), feedBatch)]...)
@@ -123,13 +137,16 @@ func (q *Queue) feed() {
 			// stream it.
 			for {
 				dl := newDeadline(time.Second)
+				dl.stop = &q.discardFlag
 				err := q.r.write(batch[0], &st, &dl)
 				if err == nil {
 					break
 				}
-				if err != ErrAgain {
-					// The ring is unusable (corrupted by another process):
-					// the item cannot be delivered.
+				if err != ErrAgain || q.discardFlag.Load() {
+					// The ring is unusable (corrupted by another process),
+					// or this process gave the queue up: the item is not
+					// delivered (a streamed item cut short is dropped by
+					// the consumers).
 					q.r.endPut(&st)
 					break
 				}
@@ -137,14 +154,15 @@ func (q *Queue) feed() {
 			n = 1
 		}
 		q.mu.Lock()
+		n = min(n, len(q.pending)) // Discard may have dropped them meanwhile
 		for i := 0; i < n; i++ {
 			putBuf(q.pending[i])
 			q.pending[i] = nil
 		}
 		q.pending = q.pending[n:]
 		q.npending.Add(int64(-n))
-		q.mu.Unlock()
 		atomic.AddInt64(q.r.overflow(), int64(-n))
+		q.mu.Unlock()
 		clear(batch)
 	}
 }
@@ -196,6 +214,11 @@ func (q *Queue) Flush(d time.Duration) error {
 		<-ch
 		return nil
 	}
+	select {
+	case <-ch:
+		return nil
+	default:
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -213,14 +236,57 @@ func (q *Queue) CancelJoin() {
 	q.mu.Unlock()
 }
 
-// release drops the handle's use: the mapping goes now, or once the feeder
-// has emptied the overflow.
+// Discard gives the queue up in this process: the items of its overflow
+// that are not in the ring yet, and those that would wait there later, are
+// dropped, and the exit does not wait for them. concurrent.futures' broken
+// pool needs it (the stdlib's feeder loses them to EPIPE once no reader is
+// left): nobody will make room in the ring.
+func (q *Queue) Discard() {
+	q.mu.Lock()
+	q.discarded = true
+	q.discardFlag.Store(true)
+	q.cancelled = true
+	if q.feeding {
+		// The feeder holds a batch of the oldest items: it removes those
+		// itself; the rest go now.
+		q.dropPendingLocked(feedBatch)
+	}
+	q.mu.Unlock()
+	// A feeder waiting for room looks again, and gives up (others wake
+	// for nothing).
+	futex.Wake(q.r.headWord(), math.MaxInt32)
+}
+
+// dropPendingLocked drops the overflow's items but the first keep.
+func (q *Queue) dropPendingLocked(keep int) {
+	n := len(q.pending)
+	if n <= keep {
+		return
+	}
+	for i := keep; i < n; i++ {
+		putBuf(q.pending[i])
+		q.pending[i] = nil
+	}
+	q.pending = q.pending[:keep]
+	q.npending.Add(int64(keep - n))
+	atomic.AddInt64(q.r.overflow(), int64(keep-n))
+}
+
+// release drops the handle's use: the mapping (and the eventfd) goes now,
+// or once the feeder has emptied the overflow.
 func (q *Queue) release() {
+	q.Unwatch()
 	q.mu.Lock()
 	q.released = true
-	busy := q.feeding
+	q.unmapIfUnusedLocked()
 	q.mu.Unlock()
-	if !busy {
+}
+
+// unmapIfUnusedLocked unmaps the ring once the handle is released and no
+// goroutine of this process uses it any more.
+func (q *Queue) unmapIfUnusedLocked() {
+	if q.released && !q.feeding && !q.unmapped {
+		q.unmapped = true
 		q.r.Unmap()
 	}
 }
@@ -323,19 +389,22 @@ func Lookup(h int64) (*Queue, error) {
 	return t[h], nil
 }
 
-// New creates a ring (see Create) and returns its handle and memfd.
-func New(capacity uint64, maxsize int64, flags uint32) (int64, int, error) {
+// New creates a ring (see Create) and returns its handle, its memfd (the
+// caller's) and its eventfd (the handle's: closed when the handle's mapping
+// goes).
+func New(capacity uint64, maxsize int64, flags uint32) (int64, int, int, error) {
 	r, fd, err := Create(capacity, maxsize, flags)
 	if err != nil {
-		return 0, -1, err
+		return 0, -1, -1, err
 	}
-	return register(newQueue(r)), fd, nil
+	return register(newQueue(r)), fd, r.Eventfd(), nil
 }
 
-// Open attaches the ring in fd (made by New in any process) and returns a
-// handle.
-func Open(fd int) (int64, error) {
-	r, err := Attach(fd)
+// Open attaches the ring in fd (made by New in any process) with the
+// queue's eventfd efd, which the handle owns once Open succeeds, and
+// returns a handle.
+func Open(fd, efd int) (int64, error) {
+	r, err := Attach(fd, efd)
 	if err != nil {
 		return 0, err
 	}

@@ -47,7 +47,8 @@ func SetPidForTest(pid uint32) (restore func()) {
 type deadline struct {
 	d     time.Duration // < 0: no end
 	end   time.Time
-	timed bool // end is set
+	timed bool         // end is set
+	stop  *atomic.Bool // if set and true, the deadline has passed
 }
 
 func newDeadline(d time.Duration) deadline { return deadline{d: d} }
@@ -55,6 +56,9 @@ func newDeadline(d time.Duration) deadline { return deadline{d: d} }
 // left is the time remaining (0 once passed); for an infinite deadline, a
 // long time.
 func (d *deadline) left() time.Duration {
+	if d.stop != nil && d.stop.Load() {
+		return 0
+	}
 	if d.d < 0 {
 		return time.Hour
 	}

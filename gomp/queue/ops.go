@@ -32,7 +32,15 @@ type GetState struct {
 	Mid    int64 // a streamed item is being assembled
 	Total  int64 // its size
 	Got    int64 // bytes of it received
+	// Set by the caller: an item being assembled that its producer left
+	// unfinished (it died) ends the get with ErrItemLost instead of being
+	// dropped silently.
+	Report int64
 }
+
+// ErrItemLost reports (to a get with Report set) that the item it was
+// receiving was cut short: its producer died in the middle of putting it.
+var ErrItemLost = errors.New("queue: the item being received was cut short: its producer died while putting it")
 
 func (r *Ring) plock() *uint32       { return r.u32(offPlock) }
 func (r *Ring) clock() *uint32       { return r.u32(offClock) }
@@ -184,8 +192,9 @@ func (s sleepers) wake(word *uint32, n int, misses *int32) {
 	}
 }
 
-// publish makes the records up to newTail visible and wakes consumers; the
-// caller holds the producer lock.
+// publish makes the records up to newTail visible, wakes consumers and
+// makes the queue's eventfd readable when a watcher needs it (see
+// watch.go), all before the put returns; the caller holds the producer lock.
 func (r *Ring) publish(newTail uint64, all bool) {
 	atomic.StoreUint64(r.tail(), newTail)
 	n := 1
@@ -193,6 +202,7 @@ func (r *Ring) publish(newTail uint64, all bool) {
 		n = math.MaxInt32
 	}
 	r.dataSleepers().wake(r.tailWord(), n, &r.dataMisses)
+	r.notify()
 }
 
 // pushWhole writes item as one record; the caller holds the producer lock
@@ -453,6 +463,14 @@ func (r *Ring) read(buf []byte, st *GetState, d *deadline) (int64, error) {
 		if size > used {
 			r.endGet(st)
 			return 0, ErrBadRing
+		}
+		if st.Mid != 0 && st.Report != 0 && (kind == kindWhole || kind == kindFirst || kind == kindAbort) {
+			// The item being assembled ends here unfinished.
+			if kind == kindAbort {
+				r.consume(head+size, false)
+			}
+			r.endGet(st)
+			return 0, ErrItemLost
 		}
 		switch kind {
 		case kindWhole:

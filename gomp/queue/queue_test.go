@@ -21,6 +21,8 @@ func newTestQueue(t *testing.T, capacity uint64, maxsize int64, flags uint32) (*
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Close(fd) })
+	testEfds.Store(fd, r.Eventfd())
+	t.Cleanup(func() { testEfds.Delete(fd) })
 	q := newQueue(r)
 	t.Cleanup(func() {
 		q.Flush(5 * time.Second)
@@ -29,11 +31,21 @@ func newTestQueue(t *testing.T, capacity uint64, maxsize int64, flags uint32) (*
 	return q, fd
 }
 
-// attach opens a second view of the ring, as another process would.
+// testEfds maps the memfd of each ring of newTestQueue to its eventfd.
+var testEfds sync.Map
+
+// attach opens a second view of the ring, as another process would (with
+// its own copy of the eventfd).
 func attach(t *testing.T, fd int) *Queue {
 	t.Helper()
-	r, err := Attach(fd)
+	e, _ := testEfds.Load(fd)
+	efd, err := unix.FcntlInt(uintptr(e.(int)), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Attach(fd, efd)
+	if err != nil {
+		unix.Close(efd)
 		t.Fatal(err)
 	}
 	q := newQueue(r)
@@ -124,7 +136,7 @@ func TestCreateAttachValidate(t *testing.T) {
 	}
 	defer unix.Close(f)
 	unix.Ftruncate(f, headerSize+minCapacity)
-	if _, err := Attach(f); err != ErrBadRing {
+	if _, err := Attach(f, -1); err != ErrBadRing {
 		t.Fatalf("Attach of a zero file = %v", err)
 	}
 }
@@ -513,12 +525,16 @@ func TestTaskDoneJoin(t *testing.T) {
 }
 
 func TestHandles(t *testing.T) {
-	h, fd, err := New(4096, 0, 0)
+	h, fd, efd, err := New(4096, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	h2, err := Open(fd)
+	efd2, err := unix.FcntlInt(uintptr(efd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, err := Open(fd, efd2)
 	if err != nil {
 		t.Fatal(err)
 	}

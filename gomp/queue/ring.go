@@ -10,12 +10,13 @@
 //	line 0  magic, version, capacity, maxsize, flags          (constant)
 //	line 1  tail, plock, putCount, plock's owner tag           (producers)
 //	line 2  head, clock, getCount, clock's owner tag           (consumers)
-//	line 3  dataWaiters: consumers sleeping on tail            (consumers)
+//	line 3  dataWaiters: consumers sleeping on tail             (consumers)
 //	line 4  spaceWaiters, spaceNeed: producers sleeping on head (producers)
 //	line 5  size (bounded queues), overflow                    (both, slow paths)
 //	line 6  unfinished, joinSeq, joinWaiters                   (JoinableQueue)
 //	line 7  pids of the consumers asleep in waitData
 //	line 8  pids of the producers asleep in waitSpace
+//	line 9  readiness: state, watchers, nlock and its owner tag (see watch.go)
 //
 // head and tail are byte positions that only grow; tail-head bytes are in
 // use. The data area holds records, each an 8-byte header (payload length,
@@ -69,7 +70,7 @@ import (
 
 const (
 	magicValue    = 0x716d6f67 // "gomq"
-	layoutVer     = 1
+	layoutVer     = 3
 	headerSize    = 4096
 	recHdr        = 8
 	minCapacity   = 4096
@@ -95,6 +96,9 @@ const (
 	offJoinWait   = 396
 	offDataSlots  = 448 // [waitSlots]uint32: pids of sleeping consumers
 	offSpaceSlots = 512 // [waitSlots]uint32: pids of sleeping producers
+	offReady      = 576 // readiness state (see watch.go)
+	offWatchers   = 580 // handles watching the eventfd
+	offNlock      = 584 // lock of the resets; its owner tag at 600
 )
 
 // Record kinds.
@@ -119,6 +123,7 @@ var ErrBadRing = errors.New("queue: not a valid queue ring")
 // Ring is one process's view of a shared ring.
 type Ring struct {
 	mem      []byte // the whole mapping
+	efd      int    // the queue's readiness eventfd (see watch.go), owned; -1: none
 	data     []byte // the data area
 	capacity uint64
 	mask     uint64
@@ -167,8 +172,10 @@ func roundCapacity(c uint64) (uint64, error) {
 }
 
 // Create makes a new ring of at least capacity data bytes in a new memfd and
-// maps it. It returns the ring and the memfd (close-on-exec), which the
-// caller owns: it is what other processes attach with.
+// maps it, and the queue's readiness eventfd (see watch.go), which the ring
+// owns (Eventfd). It returns the ring and the memfd (close-on-exec), which
+// the caller owns: the memfd and the eventfd are what other processes
+// attach with.
 func Create(capacity uint64, maxsize int64, flags uint32) (*Ring, int, error) {
 	c, err := roundCapacity(capacity)
 	if err != nil {
@@ -196,7 +203,16 @@ func Create(capacity uint64, maxsize int64, flags uint32) (*Ring, int, error) {
 		unix.Close(fd)
 		return nil, -1, err
 	}
-	r := &Ring{mem: mem}
+	// The eventfd starts readable, in the state "set": nobody watches yet
+	// (the first watcher resets it, see Queue.Watch).
+	efd, err := unix.Eventfd(1, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Munmap(mem)
+		unix.Close(fd)
+		return nil, -1, err
+	}
+	r := &Ring{mem: mem, efd: efd}
+	*r.u32(offReady) = readySet
 	*r.u64(offCapacity) = c
 	*r.i64(offMaxsize) = maxsize
 	*r.u32(offFlags) = flags
@@ -212,7 +228,10 @@ func Create(capacity uint64, maxsize int64, flags uint32) (*Ring, int, error) {
 }
 
 // Attach maps the ring in the memfd (or any file) fd. The caller keeps fd.
-func Attach(fd int) (*Ring, error) {
+// efd is the queue's eventfd (from Create's ring in any process, inherited
+// or passed), or -1; the ring owns it once Attach succeeds (Unmap closes
+// it), the caller keeps it when Attach fails.
+func Attach(fd, efd int) (*Ring, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, err
@@ -224,11 +243,12 @@ func Attach(fd int) (*Ring, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Ring{mem: mem}
+	r := &Ring{mem: mem, efd: -1}
 	if err := r.load(); err != nil {
 		r.Unmap()
 		return nil, err
 	}
+	r.efd = efd
 	return r, nil
 }
 
@@ -248,11 +268,19 @@ func (r *Ring) load() error {
 	return nil
 }
 
-// Unmap releases the mapping; the ring must not be used afterwards.
+// Eventfd is the queue's readiness eventfd in this process (-1: none).
+func (r *Ring) Eventfd() int { return r.efd }
+
+// Unmap releases the mapping and closes the eventfd; the ring must not be
+// used afterwards.
 func (r *Ring) Unmap() {
 	if r.mem != nil {
 		unix.Munmap(r.mem)
 		r.mem, r.data = nil, nil
+	}
+	if r.efd >= 0 {
+		unix.Close(r.efd)
+		r.efd = -1
 	}
 }
 

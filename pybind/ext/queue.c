@@ -22,7 +22,14 @@
  *
  * Fork: the Go handle belongs to the runtime that issued it. A forked child
  * loads a new runtime (a new generation); the first use of the object there
- * attaches the ring again from the memfd, which the child inherited. */
+ * attaches the ring again from the memfd and the eventfd, which the child
+ * inherited.
+ *
+ * Every queue has one readiness eventfd, shared by all its processes (see
+ * gomp/queue/watch.go): the core's handle owns this process's copy (it
+ * closes it with the ring's mapping), the object keeps its number to hand it
+ * on (pickling, fork) and owns it only while no handle of the current
+ * generation does (inherited over fork, not attached yet). */
 #include "gomp_ext.h"
 
 #include <unistd.h>
@@ -46,6 +53,8 @@ typedef struct {
     char get_closed;
     int64_t hint;    /* size of the last item received, when it was large */
     PyObject *dumps; /* pickler for the objects without a fast path */
+    int efd;         /* the queue's readiness eventfd: the handle's in generation gen,
+                        this object's before (inherited), -1 when there is none */
 } QCore;
 
 static PyTypeObject QCoreType, SimpleCoreType;
@@ -62,7 +71,8 @@ static int q_ready(QCore *q)
         PyErr_SetString(PyExc_ValueError, "the queue is closed");
         return -1;
     }
-    int64_t h = gomp_core.queue_open(q->fd);
+    /* The new handle takes the inherited eventfd over. */
+    int64_t h = gomp_core.queue_open(q->fd, q->efd);
     if (h < 0) {
         gomp_set_error(h);
         return -1;
@@ -98,16 +108,17 @@ static PyObject *run_error(int64_t r)
 
 /* ---- type ----------------------------------------------------------------------------- */
 
-/* QueueCore.__init__(capacity, maxsize=0, flags=0, dumps=None, fd=-1): a new
- * ring, or (fd >= 0) the ring in fd, which the object then owns. */
+/* QueueCore.__init__(capacity, maxsize=0, flags=0, dumps=None, fd=-1,
+ * efd=-1): a new ring, or (fd >= 0) the ring in fd with the queue's eventfd
+ * efd, which the object (and its handle) then own. */
 static int q_init(QCore *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"capacity", "maxsize", "flags", "dumps", "fd", NULL};
+    static char *kwlist[] = {"capacity", "maxsize", "flags", "dumps", "fd", "efd", NULL};
     long long capacity, maxsize = 0, flags = 0;
-    int fd = -1;
+    int fd = -1, efd = -1;
     PyObject *dumps = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|LLOi:QueueCore", kwlist, &capacity, &maxsize,
-                                     &flags, &dumps, &fd))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|LLOii:QueueCore", kwlist, &capacity,
+                                     &maxsize, &flags, &dumps, &fd, &efd))
         return -1;
     if (self->gen != 0) {
         PyErr_SetString(PyExc_RuntimeError, "QueueCore is already initialized");
@@ -121,20 +132,26 @@ static int q_init(QCore *self, PyObject *args, PyObject *kwds)
         return -1;
     int64_t h;
     if (fd >= 0) {
-        h = gomp_core.queue_open(fd);
+        if (efd < 0) {
+            PyErr_SetString(PyExc_ValueError, "a queue's ring comes with its eventfd");
+            return -1;
+        }
+        h = gomp_core.queue_open(fd, efd);
         if (h < 0) {
             gomp_set_error(h);
             return -1;
         }
         self->fd = fd; /* owned from now on */
+        self->efd = efd;
     } else {
-        int64_t nfd = -1;
-        h = gomp_core.queue_new(capacity, maxsize, flags, &nfd);
+        int64_t nfd = -1, nefd = -1;
+        h = gomp_core.queue_new(capacity, maxsize, flags, &nfd, &nefd);
         if (h < 0) {
             gomp_set_error(h);
             return -1;
         }
         self->fd = (int)nfd;
+        self->efd = (int)nefd;
     }
     self->h = h;
     self->gen = gomp_core_generation();
@@ -149,6 +166,7 @@ static PyObject *q_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     QCore *self = (QCore *)type->tp_alloc(type, 0);
     if (self != NULL) {
         self->fd = -1;
+        self->efd = -1;
         self->dumps = Py_NewRef(Py_None);
     }
     return (PyObject *)self;
@@ -156,8 +174,11 @@ static PyObject *q_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 
 static void q_dealloc(QCore *self)
 {
-    if (self->gen != 0 && gomp_core_ok && self->gen == gomp_core_generation())
-        gomp_core.queue_release(self->h);
+    int live = self->gen != 0 && gomp_core_ok && self->gen == gomp_core_generation();
+    if (live)
+        gomp_core.queue_release(self->h); /* closes the eventfd with the mapping */
+    else if (self->efd >= 0)
+        close(self->efd); /* inherited, never attached (see q_ready) */
     if (self->fd >= 0)
         close(self->fd);
     Py_CLEAR(self->dumps);
@@ -500,11 +521,12 @@ static int64_t get_step(void *c, int ms)
 /* Takes the next item. With decode, returns the object (fast_decode or
  * pickle.loads); otherwise its pickle as bytes. NULL with queue.Empty on
  * timeout, or another exception. */
-static PyObject *q_take(QCore *self, gomp_deadline *d, int decode)
+static PyObject *q_take(QCore *self, gomp_deadline *d, int decode, int report)
 {
     char stack[STACK_ITEM];
     PyObject *big = NULL;
     get_ctx g = {self->h, stack, sizeof stack, {0}};
+    g.st.report = report;
     if (self->hint > STACK_ITEM) {
         /* Large items tend to follow each other: receive into a bytes object
          * of the last one's size at once instead of asking for the size. */
@@ -528,6 +550,9 @@ static PyObject *q_take(QCore *self, gomp_deadline *d, int decode)
             Py_XDECREF(big);
             if (r == GOMP_TIMEDOUT)
                 PyErr_SetNone(exc_empty);
+            else if (r == GOMP_QLOST)
+                PyErr_SetString(PyExc_OSError, "the item being received was cut short: its "
+                                               "producer died while putting it");
             else
                 run_error(r);
             return NULL;
@@ -570,7 +595,7 @@ static PyObject *get_obj(QCore *self, gomp_deadline *d)
         return closed_error(self);
     if (q_ready(self) < 0)
         return NULL;
-    return q_take(self, d, 1);
+    return q_take(self, d, 1, 0);
 }
 
 /* Queue.get(block=True, timeout=None): see gomp.queues. */
@@ -612,7 +637,109 @@ static PyObject *q_get_raw(QCore *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (q_ready(self) < 0)
         return NULL;
-    return q_take(self, &d, 0);
+    return q_take(self, &d, 0, 0);
+}
+
+/* ---- the reader end: readiness descriptor, recv, poll --------------------------------- */
+
+static PyObject *handle_closed(void)
+{
+    PyErr_SetString(PyExc_OSError, "handle is closed");
+    return NULL;
+}
+
+/* _recv(decode=True) -> the next item (decode: unpickled, else its pickle),
+ * waiting for it: the reader end's recv(). An item cut short by the death of
+ * its producer raises OSError (get() drops it and goes on). */
+static PyObject *q_recv(QCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int decode = 1;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "_recv(decode=True)");
+        return NULL;
+    }
+    if (nargs == 1 && (decode = PyObject_IsTrue(args[0])) < 0)
+        return NULL;
+    if (self->get_closed)
+        return handle_closed();
+    if (q_ready(self) < 0)
+        return NULL;
+    gomp_deadline d;
+    gomp_deadline_set(&d, -1);
+    return q_take(self, &d, decode, 1);
+}
+
+typedef struct {
+    int64_t h;
+} poll_ctx;
+
+static int64_t poll_step(void *c, int ms)
+{
+    return gomp_core.queue_poll(((poll_ctx *)c)->h, ms);
+}
+
+/* _poll(timeout=0.0) -> bool: whether the queue holds an item, waiting at
+ * most timeout seconds (None: no limit). */
+static PyObject *q_poll(QCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "_poll(timeout=0.0)");
+        return NULL;
+    }
+    if (self->get_closed)
+        return handle_closed();
+    gomp_deadline d;
+    if (nargs == 0)
+        gomp_deadline_set(&d, 0);
+    else if (gomp_deadline_init(&d, args[0]) < 0)
+        return NULL;
+    if (q_ready(self) < 0)
+        return NULL;
+    poll_ctx p = {self->h};
+    int64_t r = gomp_run(poll_step, &p, &d, 1);
+    if (r == GOMP_TIMEDOUT)
+        Py_RETURN_FALSE;
+    if (r < 0)
+        return run_error(r);
+    Py_RETURN_TRUE;
+}
+
+/* _watch() -> int: the queue's eventfd, readable while the queue holds an
+ * item; the handle counts as a watcher from now on, so that consumers keep
+ * it level (see gomp/queue/watch.go). */
+static PyObject *q_watch(QCore *self, PyObject *noargs)
+{
+    if (self->get_closed)
+        return handle_closed();
+    if (q_ready(self) < 0)
+        return NULL;
+    int64_t r = gomp_core.queue_watch(self->h);
+    if (r < 0)
+        return gomp_set_error(r);
+    return PyLong_FromLongLong(r);
+}
+
+/* _unwatch(): the handle no longer counts as a watcher (the eventfd stays
+ * open: it is the queue's). */
+static PyObject *q_unwatch(QCore *self, PyObject *noargs)
+{
+    if (self->gen != 0 && gomp_core_ok && self->gen == gomp_core_generation()) {
+        int64_t r = gomp_core.queue_unwatch(self->h);
+        if (r < 0)
+            return gomp_set_error(r);
+    }
+    Py_RETURN_NONE;
+}
+
+/* _discard(): this process gives the queue up: its overflow is dropped. */
+static PyObject *q_discard(QCore *self, PyObject *noargs)
+{
+    if (q_ready(self) < 0)
+        return NULL;
+    int64_t r = gomp_core.queue_discard(self->h);
+    if (r < 0)
+        return gomp_set_error(r);
+    Py_RETURN_NONE;
 }
 
 /* put_bytes(buf) -> 0/1: puts an already pickled item (as put does). */
@@ -771,6 +898,16 @@ static PyObject *q_fileno(QCore *self, PyObject *noargs)
     return PyLong_FromLong(self->fd);
 }
 
+/* _eventfd() -> int: the queue's eventfd (to hand on with the memfd). */
+static PyObject *q_eventfd(QCore *self, PyObject *noargs)
+{
+    if (self->fd < 0 || self->efd < 0) {
+        PyErr_SetString(PyExc_ValueError, "the queue is closed");
+        return NULL;
+    }
+    return PyLong_FromLong(self->efd);
+}
+
 static PyObject *flag_get(QCore *self, void *which)
 {
     char *f = which == NULL ? &self->put_closed : &self->get_closed;
@@ -811,7 +948,17 @@ static int flag_set(QCore *self, PyObject *v, void *which)
          "Do not wait for this queue's overflow at exit."},                                        \
         {"_close_ring", (PyCFunction)q_close, METH_NOARGS, "Close the ring's memfd."},             \
         {"_fileno", (PyCFunction)q_fileno, METH_NOARGS, "The ring's memfd."},                      \
-        {"_ring_closed", (PyCFunction)q_ring_closed, METH_NOARGS, "Whether the memfd is closed."}
+        {"_eventfd", (PyCFunction)q_eventfd, METH_NOARGS, "The queue's readiness eventfd."},       \
+        {"_ring_closed", (PyCFunction)q_ring_closed, METH_NOARGS, "Whether the memfd is closed."},   \
+        {"_recv", (PyCFunction)(void (*)(void))q_recv, METH_FASTCALL,                              \
+         "_recv(decode=True) -> the next item, waiting for it (the reader end's recv)."},         \
+        {"_poll", (PyCFunction)(void (*)(void))q_poll, METH_FASTCALL,                              \
+         "_poll(timeout=0.0) -> bool: whether an item is there, waiting at most timeout."},       \
+        {"_watch", (PyCFunction)q_watch, METH_NOARGS,                                              \
+         "_watch() -> fd readable while the queue holds an item (the queue's eventfd)."},          \
+        {"_unwatch", (PyCFunction)q_unwatch, METH_NOARGS, "Stop counting as a watcher."},        \
+        {"_discard", (PyCFunction)q_discard, METH_NOARGS,                                          \
+         "Give the queue up: drop this process's overflow, do not wait for it at exit."}
 
 static PyMethodDef q_methods[] = {
     {"put", (PyCFunction)(void (*)(void))q_put, METH_FASTCALL | METH_KEYWORDS,

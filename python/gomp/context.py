@@ -332,6 +332,16 @@ def get_spawning_popen():
 
 def set_spawning_popen(popen):
     _tls.spawning_popen = popen
+    # Objects of the stdlib built with a gomp context (without gomp.install(),
+    # concurrent.futures' call queue is a multiprocessing.queues.Queue made
+    # with the ProcessPoolExecutor's mp_context) check the stdlib's own flag
+    # when they are pickled for a child: set it too when the stdlib's module
+    # is loaded (it is never imported here).
+    std = sys.modules.get('multiprocessing.context')
+    if std is not None and std is not sys.modules[__name__]:
+        setter = getattr(std, 'set_spawning_popen', None)
+        if setter is not None:
+            setter(popen)
 
 
 def assert_spawning(obj):

@@ -18,6 +18,8 @@ from . import context
 __all__ = ['send_handle', 'recv_handle', 'ForkingPickler', 'register', 'dump',
            'DupFd', 'sendfds', 'recvfds']
 
+_this_module = sys.modules[__name__]
+
 HAVE_SEND_HANDLE = (hasattr(socket, 'CMSG_LEN') and hasattr(socket, 'SCM_RIGHTS')
                     and hasattr(socket.socket, 'sendmsg'))
 
@@ -33,6 +35,16 @@ class _DispatchTable(dict):
     __slots__ = ()
 
     def __missing__(self, key):
+        # Objects of the stdlib's multiprocessing, when a program uses both
+        # without gomp.install() (concurrent.futures' call queue, a
+        # multiprocessing.queues.Queue, with gomp's context): the stdlib's
+        # reducers for them (its Connection...), if its module is loaded (it
+        # is never imported here).
+        std = sys.modules.get('multiprocessing.reduction')
+        if std is not None and std is not _this_module:
+            r = getattr(getattr(std, 'ForkingPickler', None), '_extra_reducers', {}).get(key)
+            if r is not None:
+                return r
         return copyreg.dispatch_table[key]
 
 
