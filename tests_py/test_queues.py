@@ -162,6 +162,48 @@ def test_closed_queue_raises():
         q.join_thread()
 
 
+def test_empty_after_close_as_the_stdlib():
+    # Unused: close() changes nothing for empty(); used in this process: the
+    # stdlib's reader is closed by then, and empty() raises OSError.
+    for q in gomp.Queue(), gomp.JoinableQueue():
+        q.close()
+        q.join_thread()
+        assert q.empty()
+    for q in gomp.Queue(), gomp.JoinableQueue():
+        q.put("foo")
+        q.close()
+        q.join_thread()
+        with pytest.raises(OSError, match="is closed"):
+            q.empty()
+        assert q.qsize() == 1
+    q = gomp.Queue()
+    q._reader.close()
+    with pytest.raises(OSError, match="is closed"):
+        q.empty()
+
+
+def test_a_parents_put_does_not_count_in_a_fork_child():
+    q = gomp.Queue()
+    q.put(1)
+    assert q._used
+    ctx = gomp.get_context("fork")
+    r, w = ctx.Pipe(duplex=False)
+
+    def child():
+        q.close()
+        try:
+            w.send(q.empty())
+        except OSError as e:
+            w.send(repr(e))
+
+    p = ctx.Process(target=child)
+    p.start()
+    w.close()
+    assert r.recv() is False  # the item is still there, and empty() works
+    p.join()
+    assert q.get(timeout=10) == 1
+
+
 def test_unpicklable_item_goes_to_the_hook():
     calls = []
 

@@ -229,6 +229,13 @@ long gomp_core_generation(void)
     return core_generation;
 }
 
+/* Whether objects of generation gen are usable here without a reload (their
+ * handles belong to the runtime loaded in this process image). */
+int gomp_core_current(long gen)
+{
+    return core_loaded && !core_stale && gen == core_generation;
+}
+
 /* ---- errors ---------------------------------------------------------------------------- */
 
 PyObject *gomp_set_error(int64_t r)

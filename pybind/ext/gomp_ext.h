@@ -42,6 +42,7 @@ static inline int gomp_core_ready(void)
 /* The generation of the loaded core: it changes when a forked child loads its
  * own runtime, which invalidates every handle the core issued before. */
 long gomp_core_generation(void);
+int gomp_core_current(long gen);
 
 /* Sets the Python exception for a negative result of the core; returns NULL. */
 PyObject *gomp_set_error(int64_t r);

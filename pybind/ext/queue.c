@@ -51,6 +51,7 @@ typedef struct {
     int simple;      /* SimpleQueue: put waits for room instead of overflowing */
     char put_closed; /* put (Queue: and get) refused: close() was called */
     char get_closed;
+    char used;       /* Queue: this process put (the stdlib's feeder thread would be running) */
     int64_t hint;    /* size of the last item received, when it was large */
     PyObject *dumps; /* pickler for the objects without a fast path */
     int efd;         /* the queue's readiness eventfd: the handle's in generation gen,
@@ -438,6 +439,7 @@ static PyObject *put_obj(QCore *self, PyObject *obj, gomp_deadline *d)
         return closed_error(self);
     if (q_ready(self) < 0)
         return NULL;
+    self->used = 1;
     unsigned char small[FAST_MAX];
     Py_ssize_t sn = fast_encode(obj, small);
     int64_t r;
@@ -749,6 +751,7 @@ static PyObject *q_put_raw(QCore *self, PyObject *arg)
     gomp_deadline_set(&d, -1);
     if (q_ready(self) < 0)
         return NULL;
+    self->used = 1;
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -786,8 +789,13 @@ static PyObject *q_qsize(QCore *self, PyObject *noargs)
 
 static PyObject *q_empty(QCore *self, PyObject *noargs)
 {
-    if (self->simple && self->get_closed)
-        return closed_error(self);
+    /* The stdlib polls its reader here: closed by SimpleQueue.close(), by
+     * _reader.close(), or (Queue) by the feeder thread that the first put in
+     * this process started, once close() is called. */
+    if (self->get_closed && (self->simple || self->used || !self->put_closed)) {
+        PyErr_SetString(PyExc_OSError, "handle is closed");
+        return NULL;
+    }
     if (q_ready(self) < 0)
         return NULL;
     int64_t r = gomp_core.queue_stat(self->h, GOMP_QSTAT_EMPTY);
@@ -877,6 +885,12 @@ static PyObject *q_cancel_join(QCore *self, PyObject *noargs)
  * its overflow keeps being fed) until the object goes. */
 static PyObject *q_close(QCore *self, PyObject *noargs)
 {
+    /* A process that has not mapped the ring (a forked child that did not use
+     * the queue before Queue.close()) keeps the descriptor, as it may still
+     * need it: qsize(), empty() and full() work after close(), as with the
+     * stdlib. It is closed with the object. */
+    if (self->fd >= 0 && !self->simple && !gomp_core_current(self->gen))
+        Py_RETURN_NONE;
     if (self->fd >= 0) {
         close(self->fd);
         self->fd = -1;
@@ -911,6 +925,8 @@ static PyObject *q_eventfd(QCore *self, PyObject *noargs)
 static PyObject *flag_get(QCore *self, void *which)
 {
     char *f = which == NULL ? &self->put_closed : &self->get_closed;
+    if (which == (void *)3)
+        return PyBool_FromLong(self->used);
     if (which == (void *)2)
         return PyBool_FromLong(self->put_closed || self->get_closed);
     return PyBool_FromLong(*f);
@@ -925,7 +941,9 @@ static int flag_set(QCore *self, PyObject *v, void *which)
     int b = PyObject_IsTrue(v);
     if (b < 0)
         return -1;
-    if (which == (void *)2)
+    if (which == (void *)3)
+        self->used = (char)b;
+    else if (which == (void *)2)
         self->put_closed = self->get_closed = (char)b;
     else if (which == NULL)
         self->put_closed = (char)b;
@@ -986,6 +1004,7 @@ static PyGetSetDef q_getset[] = {
     {"_closed", (getter)flag_get, (setter)flag_set, "close() was called.", (void *)2},
     {"_put_closed", (getter)flag_get, (setter)flag_set, "put is refused.", NULL},
     {"_get_closed", (getter)flag_get, (setter)flag_set, "get is refused.", (void *)1},
+    {"_used", (getter)flag_get, (setter)flag_set, "this process put an item.", (void *)3},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -237,6 +237,7 @@ class Queue(_gomp.QueueCore):
 
     def _reset(self):
         self._closed = False
+        self._used = False
         self._joincancelled = False
         self._reader = _Reader(self, '_get_closed')
         self._writer = _Writer(self, '_put_closed')
