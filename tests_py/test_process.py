@@ -457,3 +457,32 @@ def test_install_aliases_multiprocessing_in_children(tmp_path):
     out = run_script(path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["%s gomp gomp.connection" % m for m in METHODS]
+
+
+def _sleep_a_little():
+    import time
+    time.sleep(0.01)
+
+
+def test_threads_joining_one_child_all_see_its_exit():
+    # Several threads join the same child at once (a pool's helper threads
+    # do): every join returns, none sees a status taken by another.
+    import threading
+    ctx = gomp.get_context("fork")
+    for _ in range(30):
+        p = ctx.Process(target=_sleep_a_little)
+        p.start()
+        errors = []
+
+        def join():
+            try:
+                p.join()
+            except BaseException as e:  # noqa: B902 - reported below
+                errors.append(e)
+        threads = [threading.Thread(target=join) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert p.exitcode == 0

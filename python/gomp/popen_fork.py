@@ -44,14 +44,21 @@ class Popen(object):
         child = self._child
         if child is None or child.token is None:
             return
-        status = _gomp.proc_wait(child.token, child.pidfd, timeout)
+        try:
+            status = _gomp.proc_wait(child.token, child.pidfd, timeout)
+        except ChildProcessError:
+            # Another thread joining this child got the status first: it sets
+            # returncode before it forgets the token.
+            if self.returncode is not None or child.token is None:
+                return
+            raise
         if status is None:
             return
-        child.forget()
         if status != _gomp.STATUS_LOST:
             self.returncode = status
         # Otherwise other code reaped the child (a waitpid(-1) elsewhere): its
         # exit code is gone and stays None, as the stdlib reports it.
+        child.forget()
 
     def poll(self, flag=os.WNOHANG):
         if self.returncode is None:
