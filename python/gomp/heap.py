@@ -70,20 +70,6 @@ _PAGE = mmap.PAGESIZE
 _NO_FD_COPY = {'trackfd': False} if sys.version_info >= (3, 13) else {}
 
 
-def _reserve(fd, size):
-    """Give the file fd its size, with its pages reserved where the file
-    system supports it."""
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as e:
-        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-            raise OSError(e.errno, 'cannot reserve %d bytes of shared memory: %s'
-                          % (size, os.strerror(e.errno))) from None
-        os.ftruncate(fd, size)
-    except AttributeError:  # no posix_fallocate on this platform
-        os.ftruncate(fd, size)
-
-
 def _tmpfile_dir(size):
     """Where to put the fallback file: /dev/shm if it has room (memory, not
     disk), else gomp's temporary directory."""
@@ -140,7 +126,7 @@ def _memory_file(size):
         os.unlink(path)
     try:
         if reserve:
-            _reserve(fd, size)
+            util._reserve_file(fd, size)
         else:
             os.ftruncate(fd, size)
     except BaseException:

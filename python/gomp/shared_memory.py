@@ -43,6 +43,7 @@ import types
 from functools import partial
 
 from . import resource_tracker
+from . import util
 
 __all__ = ['SharedMemory', 'ShareableList']
 
@@ -116,19 +117,6 @@ else:
     _shm_unlink = _fallback_shm_unlink
 
 
-def _reserve(fd, size):
-    """Size the new segment fd, reserving its pages where possible."""
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as e:
-        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-            raise OSError(e.errno, 'cannot reserve %d bytes of shared memory: %s'
-                          % (size, os.strerror(e.errno))) from None
-        os.ftruncate(fd, size)
-    except AttributeError:
-        os.ftruncate(fd, size)
-
-
 class SharedMemory:
     """A named shared memory segment: SharedMemory(create=True, size=n) makes a
     new one of at least n bytes under a random name; SharedMemory(name)
@@ -186,7 +174,7 @@ class SharedMemory:
         created = bool(self._flags & os.O_EXCL)
         try:
             if create:
-                _reserve(self._fd, size)
+                util._reserve_file(self._fd, size)
             size = os.fstat(self._fd).st_size
             self._mmap = mmap.mmap(self._fd, size)
         except BaseException:

@@ -2,6 +2,7 @@
 temporary directory, and the exit sequence of a process."""
 
 import atexit
+import errno
 import itertools
 import os
 import sys
@@ -426,3 +427,18 @@ def _cleanup_tests():
     _run_finalizers()
     support.gc_collect()
     support.reap_children()
+
+
+def _reserve_file(fd, size):
+    """Give the file fd (a shared memory file: a heap arena, a SharedMemory
+    segment) its size, with its pages reserved where the file system
+    supports it: out of memory is an OSError here, not a SIGBUS later."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise OSError(e.errno, 'cannot reserve %d bytes of shared memory: %s'
+                          % (size, os.strerror(e.errno))) from None
+        os.ftruncate(fd, size)
+    except AttributeError:  # no posix_fallocate on this platform
+        os.ftruncate(fd, size)
