@@ -1,5 +1,5 @@
 /* The C ABI between the extension gomp._gomp (pybind/_gomp.c) and the Go core
- * library (pybind/*.go, built with -buildmode=c-shared).
+ * library (the Go files of pybind/, built with -buildmode=c-shared).
  *
  * The extension never links the core: it dlopen()s it on first use and, in a
  * forked child, loads a fresh copy (see core_load in _gomp.c). Every function
@@ -21,9 +21,6 @@
 #define GOMP_EPANIC  (-100004) /* a Go panic was recovered; text via last_error */
 #define GOMP_EOTHER  (-100005) /* another Go error; text via last_error */
 
-/* Exit status of a child that other code reaped (its code is lost). */
-#define GOMP_STATUS_LOST (-1000000)
-
 /* Progress of reading one frame header (4 or 12 bytes). */
 typedef struct {
     int64_t got;
@@ -44,18 +41,12 @@ typedef struct {
     X(int64_t, read_full, (int fd, void *buf, int64_t n, int64_t *done,          \
                            int slice_ms))
 
-#define GOMPCORE_PROC_FUNCS(X)                                                   \
-    X(int64_t, proc_watch, (int pid, int pidfd))                                 \
-    X(int64_t, proc_wait, (int64_t tok, int64_t *status, int slice_ms))          \
-    X(int64_t, proc_forget, (int64_t tok))
-
 #include "core_sync.h"  /* GOMPCORE_SYNC_FUNCS */
 #include "core_queue.h" /* GOMPCORE_QUEUE_FUNCS */
 
 #define GOMPCORE_FUNCS(X)                                                        \
     GOMPCORE_BASE_FUNCS(X)                                                       \
     GOMPCORE_CONN_FUNCS(X)                                                       \
-    GOMPCORE_PROC_FUNCS(X)                                                       \
     GOMPCORE_SYNC_FUNCS(X)                                                       \
     GOMPCORE_QUEUE_FUNCS(X)
 

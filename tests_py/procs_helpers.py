@@ -18,6 +18,10 @@ def raise_value_error():
     raise ValueError("boom from the child")
 
 
+def recv_then_exit(conn):
+    conn.recv()
+
+
 def sleep(seconds):
     time.sleep(seconds)
 

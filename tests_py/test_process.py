@@ -133,7 +133,8 @@ def test_many_children_at_once(ctx):
 
 def test_children_are_reaped_without_join(ctx):
     """No zombie is left even if nobody joins: the Go reaper collects the
-    child as soon as it exits, and the exit code is kept."""
+    child shortly after it exits (its grace period is 100 ms), and keeps the
+    exit code for the join that comes later."""
     if ctx.get_start_method() == "forkserver":
         pytest.skip("forkserver children are the server's children; it reaps them")
     p = started(ctx, h.exit_with, 5)
@@ -149,6 +150,79 @@ def test_children_are_reaped_without_join(ctx):
     else:
         pytest.fail("the child was not reaped")
     assert p.exitcode == 5
+
+
+def _zombie_or_gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z" and "zombie"
+    except FileNotFoundError:
+        return "gone"
+
+
+def test_child_dropped_while_running_is_reaped(ctx):
+    """A Popen closed while its child runs (nobody will ever join it) leaves
+    the child to the reaper, which reaps it when it exits."""
+    if ctx.get_start_method() == "forkserver":
+        pytest.skip("forkserver children are the server's children; it reaps them")
+    r, w = ctx.Pipe(duplex=False)
+    p = started(ctx, h.recv_then_exit, r)
+    pid = p.pid
+    p._popen.close()  # the record is dropped while the child still runs
+    gomp.process._children.discard(p)  # (nobody can join it now)
+    w.send(None)
+    deadline = time.monotonic() + 30
+    while _zombie_or_gone(pid) != "gone":
+        assert time.monotonic() < deadline, "the dropped child was not reaped: %s" % (
+            _zombie_or_gone(pid),)
+        time.sleep(0.01)
+
+
+def test_reaper_races_the_parent_without_losing_a_status():
+    """With a grace period of 1 ms the reaper races join() for every child:
+    whoever reaps, join() reports the exit code, and the reaper keeps
+    nothing once the statuses are collected."""
+    from gomp import _gomp
+    ctx = gomp.get_context("fork")
+    prev = _gomp.proc_reaper_grace(0.001)
+    try:
+        procs = []
+        for i in range(60):
+            p = started(ctx, h.exit_with, i % 5)
+            if i % 3 == 0:
+                time.sleep(0.005)  # let the reaper get some first
+            procs.append(p)
+        for i, p in enumerate(procs):
+            p.join(30)
+            assert p.exitcode == i % 5
+    finally:
+        _gomp.proc_reaper_grace(prev)
+    deadline = time.monotonic() + 10
+    while _gomp.proc_reaper_state() != (0, 0):
+        assert time.monotonic() < deadline, _gomp.proc_reaper_state()
+        time.sleep(0.01)
+
+
+def test_starting_processes_does_not_load_the_go_core():
+    """A program that only starts and joins processes never loads the Go
+    runtime, which would make each of its forks slower."""
+    out = run_python("""
+        import gomp, gomp.connection, sys
+        from gomp import _gomp
+        if __name__ == "__main__":
+            for method in ("fork", "spawn"):
+                ctx = gomp.get_context(method)
+                ps = [ctx.Process(target=sys.exit, args=(3,)) for _ in range(3)]
+                for p in ps:
+                    p.start()
+                gomp.connection.wait([p.sentinel for p in ps])
+                for p in ps:
+                    p.join()
+                assert [p.exitcode for p in ps] == [3, 3, 3], [p.exitcode for p in ps]
+                assert gomp.active_children() == []
+            print(_gomp._core_info()["loaded"])
+    """)
+    assert out.stdout.split() == ["0"]
 
 
 def test_parent_process_liveness(ctx):

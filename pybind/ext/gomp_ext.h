@@ -17,6 +17,9 @@
 /* Longest wait inside the core before Python signal handlers get to run. */
 #define GOMP_SLICE_MS 20
 
+/* Exit status of a child that other code reaped (its code is lost). */
+#define GOMP_STATUS_LOST (-1000000)
+
 /* Results of gomp_run() that never come from the core. */
 #define GOMP_TIMEDOUT (-200001) /* the deadline passed */
 #define GOMP_EPYERR (-200002)   /* a Python exception is set (a signal handler raised) */

@@ -2,8 +2,10 @@
 
 The child is supervised through a pidfd: it is the sentinel (readable once
 the child exits, usable with wait() and select), signals are sent through
-it (so a recycled pid can never be hit), and gomp's Go core reaps the child
-the moment it exits, so no zombie is left behind even if nobody joins."""
+it (so a recycled pid can never be hit), and join() reaps the child through
+it (waitid in C, no call into the Go core). gomp's Go core is the safety
+net: a child still unreaped shortly after it exited is reaped by its
+reaper, so no zombie is left behind even if nobody joins."""
 
 import os
 import signal
@@ -35,30 +37,34 @@ class Popen(object):
     def _supervise(self, pid, *fds_to_close):
         """Watch the child pid: its pidfd becomes the sentinel. fds_to_close
         are closed with it when this object is closed or collected."""
-        self.pid = pid
-        self._child = _Child(pid)
-        self.sentinel = self._child.pidfd
+        self._prepare_supervision(*fds_to_close)
+        self._attach(pid)
+
+    def _prepare_supervision(self, *fds_to_close):
+        # Made before fork() by the fork start method: in the parent, every
+        # object made after it costs copy-on-write faults while the child
+        # starts (measured: the finalizer alone took 95 us after a fork).
+        self._child = _Child()
         self.finalizer = util.Finalize(self, _release, (self._child,) + fds_to_close)
+
+    def _attach(self, pid):
+        self.pid = pid
+        try:
+            self._child.attach(pid)
+        except BaseException:
+            self.finalizer()  # closes fds_to_close
+            raise
+        self.sentinel = self._child.pidfd
 
     def _wait(self, timeout):
         child = self._child
-        if child is None or child.token is None:
+        if child is None:
             return
-        try:
-            status = _gomp.proc_wait(child.token, child.pidfd, timeout)
-        except ChildProcessError:
-            # Another thread joining this child got the status first: it sets
-            # returncode before it forgets the token.
-            if self.returncode is not None or child.token is None:
-                return
-            raise
-        if status is None:
-            return
-        if status != _gomp.STATUS_LOST:
+        status = _gomp.proc_reap(child, timeout)
+        # STATUS_LOST: other code reaped the child (a waitpid(-1) elsewhere):
+        # its exit code is gone and stays None, as the stdlib reports it.
+        if status is not None and status != _gomp.STATUS_LOST:
             self.returncode = status
-        # Otherwise other code reaped the child (a waitpid(-1) elsewhere): its
-        # exit code is gone and stays None, as the stdlib reports it.
-        child.forget()
 
     def poll(self, flag=os.WNOHANG):
         if self.returncode is None:
@@ -97,11 +103,12 @@ class Popen(object):
         # The child watches its parent through child_r: end of file when the
         # parent (which holds parent_w) is gone.
         child_r, parent_w = os.pipe()
+        self._prepare_supervision(parent_w)
         try:
             pid = _fork()
         except BaseException:
+            self.finalizer()
             os.close(child_r)
-            os.close(parent_w)
             raise
         if pid == 0:
             try:
@@ -112,37 +119,35 @@ class Popen(object):
                 util._forked_child_ends()
                 os._exit(code)
         os.close(child_r)
-        try:
-            self._supervise(pid, parent_w)
-        except BaseException:
-            os.close(parent_w)
-            raise
+        self._attach(pid)
 
 
 class _Child(object):
-    """The supervision record of one child: its pidfd and reaper token (kept
-    apart from Popen so that its finalizer does not keep the Popen alive)."""
+    """The supervision record of one child (kept apart from Popen so that its
+    finalizer does not keep the Popen alive): its pidfd, its token with the
+    core's reaper, and its exit status once reaped (set by proc_reap)."""
 
-    __slots__ = ('pidfd', 'token')
+    __slots__ = ('pidfd', 'token', 'status')
 
-    def __init__(self, pid):
-        self.pidfd = _gomp.pidfd_open(pid)
+    def __init__(self):
+        self.pidfd = self.token = self.status = None
+
+    def attach(self, pid):
+        pidfd = _gomp.pidfd_open(pid)
         try:
-            self.token = _gomp.proc_watch(pid, self.pidfd)
+            self.token = _gomp.proc_supervise(pidfd)
         except BaseException:
-            os.close(self.pidfd)
+            os.close(pidfd)
             raise
-
-    def forget(self):
-        if self.token is not None:
-            _gomp.proc_forget(self.token)
-            self.token = None
+        self.pidfd = pidfd
 
 
 def _release(child, *fds):
-    child.forget()
+    _gomp.proc_release(child)
     pidfd, child.pidfd = child.pidfd, None
-    util.close_fds(pidfd, *fds)
+    if pidfd is not None:  # None: the child was never attached (fork failed)
+        os.close(pidfd)
+    util.close_fds(*fds)
 
 
 # Python 3.12+ warns when a process with other threads forks.
