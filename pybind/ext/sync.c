@@ -27,10 +27,11 @@
  *     replaced was not zero. A sleeper killed while registered leaves the
  *     count raised: later releases then make a needless wake call (glibc's
  *     semaphores share that trait); the state stays correct.
- *   owner-tracked mutex (PROTO_MUTEX, Lock and RLock): a 32-bit word, 0 =
- *     free, else the owner's id (pid + start-time tag, gomp/semlock/owner.go)
- *     with bit 31 = "may have sleepers". Acquire is CAS 0 -> id; release
- *     swaps in 0 and wakes one sleeper if bit 31 was set.
+ *   owner-tracked mutex (PROTO_MUTEX, Lock and RLock): a 64-bit word whose
+ *     low half is 0 = free, else the owner's id (pid + start-time tag,
+ *     gomp/semlock/owner.go), and whose high half counts registered sleepers.
+ *     Acquire is a CAS of the owner 0 -> id; release swaps in 0 and wakes
+ *     one sleeper if any is registered.
  *
  * What else is here rather than in Go, and why: making and mapping the
  * shared region (an anonymous mapping, or a named file: a few system calls,
@@ -521,10 +522,16 @@ static inline int try_acquire(SemLockObject *s, uint32_t id)
 {
     semshm *m = s->shm;
     if (s->proto == PROTO_MUTEX) {
+        /* Retried while the lock is free: sleepers change the high half of
+         * the word as they register and leave, and a CAS that fails for that
+         * must not send this caller to sleep for a free lock. */
         uint64_t w = atomic_load_explicit(&m->mutex, memory_order_relaxed);
-        return MUTEX_OWNER(w) == 0 &&
-               atomic_compare_exchange_strong_explicit(&m->mutex, &w, (w & ~LOW_HALF) | id,
-                                                       memory_order_acquire, memory_order_relaxed);
+        while (MUTEX_OWNER(w) == 0) {
+            if (atomic_compare_exchange_weak_explicit(&m->mutex, &w, (w & ~LOW_HALF) | id,
+                                                      memory_order_acquire, memory_order_relaxed))
+                return 1;
+        }
+        return 0;
     }
     uint64_t w = atomic_load_explicit(&m->sem, memory_order_relaxed);
     while (SEM_VALUE(w) != 0) {
@@ -559,6 +566,12 @@ static inline int try_acquire(SemLockObject *s, uint32_t id)
  *    from 25 to 23 us. The price: a sleeper killed while registered leaves
  *    the count raised, and each later release makes one needless wake call
  *    (glibc's semaphores behave the same); correctness is not affected.
+ *  - No "a woken waiter is pending" bit to spare wake calls (a release
+ *    that finds one pending does not wake another). Tried: two processes
+ *    contending for a Lock made 10% fewer wake calls, and took the same time
+ *    (928 vs 897 ns per acquire+release pair, medians of 18 runs; the stdlib
+ *    1000): the woken waiter runs at once on the other core, clears the bit
+ *    and sleeps again, so the next release wakes it anyway.
  *  - No spinning before sleeping. Spinning 200-1000 loads made the round trip
  *    three to five times faster when both processes had a core, but a
  *    Barrier(2) pass 1.2x slower and erratic (9 to 60 us), and gave nothing
