@@ -239,19 +239,6 @@ static void reaper_atfork_child(void)
     rp_nstatuses = rp_nforgotten = 0;
 }
 
-/* A Python token: the pid of the process image that issued it (high bits)
- * and the reaper's token (low 32 bits). Set *mine to whether this image
- * issued it (a child inherits its parent's Popen objects over fork). */
-static int split_token(PyObject *o, uint32_t *tok, int *mine)
-{
-    long long t = PyLong_AsLongLong(o);
-    if (t == -1 && PyErr_Occurred())
-        return -1;
-    *tok = (uint32_t)t;
-    *mine = (pid_t)(t >> 32) == rp_self;
-    return 0;
-}
-
 /* proc_supervise(pidfd) -> token: put the child under the reaper. */
 static PyObject *m_proc_supervise(PyObject *self, PyObject *arg)
 {
@@ -291,15 +278,21 @@ static int int_attr(PyObject *child, const char *name, long long *v)
     return *v == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
-/* child.token as (tok, mine). */
+/* child.token as (tok, mine). A token is the pid of the process image that
+ * issued it (high bits) and the reaper's token (low 32 bits); mine: this
+ * image issued it (a child inherits its parent's Popen objects over fork). */
 static int child_token(PyObject *child, uint32_t *tok, int *mine)
 {
     PyObject *o = PyObject_GetAttrString(child, "token");
     if (o == NULL)
         return -1;
-    int r = split_token(o, tok, mine);
+    long long t = PyLong_AsLongLong(o);
     Py_DECREF(o);
-    return r;
+    if (t == -1 && PyErr_Occurred())
+        return -1;
+    *tok = (uint32_t)t;
+    *mine = (pid_t)(t >> 32) == rp_self;
+    return 0;
 }
 
 /* proc_reap(child, timeout=None) -> exit status, or None if the child is still
