@@ -948,23 +948,25 @@ class IMapIterator(object):
     def __iter__(self):
         return self
 
+    def _pop(self):
+        """The next (ok, value) in, or None; StopIteration once all are out
+        (self._cond held)."""
+        if self._items:
+            return self._items.popleft()
+        if self._index == self._length:
+            self._pool = None
+            raise StopIteration
+        return None
+
     def next(self, timeout=None):
         """The next result; TimeoutError if it is not in after timeout seconds."""
         with self._cond:
-            try:
-                item = self._items.popleft()
-            except IndexError:
-                if self._index == self._length:
-                    self._pool = None
-                    raise StopIteration from None
+            item = self._pop()
+            if item is None:
                 self._cond.wait(timeout)
-                try:
-                    item = self._items.popleft()
-                except IndexError:
-                    if self._index == self._length:
-                        self._pool = None
-                        raise StopIteration from None
-                    raise TimeoutError from None
+                item = self._pop()
+                if item is None:
+                    raise TimeoutError
         ok, value = item
         if ok:
             return value
