@@ -51,6 +51,18 @@ def grandchild_report(conn):
     p.join()
 
 
+def stdin_report(conn, method, close_then_start_child):
+    """Send what this process's stdin reads and names; then, if asked, close
+    it and start a child (same start method) that does the same."""
+    import gomp
+    conn.send((sys.stdin.read(), os.readlink("/proc/self/fd/%d" % sys.stdin.fileno())))
+    if close_then_start_child:
+        sys.stdin.close()
+        p = gomp.get_context(method).Process(target=stdin_report, args=(conn, method, False))
+        p.start()
+        p.join()
+
+
 def parent_liveness(conn):
     import gomp
     conn.send(gomp.parent_process().is_alive())

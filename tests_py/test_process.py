@@ -255,6 +255,23 @@ def test_grandchildren(ctx):
     assert p.exitcode == 0
 
 
+def test_child_stdin_is_dev_null(ctx):
+    """A child reads end of file from /dev/null as its stdin; so does its own
+    child after it closed that stdin (a forked child takes over a /dev/null
+    file object made by its parent, which makes a new one once it is closed).
+    The parent's stdin is left alone."""
+    parent_stdin = sys.stdin
+    r, w = ctx.Pipe()
+    for _ in range(2):  # the second round reuses the parent's /dev/null object
+        p = started(ctx, h.stdin_report, w, ctx.get_start_method(), True)
+        for who in ("child", "grandchild"):
+            assert r.poll(60), who
+            assert r.recv() == ("", "/dev/null"), who
+        p.join(60)
+        assert p.exitcode == 0
+    assert sys.stdin is parent_stdin
+
+
 # ---- failures at start --------------------------------------------------------------------
 
 def test_unpicklable_target_fails_in_parent_at_start():

@@ -100,6 +100,7 @@ class Popen(object):
 
     def _launch(self, process_obj):
         code = 1
+        util._prepare_child_stdin()
         # The child watches its parent through child_r: end of file when the
         # parent (which holds parent_w) is gone.
         child_r, parent_w = os.pipe()
