@@ -263,10 +263,14 @@ static PyObject *m_proc_supervise(PyObject *self, PyObject *arg)
     return PyLong_FromLongLong(((long long)rp_self << 32) | rp_last);
 }
 
+/* The attribute names of a child record, interned once: made from C strings
+ * on every call, they were allocations in pages a fork had just shared. */
+static PyObject *s_pidfd, *s_status, *s_token;
+
 /* Reads child.<name> as an int; -2 if it is None. */
-static int int_attr(PyObject *child, const char *name, long long *v)
+static int int_attr(PyObject *child, PyObject *name, long long *v)
 {
-    PyObject *o = PyObject_GetAttrString(child, name);
+    PyObject *o = PyObject_GetAttr(child, name);
     if (o == NULL)
         return -1;
     if (o == Py_None) {
@@ -283,7 +287,7 @@ static int int_attr(PyObject *child, const char *name, long long *v)
  * image issued it (a child inherits its parent's Popen objects over fork). */
 static int child_token(PyObject *child, uint32_t *tok, int *mine)
 {
-    PyObject *o = PyObject_GetAttrString(child, "token");
+    PyObject *o = PyObject_GetAttr(child, s_token);
     if (o == NULL)
         return -1;
     long long t = PyLong_AsLongLong(o);
@@ -311,7 +315,7 @@ static PyObject *m_proc_reap(PyObject *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     PyObject *child = args[0];
-    int r = int_attr(child, "pidfd", &fd);
+    int r = int_attr(child, s_pidfd, &fd);
     if (r == -2)
         Py_RETURN_NONE;
     if (r < 0 || gomp_deadline_init(&d, nargs > 1 ? args[1] : NULL) < 0)
@@ -322,9 +326,9 @@ static PyObject *m_proc_reap(PyObject *self, PyObject *const *args, Py_ssize_t n
         return n < 0 ? NULL : Py_NewRef(Py_None);
 
     /* Exited. From here on the GIL is held. */
-    if ((r = int_attr(child, "status", &st)) != -2)
+    if ((r = int_attr(child, s_status, &st)) != -2)
         return r < 0 ? NULL : PyLong_FromLongLong(st); /* another thread reaped it */
-    if ((r = int_attr(child, "pidfd", &fd)) < 0)
+    if ((r = int_attr(child, s_pidfd, &fd)) < 0)
         return r == -2 ? Py_NewRef(Py_None) : NULL; /* closed meanwhile */
     uint32_t tok;
     int mine, status;
@@ -346,7 +350,7 @@ static PyObject *m_proc_reap(PyObject *self, PyObject *const *args, Py_ssize_t n
         }
     }
     PyObject *res = PyLong_FromLong(status);
-    if (res == NULL || PyObject_SetAttrString(child, "status", res) < 0) {
+    if (res == NULL || PyObject_SetAttr(child, s_status, res) < 0) {
         Py_XDECREF(res);
         return NULL;
     }
@@ -360,10 +364,10 @@ static PyObject *m_proc_reap(PyObject *self, PyObject *const *args, Py_ssize_t n
 static PyObject *m_proc_release(PyObject *self, PyObject *child)
 {
     long long fd, st;
-    int r = int_attr(child, "status", &st);
+    int r = int_attr(child, s_status, &st);
     if (r != -2)
         return r < 0 ? NULL : Py_NewRef(Py_None); /* reaped */
-    if ((r = int_attr(child, "pidfd", &fd)) < 0)
+    if ((r = int_attr(child, s_pidfd, &fd)) < 0)
         return r == -2 ? Py_NewRef(Py_None) : NULL;
     uint32_t tok;
     int mine, status;
@@ -430,6 +434,11 @@ static PyMethodDef proc_methods[] = {
 int gomp_proc_init(PyObject *m)
 {
     rp_self = getpid();
+    s_pidfd = PyUnicode_InternFromString("pidfd");
+    s_status = PyUnicode_InternFromString("status");
+    s_token = PyUnicode_InternFromString("token");
+    if (s_pidfd == NULL || s_status == NULL || s_token == NULL)
+        return -1;
     if (pthread_atfork(NULL, NULL, reaper_atfork_child) != 0) {
         PyErr_SetString(PyExc_ImportError, "gomp: pthread_atfork failed");
         return -1;
