@@ -1,7 +1,9 @@
-"""Targets for test_process.py: importable by spawn and forkserver children."""
+"""Targets for test_process.py: importable by spawn and forkserver children.
+
+It imports only what a bare interpreter has loaded anyway, so that a child's
+loaded modules are its start method's (see loaded_modules)."""
 
 import os
-import signal
 import sys
 import time
 
@@ -51,6 +53,15 @@ def grandchild_report(conn):
     p.join()
 
 
+def loaded_modules(path, conn=None):
+    """Send "sent" on conn if given; then write the names of the modules
+    loaded in this process to path."""
+    if conn is not None:
+        conn.send("sent")
+    with open(path, "w") as f:
+        f.write("\n".join(sorted(sys.modules)))
+
+
 def stdin_report(conn, method, close_then_start_child):
     """Send what this process's stdin reads and names; then, if asked, close
     it and start a child (same start method) that does the same."""
@@ -76,6 +87,7 @@ def send_handle_back(conn, fd):
 
 
 def kill_self():
+    import signal
     os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -132,7 +132,7 @@ def test_many_children_at_once(ctx):
 
 
 def test_children_are_reaped_without_join(ctx):
-    """No zombie is left even if nobody joins: the Go reaper collects the
+    """No zombie is left even if nobody joins: the reaper thread collects the
     child shortly after it exits (its grace period is 100 ms), and keeps the
     exit code for the join that comes later."""
     if ctx.get_start_method() == "forkserver":
@@ -143,7 +143,7 @@ def test_children_are_reaped_without_join(ctx):
         try:
             with open("/proc/%d/stat" % p.pid) as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # ESRCH: reaped while read
             break  # reaped
         assert state != "Z" or time.monotonic() < deadline - 25, "left as a zombie"
         time.sleep(0.01)
@@ -156,7 +156,7 @@ def _zombie_or_gone(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z" and "zombie"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # ESRCH: reaped while read
         return "gone"
 
 
@@ -270,6 +270,75 @@ def test_child_stdin_is_dev_null(ctx):
         p.join(60)
         assert p.exitcode == 0
     assert sys.stdin is parent_stdin
+
+
+# Modules that some programs need and a process that only starts processes
+# does not: a spawned child imported all of them, about 20 of the 60 ms it took to
+# start here.
+_LAZY_MODULES = {"socket", "selectors", "pickle", "re", "enum", "signal", "runpy", "pkgutil",
+                 "typing", "tempfile", "struct"}
+
+
+def test_import_and_spawned_child_load_only_what_they_use(tmp_path):
+    """`import gomp`, and a spawned child that does nothing or sends on a
+    Connection it was given, load none of _LAZY_MODULES beyond what a bare
+    interpreter has. Sockets are pickled through gomp's reducer all the same
+    (registered on first use), even with the stdlib's reduction module (which
+    has its own) loaded."""
+    out = run_python("""
+        import sys
+        bare = set(sys.modules)
+        import gomp
+        print(sorted(set(sys.modules) - bare))
+        import procs_helpers
+        ctx = gomp.get_context("spawn")
+        r, w = ctx.Pipe()
+        for args in [(sys.argv[1] + "0",), (sys.argv[1] + "1", w)]:
+            p = ctx.Process(target=procs_helpers.loaded_modules, args=args)
+            p.start()
+            if len(args) > 1:
+                assert r.recv() == "sent"
+            p.join()
+            assert p.exitcode == 0
+        import multiprocessing.reduction, socket
+        from gomp import reduction
+        print(reduction.ForkingPickler._extra_reducers[socket.socket] is reduction._reduce_socket)
+    """, str(tmp_path / "mods")).stdout.splitlines()
+    assert not _LAZY_MODULES & set(eval(out[0])), out[0]
+    assert out[1] == "True"
+    bare = set(run_python("import sys; print('\\n'.join(sys.modules))").stdout.split())
+    for i, must in enumerate(["gomp.spawn", "gomp.connection"]):
+        child = set((tmp_path / ("mods%d" % i)).read_text().split()) - bare
+        assert must in child and not _LAZY_MODULES & child, sorted(child)
+
+
+def test_main_script_runs_in_a_spawned_child_as_runpy_runs_it(tmp_path):
+    """spawn runs the parent's main script (a .py file) as __mp_main__ without
+    runpy: the script sees what runpy.run_path would show it, and the
+    globals that come back are the same."""
+    from gomp import spawn
+    import runpy
+    script = tmp_path / "main_script.py"
+    script.write_bytes(textwrap.dedent("""
+        # -*- coding: latin-1 -*-
+        import sys
+        seen = dict(name=__name__, file=__file__, argv0=sys.argv[0], doc=__doc__,
+                    package=__package__, spec=__spec__, loader=__loader__,
+                    cached=__cached__, me=sys.modules["__mp_main__"].__dict__ is globals())
+        text = "\xe9"
+        def f():
+            return text
+    """).encode("latin-1"))
+    saved = sys.modules.get("__mp_main__")
+    argv0 = sys.argv[0]
+    ours = spawn._run_source_file(str(script))
+    assert sys.modules.get("__mp_main__") is saved and sys.argv[0] == argv0
+    theirs = runpy.run_path(str(script), run_name="__mp_main__")
+    assert ours["seen"] == theirs["seen"]
+    assert ours["seen"]["me"] and ours["seen"]["argv0"] == str(script)
+    assert ours["f"]() == theirs["f"]() == "\xe9"
+    assert sorted(k for k in ours if k != "__builtins__") == sorted(
+        k for k in theirs if k != "__builtins__")
 
 
 # ---- failures at start --------------------------------------------------------------------

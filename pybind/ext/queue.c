@@ -43,6 +43,23 @@ static PyObject *pickle_dumps, *pickle_loads, *exc_empty, *exc_full;
 /* pickle.DEFAULT_PROTOCOL when it is 4 or 5 (the encodings below), else 0. */
 static int fast_proto;
 
+/* Sets queue.Empty or queue.Full (name) as the error. The queue module is
+ * imported on the first timeout, not when this extension loads: every
+ * process that uses a connection or a lock loads it. */
+static void set_queue_error(const char *name, PyObject **cache)
+{
+    if (*cache == NULL) {
+        PyObject *mod = PyImport_ImportModule("queue");
+        if (mod == NULL)
+            return;
+        *cache = PyObject_GetAttrString(mod, name);
+        Py_DECREF(mod);
+        if (*cache == NULL)
+            return;
+    }
+    PyErr_SetNone(*cache);
+}
+
 typedef struct {
     PyObject_HEAD
     int64_t h;       /* the core's handle, valid while gen is the core's generation */
@@ -402,7 +419,7 @@ static int64_t put_data(QCore *self, const void *buf, Py_ssize_t n, gomp_deadlin
     if (r >= 0)
         return r;
     if (r == GOMP_TIMEDOUT)
-        PyErr_SetNone(exc_full);
+        set_queue_error("Full", &exc_full);
     else {
         if (self->simple)
             gomp_core.queue_put_abort(self->h, &p.st);
@@ -551,7 +568,7 @@ static PyObject *q_take(QCore *self, gomp_deadline *d, int decode, int report)
                 gomp_core.queue_get_abort(self->h, &g.st);
             Py_XDECREF(big);
             if (r == GOMP_TIMEDOUT)
-                PyErr_SetNone(exc_empty);
+                set_queue_error("Empty", &exc_empty);
             else if (r == GOMP_QLOST)
                 PyErr_SetString(PyExc_OSError, "the item being received was cut short: its "
                                                "producer died while putting it");
@@ -1052,30 +1069,29 @@ static PyMethodDef queue_functions[] = {
 
 int gomp_queue_init(PyObject *m)
 {
-    PyObject *mod = PyImport_ImportModule("pickle");
+    /* The C pickler's functions (what pickle.dumps and pickle.loads are):
+     * the pickle module would import re and enum into every process that
+     * loads this extension. */
+    PyObject *mod = PyImport_ImportModule("_pickle");
+    if (mod == NULL) {
+        PyErr_Clear();
+        mod = PyImport_ImportModule("pickle");
+    }
     if (mod == NULL)
         return -1;
     pickle_dumps = PyObject_GetAttrString(mod, "dumps");
     pickle_loads = PyObject_GetAttrString(mod, "loads");
-    PyObject *proto = PyObject_GetAttrString(mod, "DEFAULT_PROTOCOL");
     Py_DECREF(mod);
-    if (proto == NULL)
-        return -1;
-    long pv = PyLong_AsLong(proto);
-    Py_DECREF(proto);
-    if (pv == -1 && PyErr_Occurred())
-        return -1;
-    fast_proto = (pv == 4 || pv == 5) ? (int)pv : 0;
     if (pickle_dumps == NULL || pickle_loads == NULL)
         return -1;
-    mod = PyImport_ImportModule("queue");
-    if (mod == NULL)
+    /* The default protocol is the one dumps() writes in its PROTO opcode. */
+    PyObject *none_pickle = PyObject_CallOneArg(pickle_dumps, Py_None);
+    if (none_pickle == NULL)
         return -1;
-    exc_empty = PyObject_GetAttrString(mod, "Empty");
-    exc_full = PyObject_GetAttrString(mod, "Full");
-    Py_DECREF(mod);
-    if (exc_empty == NULL || exc_full == NULL)
-        return -1;
+    const unsigned char *np = (const unsigned char *)PyBytes_AS_STRING(none_pickle);
+    long pv = PyBytes_GET_SIZE(none_pickle) > 1 && np[0] == 0x80 ? np[1] : 0;
+    Py_DECREF(none_pickle);
+    fast_proto = (pv == 4 || pv == 5) ? (int)pv : 0;
     if (PyType_Ready(&QCoreType) < 0 || PyType_Ready(&SimpleCoreType) < 0)
         return -1;
     if (PyModule_AddObjectRef(m, "QueueCore", (PyObject *)&QCoreType) < 0 ||

@@ -7,13 +7,12 @@ stdlib multiprocessing process. The bytes are moved by gomp's Go core: it
 writes a frame with one system call, reads a payload straight into its final
 bytes object, and waits with the GIL released and Ctrl-C honoured."""
 
+import _socket  # socket is imported by the functions that make sockets
+import _struct
 import itertools
 import os
 import select
-import socket
-import struct
 import sys
-import tempfile
 import time
 
 from . import _gomp
@@ -47,6 +46,7 @@ def arbitrary_address(family):
     if family == 'AF_INET':
         return ('localhost', 0)
     if family == 'AF_UNIX':
+        import tempfile
         return tempfile.mktemp(prefix='listener-', dir=util.get_temp_dir())
     raise ValueError('unrecognized family')
 
@@ -56,7 +56,7 @@ def _validate_family(family):
     ('AF_PIPE', Windows named pipes, is not one here.) The stdlib lets an
     unknown name through to getattr(socket, family), an AttributeError."""
     if (not isinstance(family, str) or not family.startswith('AF_')
-            or family == 'AF_PIPE' or not hasattr(socket, family)):
+            or family == 'AF_PIPE' or not hasattr(_socket, family)):
         raise ValueError('Family %s is not recognized.' % (family,))
 
 
@@ -320,7 +320,7 @@ def Pipe(duplex=True):
     """Two Connection objects at the ends of a socketpair (duplex) or of a
     pipe (the first end receives, the second sends)."""
     if duplex:
-        s1, s2 = socket.socketpair()
+        s1, s2 = _socket.socketpair()
         s1.setblocking(True)
         s2.setblocking(True)
         return Connection(s1.detach()), Connection(s2.detach())
@@ -333,6 +333,7 @@ class SocketListener(object):
     socket.setdefaulttimeout() says (as the stdlib's)."""
 
     def __init__(self, address, family, backlog=1):
+        import socket
         self._socket = socket.socket(getattr(socket, family))
         try:
             self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -381,6 +382,7 @@ def SocketClient(address):
 
 def _connected_socket(address):
     family = address_type(address)
+    import socket
     s = socket.socket(getattr(socket, family))
     try:
         if s.gettimeout() is not None:      # socket.setdefaulttimeout() is in force
@@ -401,12 +403,12 @@ def _set_nodelay(s):
     waits for the ACK of the first, which the peer delays by 40 ms. (The
     stdlib pays those 40 ms on every authenticated TCP connection.)"""
     try:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
     except OSError:
         pass       # not a TCP socket
 
 
-_INT32 = struct.Struct('!i')
+_INT32 = _struct.Struct('!i')
 
 
 class _SocketChannel(object):
@@ -436,7 +438,7 @@ class _SocketChannel(object):
 
     def send_bytes(self, buf):
         n = len(buf)
-        header = struct.pack('!iQ', -1, n) if n > 0x7fffffff else _INT32.pack(n)
+        header = _struct.pack('!iQ', -1, n) if n > 0x7fffffff else _INT32.pack(n)
         if n < 16384:
             self._sock.sendall(header + buf)
         else:
@@ -464,7 +466,7 @@ class _SocketChannel(object):
         else:
             try:
                 # The rest of a frame usually came with its header.
-                data = recv(size, socket.MSG_DONTWAIT)
+                data = recv(size, _socket.MSG_DONTWAIT)
             except BlockingIOError:
                 self._wait()
                 data = recv(size)

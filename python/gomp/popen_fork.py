@@ -3,12 +3,12 @@
 The child is supervised through a pidfd: it is the sentinel (readable once
 the child exits, usable with wait() and select), signals are sent through
 it (so a recycled pid can never be hit), and join() reaps the child through
-it (waitid in C, no call into the Go core). gomp's Go core is the safety
-net: a child still unreaped shortly after it exited is reaped by its
-reaper, so no zombie is left behind even if nobody joins."""
+it (waitid in C, no call into the Go core). A reaper thread in C is the
+safety net: a child still unreaped shortly after it exited is reaped by it,
+so no zombie is left behind even if nobody joins."""
 
+import _signal  # not signal, whose enums a spawned child unpickling a _DupFd paid for
 import os
-import signal
 import sys
 import threading
 import warnings
@@ -79,18 +79,18 @@ class Popen(object):
     def _send_signal(self, sig):
         if self.returncode is None and self._child is not None and self._child.pidfd is not None:
             try:
-                signal.pidfd_send_signal(self._child.pidfd, sig)
+                _signal.pidfd_send_signal(self._child.pidfd, sig)
             except ProcessLookupError:
                 pass  # it exited already
 
     def interrupt(self):
-        self._send_signal(signal.SIGINT)
+        self._send_signal(_signal.SIGINT)
 
     def terminate(self):
-        self._send_signal(signal.SIGTERM)
+        self._send_signal(_signal.SIGTERM)
 
     def kill(self):
-        self._send_signal(signal.SIGKILL)
+        self._send_signal(_signal.SIGKILL)
 
     def close(self):
         if self.finalizer is not None:
@@ -126,7 +126,7 @@ class Popen(object):
 class _Child(object):
     """The supervision record of one child (kept apart from Popen so that its
     finalizer does not keep the Popen alive): its pidfd, its token with the
-    core's reaper, and its exit status once reaped (set by proc_reap)."""
+    reaper thread, and its exit status once reaped (set by proc_reap)."""
 
     __slots__ = ('pidfd', 'token', 'status')
 

@@ -1,8 +1,8 @@
 """Process objects: the API of threading.Thread, for a child process."""
 
+import _signal  # the signal numbers: signal's enums cost a spawned child 4 ms
 import itertools
 import os
-import signal
 import sys
 import threading
 from _weakrefset import WeakSet
@@ -337,7 +337,7 @@ _children = set()
 del _MainProcess
 
 # Negative exit codes (killed by a signal) shown by name in reprs.
-_exitcode_to_name = {-signum: f'-{name}' for name, signum in signal.__dict__.items()
+_exitcode_to_name = {-signum: f'-{name}' for name, signum in _signal.__dict__.items()
                      if name[:3] == 'SIG' and '_' not in name}
 
 # Every Process object alive (the test suite checks for leaks with it).
