@@ -366,8 +366,8 @@ def _prepare_child_stdin():
     """Before fork(): make the /dev/null stdin forked children take over."""
     global _child_stdin
     if sys.stdin is not None and (_child_stdin is None or _child_stdin.closed):
-        # Made only here, so a child whose code closed it gets a new one
-        # for its own children.
+        # Closed: this is a forked child whose code closed its stdin (this
+        # object); its own children get a new one.
         _child_stdin = _open_devnull()
 
 
@@ -388,9 +388,7 @@ def _close_stdin():
     stdin = sys.stdin
     if stdin is None:
         return
-    devnull = _child_stdin
-    if devnull is not None and devnull.closed:
-        devnull = None
+    devnull = _child_stdin  # None, or open: _prepare_child_stdin renews it
     if stdin is devnull:
         return  # a child of a forked child: stdin is /dev/null already
     try:
