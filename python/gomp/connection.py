@@ -12,12 +12,12 @@ import _struct
 import itertools
 import os
 import select
-import sys
 import time
 
 from . import _gomp
 from . import util
 from .context import AuthenticationError, BufferTooShort, reduction
+from ._versions import V
 
 __all__ = ['Client', 'Listener', 'Pipe', 'wait']
 
@@ -530,7 +530,7 @@ class _SocketChannel(object):
 #   _FAILURE there.
 
 _MAX_HANDSHAKE_MESSAGE = 256
-_LEGACY_HANDSHAKE = sys.version_info < (3, 12)
+_LEGACY_HANDSHAKE = not V.digest_negotiation
 
 _CHALLENGE = b'#CHALLENGE#'
 _WELCOME = b'#WELCOME#'

@@ -8,6 +8,7 @@ import threading
 
 from . import process
 from . import reduction
+from ._versions import V
 
 __all__ = ()
 
@@ -309,7 +310,7 @@ _concrete_contexts = {
 # The host Python's default: fork up to 3.13 on Linux, forkserver from 3.14.
 if sys.platform == 'darwin':
     _DEFAULT_METHOD = 'spawn'
-elif sys.version_info >= (3, 14) and reduction.HAVE_SEND_HANDLE:
+elif V.default_forkserver and reduction.HAVE_SEND_HANDLE:
     _DEFAULT_METHOD = 'forkserver'
 else:
     _DEFAULT_METHOD = 'fork'

@@ -61,13 +61,14 @@ import threading
 
 from . import util
 from .context import reduction
+from ._versions import V
 
 __all__ = ['BufferWrapper']
 
 _PAGE = mmap.PAGESIZE
 # Before 3.13, mmap keeps a duplicate of the descriptor it maps (two per
 # arena); 3.13 can do without.
-_NO_FD_COPY = {'trackfd': False} if sys.version_info >= (3, 13) else {}
+_NO_FD_COPY = {'trackfd': False} if V.mmap_trackfd else {}
 
 
 def _tmpfile_dir(size):

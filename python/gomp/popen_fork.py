@@ -9,12 +9,12 @@ so no zombie is left behind even if nobody joins."""
 
 import _signal  # not signal, whose enums a spawned child unpickling a _DupFd paid for
 import os
-import sys
 import threading
 import warnings
 
 from . import _gomp
 from . import util
+from ._versions import V
 
 __all__ = ['Popen']
 
@@ -152,7 +152,7 @@ def _release(child, *fds):
 
 
 # Python 3.12+ warns when a process with other threads forks.
-_FORK_WARNS = sys.version_info >= (3, 12)
+_FORK_WARNS = V.fork_warns_threaded
 
 
 def _fork():

@@ -38,12 +38,12 @@ import operator
 import os
 import secrets
 import struct
-import sys
 import types
 from functools import partial
 
 from . import resource_tracker
 from . import util
+from ._versions import V
 
 __all__ = ['SharedMemory', 'ShareableList']
 
@@ -136,7 +136,7 @@ class SharedMemory:
     _prepend_leading_slash = True
     _track = True
 
-    if sys.version_info >= (3, 13):
+    if V.shm_track_param:
         def __init__(self, name=None, create=False, size=0, *, track=True):
             self._open(name, create, size, track)
     else:

@@ -10,6 +10,7 @@ import threading
 import weakref
 
 from . import process
+from ._versions import V
 
 __all__ = [
     'sub_debug', 'debug', 'info', 'sub_warning', 'get_logger', 'log_to_stderr',
@@ -30,7 +31,7 @@ LOGGER_NAME = 'multiprocessing'
 DEFAULT_LOGGING_FORMAT = '[%(levelname)s/%(processName)s] %(message)s'
 
 # 3.13+ (as its stdlib): a record names the caller's file and line, not util's.
-_CALLER = {'stacklevel': 2} if sys.version_info >= (3, 13) else {}
+_CALLER = {'stacklevel': 2} if V.log_names_caller else {}
 
 _logger = None
 _log_to_stderr = False
@@ -289,7 +290,7 @@ atexit.register(_exit_function)
 # On 3.13+ a forked child (fork or forkserver) runs the atexit handlers that it
 # registered itself when it finishes, and never its parent's (as the stdlib
 # there does since gh-83856). Earlier versions run none in such a child.
-_FORKED_CHILD_ATEXIT = sys.version_info >= (3, 13)
+_FORKED_CHILD_ATEXIT = V.forked_child_runs_own_atexit
 
 
 def _forked_child_begins():
@@ -432,7 +433,7 @@ def spawnv_passfds(path, args, passfds):
 
 def _fork_exec_args(args, path, passfds, errpipe_read, errpipe_write, subprocess):
     """Arguments of _posixsubprocess.fork_exec, whose signature changed in 3.11."""
-    if sys.version_info >= (3, 11):
+    if V.fork_exec_311_args:
         return (args, [path], True, passfds, None, None, -1, -1, -1, -1, -1, -1,
                 errpipe_read, errpipe_write, False, False, -1, None, None, None, -1, None,
                 subprocess._USE_VFORK)

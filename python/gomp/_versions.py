@@ -1,0 +1,58 @@
+"""What differs between the CPython versions gomp serves, in one place.
+
+gomp follows the behaviour of the interpreter it runs in, for CPython 3.10
+through 3.15. Every behaviour that depends on the version is named here once,
+as a flag computed from the running interpreter, and the rest of the package
+asks the flag (``from ._versions import V`` ... ``if V.fork_warns_threaded``)
+rather than comparing ``sys.version_info`` itself. To learn what changes from
+one version to the next, read this file; to change when a behaviour starts,
+change its line here.
+
+Each entry says what the behaviour is and where it shows (the suite test or
+the docs' "Changed in version" note that pins it down).
+"""
+
+import sys
+
+_HOST = sys.version_info[:2]
+
+
+def _since(major, minor):
+    return _HOST >= (major, minor)
+
+
+class _Facts:
+    __slots__ = ()
+
+    # -- processes and start methods ------------------------------------
+    # os.fork() warns (DeprecationWarning) when the process has other threads.
+    fork_warns_threaded = _since(3, 12)
+    # A forked child (fork, forkserver) runs, when it finishes, the atexit
+    # handlers it registered itself (never its parent's); before, none.
+    forked_child_runs_own_atexit = _since(3, 13)
+    # The default start method on Linux is forkserver (fork before).
+    default_forkserver = _since(3, 14)
+    # _posixsubprocess.fork_exec takes the 3.11 argument list (with the
+    # vfork flag last); 3.10 takes an older one with bytes executables.
+    fork_exec_311_args = _since(3, 11)
+
+    # -- connections ----------------------------------------------------
+    # Listener/Client negotiate the HMAC digest ({sha256}-prefixed
+    # challenges); before, a bare HMAC-MD5 challenge of fixed length.
+    digest_negotiation = _since(3, 12)
+
+    # -- logging ----------------------------------------------------------
+    # util's log records name the caller's file and line (stacklevel=2).
+    log_names_caller = _since(3, 13)
+
+    # -- memory -----------------------------------------------------------
+    # mmap.mmap accepts trackfd=False (no duplicate descriptor per map).
+    mmap_trackfd = _since(3, 13)
+    # SharedMemory(..., track=True) exists.
+    shm_track_param = _since(3, 13)
+    # The resource tracker knows a 'dummy' resource type (the suite uses it to
+    # check the tracker's exit code).
+    tracker_dummy_type = _since(3, 13)
+
+
+V = _Facts()
