@@ -5,7 +5,7 @@ VENV ?= .venv
 VPY := $(abspath $(VENV))/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all install demo test test-go test-py test-suite test-cpython bench fuzz clean
+.PHONY: all install demo test test-go test-py test-suite test-cpython provenance bench fuzz clean
 
 all: install
 
@@ -48,6 +48,11 @@ test-cpython:
 	$(MAKE) --no-print-directory install PY=$(PY) VENV=.venv-$$ver && \
 	.venv-$$ver/bin/python tests_py/cpython/run_suite.py --python .venv-$$ver/bin/python \
 		--timeout $(SUITE_TIMEOUT) $(SUITE_ARGS)
+
+# Which lines of python/gomp also stand in CPython's Lib/multiprocessing (any
+# CPython on the machine); test_provenance.py runs the same check in make test.
+provenance:
+	$(PY) tests_py/tools/provenance_check.py --show
 
 bench: install
 	$(VPY) tests_py/bench/bench_conn.py
