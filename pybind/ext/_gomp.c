@@ -473,7 +473,7 @@ PyMODINIT_FUNC PyInit__gomp(void)
     if (PyModule_AddStringConstant(m, "core_path", core_path) < 0 ||
         PyModule_AddIntConstant(m, "SLICE_MS", GOMP_SLICE_MS) < 0 ||
         gomp_conn_init(m) < 0 || gomp_proc_init(m) < 0 || gomp_queue_init(m) < 0 ||
-        gomp_sync_init(m) < 0) {
+        gomp_sync_init(m) < 0 || gomp_spawn_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }
