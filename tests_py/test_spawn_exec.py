@@ -15,6 +15,15 @@ LIST_FDS = ('import os, sys; fd = int(sys.argv[1]); '
             'os.write(fd, " ".join(sorted(os.listdir("/proc/self/fd"), key=int)).encode())')
 
 
+def _read_to_eof(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return b''.join(chunks).decode()
+        chunks.append(chunk)
+
+
 def _zombie_children():
     """pids of this process's children that have exited and are not reaped."""
     me = str(os.getpid())
@@ -40,7 +49,7 @@ def test_child_has_exactly_the_passed_descriptors():
         pid = _gomp.spawnv_passfds(sys.executable, [sys.executable, '-c', LIST_FDS, str(w)],
                                    [w])
         os.close(w)
-        seen = os.read(r, 1000).decode().split()
+        seen = _read_to_eof(r).split()
         _, status = os.waitpid(pid, 0)
     finally:
         for fd in (r, stray_r, stray_w):
@@ -96,7 +105,7 @@ def test_ignored_signals_stay_ignored_and_handlers_do_not_follow():
         wrapper = 'import os; os.dup2(%d, 1); exec(%r)' % (w, code)
         pid = _gomp.spawnv_passfds(sys.executable, [sys.executable, '-c', wrapper], [w])
         os.close(w)
-        out = os.read(r, 100).decode().split()
+        out = _read_to_eof(r).split()
         os.waitpid(pid, 0)
     finally:
         os.close(r)
@@ -112,7 +121,7 @@ def test_same_result_as_subprocess_for_arguments():
                                'import os, sys; os.write(int(sys.argv[1]), repr(sys.argv[2:]).encode())',
                                str(w)] + args, [w])
     os.close(w)
-    got = os.read(r, 1000).decode()
+    got = _read_to_eof(r)
     os.close(r)
     os.waitpid(pid, 0)
     expected = subprocess.run([sys.executable, '-c', 'import sys; print(repr(sys.argv[1:]), end="")']
