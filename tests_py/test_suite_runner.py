@@ -175,6 +175,17 @@ def test_expectations_and_comparison(tmp_path):
     assert run_suite.compare(run, exp, None)["stale"] == ["T.test_gone: not in the suite"]
 
 
+def test_a_version_without_a_list_may_not_fail_anything(tmp_path):
+    exp = run_suite.expectations_for("3.99", here=str(tmp_path))
+    assert exp.path is None and not exp.errors
+    run = FakeRun("fork", {"T.test_ok": "passed", "T.test_broken": "failed"})
+    out = run_suite.compare(run, exp, {"fork": set()})
+    assert out["unexpected_failures"] == ["T.test_broken"]
+    (tmp_path / "expected_failures-3.99.txt").write_text("fork T.test_broken  known\n")
+    exp = run_suite.expectations_for("3.99", here=str(tmp_path))
+    assert run_suite.compare(run, exp, {"fork": set()})["unexpected_failures"] == []
+
+
 def test_expectations_need_a_reason(tmp_path):
     path = tmp_path / "expected.txt"
     path.write_text("fork T.test_x\nnope T.test_y reason\n")

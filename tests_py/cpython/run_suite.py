@@ -41,10 +41,12 @@ crashed worker is handled the same way.
 
 Per suite: a JSON file under results/<X.Y>/ with each test's outcome, skip
 reason, short traceback and duration, and a final line
-`N passed, N failed, N skipped`. With an expected-failures file for the
-Python version (expected_failures-<X.Y>.txt) the run fails on any unexpected
-failure and on any unexpected pass; a test that gomp skips but stock
-multiprocessing runs (stock_skips-<X.Y>.txt) counts as not passing.
+`N passed, N failed, N skipped`. Every Python version is gated: the run
+fails on any failure not listed in expected_failures-<X.Y>.txt (no file: no
+failure is expected), on any listed test that passes, and on a test that gomp
+skips but stock multiprocessing runs (stock_skips-<X.Y>.txt, which a version
+must have: calibrate with --stdlib --write-stock-skips). --no-expected only
+reports.
 
 --stdlib runs the suite against the stdlib multiprocessing instead, for
 calibration only (and to write stock_skips-<X.Y>.txt with --write-stock-skips)."""
@@ -219,6 +221,17 @@ class Expectations(object):
 
     def for_suite(self, suite):
         return {tid: v for (s, tid), v in self.entries.items() if s == suite}
+
+
+def expectations_for(ver, path=None, here=HERE):
+    """The expected failures of Python `ver`: the file given, else
+    expected_failures-<ver>.txt next to this script, else none at all (every
+    version is gated; a version without a list may not fail any test)."""
+    if path is None:
+        path = os.path.join(here, 'expected_failures-%s.txt' % ver)
+        if not os.path.exists(path):
+            path = None
+    return Expectations(path)
 
 
 def load_stock_skips(path):
@@ -741,13 +754,17 @@ def main():
     results_dir = os.path.abspath(args.results or os.path.join(HERE, 'results', ver))
     os.makedirs(results_dir, exist_ok=True)
     expected = None
+    stock_path = os.path.join(HERE, 'stock_skips-%s.txt' % ver)
+    stock_skips = load_stock_skips(stock_path)
     if not args.no_expected and not args.stdlib:
-        path = args.expected or os.path.join(HERE, 'expected_failures-%s.txt' % ver)
-        if args.expected or os.path.exists(path):
-            expected = Expectations(path)
-            if expected.errors:
-                sys.exit('\n'.join(expected.errors))
-    stock_skips = load_stock_skips(os.path.join(HERE, 'stock_skips-%s.txt' % ver))
+        # Every version is gated: without a list of its own, no test may fail.
+        expected = expectations_for(ver, args.expected)
+        if expected.errors:
+            sys.exit('\n'.join(expected.errors))
+        if stock_skips is None and not args.module:
+            sys.exit('run_suite: no %s: calibrate Python %s first (run_suite.py --stdlib '
+                     '--write-stock-skips), or use --no-expected to report only'
+                     % (os.path.relpath(stock_path), ver))
     only = args.only.split(',') if args.only else None
 
     scratch = tempfile.mkdtemp(prefix='gomp-suite-')
@@ -760,8 +777,10 @@ def main():
     mode = 'stdlib multiprocessing (calibration)' if args.stdlib else 'gomp'
     print('CPython %s suite against %s, with %s; per-test timeout %d s; results in %s'
           % (info['full'], mode, python, args.timeout, results_dir), flush=True)
-    if expected is None and not args.stdlib:
-        print('(no expected-failures file for Python %s: report only)' % ver)
+    if expected is not None and expected.path is None:
+        print('(no expected-failures file for Python %s: every failure counts)' % ver)
+    elif expected is None and not args.stdlib:
+        print('(--no-expected: report only)')
     failed_suites = []
     all_runs = []
     t_all = time.monotonic()
