@@ -14,6 +14,8 @@ the docs' "Changed in version" note that pins it down).
 
 import sys
 
+__all__ = ['V']
+
 _HOST = sys.version_info[:2]
 
 
