@@ -203,7 +203,7 @@ class Server:
         self.address = self.listener.address
         self.mutex = threading.Lock()
         self.stop_event = threading.Event()
-        # Under the mutex:
+        # Changed under the mutex (read without it: a dict lookup is atomic):
         # id -> (object, set of exposed method names, method_to_typeid or None)
         self.id_to_obj = {}
         # id -> references that proxies outside this server hold
@@ -326,10 +326,11 @@ class Server:
             obj, exposed, to_typeid = self._entry(ident)
         except Exception:
             return ('#TRACEBACK', format_exc())
-        if methodname not in exposed or not hasattr(obj, methodname):
+        method = getattr(obj, methodname, None) if methodname in exposed else None
+        if method is None:
             return self._fallback(conn, ident, obj, exposed, methodname, args, kwds)
         try:
-            result = getattr(obj, methodname)(*args, **kwds)
+            result = method(*args, **kwds)
         except Exception as e:
             return ('#ERROR', e)
         typeid = to_typeid.get(methodname) if to_typeid else None
