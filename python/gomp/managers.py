@@ -935,6 +935,7 @@ def AutoProxy(token, serializer, manager=None, authkey=None, exposed=None,
 # ---- the proxy types SyncManager hands out -------------------------------------------------
 
 def _names(spaced):
+    """A tuple of method names written as one space-separated string."""
     return tuple(spaced.split())
 
 
@@ -960,7 +961,7 @@ def _in_place(remote_name):
     def operator(self, other):
         self._callmethod(remote_name, (other,))
         return self
-    operator.__name__ = operator.__qualname__ = remote_name
+    operator.__doc__ = f'Change the referent with {remote_name}(); the result is this proxy.'
     return operator
 
 
