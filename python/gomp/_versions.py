@@ -58,3 +58,8 @@ class _Facts:
 
 
 V = _Facts()
+
+# -- managers (added after the class, so that parallel additions merge) ---
+# The managers' lock proxies (Lock, RLock, Semaphore...) offer locked();
+# the 3.14 suite calls it on a manager's Lock and RLock.
+_Facts.lock_proxy_locked = _since(3, 14)

@@ -1,16 +1,39 @@
 """Managers: a server process that owns ordinary Python objects, and proxies
-through which other processes call their methods.
+through which other processes use them.
 
-The wire protocol is the stdlib's, so gomp and stdlib peers mix freely: every
-connection is a connection.Client authenticated with the manager's authkey;
-the first request on it is a tuple (None, server_method, args, kwds) naming
-one of Server.public; a connection opened with 'accept_connection' then
-carries requests (object_id, method_name, args, kwds) for shared objects. A
-reply is (kind, payload) with kind '#RETURN' (the result), '#ERROR' (the
-exception the method raised), '#TRACEBACK' (formatted text of an error in the
-server itself), '#UNSERIALIZABLE' (the result could not be pickled; its
-formatted error) or '#PROXY' ((exposed, Token) of a new shared object that a
-method returned, for the method_to_typeid mapping)."""
+How the pieces fit
+------------------
+A manager class (BaseManager, SyncManager, ...) holds a *registry*: for each
+type id, the callable that makes objects of that type in the server, the
+methods a proxy may call on them, and the proxy class that stands for them
+elsewhere. ``start()`` runs a Server in a child process; ``connect()`` reaches
+one that already runs (possibly on another machine).
+
+The wire protocol is the stdlib's, so gomp and stdlib peers mix freely:
+
+* Every connection is a ``connection.Client`` authenticated with the
+  manager's authkey (the server authenticates each peer in that peer's own
+  thread, so a slow or hostile peer holds up nobody else).
+* The first request on a connection is ``(None, name, args, kwds)`` where
+  name is one of ``Server.public``; the server calls that method with the
+  connection as first argument.
+* A connection opened with ``accept_connection`` then carries requests
+  ``(object_id, method_name, args, kwds)`` for shared objects: it is the one
+  connection that all the proxies of one thread of one process use for that
+  server.
+* Every reply is ``(kind, payload)``:
+
+  ``'#RETURN'``          the result;
+  ``'#ERROR'``           the exception the method raised (re-raised as is);
+  ``'#TRACEBACK'``       formatted text of a failure in the server itself;
+  ``'#UNSERIALIZABLE'``  formatted text: the result could not be sent;
+  ``'#PROXY'``           ``(exposed, Token)`` of a new shared object that a
+                         method's result became (``method_to_typeid``).
+
+Shared objects are reference counted in the server: every proxy holds one
+reference (taken when it is made, dropped by a finalizer), and an object goes
+when its count reaches zero.
+"""
 
 import array
 import collections.abc
@@ -26,43 +49,43 @@ from traceback import format_exc
 from . import connection
 from . import process
 from . import util
+from ._versions import V
 from .context import ProcessError, get_spawning_popen, reduction
 
 __all__ = ['BaseManager', 'SyncManager', 'BaseProxy', 'Token', 'SharedMemoryManager']
 
 
-# ---- pickling of a few types that results are often made of ------------------------------
+# ---- values that results are often made of -------------------------------------------------
 
-def _rebuild_array(typecode, data):
-    return array.array(typecode, data)
-
-
-def _reduce_array(a):
-    return array.array, (a.typecode, a.tobytes())
+def _reduce_array(arr):
+    # An array travels as its typecode and raw bytes.
+    return array.array, (arr.typecode, arr.tobytes())
 
 
 def _reduce_view_as_list(view):
-    # dict.keys()/values()/items() views cannot be pickled; send a list.
+    # dict.keys()/values()/items() views cannot be pickled: send a list.
     return list, (list(view),)
 
 
+view_types = [type(view) for view in ({}.items(), {}.keys(), {}.values())]
+
 reduction.register(array.array, _reduce_array)
-for _view in ({}.keys(), {}.values(), {}.items()):
-    reduction.register(type(_view), _reduce_view_as_list)
-del _view
+for _view_type in view_types:
+    reduction.register(_view_type, _reduce_view_as_list)
+del _view_type
 
 
-# ---- identity of a shared object -----------------------------------------------------------
+# ---- naming a shared object ----------------------------------------------------------------
 
-class Token(object):
-    """Names one shared object: its type id, its server's address, and its id
-    in that server (a string)."""
+class Token:
+    """Names one shared object: its type id, the address of the server that
+    owns it, and its id there (a string). Pickled as the tuple of the three,
+    like the stdlib's, so tokens cross between gomp and stdlib peers."""
+
     __slots__ = ('typeid', 'address', 'id')
 
     def __init__(self, typeid, address, id):
-        self.typeid = typeid
-        self.address = address
-        self.id = id
+        self.__setstate__((typeid, address, id))
 
     def __getstate__(self):
         return (self.typeid, self.address, self.id)
@@ -71,387 +94,396 @@ class Token(object):
         self.typeid, self.address, self.id = state
 
     def __repr__(self):
-        return '%s(typeid=%r, address=%r, id=%r)' % (
-            type(self).__name__, self.typeid, self.address, self.id)
+        return (f'{type(self).__name__}(typeid={self.typeid!r}, '
+                f'address={self.address!r}, id={self.id!r})')
 
 
-# ---- talking to a server -------------------------------------------------------------------
+# ---- replies and errors --------------------------------------------------------------------
 
 class RemoteError(Exception):
-    """An error inside a manager's server, carrying its formatted traceback."""
+    """A failure inside a manager's server; its argument is the server's
+    formatted traceback, shown between two rules."""
 
     def __str__(self):
         rule = '-' * 75
-        return '\n%s\n%s%s' % (rule, self.args[0], rule)
+        return f'\n{rule}\n{self.args[0]}{rule}'
+
+
+def _remote_text(kind, text):
+    if isinstance(text, str):
+        return text
+    raise TypeError(f"Result {text!r} (kind '{kind}') type is {type(text)}, not str")
+
+
+# kind of a failed reply -> the exception it stands for
+_ERROR_OF_KIND = {
+    '#ERROR': lambda error: error,
+    '#TRACEBACK': lambda text: RemoteError(_remote_text('#TRACEBACK', text)),
+    '#UNSERIALIZABLE': lambda text: RemoteError(
+        'Unserializable message: %s\n' % _remote_text('#UNSERIALIZABLE', text)),
+}
 
 
 def convert_to_error(kind, result):
-    """The exception that a non-'#RETURN' reply stands for."""
-    if kind == '#ERROR':
-        return result
-    if kind == '#TRACEBACK' or kind == '#UNSERIALIZABLE':
-        if not isinstance(result, str):
-            raise TypeError("Result %r (kind '%s') type is %s, not str"
-                            % (result, kind, type(result)))
-        if kind == '#UNSERIALIZABLE':
-            return RemoteError('Unserializable message: %s\n' % result)
-        return RemoteError(result)
-    return ValueError('Unrecognized message type %r' % (kind,))
+    """The exception that a reply of this kind (not '#RETURN') stands for."""
+    make = _ERROR_OF_KIND.get(kind)
+    if make is None:
+        return ValueError(f'Unrecognized message type {kind!r}')
+    return make(result)
 
 
-def _raise_reply(kind, result):
-    # Neither this frame nor the caller's keeps a reference to the exception
-    # once it propagates (no cycle through the traceback: gh-106558).
-    error = convert_to_error(kind, result)
-    del result
+def _unwrap(reply, make_proxy=None):
+    """The result that reply carries, or raise the error it stands for.
+    A '#PROXY' reply becomes make_proxy(exposed, token) when given."""
+    kind, payload = reply
+    if kind == '#RETURN':
+        return payload
+    if kind == '#PROXY' and make_proxy is not None:
+        return make_proxy(*payload)
+    error = convert_to_error(kind, payload)
+    # The raised error's traceback references this frame and its callers';
+    # none of them may still hold the error (or the reply around it), or the
+    # cycle keeps the exception and all it references alive until the next
+    # garbage collection (gh-106558). Callers pass the reply straight in.
+    reply = payload = None
     try:
         raise error
     finally:
-        del error
+        error = None
 
 
 def dispatch(c, id, methodname, args=(), kwds={}):
-    """Send one request on connection c and return the result of the reply
-    (or raise the error it stands for)."""
+    """Send one request on connection c; return the result of the reply or
+    raise the error it stands for."""
     c.send((id, methodname, args, kwds))
-    kind, result = c.recv()
-    if kind == '#RETURN':
-        return result
-    try:
-        _raise_reply(kind, result)
-    finally:
-        del result
+    return _unwrap(c.recv())
 
 
 def _server_call(address, authkey, client, methodname, args=(), kwds={}):
     """Call one of a server's public methods on a connection of its own."""
-    conn = client(address, authkey=authkey)
-    try:
+    with client(address, authkey=authkey) as conn:
         return dispatch(conn, None, methodname, args, kwds)
-    finally:
-        conn.close()
 
 
 # ---- which methods an object offers --------------------------------------------------------
 
 def all_methods(obj):
-    """Names of the callable attributes of obj."""
+    """The names of obj's callable attributes."""
     return [name for name in dir(obj) if callable(getattr(obj, name))]
 
 
 def public_methods(obj):
-    """Names of the callable attributes of obj that do not start with '_'."""
+    """The names of obj's callable attributes that do not start with '_'."""
     return [name for name in all_methods(obj) if not name.startswith('_')]
 
 
 # ---- the server ----------------------------------------------------------------------------
 
-class _Reply(object):
-    """Marks a server method that has sent its reply itself."""
+# Returned by a public method that has sent its reply itself.
+_REPLIED = object()
 
 
-_ALREADY_REPLIED = _Reply()
+class Server:
+    """Owns the shared objects of a manager and answers requests for them,
+    one thread per connection. serve_forever() runs it as the body of the
+    manager's process."""
 
-
-class Server(object):
-    """Owns the shared objects of a manager and serves requests for them, one
-    thread per connection. Runs in the manager's process (serve_forever())."""
-
-    public = ['shutdown', 'create', 'accept_connection', 'get_methods',
-              'debug_info', 'number_of_objects', 'dummy', 'incref', 'decref']
+    # The methods a first request may name (see their docstrings below).
+    # Subclasses extend the list.
+    public = ['accept_connection', 'create', 'incref', 'decref', 'get_methods',
+              'number_of_objects', 'debug_info', 'dummy', 'shutdown']
 
     def __init__(self, registry, address, authkey, serializer):
-        if not isinstance(authkey, bytes):
-            raise TypeError("Authkey %r is type %s, not bytes" % (authkey, type(authkey)))
         self.registry = registry
-        self.authkey = process.AuthenticationString(authkey)
-        listener_type = listener_client[serializer][0]
-        # Peers authenticate in their own thread (see _handle_connection), so
-        # that a slow or hostile peer never holds up the others.
-        self.listener = listener_type(address=address, backlog=128)
+        if isinstance(authkey, bytes):
+            self.authkey = process.AuthenticationString(authkey)
+        else:
+            raise TypeError(f'Authkey {authkey!r} is type {type(authkey)}, not bytes')
+        self.listener = listener_client[serializer][0](address=address, backlog=128)
         self.address = self.listener.address
-        # id -> (object, set of exposed method names, method_to_typeid or None)
-        self.id_to_obj = {'0': (None, ())}
-        # id -> number of references that proxies outside this process hold
-        self.id_to_refcount = {}
-        # id -> entry of an object that a proxy inside this server refers to
-        # (a proxy stored in a shared container): kept after its last outside
-        # reference goes, so the inner proxy keeps working.
-        self.id_to_local_proxy_obj = {}
         self.mutex = threading.Lock()
         self.stop_event = threading.Event()
+        # Changed under the mutex (read without it: a dict lookup is atomic):
+        # id -> (object, set of exposed method names, method_to_typeid or None)
+        self.id_to_obj = {}
+        # id -> references that proxies outside this server hold
+        self.id_to_refcount = {}
+        # id -> entry of an object that a proxy *inside* this server refers
+        # to (a proxy stored in a shared container). Kept when the last
+        # outside reference goes, so that the inner proxy still works.
+        self.id_to_local_proxy_obj = {}
+        self._handlers = {name: getattr(self, name) for name in self.public}
 
     # -- running
 
     def serve_forever(self):
-        """Serve until a 'shutdown' request arrives, then exit the process."""
+        """Serve until a 'shutdown' request (or Ctrl-C), then exit."""
         process.current_process()._manager_server = self
+        threading.Thread(target=self.accepter, name='manager-accepter', daemon=True).start()
         try:
-            accepter = threading.Thread(target=self.accepter, name='manager-accepter',
-                                        daemon=True)
-            accepter.start()
-            try:
-                while not self.stop_event.is_set():
-                    self.stop_event.wait(1.0)
-            except (KeyboardInterrupt, SystemExit):
-                pass
+            self.stop_event.wait()
+        except (KeyboardInterrupt, SystemExit):
+            pass
         finally:
-            if sys.stdout is not sys.__stdout__:
-                sys.stdout = sys.__stdout__
-                sys.stderr = sys.__stderr__
+            _restore_standard_streams()
             sys.exit(0)
 
     def accepter(self):
+        """Accept connections until the listener is closed; each is served
+        by a thread of its own."""
         while not self.stop_event.is_set():
             try:
-                c = self.listener.accept()
+                conn = self.listener.accept()
             except OSError:
-                if self.listener._listener is None:
-                    return
+                if getattr(self.listener, '_listener', None) is None:
+                    return          # closed
                 continue
-            t = threading.Thread(target=self.handle_request, args=(c,), daemon=True)
-            t.start()
+            threading.Thread(target=self.handle_request, args=(conn,), daemon=True).start()
 
     def handle_request(self, conn):
-        """Authenticate a new connection and answer its first request."""
+        """The thread of one new connection: authenticate the peer, answer
+        its first request (which may keep the connection to serve proxies)."""
         try:
-            self._handle_request(conn)
-        except SystemExit:
-            pass
+            if self._authenticated(conn):
+                self._answer_first_request(conn)
         finally:
             conn.close()
 
-    def _handle_request(self, c):
-        request = None
+    def _authenticated(self, conn):
         try:
-            connection.deliver_challenge(c, self.authkey)
-            connection.answer_challenge(c, self.authkey)
-            request = c.recv()
-            _, funcname, args, kwds = request
-            if funcname not in self.public:
-                raise AssertionError('%r unrecognized' % (funcname,))
-            method = getattr(self, funcname)
+            connection.deliver_challenge(conn, self.authkey)
+            connection.answer_challenge(conn, self.authkey)
+        except Exception as e:
+            # The peer either failed the challenge (and knows it) or went away.
+            util.info('manager: peer not authenticated: %r', e)
+            return False
+        return True
+
+    def _answer_first_request(self, conn):
+        try:
+            _, name, args, kwds = conn.recv()
+            handler = self._handlers.get(name)
+            if handler is None:
+                raise AttributeError(f'{name!r} unrecognized: a manager server offers {self.public}')
+            result = handler(conn, *args, **kwds)
         except Exception:
             reply = ('#TRACEBACK', format_exc())
         else:
-            try:
-                result = method(c, *args, **kwds)
-            except Exception:
-                reply = ('#TRACEBACK', format_exc())
-            else:
-                if result is _ALREADY_REPLIED:
-                    return
-                reply = ('#RETURN', result)
-        try:
-            c.send(reply)
-        except Exception as e:
-            try:
-                c.send(('#TRACEBACK', format_exc()))
-            except Exception:
-                pass
-            util.info('Failure to send message: %r', reply)
-            util.info(' ... request was %r', request)
-            util.info(' ... exception was %r', e)
-
-    def _entry(self, ident):
-        try:
-            return self.id_to_obj[ident]
-        except KeyError:
-            entry = self.id_to_local_proxy_obj.get(ident)
-            if entry is None:
-                raise
-            return entry
-
-    def _answer(self, conn, request):
-        """The reply to one request of a proxy."""
-        methodname = None
-        try:
-            ident, methodname, args, kwds = request
-            obj, exposed, gettypeid = self._entry(ident)
-            if methodname not in exposed:
-                raise AttributeError('method %r of %r object is not in exposed=%r'
-                                     % (methodname, type(obj), exposed))
-            function = getattr(obj, methodname)
-        except AttributeError:
-            fallback = self.fallback_mapping.get(methodname)
-            if fallback is None:
-                return ('#TRACEBACK', format_exc())
-            try:
-                return ('#RETURN', fallback(self, conn, ident, obj, *args, **kwds))
-            except Exception:
-                return ('#TRACEBACK', format_exc())
-        except Exception:
-            return ('#TRACEBACK', format_exc())
-
-        try:
-            result = function(*args, **kwds)
-        except Exception as e:
-            return ('#ERROR', e)
-        typeid = gettypeid.get(methodname) if gettypeid else None
-        if not typeid:
-            return ('#RETURN', result)
-        try:
-            rident, rexposed = self.create(conn, typeid, result)
-        except Exception:
-            return ('#TRACEBACK', format_exc())
-        return ('#PROXY', (rexposed, Token(typeid, self.address, rident)))
+            if result is _REPLIED:
+                return
+            reply = ('#RETURN', result)
+        self._send_reply(conn, reply)
 
     def serve_client(self, conn):
-        """Answer the requests of the proxies of one thread of one process
-        until it disconnects or the server stops."""
+        """Answer proxy requests on conn until the peer disconnects or the
+        server stops."""
         while not self.stop_event.is_set():
-            try:
-                request = conn.recv()
-            except (EOFError, OSError):
+            reply = self._answer_next(conn)
+            if reply is None or not self._send_reply(conn, reply):
                 return
-            except Exception:
-                reply = ('#TRACEBACK', format_exc())
-            else:
-                reply = self._answer(conn, request)
-            try:
-                try:
-                    conn.send(reply)
-                except Exception:
-                    conn.send(('#UNSERIALIZABLE', format_exc()))
-            except Exception as e:
-                util.info('exception in thread serving %r', threading.current_thread().name)
-                util.info(' ... message was %r', reply)
-                util.info(' ... exception was %r', e)
-                conn.close()
-                return
-            finally:
-                reply = request = None
 
-    # -- what '__str__', '__repr__' and '#GETVALUE' do when not exposed
+    def _answer_next(self, conn):
+        """Receive one proxy request and return its reply; None once the
+        peer is gone. (The request and its result live only in this frame:
+        nothing of them stays referenced while the next request is awaited.)"""
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return None
+        except Exception:               # e.g. arguments that cannot be unpickled here
+            return ('#TRACEBACK', format_exc())
+        return self._perform(conn, request)
 
-    def fallback_getvalue(self, conn, ident, obj):
-        return obj
+    def _send_reply(self, conn, reply):
+        """Send reply, or the error that kept it from being sent. False if
+        neither could be sent (the connection is useless then)."""
+        try:
+            conn.send(reply)
+            return True
+        except Exception:
+            failure = ('#UNSERIALIZABLE', format_exc())
+        try:
+            conn.send(failure)
+            return True
+        except Exception as e:
+            util.info('manager: cannot reply on connection of thread %r: %r',
+                      threading.current_thread().name, e)
+            util.info(' ... the reply was %r', reply)
+            return False
 
-    def fallback_str(self, conn, ident, obj):
-        return str(obj)
+    # -- proxy requests
 
-    def fallback_repr(self, conn, ident, obj):
-        return repr(obj)
+    def _entry(self, ident):
+        entry = self.id_to_obj.get(ident) or self.id_to_local_proxy_obj.get(ident)
+        if entry is None:
+            raise KeyError(ident)
+        return entry
 
+    def _perform(self, conn, request):
+        """The reply to one proxy request (object_id, method, args, kwds)."""
+        try:
+            ident, methodname, args, kwds = request
+            obj, exposed, to_typeid = self._entry(ident)
+        except Exception:
+            return ('#TRACEBACK', format_exc())
+        method = getattr(obj, methodname, None) if methodname in exposed else None
+        if method is None:
+            return self._fallback(conn, ident, obj, exposed, methodname, args, kwds)
+        try:
+            result = method(*args, **kwds)
+        except Exception as e:
+            return ('#ERROR', e)
+        typeid = to_typeid.get(methodname) if to_typeid else None
+        if typeid:
+            return self._share_result(conn, typeid, result)
+        return ('#RETURN', result)
+
+    def _fallback(self, conn, ident, obj, exposed, methodname, args, kwds):
+        """The reply to a method the object does not expose: the fallbacks
+        (str, repr, the value itself) or an error."""
+        answer = self.fallback_mapping.get(methodname)
+        try:
+            if answer is None:
+                if methodname in exposed:
+                    raise AttributeError(f'{type(obj).__name__!r} object has no '
+                                         f'attribute {methodname!r}')
+                raise AttributeError(f'method {methodname!r} of {type(obj)!r} object '
+                                     f'is not in exposed={exposed!r}')
+            return ('#RETURN', answer(self, conn, ident, obj, *args, **kwds))
+        except Exception:
+            return ('#TRACEBACK', format_exc())
+
+    def _share_result(self, conn, typeid, result):
+        """Keep a method's result in the server as a new shared object of
+        typeid; the reply names it, and the caller owns its one reference."""
+        try:
+            ident, exposed = self.create(conn, typeid, result)
+        except Exception:
+            return ('#TRACEBACK', format_exc())
+        return ('#PROXY', (exposed, Token(typeid, self.address, ident)))
+
+    # What a proxy gets for these methods when its object does not expose
+    # them; each is called as f(server, conn, ident, obj, *args, **kwds).
     fallback_mapping = {
-        '__str__': fallback_str,
-        '__repr__': fallback_repr,
-        '#GETVALUE': fallback_getvalue,
+        '#GETVALUE': lambda server, conn, ident, obj: obj,
+        '__str__': lambda server, conn, ident, obj: str(obj),
+        '__repr__': lambda server, conn, ident, obj: repr(obj),
     }
 
-    # -- the public methods: each takes the connection first
+    # -- the public methods (each takes the connection first)
 
     def dummy(self, c):
-        """Does nothing: lets a client check that it can connect."""
+        """Does nothing: a client's check that it can reach the server."""
 
     def debug_info(self, c):
-        """One line per shared object: its id, refcount and (start of) str."""
+        """One entry per shared object: its id, refcount and (the start of)
+        its str."""
         with self.mutex:
-            lines = []
-            for ident in sorted(self.id_to_refcount):
-                if ident == '0':
-                    continue
-                lines.append('  %s:       refcount=%s\n    %s'
-                             % (ident, self.id_to_refcount[ident],
-                                str(self.id_to_obj[ident][0])[:75]))
-            return '\n'.join(lines)
+            rows = [(ident, count, self.id_to_obj[ident][0])
+                    for ident, count in sorted(self.id_to_refcount.items())]
+        return '\n'.join(f'  {ident}:       refcount={count}\n    {str(obj)[:75]}'
+                         for ident, count, obj in rows)
 
     def number_of_objects(self, c):
-        """How many shared objects proxies outside this server refer to."""
+        """How many shared objects proxies outside the server refer to."""
         return len(self.id_to_refcount)
 
     def shutdown(self, c):
-        """Reply, then stop the server (its process exits)."""
+        """Acknowledge, then stop serving (serve_forever exits the process)."""
+        util.debug('manager received shutdown message')
         try:
-            util.debug('manager received shutdown message')
             c.send(('#RETURN', None))
-        except Exception:
-            import traceback
-            traceback.print_exc()
         finally:
             self.stop_event.set()
-        return _ALREADY_REPLIED
+        return _REPLIED
 
     def create(self, c, typeid, /, *args, **kwds):
-        """Make a new shared object of typeid; return (its id, exposed names).
-        The object starts with one reference, which the caller owns."""
-        callable, exposed, method_to_typeid, proxytype = self.registry[typeid]
-        if callable is None:
-            if kwds or len(args) != 1:
-                raise ValueError("Without callable, must have one non-keyword argument")
-            obj = args[0]
+        """Make a shared object of typeid; return (its id, exposed names).
+        It starts with one reference, which the caller owns."""
+        factory, exposed, method_to_typeid, _ = self.registry[typeid]
+        if factory is not None:
+            obj = factory(*args, **kwds)
+        elif len(args) == 1 and not kwds:
+            obj = args[0]           # an existing object (a method's result)
         else:
-            obj = callable(*args, **kwds)
+            raise ValueError('Without callable, must have one non-keyword argument')
         if exposed is None:
             exposed = public_methods(obj)
         if method_to_typeid is not None:
             if not isinstance(method_to_typeid, dict):
-                raise TypeError("Method_to_typeid %r: type %s, not dict"
-                                % (method_to_typeid, type(method_to_typeid)))
-            exposed = list(exposed) + list(method_to_typeid)
-        # A string, because xmlrpclib's integers are only 32 bits.
+                raise TypeError(f'Method_to_typeid {method_to_typeid!r}: type '
+                                f'{type(method_to_typeid)}, not dict')
+            exposed = [*exposed, *method_to_typeid]
+        # A string (an XML-RPC integer has only 32 bits). The same object
+        # created twice has one id and one reference count.
         ident = '%x' % id(obj)
         util.debug('%r callable returned object with id %r', typeid, ident)
         with self.mutex:
             self.id_to_obj[ident] = (obj, set(exposed), method_to_typeid)
-            self.id_to_refcount.setdefault(ident, 0)
-        self.incref(c, ident)
+            self.id_to_refcount[ident] = self.id_to_refcount.get(ident, 0) + 1
         return ident, tuple(exposed)
 
     def get_methods(self, c, token):
-        """The exposed method names of the object that token names."""
-        return tuple(self.id_to_obj[token.id][1])
+        """The exposed method names of the object token names."""
+        return tuple(self._entry(token.id)[1])
 
     def accept_connection(self, c, name):
-        """Make this connection the one that a thread's proxies use and serve
-        it (in this thread) until it closes."""
+        """Make c the connection of one thread's proxies (name says whose)
+        and serve it, in this thread, until it closes."""
         threading.current_thread().name = name
         c.send(('#RETURN', None))
         self.serve_client(c)
-        return _ALREADY_REPLIED
+        return _REPLIED
 
     def incref(self, c, ident):
+        """Count one more outside reference to the object."""
         with self.mutex:
-            if ident in self.id_to_refcount:
-                self.id_to_refcount[ident] += 1
-            elif ident in self.id_to_local_proxy_obj:
-                # Only a proxy inside this server still refers to the object,
-                # and a new outside reference is being made from it: track it
-                # again.
-                self.id_to_refcount[ident] = 1
+            count = self.id_to_refcount.get(ident)
+            if count is None:
+                # Only proxies inside the server still refer to it, and one
+                # of them is handing out a new outside reference: track it
+                # again (KeyError for an id the server never had).
                 self.id_to_obj[ident] = self.id_to_local_proxy_obj[ident]
                 util.debug('Server re-enabled tracking & INCREF %r', ident)
-            else:
-                raise KeyError(ident)
+                count = 0
+            self.id_to_refcount[ident] = count + 1
 
     def decref(self, c, ident):
-        if ident not in self.id_to_refcount and ident in self.id_to_local_proxy_obj:
-            util.debug('Server DECREF skipping %r', ident)
-            return
+        """Count one outside reference less; forget the object at zero."""
         with self.mutex:
-            count = self.id_to_refcount[ident]
-            if count <= 0:
-                raise AssertionError("Id %s (%r) has refcount %d, not 1+"
-                                     % (ident, self.id_to_obj[ident], count))
-            if count > 1:
-                self.id_to_refcount[ident] = count - 1
+            remaining = self.id_to_refcount.get(ident, 0) - 1
+            if remaining > 0:
+                self.id_to_refcount[ident] = remaining
                 return
+            if remaining < 0:
+                if ident in self.id_to_local_proxy_obj:
+                    return      # held by inner proxies only: nothing to drop
+                raise KeyError(ident)
             del self.id_to_refcount[ident]
-            entry = self.id_to_obj.pop(ident, None)
-        # Dropped outside the mutex: the object may hold proxies whose
+            dropped = self.id_to_obj.pop(ident, None)
+        # Released outside the mutex: the object may hold proxies whose
         # finalizers call back into this server.
         util.debug('disposing of obj with id %r', ident)
-        del entry
+        del dropped
 
 
-class State(object):
-    """The state of a manager: INITIAL, STARTED or SHUTDOWN (in .value)."""
+def _restore_standard_streams():
+    # A server that ran in a process whose sys.stdout/stderr were replaced
+    # (a test harness's capture, say) ends on the real streams.
+    if sys.stdout is not sys.__stdout__:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+
+class State:
+    """Where a manager is in its life (in .value)."""
     __slots__ = ['value']
-    INITIAL = 0
-    STARTED = 1
-    SHUTDOWN = 2
+    INITIAL, STARTED, SHUTDOWN = range(3)
+
+    def __init__(self, value=0):
+        self.value = value
 
 
+# serializer name -> (listener type, client function)
 listener_client = {
     'pickle': (connection.Listener, connection.Client),
     'xmlrpclib': (connection.XmlListener, connection.XmlClient),
@@ -460,40 +492,58 @@ listener_client = {
 
 # ---- managers ------------------------------------------------------------------------------
 
-# typeid -> proxy type of the last registration of that typeid by any
-# manager class: lets a proxy whose manager is not known in this process
-# (one received from another process) turn a '#PROXY' reply into a proxy.
+# typeid -> proxy type of the latest registration of that typeid by any
+# manager class. A proxy that has no manager in this process (one received
+# from another process) uses it to turn a '#PROXY' reply into a proxy.
 _proxytype_of_typeid = {}
 
 
-def _check_state_initial(state, what='server', owner='Manager'):
-    if state.value == State.INITIAL:
-        return
-    if state.value == State.STARTED:
-        raise ProcessError("Already started %s" % what)
-    if state.value == State.SHUTDOWN:
-        raise ProcessError("%s has shut down" % owner)
-    raise ProcessError("Unknown state %r" % (state.value,))
+def _require_initial(state, server='server', owner='Manager'):
+    """ProcessError unless a manager in this state may still start a server."""
+    if state.value != State.INITIAL:
+        problems = {State.STARTED: f'Already started {server}',
+                    State.SHUTDOWN: f'{owner} has shut down'}
+        raise ProcessError(problems.get(state.value, f'Unknown state {state.value!r}'))
 
 
-class BaseManager(object):
-    """A manager: start() runs a server process (or connect() reaches one
-    that runs already) and the methods made by register() create shared
-    objects in it and return proxies for them."""
+def _proxy_for_new_object(proxytype, token, exposed, serializer, manager, authkey):
+    """A proxy for an object the server has just made with one reference for
+    us: the proxy takes a reference of its own, and ours is dropped."""
+    proxy = proxytype(token, serializer, manager=manager, authkey=authkey, exposed=exposed)
+    _server_call(token.address, authkey, listener_client[serializer][1], 'decref', (token.id,))
+    return proxy
+
+
+def _creation_method(typeid, proxytype):
+    """The manager method named typeid: create a shared object, return a
+    proxy for it."""
+    def create(self, /, *args, **kwds):
+        util.debug('requesting creation of a shared %r object', typeid)
+        token, exposed = self._create(typeid, *args, **kwds)
+        return _proxy_for_new_object(proxytype, token, exposed, self._serializer,
+                                     self, self._authkey)
+    create.__name__ = create.__qualname__ = typeid
+    create.__doc__ = f'Create a shared {typeid!r} object and return a proxy for it.'
+    return create
+
+
+class BaseManager:
+    """A manager: start() runs a server process (or connect() reaches a
+    running one), and the methods register() adds create shared objects in
+    it and return proxies for them."""
 
     _registry = {}
     _Server = Server
 
     def __init__(self, address=None, authkey=None, serializer='pickle', ctx=None, *,
                  shutdown_timeout=1.0):
+        self._Listener, self._Client = listener_client[serializer]
+        self._serializer = serializer
+        self._address = address
         if authkey is None:
             authkey = process.current_process().authkey
-        self._address = address
         self._authkey = process.AuthenticationString(authkey)
-        self._state = State()
-        self._state.value = State.INITIAL
-        self._serializer = serializer
-        self._Listener, self._Client = listener_client[serializer]
+        self._state = State(State.INITIAL)
         if ctx is None:
             from .context import _default_context
             ctx = _default_context.get_context()
@@ -501,653 +551,574 @@ class BaseManager(object):
         self._shutdown_timeout = shutdown_timeout
         self._process = None
 
+    @property
+    def address(self):
+        return self._address
+
+    # -- the server
+
     def get_server(self):
         """A Server for this manager's registry, to run in this process with
         serve_forever()."""
-        _check_state_initial(self._state)
+        _require_initial(self._state)
         return self._Server(self._registry, self._address, self._authkey, self._serializer)
 
     def connect(self):
         """Use the server that already runs at this manager's address."""
-        conn = self._Client(self._address, authkey=self._authkey)
-        try:
-            dispatch(conn, None, 'dummy')
-        finally:
-            conn.close()
+        _server_call(self._address, self._authkey, self._Client, 'dummy')
         self._state.value = State.STARTED
 
     def start(self, initializer=None, initargs=()):
-        """Start the server in a new process (which first calls
-        initializer(*initargs) if given)."""
-        _check_state_initial(self._state)
+        """Start the server in a new process, which first calls
+        initializer(*initargs) if one is given."""
+        _require_initial(self._state)
         if initializer is not None and not callable(initializer):
             raise TypeError('initializer must be a callable')
         reader, writer = connection.Pipe(duplex=False)
-        self._process = self._ctx.Process(
-            target=type(self)._run_server,
-            args=(self._registry, self._address, self._authkey, self._serializer,
-                  writer, initializer, initargs))
-        self._process.name = '%s-%s' % (type(self).__name__,
-                                         ':'.join(str(i) for i in self._process._identity))
+        self._process = self._server_process(writer, initializer, initargs)
         self._process.start()
-        writer.close()
-        try:
-            self._address = reader.recv()
-        finally:
-            reader.close()
-        self._state.value = State.STARTED
-        # An instance attribute that hides the method below.
+        writer.close()                  # the child holds the end that reports
+        with reader:
+            self._address = reader.recv()     # where the server listens
+        # An instance attribute in front of the method below: the manager's
+        # shutdown, also run at exit and when the manager is collected.
         self.shutdown = util.Finalize(
-            self, type(self)._finalize_manager,
-            args=(self._process, self._address, self._authkey, self._state,
-                  self._Client, self._shutdown_timeout),
-            exitpriority=0)
+            self, type(self)._finalize_manager, exitpriority=0,
+            args=(self._process, self.address, self._authkey, self._state, self._Client,
+                  self._shutdown_timeout))
+        self._state.value = State.STARTED
+
+    def _server_process(self, writer, initializer, initargs):
+        """The (unstarted) process that runs this manager's server."""
+        server_args = (self._registry, self.address, self._authkey, self._serializer,
+                       writer, initializer, initargs)
+        child = self._ctx.Process(target=type(self)._run_server, args=server_args)
+        child.name = type(self).__name__ + '-' + ':'.join(map(str, child._identity))
+        return child
 
     def shutdown(self):
-        """Stop the server process (replaced by a finalizer once start()ed;
-        a manager that only connect()ed owns no process to stop)."""
+        """Stop the server process. (start() replaces this with a finalizer;
+        a manager that only connect()ed owns no process to stop.)"""
 
     @classmethod
     def _run_server(cls, registry, address, authkey, serializer, writer,
                     initializer=None, initargs=()):
-        """Body of the server process: make the server, send its address
-        back, serve."""
+        """The server process: make the server, run the initializer, report
+        the server's address, serve."""
         # Ctrl-C in a terminal reaches the whole process group; the parent
-        # decides when its manager stops (bpo-36368).
+        # decides when its manager stops (bpo-36368). An initializer may
+        # still choose otherwise.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        server = cls._Server(registry, address, authkey, serializer)
         if initializer is not None:
             initializer(*initargs)
-        server = cls._Server(registry, address, authkey, serializer)
-        writer.send(server.address)
-        writer.close()
+        with writer:
+            writer.send(server.address)
         util.info('manager serving at %r', server.address)
         server.serve_forever()
 
-    def _create(self, typeid, /, *args, **kwds):
-        """Create a shared object; return its Token and exposed names."""
-        assert self._state.value == State.STARTED, 'server not yet started'
-        ident, exposed = _server_call(self._address, self._authkey, self._Client,
-                                      'create', (typeid,) + args, kwds)
-        return Token(typeid, self._address, ident), exposed
+    @staticmethod
+    def _finalize_manager(process, address, authkey, state, _Client, shutdown_timeout):
+        """Stop a manager's server: ask it, then terminate it, then kill it,
+        each time waiting up to shutdown_timeout seconds for it to go."""
+        def ask():
+            try:
+                _server_call(address, authkey, _Client, 'shutdown')
+            except Exception:
+                pass            # gone already, or unreachable: escalate
+        escalation = (
+            (ask, shutdown_timeout, 'sending shutdown message to manager'),
+            (process.terminate, shutdown_timeout, 'manager still alive; terminating it'),
+            (process.kill, None, 'manager still alive after terminate; killing it'))
+        for stop, wait, note in escalation:
+            if not process.is_alive():
+                break
+            util.info(note)
+            stop()
+            process.join(wait)
+        state.value = State.SHUTDOWN
+        BaseProxy._address_to_local.pop(address, None)
 
     def join(self, timeout=None):
         """Wait for the server process (if this manager started one)."""
-        if self._process is not None:
-            self._process.join(timeout)
-            if not self._process.is_alive():
-                self._process = None
-
-    def _debug_info(self):
-        return _server_call(self._address, self._authkey, self._Client, 'debug_info')
-
-    def _number_of_objects(self):
-        return _server_call(self._address, self._authkey, self._Client, 'number_of_objects')
+        if self._process is None:
+            return
+        self._process.join(timeout)
+        if not self._process.is_alive():
+            self._process = None
 
     def __enter__(self):
         if self._state.value == State.INITIAL:
             self.start()
         if self._state.value != State.STARTED:
-            if self._state.value == State.INITIAL:
-                raise ProcessError("Unable to start server")
-            if self._state.value == State.SHUTDOWN:
-                raise ProcessError("Manager has shut down")
-            raise ProcessError("Unknown state %r" % (self._state.value,))
+            problems = {State.INITIAL: 'Unable to start server',
+                        State.SHUTDOWN: 'Manager has shut down'}
+            raise ProcessError(problems.get(self._state.value,
+                                            f'Unknown state {self._state.value!r}'))
         return self
 
     def __exit__(self, exc_type, exc_val, exc_tb):
         self.shutdown()
 
-    @staticmethod
-    def _finalize_manager(process, address, authkey, state, _Client, shutdown_timeout):
-        """Ask the server to stop; terminate, then kill, a server that does
-        not stop within shutdown_timeout seconds."""
-        if process.is_alive():
-            util.info('sending shutdown message to manager')
-            try:
-                _server_call(address, authkey, _Client, 'shutdown')
-            except Exception:
-                pass
-            process.join(timeout=shutdown_timeout)
-            if process.is_alive():
-                util.info('manager still alive; terminating it')
-                process.terminate()
-                process.join(timeout=shutdown_timeout)
-                if process.is_alive():
-                    util.info('manager still alive after terminate; killing it')
-                    process.kill()
-                    process.join()
-        state.value = State.SHUTDOWN
-        BaseProxy._address_to_local.pop(address, None)
+    # -- requests to the server
 
-    @property
-    def address(self):
-        return self._address
+    def _call_server(self, methodname, *args, **kwds):
+        return _server_call(self._address, self._authkey, self._Client, methodname, args, kwds)
+
+    def _create(self, typeid, /, *args, **kwds):
+        """Create a shared object; return its Token and exposed names."""
+        if self._state.value != State.STARTED:
+            raise ProcessError('server not yet started')
+        ident, exposed = self._call_server('create', typeid, *args, **kwds)
+        return Token(typeid, self._address, ident), exposed
+
+    def _debug_info(self):
+        return self._call_server('debug_info')
+
+    def _number_of_objects(self):
+        return self._call_server('number_of_objects')
+
+    # -- registering types
 
     @classmethod
     def register(cls, typeid, callable=None, proxytype=None, exposed=None,
                  method_to_typeid=None, create_method=True):
         """Register typeid: callable(*args, **kwds) makes its objects in the
-        server; proxytype (default AutoProxy) makes proxies; exposed names
-        the methods a proxy may call (default: the proxy type's _exposed_,
-        else every public method); method_to_typeid maps a method name to the
-        typeid of the shared object its result becomes. With create_method,
+        server; proxytype (default AutoProxy) makes proxies for them; exposed
+        names the methods a proxy may call (default: the proxy type's
+        _exposed_, else every public method); method_to_typeid maps method
+        names to the typeid of the shared object their result becomes
+        (default: the proxy type's _method_to_typeid_). With create_method
         the manager gets a method named typeid that creates an object and
         returns a proxy."""
-        if '_registry' not in cls.__dict__:
-            cls._registry = cls._registry.copy()
-        if proxytype is None:
-            proxytype = AutoProxy
+        proxytype = proxytype or AutoProxy
+        if '_registry' not in vars(cls):
+            # First registration on this class: leave the base class's alone.
+            cls._registry = dict(cls._registry)
         exposed = exposed or getattr(proxytype, '_exposed_', None)
         method_to_typeid = method_to_typeid or getattr(proxytype, '_method_to_typeid_', None)
-        if method_to_typeid:
-            for key, value in method_to_typeid.items():
-                assert type(key) is str, '%r is not a string' % key
-                assert type(value) is str, '%r is not a string' % value
+        for pair in (method_to_typeid or {}).items():
+            if not all(isinstance(part, str) for part in pair):
+                raise TypeError(f'method_to_typeid entry {pair!r} is not a pair of strings')
         cls._registry[typeid] = (callable, exposed, method_to_typeid, proxytype)
         _proxytype_of_typeid[typeid] = proxytype
-
         if create_method:
-            def create(self, /, *args, **kwds):
-                util.debug('requesting creation of a shared %r object', typeid)
-                token, exp = self._create(typeid, *args, **kwds)
-                proxy = proxytype(token, self._serializer, manager=self,
-                                  authkey=self._authkey, exposed=exp)
-                # The proxy holds its own reference now; drop create()'s.
-                _server_call(token.address, self._authkey, self._Client,
-                             'decref', (token.id,))
-                return proxy
-            create.__name__ = create.__qualname__ = typeid
-            setattr(cls, typeid, create)
+            setattr(cls, typeid, _creation_method(typeid, proxytype))
 
 
 # ---- proxies -------------------------------------------------------------------------------
 
 class ProcessLocalSet(set):
-    """A set emptied in a forked child."""
+    """A set that starts empty in a forked child and pickles as empty."""
 
     def __init__(self):
-        util.register_after_fork(self, lambda obj: obj.clear())
+        util.register_after_fork(self, set.clear)
 
     def __reduce__(self):
         return type(self), ()
 
 
-class BaseProxy(object):
-    """A proxy for a shared object: calls its methods in the manager's
-    server. Each thread of a process has one connection per server, shared
-    by all its proxies for that server; a proxy holds a reference to its
-    object in the server (incref'd when made, decref'd when collected)."""
+def _authkey_for(authkey, manager):
+    if authkey is None:
+        authkey = manager._authkey if manager is not None else process.current_process().authkey
+    return process.AuthenticationString(authkey)
 
-    # server address -> (thread-local holding .connection, set of the ids
-    # this process holds references to)
-    _address_to_local = {}
+
+def _close_thread_connection(tls):
+    conn = tls.__dict__.pop('connection', None)
+    if conn is not None:
+        util.debug('thread %r has no more proxies so closing conn',
+                   threading.current_thread().name)
+        conn.close()
+
+
+class BaseProxy:
+    """A proxy for a shared object: its methods run in the manager's server.
+
+    Each thread of a process has one connection per server, shared by all
+    its proxies for that server. A proxy holds one reference to its object
+    in the server: taken when the proxy is made, dropped by a finalizer."""
+
+    # Guards _address_to_local.
     _mutex = util.ForkAwareThreadLock()
+    # server address -> (thread-local holding this thread's .connection,
+    #                    set of the ids this process holds references to)
+    _address_to_local = {}
 
     def __init__(self, token, serializer, manager=None, authkey=None, exposed=None,
                  incref=True, manager_owned=False):
-        with BaseProxy._mutex:
-            local = BaseProxy._address_to_local.get(token.address)
-            if local is None:
-                local = (util.ForkAwareLocal(), ProcessLocalSet())
-                BaseProxy._address_to_local[token.address] = local
-        self._tls, self._idset = local
+        self._tls, self._idset = self._per_server_state(token.address)
         self._token = token
         self._id = token.id
         self._manager = manager
         self._serializer = serializer
         self._Client = listener_client[serializer][1]
         # True for a proxy unpickled inside the server that owns its object
-        # (one stored in a shared container): it holds no reference.
+        # (one stored in a shared container): the server keeps the object
+        # for it, so it holds no reference.
         self._owned_by_manager = manager_owned
-        if authkey is not None:
-            self._authkey = process.AuthenticationString(authkey)
-        elif manager is not None:
-            self._authkey = manager._authkey
-        else:
-            self._authkey = process.current_process().authkey
+        self._authkey = _authkey_for(authkey, manager)
         if incref:
             self._incref()
         util.register_after_fork(self, BaseProxy._after_fork)
 
+    @staticmethod
+    def _per_server_state(address):
+        with BaseProxy._mutex:
+            state = BaseProxy._address_to_local.get(address)
+            if state is None:
+                state = (util.ForkAwareLocal(), ProcessLocalSet())
+                BaseProxy._address_to_local[address] = state
+            return state
+
+    # -- calling the referent
+
     def _connect(self):
+        """Open this thread's connection to the server; return it."""
         util.debug('making connection to manager')
         name = process.current_process().name
-        thread = threading.current_thread()
-        if thread.name != 'MainThread':
-            name += '|' + thread.name
+        thread = threading.current_thread().name
+        if thread != 'MainThread':
+            name = f'{name}|{thread}'
         conn = self._Client(self._token.address, authkey=self._authkey)
         dispatch(conn, None, 'accept_connection', (name,))
         self._tls.connection = conn
+        return conn
 
     def _callmethod(self, methodname, args=(), kwds={}):
-        """Call methodname(*args, **kwds) on the shared object and return a
-        copy of the result (a proxy if the method's result is registered as
-        a shared type)."""
-        try:
-            conn = self._tls.connection
-        except AttributeError:
-            util.debug('thread %r does not own a connection', threading.current_thread().name)
-            self._connect()
-            conn = self._tls.connection
+        """Call methodname(*args, **kwds) on the referent; return a copy of
+        the result (or a proxy, if the method's result is registered as a
+        shared type)."""
+        conn = getattr(self._tls, 'connection', None)
+        if conn is None:
+            conn = self._connect()
         conn.send((self._id, methodname, args, kwds))
-        kind, result = conn.recv()
-        if kind == '#RETURN':
-            return result
-        if kind == '#PROXY':
-            exposed, token = result
-            return self._proxy_from_reply(exposed, token)
-        try:
-            _raise_reply(kind, result)
-        finally:
-            del result
+        return _unwrap(conn.recv(), self._proxy_from_reply)
 
     def _proxy_from_reply(self, exposed, token):
-        if self._manager is not None:
-            proxytype = self._manager._registry[token.typeid][-1]
-        else:
-            proxytype = _proxytype_of_typeid.get(token.typeid, AutoProxy)
-        # The server may name itself differently than we reach it.
+        entry = self._manager._registry.get(token.typeid) if self._manager is not None else None
+        proxytype = entry[-1] if entry else _proxytype_of_typeid.get(token.typeid, AutoProxy)
+        # The server may call itself by another address than the one we
+        # reach it at (a wildcard bind, say).
         token.address = self._token.address
-        proxy = proxytype(token, self._serializer, manager=self._manager,
-                          authkey=self._authkey, exposed=exposed)
-        _server_call(token.address, self._authkey, self._Client, 'decref', (token.id,))
-        return proxy
+        return _proxy_for_new_object(proxytype, token, exposed, self._serializer,
+                                     self._manager, self._authkey)
 
     def _getvalue(self):
-        """A copy of the shared object itself."""
+        """A copy of the referent."""
         return self._callmethod('#GETVALUE')
 
+    # -- the reference this proxy holds
+
     def _incref(self):
+        """Take this proxy's reference to its object, and arrange for the
+        finalizer (self._close) to give it back. A proxy that the server
+        itself holds takes none."""
         if self._owned_by_manager:
-            util.debug('owned_by_manager skipped INCREF of %r', self._token.id)
             return
+        manager_state = None if self._manager is None else self._manager._state
         _server_call(self._token.address, self._authkey, self._Client, 'incref', (self._id,))
-        util.debug('INCREF %r', self._token.id)
         self._idset.add(self._id)
-        state = self._manager._state if self._manager is not None else None
         self._close = util.Finalize(
-            self, BaseProxy._decref,
-            args=(self._token, self._authkey, state, self._tls, self._idset, self._Client),
-            exitpriority=10)
+            self, BaseProxy._decref, exitpriority=10,
+            args=(self._token, self._authkey, manager_state, self._tls, self._idset,
+                  self._Client))
+
+    def _after_fork(self):
+        # A forked child's copy is a proxy of its own: it takes its own
+        # reference, and its manager object does not own the server there.
+        self._manager = None
+        try:
+            self._incref()
+        except Exception as e:
+            util.info('proxy %r: no reference after fork: %r', self._token, e)
 
     @staticmethod
     def _decref(token, authkey, state, tls, idset, _Client):
+        """Finalizer: give the proxy's reference back (unless the manager
+        has shut down) and close this thread's connection to the server once
+        the process holds nothing more there."""
         idset.discard(token.id)
-        if state is None or state.value == State.STARTED:
+        if state is not None and state.value != State.STARTED:
+            util.debug('DECREF %r -- manager already shutdown', token.id)
+        else:
             try:
                 util.debug('DECREF %r', token.id)
                 _server_call(token.address, authkey, _Client, 'decref', (token.id,))
             except Exception as e:
                 util.debug('... decref failed %s', e)
-        else:
-            util.debug('DECREF %r -- manager already shutdown', token.id)
-        # This process holds nothing more in that server: close this
-        # thread's connection to it.
-        if not idset and hasattr(tls, 'connection'):
-            util.debug('thread %r has no more proxies so closing conn',
-                       threading.current_thread().name)
-            tls.connection.close()
-            del tls.connection
+        if not idset:
+            _close_thread_connection(tls)
 
-    def _after_fork(self):
-        # A forked child holds references of its own.
-        self._manager = None
+    # -- printing, copying, pickling
+
+    def __repr__(self):
+        return f'<{type(self).__name__} object, typeid {self._token.typeid!r} at {id(self):#x}>'
+
+    def __str__(self):
+        """The referent's repr (or a note that it could not be had)."""
         try:
-            self._incref()
-        except Exception as e:
-            util.info('incref failed: %s' % e)
-
-    def __reduce__(self):
-        kwds = {}
-        if get_spawning_popen() is not None:
-            kwds['authkey'] = self._authkey
-        if getattr(self, '_isauto', False):
-            kwds['exposed'] = self._exposed_
-            return (RebuildProxy, (AutoProxy, self._token, self._serializer, kwds))
-        return (RebuildProxy, (type(self), self._token, self._serializer, kwds))
+            text = self._callmethod('__repr__')
+        except Exception:
+            text = f"{repr(self)[:-1]}; '__str__()' failed>"
+        return text
 
     def __deepcopy__(self, memo):
         return self._getvalue()
 
-    def __repr__(self):
-        return '<%s object, typeid %r at %#x>' % (type(self).__name__, self._token.typeid,
-                                                  id(self))
-
-    def __str__(self):
-        """The repr of the shared object (or a note that it failed)."""
-        try:
-            return self._callmethod('__repr__')
-        except Exception:
-            return repr(self)[:-1] + "; '__str__()' failed>"
+    def __reduce__(self):
+        # An AutoProxy's class is made at run time: rebuild it by AutoProxy.
+        auto = getattr(self, '_isauto', False)
+        kwds = {'exposed': self._exposed_} if auto else {}
+        if get_spawning_popen() is not None:
+            # Only a child being spawned may receive the authkey.
+            kwds['authkey'] = self._authkey
+        return RebuildProxy, (AutoProxy if auto else type(self), self._token,
+                              self._serializer, kwds)
 
 
 def RebuildProxy(func, token, serializer, kwds):
-    """Unpickle a proxy: func(token, serializer, ...) makes it. Inside the
-    server that owns the object the proxy holds no reference (the server
-    keeps the object for it); in a process being bootstrapped the inherited
-    reference is used rather than a new one taken."""
-    server = getattr(process.current_process(), '_manager_server', None)
+    """Unpickle a proxy: func(token, serializer, ...) makes it.
+
+    Inside the server that owns the object, the proxy holds no reference:
+    the server keeps the object for it. In a process that is being
+    bootstrapped the inherited reference is used instead of a new one."""
+    me = process.current_process()
+    server = getattr(me, '_manager_server', None)
     if server is not None and server.address == token.address:
-        util.debug('Rebuild a proxy owned by manager, token=%r', token)
+        # Keep the object's entry for this proxy even after the last
+        # outside reference goes (Server.id_to_local_proxy_obj).
+        local = server.id_to_local_proxy_obj
+        if token.id not in local:
+            local[token.id] = server.id_to_obj[token.id]
         kwds['manager_owned'] = True
-        if token.id not in server.id_to_local_proxy_obj:
-            server.id_to_local_proxy_obj[token.id] = server.id_to_obj[token.id]
-    incref = (kwds.pop('incref', True)
-              and not getattr(process.current_process(), '_inheriting', False))
-    return func(token, serializer, incref=incref, **kwds)
+    inheriting = getattr(me, '_inheriting', False)
+    return func(token, serializer, incref=kwds.pop('incref', True) and not inheriting, **kwds)
 
 
-def _forwarding_method(name):
-    def method(self, /, *args, **kwds):
+def _forwarder(name):
+    """A proxy method that calls name on the referent."""
+    def forward(self, /, *args, **kwds):
         return self._callmethod(name, args, kwds)
-    method.__name__ = method.__qualname__ = name
-    method.__doc__ = 'Call %s() of the shared object.' % name
-    return method
+    forward.__name__ = forward.__qualname__ = name
+    forward.__doc__ = f'Call {name}() of the referent.'
+    return forward
 
 
 def MakeProxyType(name, exposed, _cache={}):
-    """A BaseProxy subclass with one forwarding method per name in exposed
-    (cached per (name, exposed))."""
+    """A BaseProxy subclass with one forwarding method per exposed name
+    (made once per (name, exposed))."""
     exposed = tuple(exposed)
-    key = (name, exposed)
-    proxytype = _cache.get(key)
-    if proxytype is None:
-        namespace = {meth: _forwarding_method(meth) for meth in exposed}
+    made = _cache.get((name, exposed))
+    if made is None:
+        namespace = {method: _forwarder(method) for method in exposed}
         namespace['_exposed_'] = exposed
-        proxytype = type(name, (BaseProxy,), namespace)
-        _cache[key] = proxytype
-    return proxytype
+        made = _cache[(name, exposed)] = type(name, (BaseProxy,), namespace)
+    return made
 
 
 def AutoProxy(token, serializer, manager=None, authkey=None, exposed=None,
               incref=True, manager_owned=False):
-    """A proxy whose methods are the exposed ones of its object (asked from
-    the server if not given)."""
+    """A proxy whose methods are the ones its object exposes (asked from the
+    server when not given)."""
+    authkey = _authkey_for(authkey, manager)
     if exposed is None:
         exposed = _server_call(token.address, authkey, listener_client[serializer][1],
                                'get_methods', (token,))
-    if authkey is None and manager is not None:
-        authkey = manager._authkey
-    if authkey is None:
-        authkey = process.current_process().authkey
-    proxytype = MakeProxyType('AutoProxy[%s]' % token.typeid, exposed)
+    proxytype = MakeProxyType(f'AutoProxy[{token.typeid}]', exposed)
     proxy = proxytype(token, serializer, manager=manager, authkey=authkey,
                       incref=incref, manager_owned=manager_owned)
     proxy._isauto = True
     return proxy
 
 
-# ---- the types SyncManager shares ----------------------------------------------------------
+# ---- the proxy types SyncManager hands out -------------------------------------------------
 
-class Namespace(object):
-    """A bag of attributes; its repr leaves out names starting with '_'."""
-
-    def __init__(self, /, **kwds):
-        self.__dict__.update(kwds)
-
-    def __repr__(self):
-        shown = sorted('%s=%r' % (k, v) for k, v in list(self.__dict__.items())
-                       if not k.startswith('_'))
-        return '%s(%s)' % (type(self).__name__, ', '.join(shown))
+def _names(spaced):
+    """A tuple of method names written as one space-separated string."""
+    return tuple(spaced.split())
 
 
-class Value(object):
-    """A plain holder of one value (the typecode is only recorded)."""
-
-    def __init__(self, typecode, value, lock=True):
-        self._typecode = typecode
-        self._value = value
-
-    def get(self):
-        return self._value
-
-    def set(self, value):
-        self._value = value
-
-    value = property(get, set)
-
-    def __repr__(self):
-        return '%s(%r, %r)' % (type(self).__name__, self._typecode, self._value)
+# Exposed only so a proxy can reach the referent's attributes; the proxy
+# classes use them explicitly and never forward them as methods.
+_ATTRIBUTE_HOOKS = frozenset(_names('__getattribute__ __setattr__ __delattr__'))
 
 
-def Array(typecode, sequence, lock=True):
-    return array.array(typecode, sequence)
+def _forwarding(cls):
+    """Class decorator: every name in cls._exposed_ that neither the class
+    nor a base below BaseProxy defines becomes a method calling it on the
+    referent. Only behaviour beyond forwarding is written out by hand."""
+    for name in cls._exposed_:
+        owner = next((k for k in cls.__mro__ if name in k.__dict__), object)
+        if name not in _ATTRIBUTE_HOOKS and owner in (BaseProxy, object):
+            setattr(cls, name, _forwarder(name))
+    return cls
 
 
-def _make_pool(*args, **kwds):
-    # pool is imported on first use only.
-    from .pool import Pool
-    return Pool(*args, **kwds)
+def _in_place(remote_name):
+    """An augmented assignment (x += y, ...): change the referent with
+    remote_name, and keep the proxy as the result rather than a copy."""
+    def operator(self, other):
+        self._callmethod(remote_name, (other,))
+        return self
+    operator.__doc__ = f'Change the referent with {remote_name}(); the result is this proxy.'
+    return operator
 
 
-# ---- their proxies -------------------------------------------------------------------------
+def _remote_attribute(name):
+    return property(lambda self: self._callmethod('__getattribute__', (name,)),
+                    doc=f'The referent\'s {name}.')
 
+
+@_forwarding
 class IteratorProxy(BaseProxy):
-    _exposed_ = ('__next__', 'send', 'throw', 'close')
+    _exposed_ = _names('__next__ send throw close')
 
     def __iter__(self):
         return self
 
-    def __next__(self, *args):
-        return self._callmethod('__next__', args)
 
-    def send(self, *args):
-        return self._callmethod('send', args)
-
-    def throw(self, *args):
-        return self._callmethod('throw', args)
-
-    def close(self, *args):
-        return self._callmethod('close', args)
-
-
+@_forwarding
 class AcquirerProxy(BaseProxy):
-    _exposed_ = ('acquire', 'release')
+    _exposed_ = _names('acquire release locked' if V.lock_proxy_locked else 'acquire release')
 
     def acquire(self, blocking=True, timeout=None):
-        if timeout is None:
-            return self._callmethod('acquire', (blocking,))
-        return self._callmethod('acquire', (blocking, timeout))
-
-    def release(self):
-        return self._callmethod('release')
+        # The referent's acquire() does not take timeout=None.
+        return self._callmethod('acquire', (blocking,) if timeout is None else (blocking, timeout))
 
     def __enter__(self):
         return self._callmethod('acquire')
 
-    def __exit__(self, exc_type, exc_val, exc_tb):
+    def __exit__(self, *exc_info):
         return self._callmethod('release')
 
 
+@_forwarding
 class ConditionProxy(AcquirerProxy):
-    _exposed_ = ('acquire', 'release', 'wait', 'notify', 'notify_all')
-
-    def wait(self, timeout=None):
-        return self._callmethod('wait', (timeout,))
-
-    def notify(self, n=1):
-        return self._callmethod('notify', (n,))
-
-    def notify_all(self):
-        return self._callmethod('notify_all')
+    _exposed_ = _names('acquire release wait notify notify_all')
 
     def wait_for(self, predicate, timeout=None):
-        """Wait (in this process: predicate is local) until predicate() is
-        true or timeout seconds have passed; return its last value."""
-        result = predicate()
+        """Wait until predicate() (evaluated here) is true or timeout seconds
+        have passed; return its last value."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not result:
+        while True:
+            satisfied = predicate()
+            if satisfied:
+                return satisfied
             if deadline is None:
-                self.wait(None)
-            else:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self.wait(remaining)
-            result = predicate()
-        return result
+                self.wait()
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return satisfied
+            self.wait(remaining)
 
 
+@_forwarding
 class EventProxy(BaseProxy):
-    _exposed_ = ('is_set', 'set', 'clear', 'wait')
-
-    def is_set(self):
-        return self._callmethod('is_set')
-
-    def set(self):
-        return self._callmethod('set')
-
-    def clear(self):
-        return self._callmethod('clear')
-
-    def wait(self, timeout=None):
-        return self._callmethod('wait', (timeout,))
+    _exposed_ = _names('is_set set clear wait')
 
 
+@_forwarding
 class BarrierProxy(BaseProxy):
-    _exposed_ = ('__getattribute__', 'wait', 'abort', 'reset')
+    _exposed_ = _names('__getattribute__ wait abort reset')
 
-    def wait(self, timeout=None):
-        return self._callmethod('wait', (timeout,))
-
-    def abort(self):
-        return self._callmethod('abort')
-
-    def reset(self):
-        return self._callmethod('reset')
-
-    @property
-    def parties(self):
-        return self._callmethod('__getattribute__', ('parties',))
-
-    @property
-    def n_waiting(self):
-        return self._callmethod('__getattribute__', ('n_waiting',))
-
-    @property
-    def broken(self):
-        return self._callmethod('__getattribute__', ('broken',))
+    parties = _remote_attribute('parties')
+    n_waiting = _remote_attribute('n_waiting')
+    broken = _remote_attribute('broken')
 
 
 class NamespaceProxy(BaseProxy):
-    """Attribute access on the shared Namespace; names starting with '_' are
-    the proxy's own."""
-    _exposed_ = ('__getattribute__', '__setattr__', '__delattr__')
+    """Attributes of the shared Namespace. Names starting with '_' are the
+    proxy's own."""
+
+    _exposed_ = _names('__getattribute__ __setattr__ __delattr__')
 
     def __getattr__(self, key):
-        if key[0] == '_':
-            return object.__getattribute__(self, key)
-        return object.__getattribute__(self, '_callmethod')('__getattribute__', (key,))
+        # Reached only when the proxy itself has no such attribute.
+        if key.startswith('_'):
+            raise AttributeError(f'{type(self).__name__!r} object has no attribute {key!r}')
+        return self._callmethod('__getattribute__', (key,))
 
     def __setattr__(self, key, value):
-        if key[0] == '_':
-            return object.__setattr__(self, key, value)
-        return object.__getattribute__(self, '_callmethod')('__setattr__', (key, value))
+        if key.startswith('_'):
+            object.__setattr__(self, key, value)
+        else:
+            self._callmethod('__setattr__', (key, value))
 
     def __delattr__(self, key):
-        if key[0] == '_':
-            return object.__delattr__(self, key)
-        return object.__getattribute__(self, '_callmethod')('__delattr__', (key,))
+        if key.startswith('_'):
+            object.__delattr__(self, key)
+        else:
+            self._callmethod('__delattr__', (key,))
 
 
+@_forwarding
 class ValueProxy(BaseProxy):
-    _exposed_ = ('get', 'set')
+    _exposed_ = _names('get set')
 
-    def get(self):
-        return self._callmethod('get')
-
-    def set(self, value):
-        return self._callmethod('set', (value,))
-
-    value = property(get, set)
+    value = property(lambda self: self._callmethod('get'),
+                     lambda self, new: self._callmethod('set', (new,)),
+                     doc='The shared value.')
 
     __class_getitem__ = classmethod(types.GenericAlias)
 
 
-BaseListProxy = MakeProxyType('BaseListProxy', (
-    '__add__', '__contains__', '__delitem__', '__getitem__', '__imul__', '__len__',
-    '__mul__', '__reversed__', '__rmul__', '__setitem__',
-    'append', 'clear', 'copy', 'count', 'extend', 'index', 'insert', 'pop', 'remove',
-    'reverse', 'sort',
-))
+BaseListProxy = MakeProxyType('BaseListProxy', _names(
+    '__add__ __contains__ __delitem__ __getitem__ __imul__ __len__ __mul__ '
+    '__reversed__ __rmul__ __setitem__ append clear copy count extend index '
+    'insert pop remove reverse sort'))
 
 
 class ListProxy(BaseListProxy):
-    # In-place operators change the shared list and keep this proxy.
-    def __iadd__(self, value):
-        self._callmethod('extend', (value,))
-        return self
-
-    def __imul__(self, value):
-        self._callmethod('__imul__', (value,))
-        return self
-
+    __iadd__ = _in_place('extend')
+    __imul__ = _in_place('__imul__')
     __class_getitem__ = classmethod(types.GenericAlias)
 
 
-_BaseDictProxy = MakeProxyType('DictProxy', (
-    '__contains__', '__delitem__', '__getitem__', '__ior__', '__iter__', '__len__',
-    '__or__', '__reversed__', '__ror__', '__setitem__', 'clear', 'copy', 'fromkeys',
-    'get', 'items', 'keys', 'pop', 'popitem', 'setdefault', 'update', 'values',
-))
+_BaseDictProxy = MakeProxyType('DictProxy', _names(
+    '__contains__ __delitem__ __getitem__ __ior__ __iter__ __len__ __or__ '
+    '__reversed__ __ror__ __setitem__ clear copy fromkeys get items keys pop '
+    'popitem setdefault update values'))
 _BaseDictProxy._method_to_typeid_ = {'__iter__': 'Iterator'}
 
 
 class DictProxy(_BaseDictProxy):
-    def __ior__(self, value):
-        self._callmethod('__ior__', (value,))
-        return self
-
+    __ior__ = _in_place('__ior__')
     __class_getitem__ = classmethod(types.GenericAlias)
 
 
-_BaseSetProxy = MakeProxyType('_BaseSetProxy', (
-    '__and__', '__contains__', '__ge__', '__gt__', '__iand__', '__ior__', '__isub__',
-    '__iter__', '__ixor__', '__le__', '__len__', '__lt__', '__or__', '__rand__', '__ror__',
-    '__rsub__', '__rxor__', '__sub__', '__xor__',
-    'add', 'clear', 'copy', 'difference', 'difference_update', 'discard', 'intersection',
-    'intersection_update', 'isdisjoint', 'issubset', 'issuperset', 'pop', 'remove',
-    'symmetric_difference', 'symmetric_difference_update', 'union', 'update',
-))
+_BaseSetProxy = MakeProxyType('_BaseSetProxy', _names(
+    '__and__ __contains__ __ge__ __gt__ __iand__ __ior__ __isub__ __iter__ '
+    '__ixor__ __le__ __len__ __lt__ __or__ __rand__ __ror__ __rsub__ __rxor__ '
+    '__sub__ __xor__ add clear copy difference difference_update discard '
+    'intersection intersection_update isdisjoint issubset issuperset pop '
+    'remove symmetric_difference symmetric_difference_update union update'))
 _BaseSetProxy._method_to_typeid_ = {'__iter__': 'Iterator'}
 
 
-def _inplace(name):
-    def method(self, value):
-        self._callmethod(name, (value,))
-        return self
-    method.__name__ = method.__qualname__ = name
-    return method
-
-
 class SetProxy(_BaseSetProxy):
-    __ior__ = _inplace('__ior__')
-    __iand__ = _inplace('__iand__')
-    __ixor__ = _inplace('__ixor__')
-    __isub__ = _inplace('__isub__')
-
+    __ior__ = _in_place('__ior__')
+    __iand__ = _in_place('__iand__')
+    __ixor__ = _in_place('__ixor__')
+    __isub__ = _in_place('__isub__')
     __class_getitem__ = classmethod(types.GenericAlias)
 
 
-collections.abc.MutableMapping.register(_BaseDictProxy)
 collections.abc.MutableSequence.register(BaseListProxy)
+collections.abc.MutableMapping.register(_BaseDictProxy)
 collections.abc.MutableSet.register(_BaseSetProxy)
 
 
-ArrayProxy = MakeProxyType('ArrayProxy', ('__len__', '__getitem__', '__setitem__'))
+ArrayProxy = MakeProxyType('ArrayProxy', _names('__len__ __getitem__ __setitem__'))
 
 
-BasePoolProxy = MakeProxyType('PoolProxy', (
-    'apply', 'apply_async', 'close', 'imap', 'imap_unordered', 'join', 'map', 'map_async',
-    'starmap', 'starmap_async', 'terminate',
-))
-BasePoolProxy._method_to_typeid_ = {
-    'apply_async': 'AsyncResult',
-    'map_async': 'AsyncResult',
-    'starmap_async': 'AsyncResult',
-    'imap': 'Iterator',
-    'imap_unordered': 'Iterator',
-}
+BasePoolProxy = MakeProxyType('PoolProxy', _names(
+    'apply apply_async close imap imap_unordered join map map_async starmap '
+    'starmap_async terminate'))
+BasePoolProxy._method_to_typeid_ = dict(
+    {name: 'AsyncResult' for name in _names('apply_async map_async starmap_async')},
+    imap='Iterator', imap_unordered='Iterator')
 
 
 class PoolProxy(BasePoolProxy):
@@ -1158,156 +1129,206 @@ class PoolProxy(BasePoolProxy):
         self.terminate()
 
 
-# ---- SyncManager ---------------------------------------------------------------------------
+# ---- the objects SyncManager makes ---------------------------------------------------------
+
+class Namespace:
+    """A bag of attributes; its repr leaves out names starting with '_'."""
+
+    def __init__(self, /, **kwds):
+        vars(self).update(kwds)
+
+    def __repr__(self):
+        shown = sorted(f'{k}={v!r}' for k, v in list(vars(self).items()) if not k.startswith('_'))
+        return f'{type(self).__name__}({", ".join(shown)})'
+
+
+class Value:
+    """A holder of one value, in .value or through get()/set() (what
+    ValueProxy calls). The typecode is recorded, not enforced, and lock is
+    accepted for the signature of sharedctypes.Value: the server's objects
+    need no lock of their own."""
+
+    def __init__(self, typecode, value, lock=True):
+        self._typecode = typecode
+        self.value = value
+
+    def get(self):
+        return self.value
+
+    def set(self, value):
+        self.value = value
+
+    def __repr__(self):
+        return f'{type(self).__name__}({self._typecode!r}, {self.value!r})'
+
+
+def Array(typecode, sequence, lock=True):
+    return array.array(typecode, sequence)
+
+
+def _make_pool(*args, **kwds):
+    # The pool module is imported by the servers that make a pool only.
+    from .pool import Pool
+    return Pool(*args, **kwds)
+
 
 class SyncManager(BaseManager):
-    """A manager of the thread synchronization types (shared through their
-    proxies), of queues, pools, and of list, dict, set, Value, Array and
-    Namespace. multiprocessing.Manager() returns a started one."""
+    """A manager of queues, pools, the threading synchronization types, and
+    list, dict, set, Value, Array and Namespace objects.
+    multiprocessing.Manager() returns a started one."""
 
 
-for _typeid, _callable, _proxytype in (
-        ('Queue', queue.Queue, None),
-        ('JoinableQueue', queue.Queue, None),
-        ('Event', threading.Event, EventProxy),
-        ('Lock', threading.Lock, AcquirerProxy),
-        ('RLock', threading.RLock, AcquirerProxy),
-        ('Semaphore', threading.Semaphore, AcquirerProxy),
-        ('BoundedSemaphore', threading.BoundedSemaphore, AcquirerProxy),
-        ('Condition', threading.Condition, ConditionProxy),
-        ('Barrier', threading.Barrier, BarrierProxy),
-        ('Pool', _make_pool, PoolProxy),
-        ('list', list, ListProxy),
-        ('dict', dict, DictProxy),
-        ('set', set, SetProxy),
-        ('Value', Value, ValueProxy),
-        ('Array', Array, ArrayProxy),
-        ('Namespace', Namespace, NamespaceProxy)):
-    SyncManager.register(_typeid, _callable, _proxytype)
-del _typeid, _callable, _proxytype
+# typeid, the callable that makes it in the server, its proxy type, and
+# whether the manager gets a method creating it (the last two are the
+# results of other methods: method_to_typeid).
+_SYNC_MANAGER_TYPES = (
+    ('Queue', queue.Queue, AutoProxy, True),
+    ('JoinableQueue', queue.Queue, AutoProxy, True),
+    ('Event', threading.Event, EventProxy, True),
+    ('Lock', threading.Lock, AcquirerProxy, True),
+    ('RLock', threading.RLock, AcquirerProxy, True),
+    ('Semaphore', threading.Semaphore, AcquirerProxy, True),
+    ('BoundedSemaphore', threading.BoundedSemaphore, AcquirerProxy, True),
+    ('Condition', threading.Condition, ConditionProxy, True),
+    ('Barrier', threading.Barrier, BarrierProxy, True),
+    ('Pool', _make_pool, PoolProxy, True),
+    ('list', list, ListProxy, True),
+    ('dict', dict, DictProxy, True),
+    ('set', set, SetProxy, True),
+    ('Value', Value, ValueProxy, True),
+    ('Array', Array, ArrayProxy, True),
+    ('Namespace', Namespace, NamespaceProxy, True),
+    ('Iterator', None, IteratorProxy, False),
+    ('AsyncResult', None, AutoProxy, False),
+)
 
-# The types of results of proxied methods (method_to_typeid), not created
-# directly.
-SyncManager.register('Iterator', proxytype=IteratorProxy, create_method=False)
-SyncManager.register('AsyncResult', create_method=False)
+for _typeid, _factory, _proxytype, _create in _SYNC_MANAGER_TYPES:
+    SyncManager.register(_typeid, _factory, _proxytype, create_method=_create)
+del _typeid, _factory, _proxytype, _create
 
 
 # ---- shared memory -------------------------------------------------------------------------
 
-from . import shared_memory  # noqa: E402  (after the names it may need)
+def _unlink_segment(segment_name):
+    from .shared_memory import SharedMemory
+    segment = SharedMemory(segment_name)
+    segment.close()
+    segment.unlink()
 
 
 class _SharedMemoryTracker:
     """The names of the shared memory segments a SharedMemoryServer owns:
-    unlinked when released, at shutdown, or when the tracker is collected."""
+    unlinked when released, at shutdown, or when the tracker goes."""
 
     def __init__(self, name, segment_names=None):
+        self.segment_names = list(segment_names or ())
         self.shared_memory_context_name = name
-        self.segment_names = [] if segment_names is None else segment_names
-
-    def register_segment(self, segment_name):
-        util.debug('Register segment %r in pid %d', segment_name, os.getpid())
-        self.segment_names.append(segment_name)
-
-    def destroy_segment(self, segment_name):
-        """Unlink the named segment and stop tracking it."""
-        util.debug('Destroy segment %r in pid %d', segment_name, os.getpid())
-        self.segment_names.remove(segment_name)
-        segment = shared_memory.SharedMemory(segment_name)
-        segment.close()
-        segment.unlink()
-
-    def unlink(self):
-        """Unlink every tracked segment."""
-        for segment_name in list(self.segment_names):
-            self.destroy_segment(segment_name)
-
-    def __del__(self):
-        self.unlink()
 
     def __getstate__(self):
-        return (self.shared_memory_context_name, self.segment_names)
+        return self.shared_memory_context_name, self.segment_names
 
     def __setstate__(self, state):
         self.__init__(*state)
 
+    def register_segment(self, segment_name):
+        """Track the named segment."""
+        self.segment_names.append(segment_name)
+
+    def destroy_segment(self, segment_name):
+        """Stop tracking the named segment and unlink it."""
+        self.segment_names.remove(segment_name)
+        _unlink_segment(segment_name)
+
+    def unlink(self):
+        """Unlink every tracked segment."""
+        while self.segment_names:
+            self.destroy_segment(self.segment_names[0])
+
+    def __del__(self):
+        self.unlink()
+
+
+def _tracker_name(address):
+    if isinstance(address, bytes):      # a Linux abstract socket
+        address = os.fsdecode(address)
+    return f'shm_{address}_{os.getpid()}'
+
 
 class SharedMemoryServer(Server):
-    """A Server that also tracks shared memory segments made by its clients
-    and unlinks them when it shuts down."""
+    """A Server that also tracks the shared memory segments its clients
+    make, and unlinks them when it shuts down."""
 
     public = Server.public + ['track_segment', 'release_segment', 'list_segments']
 
     def __init__(self, *args, **kwargs):
-        Server.__init__(self, *args, **kwargs)
-        address = self.address
-        if isinstance(address, bytes):      # a Linux abstract socket
-            address = os.fsdecode(address)
-        self.shared_memory_context = _SharedMemoryTracker('shm_%s_%d' % (address, os.getpid()))
-        util.debug('SharedMemoryServer started by pid %d', os.getpid())
+        super().__init__(*args, **kwargs)
+        self.shared_memory_context = _SharedMemoryTracker(_tracker_name(self.address))
 
     def create(self, c, typeid, /, *args, **kwargs):
-        # A proxy type marked _shared_memory_proxy gets the tracker passed to
-        # its callable.
-        if hasattr(self.registry[typeid][-1], '_shared_memory_proxy'):
-            kwargs['shared_memory_context'] = self.shared_memory_context
-        return Server.create(self, c, typeid, *args, **kwargs)
+        # The callable of a typeid whose proxy type is marked
+        # _shared_memory_proxy is given the tracker too.
+        proxytype = self.registry[typeid][-1]
+        if hasattr(proxytype, '_shared_memory_proxy'):
+            kwargs.update(shared_memory_context=self.shared_memory_context)
+        return super().create(c, typeid, *args, **kwargs)
 
     def shutdown(self, c):
+        """Unlink every tracked segment, then stop."""
         self.shared_memory_context.unlink()
-        return Server.shutdown(self, c)
+        return super().shutdown(c)
+
+    # The public methods of the segments.
 
     def track_segment(self, c, segment_name):
         """Track the named segment (unlinked at shutdown)."""
         self.shared_memory_context.register_segment(segment_name)
 
-    def release_segment(self, c, segment_name):
-        """Unlink the named segment now and stop tracking it."""
-        self.shared_memory_context.destroy_segment(segment_name)
-
     def list_segments(self, c):
         """The names of the tracked segments."""
         return self.shared_memory_context.segment_names
 
+    def release_segment(self, c, segment_name):
+        """Unlink the named segment now and stop tracking it."""
+        self.shared_memory_context.destroy_segment(segment_name)
+
 
 class SharedMemoryManager(BaseManager):
     """A manager whose server tracks the SharedMemory blocks and
-    ShareableLists made through it, and unlinks them all at shutdown."""
+    ShareableLists made through it, and unlinks them all when it stops."""
 
     _Server = SharedMemoryServer
 
     def __init__(self, *args, **kwargs):
         if os.name == 'posix':
-            # Start the resource tracker before the server does, so that
-            # this process and the server share one (bpo-36867).
+            # Start the resource tracker first, so that this process and
+            # the server it starts share one (bpo-36867).
             from . import resource_tracker
             resource_tracker.ensure_running()
-        BaseManager.__init__(self, *args, **kwargs)
+        super().__init__(*args, **kwargs)
         util.debug('%s created by pid %d', type(self).__name__, os.getpid())
 
-    def __del__(self):
-        util.debug('%s.__del__ by pid %d', type(self).__name__, os.getpid())
-
     def get_server(self):
-        _check_state_initial(self._state, 'SharedMemoryServer', 'SharedMemoryManager')
+        _require_initial(self._state, 'SharedMemoryServer', 'SharedMemoryManager')
         return self._Server(self._registry, self._address, self._authkey, self._serializer)
 
-    def _track_new(self, segment):
-        with self._Client(self._address, authkey=self._authkey) as conn:
-            try:
-                dispatch(conn, None, 'track_segment', (segment.name,))
-            except BaseException:
-                segment.unlink()
-                raise
+    def _tracked(self, segment):
+        """Have the server track segment; unlink it if that fails."""
+        try:
+            self._call_server('track_segment', segment.name)
+        except BaseException:
+            segment.unlink()
+            raise
 
     def SharedMemory(self, size):
         """A new SharedMemory block of size bytes, tracked by the server."""
-        sms = shared_memory.SharedMemory(None, create=True, size=size)
-        self._track_new(sms)
-        return sms
+        from .shared_memory import SharedMemory
+        block = SharedMemory(None, create=True, size=size)
+        self._tracked(block)
+        return block
 
     def ShareableList(self, sequence):
-        """A new ShareableList of sequence's values, tracked by the server."""
-        sl = shared_memory.ShareableList(sequence)
-        self._track_new(sl.shm)
-        return sl
+        """A new ShareableList of sequence's items, tracked by the server."""
+        from .shared_memory import ShareableList
+        shared = ShareableList(sequence)
+        self._tracked(shared.shm)
+        return shared
