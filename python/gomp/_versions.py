@@ -56,10 +56,10 @@ class _Facts:
     # check the tracker's exit code).
     tracker_dummy_type = _since(3, 13)
 
+    # -- managers ---------------------------------------------------------
+    # The managers' lock proxies (Lock, RLock, Semaphore...) offer locked();
+    # the 3.14 suite calls it on a manager's Lock and RLock.
+    lock_proxy_locked = _since(3, 14)
+
 
 V = _Facts()
-
-# -- managers (added after the class, so that parallel additions merge) ---
-# The managers' lock proxies (Lock, RLock, Semaphore...) offer locked();
-# the 3.14 suite calls it on a manager's Lock and RLock.
-_Facts.lock_proxy_locked = _since(3, 14)
