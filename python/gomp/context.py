@@ -68,7 +68,7 @@ _FACTORIES = {
     'JoinableQueue': ('queues', 'JoinableQueue', 'ctx',
                       'JoinableQueue(maxsize=0): a Queue with task_done() and join().'),
     'SimpleQueue': ('queues', 'SimpleQueue', 'ctx',
-                    'SimpleQueue(): an unbounded queue with only get(), put() and empty().'),
+                    'SimpleQueue(): a simple unbounded queue shared between processes.'),
     'Value': ('sharedctypes', 'Value', 'ctx',
               'Value(typecode_or_type, *args, lock=True): a ctypes object in shared '
               'memory, with a lock.'),
@@ -108,6 +108,7 @@ def _load(module, name):
 
 
 def _factory_method(method_name, module, name, ctx_keyword, doc):
+    """The context method of one row of _FACTORIES."""
     if ctx_keyword is None:
         def method(self, *args, **kwargs):
             return _load(module, name)(*args, **kwargs)
@@ -211,7 +212,7 @@ def _popen_from(popen_module):
     """The _Popen hook of a start method's Process: popen_module's Popen. The
     module is imported by the first start(); later ones find it here, without
     the import machinery (every object a parent touches between two forks
-    costs it a copy-on-write fault: this saves about ten per child)."""
+    costs it a copy-on-write fault: this saves about eight per child)."""
     module = None
 
     def _Popen(process_obj):
