@@ -1,4 +1,12 @@
-"""Process objects: the API of threading.Thread, for a child process."""
+"""Process objects: the API of threading.Thread, for a child process.
+
+A ``BaseProcess`` is the parent's handle on one child. It does not know how the
+child is started: ``start()`` asks the ``_Popen`` hook of its class (one per
+start method, see context.py), and the Popen object it returns does the
+supervision (pidfd, exit status, signals). This module keeps the bookkeeping
+around it: which children are alive, who the current and the parent process
+are, and what a child does between its start and its exit (``_bootstrap``).
+"""
 
 import _signal  # the signal numbers: signal's enums cost a spawned child 4 ms
 import itertools
@@ -9,15 +17,15 @@ from _weakrefset import WeakSet
 
 __all__ = ['BaseProcess', 'current_process', 'active_children', 'parent_process']
 
-try:
-    ORIGINAL_DIR = os.path.abspath(os.getcwd())
-except OSError:
-    ORIGINAL_DIR = None
-
 
 def current_process():
     """The Process object of this process."""
     return _current_process
+
+
+def parent_process():
+    """The Process object of the parent, or None in the main process."""
+    return _parent_process
 
 
 def active_children():
@@ -26,94 +34,107 @@ def active_children():
     return list(_children)
 
 
-def parent_process():
-    """The Process object of the parent, or None in the main process."""
-    return _parent_process
-
-
 def _cleanup():
-    # Forget the children that have exited.
-    for p in list(_children):
-        popen = p._popen
-        if popen is not None and popen.poll() is not None:
-            _children.discard(p)
+    """Forget the children known to have exited."""
+    exited = [child for child in _children
+              if child._popen is not None and child._popen.poll() is not None]
+    _children.difference_update(exited)
+
+
+def _working_directory():
+    try:
+        return os.path.abspath(os.getcwd())
+    except OSError:  # it was removed
+        return None
+
+
+# The working directory when gomp was first imported: a spawned child resolves
+# the parent's relative sys.path entries and main script against it.
+ORIGINAL_DIR = _working_directory()
+
+
+def _signal_method(popen_method, what):
+    """A Process method that asks the child's Popen to send it a signal."""
+    def send(self):
+        self._check_closed()
+        getattr(self._popen, popen_method)()
+    send.__name__ = popen_method
+    send.__qualname__ = 'BaseProcess.' + popen_method
+    send.__doc__ = 'Send %s to the child.' % what
+    return send
 
 
 class BaseProcess(object):
     """A child process running run() (by default target(*args, **kwargs)).
 
-    Subclasses of a context fix the start method through _Popen."""
+    The classes of a context fix the start method through ``_Popen`` (and
+    ``_start_method``, the method the child then uses for its own children).
+    """
+
+    _start_method = None
 
     def _Popen(self):
-        raise NotImplementedError
+        raise NotImplementedError('a Process class of a context starts children')
 
-    def __init__(self, group=None, target=None, name=None, args=(), kwargs={},
+    def __init__(self, group=None, target=None, name=None, args=(), kwargs=None,
                  *, daemon=None):
+        creator = _current_process
         assert group is None, 'group argument must be None for now'
-        count = next(_process_counter)
-        self._identity = _current_process._identity + (count,)
-        self._config = _current_process._config.copy()
+        self._identity = creator._identity + (next(_process_counter),)
         self._parent_pid = os.getpid()
-        self._parent_name = _current_process.name
-        self._popen = None
-        self._closed = False
+        self._parent_name = creator.name
+        # The creator's authkey, and its daemon flag unless daemon is given.
+        self._config = dict(creator._config)
+        if daemon is not None:
+            self._config['daemon'] = daemon
         self._target = target
         self._args = tuple(args)
-        self._kwargs = dict(kwargs)
-        self._name = name or (type(self).__name__ + '-' +
-                              ':'.join(str(i) for i in self._identity))
-        if daemon is not None:
-            self.daemon = daemon
+        self._kwargs = dict(kwargs or ())
+        self._popen = None
+        self._closed = False
+        if not name:
+            name = '%s-%s' % (type(self).__name__, ':'.join(map(str, self._identity)))
+        self._name = name
         _dangling.add(self)
+
+    # ---- life cycle, in the parent ---------------------------------------------------------
+
+    def _assert_made_here(self, message):
+        # Only the process that created this object supervises the child.
+        assert os.getpid() == self._parent_pid, message
 
     def _check_closed(self):
         if self._closed:
             raise ValueError("process object is closed")
 
-    def run(self):
-        """The code run in the child; override it in a subclass."""
-        if self._target:
-            self._target(*self._args, **self._kwargs)
-
     def start(self):
         """Start the child process."""
         self._check_closed()
+        self._assert_made_here('can only start a process object created by current process')
         assert self._popen is None, 'cannot start a process twice'
-        assert self._parent_pid == os.getpid(), \
-            'can only start a process object created by current process'
-        assert not _current_process._config.get('daemon'), \
+        assert not _current_process.daemon, \
             'daemonic processes are not allowed to have children'
         _cleanup()
-        self._popen = self._Popen(self)
-        self._sentinel = self._popen.sentinel
-        # The child has its own copy; do not keep the arguments alive here.
+        popen = self._Popen(self)
+        self._popen = popen
+        self._sentinel = popen.sentinel
+        # The child has its copy of the target and its arguments; the parent
+        # lets go of them (a target may own resources the caller wants freed).
         del self._target, self._args, self._kwargs
         _children.add(self)
 
-    def interrupt(self):
-        """Send SIGINT to the child (Python 3.14 API): by default it raises
-        KeyboardInterrupt there, and the child exits with code 1 if it does not
-        handle it."""
-        self._check_closed()
-        self._popen.interrupt()
-
-    def terminate(self):
-        """Send SIGTERM to the child."""
-        self._check_closed()
-        self._popen.terminate()
-
-    def kill(self):
-        """Send SIGKILL to the child."""
-        self._check_closed()
-        self._popen.kill()
+    terminate = _signal_method('terminate', 'SIGTERM')
+    kill = _signal_method('kill', 'SIGKILL')
+    # Python 3.14's API; offered on every version. By default the child
+    # raises KeyboardInterrupt and, unless it handles it, exits with code 1.
+    interrupt = _signal_method('interrupt', 'SIGINT')
 
     def join(self, timeout=None):
         """Wait until the child exits, at most timeout seconds."""
         self._check_closed()
-        assert self._parent_pid == os.getpid(), 'can only join a child process'
+        self._assert_made_here('can only join a child process')
         assert self._popen is not None, 'can only join a started process'
-        res = self._popen.wait(timeout)
-        if res is not None:
+        if self._popen.wait(timeout) is not None:
             _children.discard(self)
 
     def is_alive(self):
@@ -121,62 +142,57 @@ class BaseProcess(object):
         self._check_closed()
         if self is _current_process:
             return True
-        assert self._parent_pid == os.getpid(), 'can only test a child process'
+        self._assert_made_here('can only test a child process')
         if self._popen is None:
-            return False
-        if self._popen.poll() is None:
-            return True
-        _children.discard(self)
-        return False
+            return False  # not started yet
+        exited = self._popen.poll() is not None
+        if exited:
+            _children.discard(self)
+        return not exited
 
     def close(self):
         """Release the resources of the Process object. The child must have
         exited; afterwards most methods raise ValueError."""
-        if self._popen is not None:
-            if self._popen.poll() is None:
+        popen = self._popen
+        if popen is not None:
+            if popen.poll() is None:
                 raise ValueError("Cannot close a process while it is still running. "
                                  "You should first call join() or terminate().")
-            self._popen.close()
+            popen.close()
             self._popen = None
             del self._sentinel
             _children.discard(self)
         self._closed = True
 
-    @property
-    def name(self):
-        return self._name
+    # ---- attributes -----------------------------------------------------------------------
+    # name, daemon and authkey have setters with a condition; daemon and authkey
+    # live in _config, the dict a child's process objects copy.
 
-    @name.setter
-    def name(self, name):
+    def _rename(self, name):
         assert isinstance(name, str), 'name must be a string'
         self._name = name
 
-    @property
-    def daemon(self):
-        """Whether the child is daemonic: terminated when the parent exits, and
-        not allowed to have children of its own."""
-        return self._config.get('daemon', False)
-
-    @daemon.setter
-    def daemon(self, daemonic):
+    def _set_daemon(self, daemonic):
         assert self._popen is None, 'process has already started'
         self._config['daemon'] = daemonic
 
-    @property
-    def authkey(self):
-        return self._config['authkey']
+    def _set_authkey(self, key):
+        self._config['authkey'] = AuthenticationString(key)
 
-    @authkey.setter
-    def authkey(self, authkey):
-        self._config['authkey'] = AuthenticationString(authkey)
+    name = property(lambda self: self._name, _rename,
+                    doc='A name for logs and repr(); need not be unique.')
+    daemon = property(lambda self: self._config.get('daemon', False), _set_daemon,
+                      doc='Whether the child is daemonic: terminated when the parent '
+                          'exits, and not allowed to have children of its own.')
+    authkey = property(lambda self: self._config['authkey'], _set_authkey,
+                       doc="The key that authenticates this process family's "
+                           "connections (inherited by children).")
 
     @property
     def exitcode(self):
         """The exit code, -N if the child was killed by signal N, None while it runs."""
         self._check_closed()
-        if self._popen is None:
-            return None
-        return self._popen.poll()
+        return None if self._popen is None else self._popen.poll()
 
     @property
     def ident(self):
@@ -184,7 +200,7 @@ class BaseProcess(object):
         self._check_closed()
         if self is _current_process:
             return os.getpid()
-        return self._popen and self._popen.pid
+        return None if self._popen is None else self._popen.pid
 
     pid = ident
 
@@ -192,85 +208,112 @@ class BaseProcess(object):
     def sentinel(self):
         """A file descriptor that becomes readable when the child exits."""
         self._check_closed()
-        try:
-            return self._sentinel
-        except AttributeError:
-            raise ValueError("process not started") from None
+        if '_sentinel' not in self.__dict__:
+            raise ValueError("process not started")
+        return self._sentinel
+
+    def _state(self):
+        """(status word, exit code or None) as shown by repr()."""
+        if self is _current_process:
+            return 'started', None
+        if self._closed:
+            return 'closed', None
+        if self._parent_pid != os.getpid():
+            return 'unknown', None  # a copy inherited by a child: not ours to poll
+        if self._popen is None:
+            return 'initial', None
+        code = self._popen.poll()
+        return ('started', None) if code is None else ('stopped', code)
 
     def __repr__(self):
-        exitcode = None
-        if self is _current_process:
-            status = 'started'
-        elif self._closed:
-            status = 'closed'
-        elif self._parent_pid != os.getpid():
-            status = 'unknown'
-        elif self._popen is None:
-            status = 'initial'
-        else:
-            exitcode = self._popen.poll()
-            status = 'started' if exitcode is None else 'stopped'
-        info = [type(self).__name__, 'name=%r' % self._name]
+        status, code = self._state()
+        fields = ['name=%r' % self._name]
         if self._popen is not None:
-            info.append('pid=%s' % self._popen.pid)
-        info.append('parent=%s' % self._parent_pid)
-        info.append(status)
-        if exitcode is not None:
-            info.append('exitcode=%s' % _exitcode_to_name.get(exitcode, exitcode))
+            fields.append('pid=%s' % self._popen.pid)
+        fields += ['parent=%s' % self._parent_pid, status]
+        if code is not None:
+            fields.append('exitcode=%s' % _exitcode_to_name.get(code, code))
         if self.daemon:
-            info.append('daemon')
-        return '<%s>' % ' '.join(info)
+            fields.append('daemon')
+        return '<%s %s>' % (type(self).__name__, ' '.join(fields))
+
+    # ---- in the child ---------------------------------------------------------------------
+
+    def run(self):
+        """The code run in the child; override it in a subclass."""
+        if self._target:
+            self._target(*self._args, **self._kwargs)
 
     def _bootstrap(self, parent_sentinel=None):
         """Run in the child: become the current process, run(), and return the
-        exit code."""
-        global _current_process, _parent_process, _process_counter, _children
+        exit code. Nothing here imports: in a forked child, an import statement
+        runs importlib's bookkeeping over pages shared with the parent."""
+        exitcode = 1
         try:
-            if self._start_method is not None:
-                context._force_start_method(self._start_method)
-            _process_counter = itertools.count(1)
-            _children = set()
-            util._close_stdin()
-            old_process = _current_process
-            _current_process = self
-            _parent_process = _ParentProcess(self._parent_name, self._parent_pid,
-                                             parent_sentinel)
-            if threading._HAVE_THREAD_NATIVE_ID:
-                threading.main_thread()._set_native_id()
-            try:
-                self._after_fork()
-            finally:
-                # The old process object may hold resources; drop it now.
-                del old_process
+            _become_child(self, parent_sentinel)
             util.info('child process calling self.run()')
             try:
                 self.run()
-                exitcode = 0
             finally:
                 util._exit_function()
-        except SystemExit as e:
-            if e.code is None:
-                exitcode = 0
-            elif isinstance(e.code, int):
-                exitcode = e.code
-            else:
-                sys.stderr.write(str(e.code) + '\n')
-                exitcode = 1
+            exitcode = 0
+        except SystemExit as stop:
+            exitcode = _exitcode_of_exit(stop.code)
         except BaseException:
-            exitcode = 1
-            import traceback
-            sys.stderr.write('Process %s:\n' % self.name)
-            traceback.print_exc()
+            _report_crash(self.name)
         finally:
-            threading._shutdown()
-            util.info('process exiting with exitcode %d' % exitcode)
-            util._flush_std_streams()
+            _wind_down(exitcode)
         return exitcode
 
     @staticmethod
     def _after_fork():
+        """In a child that inherited the parent's memory: run the after-fork
+        hooks of inherited objects, without the parent's finalizers."""
         util._finalizer_registry.clear()
         util._run_after_forkers()
+
+
+def _become_child(proc, parent_sentinel):
+    """The module state of a new child: proc is the current process, the
+    parent is watched through parent_sentinel, and there are no children yet."""
+    global _current_process, _parent_process, _process_counter, _children
+    if proc._start_method is not None:
+        context._force_start_method(proc._start_method)
+    _children = set()
+    _process_counter = itertools.count(1)
+    util._close_stdin()
+    # The inherited current process (the parent's) is released only after the
+    # after-fork hooks have run: its release may run code of its own.
+    inherited, _current_process = _current_process, proc
+    _parent_process = _ParentProcess(proc._parent_name, proc._parent_pid, parent_sentinel)
+    if threading._HAVE_THREAD_NATIVE_ID:
+        threading.main_thread()._set_native_id()  # the fork gave it a new thread id
+    proc._after_fork()
+    del inherited
+
+
+def _wind_down(exitcode):
+    """The end of a child's life in Python: wait for its non-daemon threads,
+    and flush what it printed."""
+    threading._shutdown()
+    util.info('process exiting with exitcode %d' % exitcode)
+    util._flush_std_streams()
+
+
+def _exitcode_of_exit(code):
+    """The exit status sys.exit(code) gives, as the interpreter computes it."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write('%s\n' % (code,))
+    return 1
+
+
+def _report_crash(name):
+    import traceback  # only on this path: a child that succeeds never loads it
+    sys.stderr.write('Process %s:\n' % name)
+    traceback.print_exc()
 
 
 class AuthenticationString(bytes):
@@ -278,70 +321,77 @@ class AuthenticationString(bytes):
     a child process."""
 
     def __reduce__(self):
-        from .context import get_spawning_popen
-        if get_spawning_popen() is None:
+        if context.get_spawning_popen() is None:
             raise TypeError('Pickling an AuthenticationString object is '
                             'disallowed for security reasons')
         return AuthenticationString, (bytes(self),)
 
 
-class _ParentProcess(BaseProcess):
-    """The parent, as seen from a child: only its liveness can be observed."""
+class _NotOurChild(BaseProcess):
+    """A process object for a process this one did not start (the main
+    process, or a child's parent): no Popen, no identity, no parent pid."""
+
+    _identity = ()
+    _parent_pid = None
+    _popen = None
+    _closed = False
+
+    def __init__(self, name, config):
+        self._name = name
+        self._config = config
+
+
+class _ParentProcess(_NotOurChild):
+    """The parent, as seen from a child: it can only be watched, through the
+    sentinel that becomes readable when the parent exits."""
 
     def __init__(self, name, pid, sentinel):
-        self._identity = ()
-        self._name = name
+        super().__init__(name, {})
         self._pid = pid
-        self._parent_pid = None
-        self._popen = None
-        self._closed = False
         self._sentinel = sentinel
-        self._config = {}
 
     def is_alive(self):
         from .connection import wait
         return not wait([self._sentinel], timeout=0)
-
-    @property
-    def ident(self):
-        return self._pid
 
     def join(self, timeout=None):
         """Wait until the parent exits, at most timeout seconds."""
         from .connection import wait
         wait([self._sentinel], timeout=timeout)
 
+    @property
+    def ident(self):
+        return self._pid
+
     pid = ident
 
 
-class _MainProcess(BaseProcess):
+class _MainProcess(_NotOurChild):
     """The process that is not a child started by this package."""
 
     def __init__(self):
-        self._identity = ()
-        self._name = 'MainProcess'
-        self._parent_pid = None
-        self._popen = None
-        self._closed = False
-        self._config = {'authkey': AuthenticationString(os.urandom(32)),
-                        'semprefix': '/mp'}
+        super().__init__('MainProcess', {
+            'authkey': AuthenticationString(os.urandom(32)),
+            'semprefix': '/mp',  # prefix of the names of named semaphores
+        })
 
     def close(self):
         pass
 
 
-_parent_process = None
 _current_process = _MainProcess()
-_process_counter = itertools.count(1)
+_parent_process = None
 _children = set()
-del _MainProcess
-
-# Negative exit codes (killed by a signal) shown by name in reprs.
-_exitcode_to_name = {-signum: f'-{name}' for name, signum in _signal.__dict__.items()
-                     if name[:3] == 'SIG' and '_' not in name}
+_process_counter = itertools.count(1)
 
 # Every Process object alive (the test suite checks for leaks with it).
 _dangling = WeakSet()
+
+# Exit codes of children killed by a signal, as repr() shows them (-15 ->
+# '-SIGTERM'). Where two names share a number, the later one in the module
+# wins (-6 '-SIGABRT', -29 '-SIGPOLL'), as with the standard library.
+_exitcode_to_name = {-number: '-' + name for name, number in vars(_signal).items()
+                     if name.startswith('SIG') and not name.startswith('SIG_')}
 
 # Bound last because both import this module. _bootstrap, which runs in every
 # child, uses them without an import statement: in a forked child, one runs

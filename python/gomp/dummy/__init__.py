@@ -1,5 +1,20 @@
-"""The multiprocessing API backed by threads: Process is a thread, and the
-queues, locks and connections are those of the threading and queue modules."""
+"""The multiprocessing API backed by threads (``multiprocessing.dummy``).
+
+A "process" here is a thread with the Process API; the locks, conditions,
+events and barriers are the threading module's, the queues are queue.Queue,
+connections are pairs of queues (dummy.connection), and Pool is a ThreadPool.
+Nothing is pickled and nothing needs to be shared: every thread sees the same
+objects, so Value, Array and Manager() are plain containers.
+"""
+
+import array
+import queue
+import sys
+import threading
+import weakref
+from threading import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
+
+from .connection import Pipe
 
 __all__ = [
     'Process', 'current_process', 'active_children', 'freeze_support',
@@ -7,114 +22,107 @@ __all__ = [
     'Event', 'Barrier', 'Queue', 'Manager', 'Pipe', 'Pool', 'JoinableQueue',
 ]
 
-import array
-import sys
-import threading
-import weakref
+# queue.Queue already has task_done() and join().
+Queue = JoinableQueue = queue.Queue
 
-from .connection import Pipe
-from threading import Lock, RLock, Semaphore, BoundedSemaphore
-from threading import Event, Condition, Barrier
-from queue import Queue
-
-
-class DummyProcess(threading.Thread):
-    """A thread with the API of Process."""
-
-    def __init__(self, group=None, target=None, name=None, args=(), kwargs={}):
-        threading.Thread.__init__(self, group, target, name, args, kwargs)
-        self._pid = None
-        self._children = weakref.WeakKeyDictionary()
-        self._start_called = False
-        self._parent = current_process()
-
-    def start(self):
-        if self._parent is not current_process():
-            raise RuntimeError("Parent is {0!r} but current_process is {1!r}".format(
-                self._parent, current_process()))
-        self._start_called = True
-        if hasattr(self._parent, '_children'):
-            self._parent._children[self] = None
-        threading.Thread.start(self)
-
-    @property
-    def exitcode(self):
-        if self._start_called and not self.is_alive():
-            return 0
-        return None
-
-
-Process = DummyProcess
-current_process = threading.current_thread
-current_process()._children = weakref.WeakKeyDictionary()
-
-
-def active_children():
-    children = current_process()._children
-    for p in list(children):
-        if not p.is_alive():
-            children.pop(p, None)
-    return list(children)
-
-
-def freeze_support():
-    pass
-
-
-class Namespace(object):
-    """An object whose attributes are given as keyword arguments."""
-
-    def __init__(self, /, **kwds):
-        self.__dict__.update(kwds)
-
-    def __repr__(self):
-        items = list(self.__dict__.items())
-        temp = []
-        for name, value in items:
-            if not name.startswith('_'):
-                temp.append('%s=%r' % (name, value))
-        temp.sort()
-        return '%s(%s)' % (self.__class__.__name__, ', '.join(temp))
-
-
+# Manager().dict() and Manager().list(): the builtins (see Manager below).
 dict = dict
 list = list
 
+current_process = threading.current_thread
 
-def Array(typecode, sequence, lock=True):
-    return array.array(typecode, sequence)
+
+def _children_of(thread):
+    """The DummyProcess objects started by thread (created on first use:
+    threads not started as a DummyProcess have none yet)."""
+    children = getattr(thread, '_children', None)
+    if children is None:
+        children = thread._children = weakref.WeakKeyDictionary()
+    return children
+
+
+class DummyProcess(threading.Thread):
+    """A thread with the API of Process: it belongs to the thread that created
+    it, which alone may start it and sees it in active_children()."""
+
+    def __init__(self, group=None, target=None, name=None, args=(), kwargs=None):
+        super().__init__(group, target, name, args, kwargs)
+        self._parent = current_process()
+        self._children = weakref.WeakKeyDictionary()
+        self._start_called = False
+
+    def start(self):
+        caller = current_process()
+        if caller is not self._parent:
+            raise RuntimeError('Parent is %r but current_process is %r'
+                               % (self._parent, caller))
+        self._start_called = True
+        _children_of(caller)[self] = None
+        super().start()
+
+    @property
+    def exitcode(self):
+        """0 once the thread has run and finished, None before and while it
+        runs (a thread has no exit status of its own)."""
+        finished = self._start_called and not self.is_alive()
+        return 0 if finished else None
+
+
+Process = DummyProcess
+
+
+def active_children():
+    """The DummyProcess threads started by the calling thread that still run."""
+    children = _children_of(current_process())
+    for finished in [child for child in children if not child.is_alive()]:
+        del children[finished]
+    return [*children]
+
+
+def freeze_support():
+    """Nothing to do for threads."""
+
+
+class Namespace(object):
+    """A plain object whose attributes are the keyword arguments."""
+
+    def __init__(self, /, **attributes):
+        vars(self).update(attributes)
+
+    def __repr__(self):
+        shown = sorted('%s=%r' % item for item in vars(self).items()
+                       if not item[0].startswith('_'))
+        return '%s(%s)' % (type(self).__name__, ', '.join(shown))
 
 
 class Value(object):
-    """A value with a .value attribute (no sharing is needed between threads)."""
+    """A box with a ``value`` attribute: what sharedctypes.Value offers, for
+    threads that share memory anyway (typecode is only shown, lock ignored)."""
 
     def __init__(self, typecode, value, lock=True):
         self._typecode = typecode
-        self._value = value
-
-    @property
-    def value(self):
-        return self._value
-
-    @value.setter
-    def value(self, value):
-        self._value = value
+        self.value = value
 
     def __repr__(self):
-        return '<%s(%r, %r)>' % (type(self).__name__, self._typecode, self._value)
+        return '<%s(%r, %r)>' % (type(self).__name__, self._typecode, self.value)
+
+
+def Array(typecode, sequence, lock=True):
+    """An array.array (the lock argument is accepted and ignored)."""
+    return array.array(typecode, sequence)
 
 
 def Manager():
+    """Threads need no server process: the "manager" is this module, whose
+    attributes (Queue, Lock, dict, list, Namespace, ...) make the objects."""
     return sys.modules[__name__]
 
 
 def shutdown():
-    pass
+    """The counterpart of Manager(): nothing to stop."""
 
 
 def Pool(processes=None, initializer=None, initargs=()):
+    """A pool of worker threads (gomp.pool.ThreadPool)."""
     from ..pool import ThreadPool
     return ThreadPool(processes, initializer, initargs)
-
-
-JoinableQueue = Queue
