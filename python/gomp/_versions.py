@@ -63,6 +63,3 @@ class _Facts:
 
 
 V = _Facts()
-
-# The suite (_TestImportStar) wants every module of the package to have __all__.
-__all__ = ['V']
