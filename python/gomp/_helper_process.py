@@ -23,6 +23,8 @@ import threading
 from . import spawn
 from . import util
 
+__all__ = ['HelperProcess', 'ReentrantCallError', 'shield']
+
 _CAN_MASK = hasattr(_signal, 'pthread_sigmask')
 
 

@@ -56,3 +56,4 @@ class _Facts:
 
 
 V = _Facts()
+__all__ = ['V']
