@@ -141,7 +141,9 @@ class ForkServer(_helper_process.HelperProcess):
         return found
 
     def _helper_died(self):
-        self._forkserver_address = None  # its socket is gone with it
+        # Its socket file is left to the removal of our temporary directory:
+        # in a forked child, the dead "server" may be our parent's live one.
+        self._forkserver_address = None
 
     def _helper_stopped(self):
         address, self._forkserver_address = self._forkserver_address, None
