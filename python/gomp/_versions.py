@@ -63,3 +63,4 @@ class _Facts:
 
 
 V = _Facts()
+__all__ = ['V']

@@ -1,29 +1,35 @@
-"""The fork server: a single-threaded process, started with spawn, that forks
-the children of the forkserver start method.
+"""The fork server: the helper process that forks the children of the
+forkserver start method.
 
-A parent asks for a child by connecting to the server's AF_UNIX socket and
-sending file descriptors (SCM_RIGHTS): the child's data pipe, a status pipe,
-the server's alive pipe, the resource tracker's pipe, and any fds pickled
-with the process object. The server forks; the child reads the preparation
-data and the process object from its pipe as a spawn child would; the
-server writes the child's pid and, when it exits, its exit code to the
-status pipe, which is the parent's sentinel.
+The server is a fresh interpreter (started like a spawn child) that imports
+what every child will need (the preload list: by default the parent's
+__main__, which it really imports once, where Python 3.11's server skips it)
+and then waits. A parent asks it for a child by connecting to its AF_UNIX
+socket and sending, in one message of descriptors (SCM_RIGHTS):
 
-The server imports the modules in the preload list (and the parent's
-__main__, really: Python 3.11's server skips it) so that every child starts
-with them imported. It never starts gomp's Go runtime: a runtime does not
-survive fork, and each child loads its own on first use."""
+    data_r     the child reads its preparation data and process object here
+    status_w   the server writes the child's pid here, and its exit code
+               when it has ended (each as SIGNED_STRUCT)
+    alive_w    the parent's end of the server's alive pipe
+    tracker    the resource tracker's pipe
+    *fds       descriptors pickled with the process object (Popen.DupFd)
 
-import errno
+The server forks; the child carries on as a spawn child would, from data_r.
+The parent keeps the other ends: status_r is the child's sentinel.
+
+The server never loads gomp's Go core: a Go runtime does not survive fork(),
+so each child loads its own on first use. It follows its children through
+pidfds, and exits when every process holding the alive pipe has closed it.
+"""
+
+import _signal
 import os
 import selectors
-import signal
 import socket
 import struct
 import sys
-import threading
-import warnings
 
+from . import _helper_process
 from . import connection
 from . import process
 from . import resource_tracker
@@ -35,291 +41,300 @@ __all__ = ['ensure_running', 'get_inherited_fds', 'connect_to_new_process',
            'set_forkserver_preload']
 
 MAXFDS_TO_SEND = 256
-SIGNED_STRUCT = struct.Struct('q')  # large enough for pid_t
+SIGNED_STRUCT = struct.Struct('q')  # holds any pid_t and exit code
+
+# The descriptors of a request before the caller's own ones.
+_FIXED_FDS = 4
 
 
-class ForkServer(object):
+class ForkServer(_helper_process.HelperProcess):
+    """This process's link to its fork server. The alive pipe is the helper
+    pipe of HelperProcess: _forkserver_alive_fd is its _fd."""
+
+    _MODULE = 'gomp.forkserver'
+    _WHAT = 'fork server'
+    # A Ctrl-C aimed at the user's process group must not end the server.
+    _SHIELDED_SIGNALS = (_signal.SIGINT,)
 
     def __init__(self):
+        super().__init__()
         self._forkserver_address = None
-        self._forkserver_alive_fd = None
-        self._forkserver_pid = None
         self._inherited_fds = None
-        self._lock = threading.Lock()
         self._preload_modules = ['__main__']
 
-    def _stop(self):
-        with self._lock:
-            self._stop_unlocked()
+    @property
+    def _forkserver_pid(self):
+        """The server's pid, in the process that started it."""
+        return self._pid
 
-    def _stop_unlocked(self):
-        if self._forkserver_pid is None:
-            return
-        # Closing the alive pipe tells the server to exit.
-        os.close(self._forkserver_alive_fd)
-        self._forkserver_alive_fd = None
-        os.waitpid(self._forkserver_pid, 0)
-        self._forkserver_pid = None
-        if not util.is_abstract_socket_namespace(self._forkserver_address):
-            os.unlink(self._forkserver_address)
-        self._forkserver_address = None
+    @property
+    def _forkserver_alive_fd(self):
+        return self._fd
+
+    @_forkserver_alive_fd.setter
+    def _forkserver_alive_fd(self, fd):
+        self._fd = fd
 
     def set_forkserver_preload(self, modules_names):
-        """Modules the server imports at start (ignored if they fail to import)."""
-        if not all(type(mod) is str for mod in modules_names):
+        """Have the server import these modules before it forks any child
+        (names that fail to import are skipped)."""
+        if any(type(name) is not str for name in modules_names):
             raise TypeError('module_names must be a list of strings')
         self._preload_modules = modules_names
 
     def get_inherited_fds(self):
-        """The fds a child of the server received with its process object, or
-        None in a process not started by the server."""
+        """In a child of the server: the descriptors that came with its
+        process object. None elsewhere."""
         return self._inherited_fds
 
-    def connect_to_new_process(self, fds):
-        """Ask the server for a child; return (status_r, data_w): the parent
-        reads the child's pid and later its exit code from status_r, and
-        writes the preparation data and process object to data_w."""
-        self.ensure_running()
-        if len(fds) + 4 >= MAXFDS_TO_SEND:
-            raise ValueError('too many fds')
-        with socket.socket(socket.AF_UNIX) as client:
-            client.connect(self._forkserver_address)
-            parent_r, child_w = os.pipe()
-            child_r, parent_w = os.pipe()
-            allfds = [child_r, child_w, self._forkserver_alive_fd,
-                      resource_tracker.getfd()]
-            allfds += fds
-            try:
-                reduction.sendfds(client, allfds)
-                return parent_r, parent_w
-            except BaseException:
-                os.close(parent_r)
-                os.close(parent_w)
-                raise
-            finally:
-                os.close(child_r)
-                os.close(child_w)
-
     def ensure_running(self):
-        """Start the server if it is not running (or was killed)."""
-        with self._lock:
-            resource_tracker.ensure_running()
-            if self._forkserver_pid is not None:
-                pid, status = os.waitpid(self._forkserver_pid, os.WNOHANG)
-                if not pid:
-                    return  # still running
-                os.close(self._forkserver_alive_fd)
-                self._forkserver_address = None
-                self._forkserver_alive_fd = None
-                self._forkserver_pid = None
+        """Start the server (and the resource tracker) unless they run."""
+        resource_tracker.ensure_running()
+        self._ensure_helper()
 
-            kwargs = {}
-            if self._preload_modules:
-                data = spawn.get_preparation_data('ignore')
-                kwargs['sys_path'] = data['sys_path']
-                if 'init_main_from_path' in data:
-                    kwargs['main_path'] = data['init_main_from_path']
-                elif 'init_main_from_name' in data:
-                    kwargs['main_name'] = data['init_main_from_name']
-                if data.get('gomp_alias'):
-                    kwargs['gomp_alias'] = True
+    def connect_to_new_process(self, fds):
+        """Have the server fork a child that inherits fds. Return
+        (status_r, data_w): read the child's pid, and later its exit code,
+        from status_r; write its start data to data_w."""
+        if len(fds) + _FIXED_FDS >= MAXFDS_TO_SEND:
+            raise ValueError('too many fds')
+        tracker_fd = resource_tracker.getfd()
+        self._ensure_helper()
+        data_r, data_w = os.pipe()
+        status_r, status_w = os.pipe()
+        try:
+            with socket.socket(socket.AF_UNIX) as request:
+                request.connect(self._forkserver_address)
+                reduction.sendfds(request, [data_r, status_w, self._fd, tracker_fd, *fds])
+        except BaseException:
+            util.close_fds(status_r, data_w)
+            raise
+        finally:
+            util.close_fds(data_r, status_w)
+        return status_r, data_w
 
-            with socket.socket(socket.AF_UNIX) as listener:
-                address = connection.arbitrary_address('AF_UNIX')
-                listener.bind(address)
-                if not util.is_abstract_socket_namespace(address):
-                    os.chmod(address, 0o600)
-                listener.listen()
-                alive_r, alive_w = os.pipe()
-                try:
-                    prog = spawn._child_program(
-                        'from gomp.forkserver import main',
-                        'main(%d, %d, %r, **%r)' % (listener.fileno(), alive_r,
-                                                    self._preload_modules, kwargs))
-                    exe = spawn.get_executable()
-                    args = [exe] + util._args_from_interpreter_flags() + ['-c', prog]
-                    pid = util.spawnv_passfds(exe, args, [listener.fileno(), alive_r])
-                except BaseException:
-                    os.close(alive_w)
-                    raise
-                finally:
-                    os.close(alive_r)
-                self._forkserver_address = address
-                self._forkserver_alive_fd = alive_w
-                self._forkserver_pid = pid
+    # ---- HelperProcess -------------------------------------------------------------------
+
+    def _launch(self, alive_r):
+        call_args = self._main_arguments()
+        listener, address = _private_listener()
+        with listener:
+            call = 'main(%d, %d, %r, **%r)' % (listener.fileno(), alive_r,
+                                              self._preload_modules, call_args)
+            pid = self._run_main(call, [listener.fileno(), alive_r])
+        self._forkserver_address = address
+        return pid
+
+    def _main_arguments(self):
+        """main()'s keyword arguments: where the server finds the parent's
+        __main__ and modules (needed only if it preloads something)."""
+        if not self._preload_modules:
+            return {}
+        data = spawn.get_preparation_data('ignore')
+        found = {'sys_path': data['sys_path']}
+        for key, argument in (('init_main_from_path', 'main_path'),
+                              ('init_main_from_name', 'main_name')):
+            if key in data:
+                found[argument] = data[key]
+        if data.get('gomp_alias'):
+            found['gomp_alias'] = True
+        return found
+
+    def _helper_died(self):
+        # Its socket file is left to the removal of our temporary directory:
+        # in a forked child, the dead "server" may be our parent's live one.
+        self._forkserver_address = None
+
+    def _helper_stopped(self):
+        address, self._forkserver_address = self._forkserver_address, None
+        if address is not None and not util.is_abstract_socket_namespace(address):
+            os.unlink(address)
 
 
-def _preload(preload, main_path, main_name, sys_path, gomp_alias):
+def _private_listener():
+    """A listening AF_UNIX socket at a new address, and the address. Only
+    our user may connect: nobody else may have children forked for them."""
+    listener = socket.socket(socket.AF_UNIX)
+    try:
+        address = connection.arbitrary_address('AF_UNIX')
+        listener.bind(address)
+        _owner_only(address)
+        listener.listen()
+    except BaseException:
+        listener.close()
+        raise
+    return listener, address
+
+
+def _owner_only(address):
+    if not util.is_abstract_socket_namespace(address):  # a file: it has a mode
+        os.chmod(address, 0o600)
+
+
+# ---- numbers on the status pipe -----------------------------------------------------------
+
+def read_signed(fd):
+    """Read one SIGNED_STRUCT number from fd; EOFError if the writer closes
+    it first."""
+    size = SIGNED_STRUCT.size
+    data = os.read(fd, size)  # the writer wrote it at once: one read, normally
+    while 0 < len(data) < size:
+        more = os.read(fd, size - len(data))
+        if not more:
+            break
+        data += more
+    if len(data) < size:
+        raise EOFError('unexpected EOF')
+    return SIGNED_STRUCT.unpack(data)[0]
+
+
+def write_signed(fd, n):
+    """Write n to fd as one SIGNED_STRUCT."""
+    pending = memoryview(SIGNED_STRUCT.pack(n))
+    while pending:
+        pending = pending[os.write(fd, pending):]
+
+
+# ---- the server process -------------------------------------------------------------------
+
+def main(listener_fd, alive_r, preload, main_path=None, sys_path=None, main_name=None,
+         gomp_alias=False):
+    """Run the fork server (in the interpreter ForkServer starts)."""
+    _helper_process.shield(ForkServer._SHIELDED_SIGNALS)
+    if preload:
+        _preload(preload, main_path, main_name, sys_path, gomp_alias)
+    util._close_stdin()
+    with socket.socket(socket.AF_UNIX, fileno=listener_fd) as listener:
+        _Server(listener, alive_r).serve()
+
+
+def _preload(modules, main_path, main_name, sys_path, gomp_alias):
+    """Import what every child would import: the parent's __main__ (run as
+    __mp_main__, as a spawn child does) and the other modules named."""
     if gomp_alias:
         from . import _alias
         _alias.install()
     if sys_path is not None:
         sys.path[:] = sys_path
-    if '__main__' in preload and (main_path is not None or main_name is not None):
-        # Starting a process from the main module's top level must fail here
-        # as it does in a spawn child.
-        process.current_process()._inheriting = True
-        try:
-            if main_path is not None:
-                spawn.import_main_path(main_path)
-            else:
-                spawn._fixup_main_from_name(main_name)
-        except Exception:
-            # A main module that cannot be imported here is imported again
-            # by each child, which reports the error where it matters.
-            pass
-        finally:
-            del process.current_process()._inheriting
-    for modname in preload:
-        if modname == '__main__':
-            continue
-        try:
-            __import__(modname)
-        except ImportError:
-            pass
-
-
-def main(listener_fd, alive_r, preload, main_path=None, sys_path=None, main_name=None,
-         gomp_alias=False):
-    """Run the fork server."""
-    if preload:
-        _preload(preload, main_path, main_name, sys_path, gomp_alias)
-
-    util._close_stdin()
-
-    sig_r, sig_w = os.pipe()
-    os.set_blocking(sig_r, False)
-    os.set_blocking(sig_w, False)
-
-    def sigchld_handler(*_unused):
-        # Only there to wake the loop through the wakeup fd.
-        pass
-
-    handlers = {
-        signal.SIGCHLD: sigchld_handler,
-        # A Ctrl-C aimed at the user's process group must not kill the server.
-        signal.SIGINT: signal.SIG_IGN,
-    }
-    old_handlers = {sig: signal.signal(sig, val) for sig, val in handlers.items()}
-    signal.set_wakeup_fd(sig_w)
-
-    pid_to_fd = {}  # child pid -> its status pipe
-
-    with socket.socket(socket.AF_UNIX, fileno=listener_fd) as listener, \
-            selectors.DefaultSelector() as selector:
-        _forkserver._forkserver_address = listener.getsockname()
-        selector.register(listener, selectors.EVENT_READ)
-        selector.register(alive_r, selectors.EVENT_READ)
-        selector.register(sig_r, selectors.EVENT_READ)
-
-        while True:
+    if '__main__' in modules and (main_path is not None or main_name is not None):
+        _preload_main(main_path, main_name)
+    for name in modules:
+        if name != '__main__':
             try:
-                while True:
-                    rfds = [key.fileobj for key, _events in selector.select()]
-                    if rfds:
-                        break
-
-                if alive_r in rfds:
-                    # Every parent is gone.
-                    if os.read(alive_r, 1) != b'':
-                        raise RuntimeError('forkserver: unexpected data on the alive pipe')
-                    raise SystemExit
-
-                if sig_r in rfds:
-                    os.read(sig_r, 65536)  # drain
-                    _reap_children(pid_to_fd)
-
-                if listener in rfds:
-                    with listener.accept()[0] as s:
-                        fds = reduction.recvfds(s, MAXFDS_TO_SEND + 1)
-                        if len(fds) > MAXFDS_TO_SEND:
-                            raise RuntimeError(
-                                "Too many ({0:n}) fds to send".format(len(fds)))
-                        child_r, child_w, *fds = fds
-                        s.close()
-                        pid = os.fork()
-                        if pid == 0:
-                            code = 1
-                            try:
-                                util._forked_child_begins()
-                                listener.close()
-                                selector.close()
-                                unused_fds = [alive_r, child_w, sig_r, sig_w]
-                                unused_fds.extend(pid_to_fd.values())
-                                code = _serve_one(child_r, fds, unused_fds, old_handlers)
-                            except Exception:
-                                sys.excepthook(*sys.exc_info())
-                                sys.stderr.flush()
-                            finally:
-                                util._forked_child_ends()
-                                os._exit(code)
-                        else:
-                            try:
-                                write_signed(child_w, pid)
-                            except BrokenPipeError:
-                                pass  # the parent is gone already
-                            pid_to_fd[pid] = child_w
-                            os.close(child_r)
-                            for fd in fds:
-                                os.close(fd)
-
-            except OSError as e:
-                if e.errno != errno.ECONNABORTED:
-                    raise
+                __import__(name)
+            except ImportError:
+                pass
 
 
-def _reap_children(pid_to_fd):
-    while True:
+def _preload_main(main_path, main_name):
+    me = process.current_process()
+    # Marked as a starting child: a main module that starts processes at its
+    # top level fails here as it would in a spawn child.
+    me._inheriting = True
+    try:
+        if main_path is not None:
+            spawn.import_main_path(main_path)
+        else:
+            spawn._fixup_main_from_name(main_name)
+    except Exception:
+        pass  # each child imports it again and reports the error where it belongs
+    finally:
+        del me._inheriting
+
+
+class _Server(object):
+    """The server's loop: requests on the listener, the end of the alive
+    pipe, and the end of each child (its pidfd becomes readable), each
+    handled by the callback registered with the descriptor."""
+
+    def __init__(self, listener, alive_r):
+        self._listener = listener
+        self._alive_r = alive_r
+        self._running = True
+        self._children = {}  # pidfd -> (pid, status_w)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(listener, selectors.EVENT_READ, self._take_request)
+        self._selector.register(alive_r, selectors.EVENT_READ, self._parents_gone)
+
+    def serve(self):
+        with self._selector:
+            while self._running:
+                for key, _events in self._selector.select():
+                    key.data(key.fileobj)
+
+    def _parents_gone(self, alive_r):
+        # Readable means end of file: nobody else ever writes to the pipe.
+        self._running = False
+
+    def _take_request(self, listener):
         try:
-            pid, sts = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
+            conn, _ = listener.accept()
+            with conn:
+                fds = reduction.recvfds(conn, MAXFDS_TO_SEND + 1)
+        except (OSError, EOFError, RuntimeError):
+            return  # the asking process went away mid-request: nothing to do
+        if len(fds) < _FIXED_FDS or len(fds) > MAXFDS_TO_SEND:
+            util.close_fds(*fds)  # not a request a gomp parent sends
+            return
+        data_r, status_w, *passed = fds
+        try:
+            pid = os.fork()
+        except OSError:
+            # No child: the parent's read of its pid ends in EOFError.
+            util.close_fds(*fds)
             return
         if pid == 0:
-            return
-        child_w = pid_to_fd.pop(pid, None)
-        if child_w is None:
-            warnings.warn('forkserver: waitpid returned unexpected pid %d' % pid)
-            continue
+            self._run_child(data_r, status_w, passed)
+        util.close_fds(data_r, *passed)
+        self._follow(pid, status_w)
+
+    def _follow(self, pid, status_w):
+        """Report pid to the parent now, and its exit code when it ends."""
         try:
-            write_signed(child_w, os.waitstatus_to_exitcode(sts))
+            write_signed(status_w, pid)
         except BrokenPipeError:
-            pass  # the parent is gone
-        os.close(child_w)
+            pass  # the parent is gone; the child still has to be reaped
+        pidfd = os.pidfd_open(pid)  # works on a zombie too: pid is ours until reaped
+        self._children[pidfd] = (pid, status_w)
+        self._selector.register(pidfd, selectors.EVENT_READ, self._child_ended)
 
+    def _child_ended(self, pidfd):
+        pid, status_w = self._children.pop(pidfd)
+        self._selector.unregister(pidfd)
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        try:
+            write_signed(status_w, os.waitstatus_to_exitcode(status))
+        except BrokenPipeError:
+            pass  # nobody waits for it any more
+        os.close(status_w)
 
-def _serve_one(child_r, fds, unused_fds, handlers):
-    # Back to the signal dispositions of a normal process.
-    signal.set_wakeup_fd(-1)
-    for sig, val in handlers.items():
-        signal.signal(sig, val)
-    for fd in unused_fds:
-        os.close(fd)
-    (_forkserver._forkserver_alive_fd,
-     resource_tracker._resource_tracker._fd,
-     *_forkserver._inherited_fds) = fds
-    # The data pipe doubles as the sentinel of the parent's liveness.
-    parent_sentinel = os.dup(child_r)
-    return spawn._main(child_r, parent_sentinel)
-
-
-def read_signed(fd):
-    data = b''
-    length = SIGNED_STRUCT.size
-    while len(data) < length:
-        s = os.read(fd, length - len(data))
-        if not s:
-            raise EOFError('unexpected EOF')
-        data += s
-    return SIGNED_STRUCT.unpack(data)[0]
-
-
-def write_signed(fd, n):
-    msg = SIGNED_STRUCT.pack(n)
-    while msg:
-        nbytes = os.write(fd, msg)
-        if nbytes == 0:
-            raise RuntimeError('should not get here')
-        msg = msg[nbytes:]
+    def _run_child(self, data_r, status_w, passed):
+        """In the forked child: shed the server, become the process that
+        the parent described on data_r. Never returns."""
+        code = 1
+        try:
+            util._forked_child_begins()
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+            self._selector.close()
+            self._listener.close()
+            server_fds = [self._alive_r, status_w]
+            for pidfd, (_pid, other_status_w) in self._children.items():
+                server_fds += (pidfd, other_status_w)
+            util.close_fds(*server_fds)
+            alive_w, tracker_fd, *inherited = passed
+            _forkserver._fd = alive_w
+            _forkserver._inherited_fds = inherited
+            resource_tracker._resource_tracker._fd = tracker_fd
+            # A second descriptor of the data pipe watches the parent: it
+            # reaches end of file when the parent has closed its end.
+            code = spawn._main(data_r, os.dup(data_r))
+        except Exception:
+            sys.excepthook(*sys.exc_info())
+            sys.stderr.flush()
+        finally:
+            util._forked_child_ends()
+            os._exit(code)
 
 
 _forkserver = ForkServer()

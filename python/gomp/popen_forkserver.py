@@ -1,72 +1,64 @@
-"""Start a child process through the fork server."""
+"""Start a child process through the fork server (the forkserver method).
+
+The child is the server's child, not ours, so only the server can wait for
+it. The server reports the child's pid, and its exit code when it has ended,
+on the status pipe, and that pipe is the child's sentinel.
+"""
 
 import io
 import os
-import signal
 
+from . import forkserver, popen_fork, spawn, util
 from .context import reduction, set_spawning_popen
 
 if not reduction.HAVE_SEND_HANDLE:
     raise ImportError('No support for sending fds between processes')
 
-from . import forkserver
-from . import popen_fork
-from . import spawn
-from . import util
-
 __all__ = ['Popen']
 
 
-class _DupFd(object):
-    """An fd pickled for a fork server child: its index among the fds sent
-    to the server with the request."""
+class _InheritedFd(int):
+    """A descriptor pickled for a fork server child: its position among the
+    descriptors sent to the server with the request for that child."""
 
-    def __init__(self, ind):
-        self.ind = ind
+    __slots__ = ()
 
     def detach(self):
-        return forkserver.get_inherited_fds()[self.ind]
+        return forkserver.get_inherited_fds()[self]
 
 
 class Popen(popen_fork.Popen):
-    """A child of the fork server. It is not our child, so it cannot be
-    reaped here: the server reports its pid and exit code through the status
-    pipe, which is the sentinel."""
-
     method = 'forkserver'
-    DupFd = _DupFd
-
-    def __init__(self, process_obj):
-        self._fds = []
-        super().__init__(process_obj)
+    DupFd = _InheritedFd
 
     def duplicate_for_child(self, fd):
+        position = len(self._fds)
         self._fds.append(fd)
-        return len(self._fds) - 1
+        return position
 
     def _launch(self, process_obj):
-        prep_data = spawn.get_preparation_data(process_obj._name)
-        buf = io.BytesIO()
-        set_spawning_popen(self)
-        try:
-            reduction.dump(prep_data, buf)
-            reduction.dump(process_obj, buf)
-        finally:
-            set_spawning_popen(None)
-
-        self.sentinel, w = forkserver.connect_to_new_process(self._fds)
-        # Keep a copy of the data pipe: the child sees end of file on it when
-        # this parent is gone.
-        _parent_w = os.dup(w)
-        self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))
-        with open(w, 'wb', closefd=True) as f:
-            f.write(buf.getbuffer())
+        # Pickled first: pickling collects (duplicate_for_child) the
+        # descriptors that go with the request, in this order.
+        self._fds = []
+        start_data = self._start_data(process_obj)
+        self.sentinel, data_w = forkserver.connect_to_new_process(self._fds)
+        # data_w stays open as long as this Popen: the child watches its end
+        # of the pipe to learn that its parent is gone.
+        self.finalizer = util.Finalize(self, util.close_fds, (data_w, self.sentinel))
+        with open(data_w, 'wb', closefd=False) as pipe:
+            pipe.write(start_data)
         self.pid = forkserver.read_signed(self.sentinel)
 
-    def poll(self, flag=os.WNOHANG):
-        if self.returncode is None:
-            self._wait(0 if flag == os.WNOHANG else None)
-        return self.returncode
+    def _start_data(self, process_obj):
+        """What a spawn child reads: preparation data, then the process."""
+        out = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            for obj in (spawn.get_preparation_data(process_obj._name), process_obj):
+                reduction.dump(obj, out)
+        finally:
+            set_spawning_popen(None)
+        return out.getbuffer()
 
     def _wait(self, timeout):
         from .connection import wait
@@ -75,15 +67,16 @@ class Popen(popen_fork.Popen):
         try:
             self.returncode = forkserver.read_signed(self.sentinel)
         except (OSError, EOFError):
-            # The server died before the child did: its code is unknown.
+            # The server ended before it could report the exit code.
             self.returncode = 255
 
     def _send_signal(self, sig):
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-            except OSError:
-                if self.wait(timeout=0.1) is None:
-                    raise
+        if self.returncode is not None:
+            return
+        try:
+            os.kill(self.pid, sig)
+        except OSError as e:
+            # No such process: it has exited. Another error (EPERM) once
+            # the child has exited concerns whoever reuses its pid, not us.
+            if not isinstance(e, ProcessLookupError) and self.wait(timeout=0.1) is None:
+                raise

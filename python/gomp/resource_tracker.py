@@ -1,178 +1,148 @@
-"""The resource tracker: a helper process that unlinks named resources
-(semaphores, shared memory segments) that processes registered and did not
-unlink before they died.
+"""The resource tracker: a helper process that removes the named resources
+(POSIX semaphores, shared memory segments) which processes created and died
+without removing.
 
-Processes write "REGISTER:name:rtype" / "UNREGISTER:name:rtype" lines to a
-pipe; the tracker keeps the set of names and, when every writer is gone (end
-of file), warns about and removes what is left. One tracker serves a process
-and all its children; it ignores SIGINT and SIGTERM so that Ctrl-C on a
-process group does not leak resources, and is restarted if it was killed."""
+Processes tell the tracker about resources with one line each on its pipe,
+``REGISTER:<name>:<type>`` when a resource is made and ``UNREGISTER:<name>:<type>``
+when it is removed (the standard library's format: a stdlib process can use
+gomp's tracker and the other way round). Every line is written with a single
+write() of at most 512 bytes, which a pipe keeps in one piece, so lines from
+many processes never mix. A process and all its children share one tracker
+(children inherit the pipe). When the last of them has closed the pipe the
+tracker removes what is still registered, warns about it, and exits.
 
-import _signal  # not signal: its enums cost a spawned child 4 ms
+The tracker ignores SIGINT and SIGTERM: a Ctrl-C that ends a whole process
+group must not end the one process that cleans up after it. If it is killed
+anyway, the next use starts a new one (with a warning: what the old one knew
+is lost).
+"""
+
+import _signal  # not signal: its enums would cost every spawned child 4 ms
 import os
 import sys
-import threading
 import warnings
 
-from . import spawn
-from . import util
+from . import _helper_process
+from ._helper_process import ReentrantCallError
 from ._versions import V
 
 __all__ = ['ensure_running', 'register', 'unregister']
 
-_HAVE_SIGMASK = hasattr(_signal, 'pthread_sigmask')
-_IGNORED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM)
 
-
-def _shm_unlink(name):
-    """Remove the POSIX shared memory object name (shm_unlink(3)), the way
-    shared_memory.SharedMemory.unlink() does."""
-    from .shared_memory import _shm_unlink
-    _shm_unlink(name)
-
-
-def _sem_unlink(name):
+def _unlink_semaphore(name):
     from . import _multiprocessing
     _multiprocessing.sem_unlink(name)
 
 
-_CLEANUP_FUNCS = {
-    'noop': lambda: None,
-    'semaphore': _sem_unlink,
-    'shared_memory': _shm_unlink,
-}
-if V.tracker_dummy_type:
-    # 3.13's suite registers this type to check the tracker's exit code.
-    _CLEANUP_FUNCS['dummy'] = lambda name: None
-
-# The tracker's exit status: 0 when nothing was left, 1 when it removed leaked
-# resources, 2 when removing one failed, 3 when it got a bad command (the
-# stdlib's codes; the stopping process keeps it in ResourceTracker._exitcode).
-_OK, _LEAKED, _CLEANUP_FAILED, _BAD_COMMAND = 0, 1, 2, 3
+def _unlink_shared_memory(name):
+    # The same removal as SharedMemory.unlink() (shm_unlink, or the file of
+    # the /dev/shm fallback).
+    from .shared_memory import _shm_unlink
+    _shm_unlink(name)
 
 
-class ReentrantCallError(RuntimeError):
+def _forget(name):
     pass
 
 
-class ResourceTracker(object):
+# How the tracker removes a leaked resource of each type. 'noop' is the type
+# of the liveness probe, never registered.
+_CLEANUP_FUNCS = {
+    'noop': _forget,
+    'semaphore': _unlink_semaphore,
+    'shared_memory': _unlink_shared_memory,
+}
+if V.tracker_dummy_type:
+    # 3.13's suite registers and leaks a 'dummy' resource to see exit code 1;
+    # such leaks are not worth a warning.
+    _CLEANUP_FUNCS['dummy'] = _forget
+_SILENT_LEAKS = frozenset({'dummy'})
 
-    def __init__(self):
-        self._lock = threading.RLock()
-        self._fd = None
-        self._pid = None
-        self._exitcode = None
+# The tracker's exit code; the highest that applies wins. The process that
+# stops the tracker keeps it in ResourceTracker._exitcode.
+_CLEAN = 0           # nothing was left registered
+_LEAKS_REMOVED = 1   # leaked resources were found (and removed)
+_REMOVAL_FAILED = 2  # removing one of them failed
+_BAD_LINE = 3        # a line could not be understood
 
-    def _reentrant_call_error(self):
-        # A signal handler or finalizer may run while the lock is held.
-        raise ReentrantCallError("Reentrant call into the multiprocessing resource tracker")
+_PIPE_ATOMIC_LIMIT = 512  # bytes a pipe write keeps whole (PIPE_BUF is at least this)
+_PROBE = b'PROBE:0:noop\n'
 
-    def _stop(self):
-        with self._lock:
-            if self._lock._is_owned() and _recursion_count(self._lock) > 1:
-                return self._reentrant_call_error()
-            if self._fd is None:
-                return
-            os.close(self._fd)
-            self._fd = None
-            _, status = os.waitpid(self._pid, 0)
-            self._pid = None
-            try:
-                self._exitcode = os.waitstatus_to_exitcode(status)
-            except ValueError:
-                self._exitcode = None
 
-    def getfd(self):
-        self.ensure_running()
-        return self._fd
+class ResourceTracker(_helper_process.HelperProcess):
+    """This process's link to its resource tracker (see the module's doc)."""
+
+    _MODULE = 'gomp.resource_tracker'
+    _WHAT = 'resource tracker'
+    _SHIELDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM)
 
     def ensure_running(self):
-        """Start the tracker if this process has none, or restart it if it
-        died. Children inherit their parent's tracker."""
-        with self._lock:
-            if _recursion_count(self._lock) > 1:
-                return self._reentrant_call_error()
-            if self._fd is not None:
-                if self._check_alive():
-                    return
-                # Killed: every resource it knew about may leak.
-                os.close(self._fd)
-                try:
-                    if self._pid is not None:
-                        os.waitpid(self._pid, 0)
-                except ChildProcessError:
-                    pass  # not our child (we are a child of its starter)
-                self._fd = None
-                self._pid = None
-                self._exitcode = None
-                warnings.warn('resource_tracker: process died unexpectedly, '
-                              'relaunching.  Some resources might leak.')
-            fds_to_pass = []
-            try:
-                fds_to_pass.append(sys.stderr.fileno())
-            except Exception:
-                pass
-            r, w = os.pipe()
-            try:
-                fds_to_pass.append(r)
-                exe = spawn.get_executable()
-                prog = spawn._child_program('from gomp.resource_tracker import main',
-                                            'main(%d)' % r)
-                args = [exe] + util._args_from_interpreter_flags() + ['-c', prog]
-                # The tracker must not get the SIGINT of a Ctrl-C aimed at
-                # its starter's process group: block it while it starts.
-                try:
-                    if _HAVE_SIGMASK:
-                        _signal.pthread_sigmask(_signal.SIG_BLOCK, _IGNORED_SIGNALS)
-                    pid = util.spawnv_passfds(exe, args, fds_to_pass)
-                finally:
-                    if _HAVE_SIGMASK:
-                        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _IGNORED_SIGNALS)
-            except BaseException:
-                os.close(w)
-                raise
-            else:
-                self._fd = w
-                self._pid = pid
-            finally:
-                os.close(r)
+        """Start the tracker if this process has none (a child uses its
+        parent's), or a new one if it died."""
+        self._ensure_helper()
+
+    def getfd(self):
+        """The write end of the tracker's pipe, for a child to inherit."""
+        self._ensure_helper()
+        return self._fd
+
+    def register(self, name, rtype):
+        """Have the tracker remove name, a resource of type rtype (a key of
+        _CLEANUP_FUNCS), if it is still there when every process is gone."""
+        self._send(_command_line('REGISTER', name, rtype))
+
+    def unregister(self, name, rtype):
+        """Tell the tracker that name was removed."""
+        self._send(_command_line('UNREGISTER', name, rtype))
 
     def _check_alive(self):
-        """Whether the tracker still reads its pipe (a probe write succeeds)."""
+        # Asking the tracker works in every process that shares it, not only
+        # in the one that started it: a write fails once nobody reads.
         try:
-            os.write(self._fd, b'PROBE:0:noop\n')
+            os.write(self._fd, _PROBE)
         except OSError:
             return False
         return True
 
-    def register(self, name, rtype):
-        """Have the tracker remove name (of type rtype) if it is leaked."""
-        self._send('REGISTER', name, rtype)
+    def _helper_died(self):
+        warnings.warn('resource_tracker: process died unexpectedly, '
+                      'relaunching.  Some resources might leak.')
 
-    def unregister(self, name, rtype):
-        """Tell the tracker that name was removed."""
-        self._send('UNREGISTER', name, rtype)
-
-    def _send(self, cmd, name, rtype):
+    def _launch(self, helper_end):
+        keep_open = [helper_end]
         try:
-            self.ensure_running()
+            keep_open.append(sys.stderr.fileno())  # for its warnings
+        except (AttributeError, ValueError, OSError):
+            pass  # no usable stderr: the tracker works without one
+        return self._run_main('main(%d)' % helper_end, keep_open)
+
+    def _send(self, line):
+        try:
+            self._ensure_helper()
         except ReentrantCallError:
-            warnings.warn(f"ResourceTracker called reentrantly for resource cleanup, "
-                          f"which is unsupported. The {rtype} object {name!r} might leak.")
-        msg = '{0}:{1}:{2}\n'.format(cmd, name, rtype).encode('ascii')
-        if len(msg) > 512:
-            # A single write of at most PIPE_BUF bytes is atomic: lines from
-            # several processes never interleave.
-            raise ValueError('msg too long')
-        nbytes = os.write(self._fd, msg)
-        assert nbytes == len(msg), "nbytes {0:n} but len(msg) {1:n}".format(nbytes, len(msg))
+            # Called from a finalizer or a signal handler while this thread
+            # was starting the tracker: use it only if it runs already.
+            command, name, rtype = _parse(line)
+            warnings.warn('ResourceTracker called reentrantly for resource cleanup, '
+                          'which is unsupported. The %s object %r might leak.' % (rtype, name))
+            if self._fd is None:
+                return
+        os.write(self._fd, line)
 
 
-def _recursion_count(rlock):
-    count = getattr(rlock, '_recursion_count', None)
-    if count is not None:
-        return count()
-    return 1 if rlock._is_owned() else 0
+def _command_line(command, name, rtype):
+    """The protocol's line for a command (see the module's doc)."""
+    line = ('%s:%s:%s\n' % (command, name, rtype)).encode('ascii')
+    if len(line) > _PIPE_ATOMIC_LIMIT:
+        raise ValueError('msg too long')
+    return line
+
+
+def _parse(line):
+    """(command, name, rtype) of a line (the name may contain colons)."""
+    command, _, rest = line.rstrip(b'\n').decode('ascii').partition(':')
+    name, _, rtype = rest.rpartition(':')
+    return command, name, rtype
 
 
 _resource_tracker = ResourceTracker()
@@ -182,59 +152,74 @@ unregister = _resource_tracker.unregister
 getfd = _resource_tracker.getfd
 
 
-def main(fd):
-    """Run the resource tracker, reading commands from fd."""
-    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
-    _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
-    if _HAVE_SIGMASK:
-        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _IGNORED_SIGNALS)
-    for f in (sys.stdin, sys.stdout):
-        try:
-            f.close()
-        except Exception:
-            pass
+# ---- the tracker process ------------------------------------------------------------------
 
-    cache = {rtype: set() for rtype in _CLEANUP_FUNCS}
-    status = _OK
-    try:
-        with open(fd, 'rb') as f:
-            for line in f:
-                try:
-                    cmd, name, rtype = line.strip().decode('ascii').split(':')
-                    cleanup_func = _CLEANUP_FUNCS.get(rtype, None)
-                    if cleanup_func is None:
-                        raise ValueError(f'Cannot register {name} for automatic cleanup: '
-                                         f'unknown resource type {rtype}')
-                    if cmd == 'REGISTER':
-                        cache[rtype].add(name)
-                    elif cmd == 'UNREGISTER':
-                        cache[rtype].remove(name)
-                    elif cmd == 'PROBE':
-                        pass
-                    else:
-                        raise RuntimeError('unrecognized command %r' % cmd)
-                except Exception:
-                    status = _BAD_COMMAND
-                    try:
-                        sys.excepthook(*sys.exc_info())
-                    except BaseException:
-                        pass
-    finally:
-        # Every writer is gone: remove what was not unregistered.
-        for rtype, names in cache.items():
-            if names:
-                status = max(status, _LEAKED)
-                if rtype != 'dummy':  # leaked on purpose by the suite
-                    try:
-                        warnings.warn('resource_tracker: There appear to be %d '
-                                      'leaked %s objects to clean up at shutdown'
-                                      % (len(names), rtype))
-                    except Exception:
-                        pass
+class _Ledger(object):
+    """What the tracker knows: the registered names of each type, and the
+    exit code so far."""
+
+    def __init__(self):
+        self.names = {rtype: set() for rtype in _CLEANUP_FUNCS}
+        self.exit_code = _CLEAN
+
+    def _worse(self, code):
+        self.exit_code = max(self.exit_code, code)
+
+    def take(self, line):
+        """Apply one command line; a bad one is reported on stderr."""
+        try:
+            command, name, rtype = _parse(line)
+            names = self.names.get(rtype)
+            if names is None:
+                raise ValueError('Cannot register %s for automatic cleanup: '
+                                 'unknown resource type %s' % (name, rtype))
+            if command == 'REGISTER':
+                names.add(name)
+            elif command == 'UNREGISTER':
+                names.remove(name)
+            elif command != 'PROBE':
+                raise ValueError('unrecognized command %r' % command)
+        except Exception:
+            self._worse(_BAD_LINE)
+            try:
+                sys.excepthook(*sys.exc_info())
+            except BaseException:
+                pass  # stderr gone: the exit code still says it
+
+    def remove_leftovers(self):
+        """Remove every resource still registered, with a warning per type
+        and per failure."""
+        for rtype, names in self.names.items():
+            if not names:
+                continue
+            self._worse(_LEAKS_REMOVED)
+            if rtype not in _SILENT_LEAKS:
+                warnings.warn('resource_tracker: There appear to be %d leaked %s objects '
+                              'to clean up at shutdown' % (len(names), rtype))
+            unlink = _CLEANUP_FUNCS[rtype]
             for name in names:
                 try:
-                    _CLEANUP_FUNCS[rtype](name)
+                    unlink(name)
                 except Exception as e:
-                    status = max(status, _CLEANUP_FAILED)
+                    self._worse(_REMOVAL_FAILED)
                     warnings.warn('resource_tracker: %r: %s' % (name, e))
-        sys.exit(status)
+
+
+def main(fd):
+    """Run the resource tracker: read command lines from fd until every
+    process has closed its end, then clean up and exit with the ledger's
+    code."""
+    _helper_process.shield(ResourceTracker._SHIELDED_SIGNALS)
+    for stream in (sys.stdin, sys.stdout):  # a tracker reads and prints nothing
+        try:
+            stream.close()
+        except (AttributeError, OSError, ValueError):
+            pass
+    ledger = _Ledger()
+    try:
+        with open(fd, 'rb') as commands:
+            for line in commands:
+                ledger.take(line)
+    finally:
+        ledger.remove_leftovers()
+    sys.exit(ledger.exit_code)

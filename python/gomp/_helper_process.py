@@ -1,0 +1,203 @@
+"""Helper processes: the fork server and the resource tracker share one story.
+
+A helper is a fresh interpreter that a process starts the first time it needs
+it, and only once. The starter keeps one end of a pipe (``_fd``) and the helper
+the other; the helper runs until every process holding the starter's end has
+closed it, so it never outlives the processes it serves and nobody has to tell
+it to stop. Before each use the starter checks that the helper still runs and,
+if it was killed, forgets it and starts a new one.
+
+This module holds the starter's side of that story (HelperProcess) and the
+helper's first act (shield). The subclasses say how to start their helper and
+how to tell whether it is alive; forkserver.ForkServer and
+resource_tracker.ResourceTracker are the two.
+
+A spawned child imports the resource tracker, hence this module: it imports
+nothing a spawned child would not load anyway.
+"""
+
+import _signal
+import os
+import threading
+
+from . import spawn
+from . import util
+
+__all__ = ['HelperProcess', 'ReentrantCallError', 'shield']
+
+_CAN_MASK = hasattr(_signal, 'pthread_sigmask')
+
+
+class ReentrantCallError(RuntimeError):
+    """A helper was called into by the thread that is already inside it (from
+    a signal handler, or a finalizer run by the garbage collector)."""
+
+
+class _OneEntryLock(object):
+    """A lock that a thread which holds it cannot take again: the nested
+    attempt raises ReentrantCallError instead of deadlocking (a plain lock) or
+    running the helper's bookkeeping twice at once (a plain RLock)."""
+
+    __slots__ = ('_rlock', '_depth', '_what')
+
+    def __init__(self, what):
+        self._rlock = threading.RLock()
+        self._depth = 0
+        self._what = what
+
+    def acquire(self, blocking=True):
+        if not self._rlock.acquire(blocking):
+            return False
+        self._depth += 1
+        if self._depth > 1:
+            self.release()
+            raise ReentrantCallError('Reentrant call into the multiprocessing %s' % self._what)
+        return True
+
+    def release(self):
+        self._depth -= 1
+        self._rlock.release()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+
+def _exit_code(pid):
+    """Wait for our child pid to end and return its exit code. Raises
+    ChildProcessError if pid is not our child: a forked process inherits its
+    parent's helpers, with their pids."""
+    _, status = os.waitpid(pid, 0)
+    try:
+        return os.waitstatus_to_exitcode(status)
+    except ValueError:
+        return None
+
+
+class HelperProcess(object):
+    """The starter's side of a helper process.
+
+    _fd is this process's end of the helper's pipe (None before the first
+    start), _pid the helper's pid when this process started it (None in a
+    process that inherited _fd), _exitcode the helper's exit code once _stop()
+    has waited for it.
+
+    Subclasses set _MODULE (the gomp module whose main() the helper runs),
+    _WHAT (what to call the helper in messages), _SHIELDED_SIGNALS (signals
+    the helper must survive: blocked while it starts, ignored by it after),
+    and implement _launch().
+    """
+
+    _MODULE = None
+    _WHAT = 'helper process'
+    _SHIELDED_SIGNALS = ()
+
+    def __init__(self):
+        self._lock = _OneEntryLock(self._WHAT)
+        self._fd = None
+        self._pid = None
+        self._exitcode = None
+
+    # ---- what subclasses provide ---------------------------------------------------------
+
+    def _launch(self, helper_end):
+        """Start the helper, giving it helper_end (the read end of its pipe);
+        return its pid. Use _run_main() to start the interpreter."""
+        raise NotImplementedError
+
+    def _check_alive(self):
+        """Whether the helper still serves us. This default knows only a
+        helper this process started and has not reaped."""
+        if self._pid is None:
+            return False
+        try:
+            return os.waitpid(self._pid, os.WNOHANG)[0] == 0
+        except ChildProcessError:
+            return False
+
+    def _helper_died(self):
+        """Called when a helper found dead is forgotten, before a new one
+        starts."""
+
+    def _helper_stopped(self):
+        """Called by _stop() after a helper this process started has ended."""
+
+    # ---- the story -----------------------------------------------------------------------
+
+    def _ensure_helper(self):
+        """Start the helper unless one serves us already; restart it if it
+        died."""
+        with self._lock:
+            if self._fd is not None:
+                if self._check_alive():
+                    return
+                self._forget_dead_helper()
+            helper_end, our_end = os.pipe()
+            try:
+                pid = self._launch(helper_end)
+            except BaseException:
+                os.close(our_end)
+                raise
+            finally:
+                os.close(helper_end)
+            self._fd, self._pid, self._exitcode = our_end, pid, None
+
+    def _forget_dead_helper(self):
+        fd, pid = self._fd, self._pid
+        self._fd = self._pid = None
+        os.close(fd)
+        if pid is not None:
+            try:
+                _exit_code(pid)  # reap it
+            except ChildProcessError:
+                pass  # reaped by someone else, or our parent's
+        self._helper_died()
+
+    def _stop(self, use_blocking_lock=True):
+        """Close our end of the helper's pipe, which ends the helper, and
+        wait for it if we started it. With use_blocking_lock false, do
+        nothing if another thread is using the helper."""
+        if not self._lock.acquire(use_blocking_lock):
+            return
+        try:
+            fd, pid = self._fd, self._pid
+            if fd is None:
+                return
+            self._fd = self._pid = None
+            os.close(fd)
+            if pid is not None:
+                try:
+                    self._exitcode = _exit_code(pid)
+                except ChildProcessError:
+                    return  # our parent's helper: not ours to clean up after
+                self._helper_stopped()
+        finally:
+            self._lock.release()
+
+    def _run_main(self, call, pass_fds):
+        """Start `python -c "from <_MODULE> import main; <call>"` with this
+        interpreter's flags, keeping pass_fds open in it; return its pid."""
+        exe = spawn.get_executable()
+        program = spawn._child_program('from %s import main' % self._MODULE, call)
+        argv = [exe, *util._args_from_interpreter_flags(), '-c', program]
+        masked = self._SHIELDED_SIGNALS if _CAN_MASK else ()
+        # With the signals blocked here, the new interpreter starts with them
+        # blocked and cannot die of a Ctrl-C sent to our process group before
+        # shield() has set them to be ignored.
+        if masked:
+            _signal.pthread_sigmask(_signal.SIG_BLOCK, masked)
+        try:
+            return util.spawnv_passfds(exe, argv, pass_fds)
+        finally:
+            if masked:
+                _signal.pthread_sigmask(_signal.SIG_UNBLOCK, masked)
+
+
+def shield(signals):
+    """In a helper, first thing: ignore signals (its class's
+    _SHIELDED_SIGNALS) and unblock them, as the starter blocked them."""
+    for sig in signals:
+        _signal.signal(sig, _signal.SIG_IGN)
+    if signals and _CAN_MASK:
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, signals)
