@@ -63,4 +63,3 @@ class _Facts:
 
 
 V = _Facts()
-__all__ = ['V']
