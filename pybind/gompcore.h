@@ -18,8 +18,12 @@
 #define GOMP_EAGAIN  (-100001) /* slice ended or a signal arrived: check signals, call again */
 #define GOMP_EEOF    (-100002) /* the peer closed its end */
 #define GOMP_EBADLEN (-100003) /* a frame header no CPython peer can produce */
-#define GOMP_EPANIC  (-100004) /* a Go panic was recovered; text via last_error */
-#define GOMP_EOTHER  (-100005) /* another Go error; text via last_error */
+
+/* Any other Go error, or a recovered Go panic: a result r <= GOMP_ETEXT. Its
+ * text belongs to that result alone: error_text(r, buf, cap) copies it once
+ * (two threads failing at once never see each other's text). */
+#define GOMP_ETEXT (-((int64_t)1 << 32))
+#define GOMP_ETEXT_PANIC(r) ((((GOMP_ETEXT) - (r)) & 1) != 0)
 
 /* Progress of reading one frame header (4 or 12 bytes). */
 typedef struct {
@@ -31,7 +35,7 @@ typedef struct {
  * so that subsystems grow without touching each other's lines). */
 #define GOMPCORE_BASE_FUNCS(X)                                                   \
     X(int64_t, abi_signature, (char *buf, int64_t cap))                          \
-    X(int64_t, last_error, (char *buf, int64_t cap))                             \
+    X(int64_t, error_text, (int64_t r, char *buf, int64_t cap))                  \
     X(int64_t, selftest, (int64_t what))
 
 #define GOMPCORE_CONN_FUNCS(X)                                                   \
