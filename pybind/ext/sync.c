@@ -15,7 +15,7 @@
  * slices: GIL released, Ctrl-C checked between slices), because going through
  * the Go runtime made each hand-off between processes about 1 us slower (see
  * "sleeping and waking" below for the measurements). The Go core
- * (gomp/semlock) decides whether the owner of a lock is dead; it is loaded
+ * (gomp/owner) decides whether the owner of a lock is dead; it is loaded
  * only by a process that has waited for a lock longer than one slice.
  *
  * The two word protocols:
@@ -29,7 +29,7 @@
  *     semaphores share that trait); the state stays correct.
  *   owner-tracked mutex (PROTO_MUTEX, Lock and RLock): a 64-bit word whose
  *     low half is 0 = free, else the owner's id (pid + start-time tag,
- *     gomp/semlock/owner.go), and whose high half counts registered sleepers.
+ *     gomp/owner), and whose high half counts registered sleepers.
  *     Acquire is a CAS of the owner 0 -> id; release swaps in 0 and wakes
  *     one sleeper if any is registered.
  *
@@ -49,6 +49,7 @@
 #define _GNU_SOURCE
 #include "gomp_ext.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -73,8 +74,8 @@ enum { PROTO_SEM = 0, PROTO_MUTEX = 1 };
 #define SEMSHM_SIZE 128
 #define USER_SIZE 64
 
-/* Owner ids (see gomp/semlock/owner.go): pid in bits 0..21, start-time tag in
- * bits 22..30. */
+/* Owner ids (gomp/owner; ARCHITECTURE.md, "Owner ids"): pid in bits 0..21,
+ * start-time tag in bits 22..30. */
 #define PID_BITS 22
 #define PID_MASK ((1u << PID_BITS) - 1)
 #define TAG_MASK 0x1ffu
@@ -147,13 +148,51 @@ static uint64_t read_pidns(void)
     return (uint64_t)st.st_ino;
 }
 
-/* The owner id of this process: its pid and the low bits of its start time
- * (field 22 of /proc/self/stat), as gomp/semlock.OwnerID computes them.
- * NO_OWNER if /proc cannot tell (then this process is never declared dead). */
+/* The owner id of process pid given the contents of its /proc/PID/stat, as
+ * gomp/owner.FromStat computes it (the format and the parser are specified
+ * in ARCHITECTURE.md, "Owner ids"; the test vector
+ * gomp/owner/testdata/stat_vectors.txt checks that both agree): the pid and
+ * the low 9 bits of field 22 (the start time). The fields are counted from
+ * the last ')' (the command name may contain any character); field 3 must
+ * be one character and field 22 a decimal number. NO_OWNER when the
+ * contents do not parse. */
+static uint32_t owner_id_from_stat(long pid, const char *buf)
+{
+    if (pid <= 0 || pid > (long)PID_MASK)
+        return NO_OWNER;
+    const char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return NO_OWNER;
+    p++;
+    const char *f = p;
+    for (int field = 3; field <= 22; field++) {
+        while (*p != 0 && isspace((unsigned char)*p))
+            p++;
+        if (*p == 0)
+            return NO_OWNER;
+        f = p;
+        while (*p != 0 && !isspace((unsigned char)*p))
+            p++;
+        if (field == 3 && p - f != 1)
+            return NO_OWNER;
+    }
+    unsigned long long start = 0;
+    for (const char *q = f; q < p; q++) {
+        if (*q < '0' || *q > '9')
+            return NO_OWNER;
+        unsigned d = (unsigned)(*q - '0');
+        if (start > (ULLONG_MAX - d) / 10)
+            return NO_OWNER;
+        start = start * 10 + d;
+    }
+    return (uint32_t)pid | (uint32_t)(start & TAG_MASK) << PID_BITS;
+}
+
+/* The owner id of this process; NO_OWNER if /proc cannot tell (then this
+ * process is never declared dead). */
 static uint32_t compute_self_id(void)
 {
     char buf[1024];
-    pid_t pid = getpid();
     int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return NO_OWNER;
@@ -162,28 +201,10 @@ static uint32_t compute_self_id(void)
         n = read(fd, buf, sizeof buf - 1);
     while (n < 0 && errno == EINTR);
     close(fd);
-    if (n <= 0 || pid <= 0 || (uint32_t)pid > PID_MASK)
+    if (n <= 0)
         return NO_OWNER;
     buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return NO_OWNER;
-    p++;
-    /* After ')': field 3 (state) is the 1st, field 22 (starttime) the 20th. */
-    for (int field = 3; field < 22; field++) {
-        while (*p == ' ')
-            p++;
-        while (*p && *p != ' ')
-            p++;
-        if (*p == 0)
-            return NO_OWNER;
-    }
-    char *end;
-    errno = 0;
-    unsigned long long start = strtoull(p, &end, 10);
-    if (errno || end == p)
-        return NO_OWNER;
-    return (uint32_t)pid | (uint32_t)(start & TAG_MASK) << PID_BITS;
+    return owner_id_from_stat((long)getpid(), buf);
 }
 
 /* The calling thread's identity for last_tid: what PyThread_get_thread_ident()
@@ -579,7 +600,7 @@ static inline int try_acquire(SemLockObject *s, uint32_t id)
  *    takes the CPU that the holder needs.
  *
  * What does need judgement, whether the owner of a lock is dead (reading
- * /proc), stays in Go (gomp/semlock) and is asked at most once per slice,
+ * /proc), stays in Go (gomp/owner) and is asked at most once per slice,
  * after the first one: a wait shorter than a slice never loads the Go
  * runtime at all. */
 
@@ -713,34 +734,20 @@ static int64_t mutex_step(void *c, int ms)
  * with ValueError if it was not held. */
 static int release_word(SemLockObject *s);
 
+static const char *const acquire_names[] = {"block", "timeout"};
+
+/* acquire(block=True, timeout=None): *blocking and *timeout (Py_None if not
+ * given). */
 static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                          int *blocking, PyObject **timeout)
 {
-    PyObject *block_obj = NULL;
-    if (nargs > 2) {
-        PyErr_Format(PyExc_TypeError, "acquire() takes at most 2 arguments (%zd given)", nargs);
+    PyObject *a[2];
+    if (gomp_parse_args("acquire", args, nargs, kwnames, acquire_names, 2, 0, a) < 0)
         return -1;
-    }
-    if (nargs > 0)
-        block_obj = args[0];
-    if (nargs > 1)
-        *timeout = args[1];
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-        PyObject *v = args[nargs + i];
-        if (PyUnicode_CompareWithASCIIString(k, "block") == 0 && nargs < 1)
-            block_obj = v;
-        else if (PyUnicode_CompareWithASCIIString(k, "timeout") == 0 && nargs < 2)
-            *timeout = v;
-        else {
-            PyErr_Format(PyExc_TypeError, "acquire() got an unexpected or repeated keyword "
-                                          "argument '%U'", k);
-            return -1;
-        }
-    }
-    if (block_obj != NULL) {
-        int b = PyObject_IsTrue(block_obj);
+    if (a[1] != NULL)
+        *timeout = a[1];
+    if (a[0] != NULL) {
+        int b = PyObject_IsTrue(a[0]);
         if (b < 0)
             return -1;
         *blocking = b;
@@ -831,18 +838,10 @@ static PyObject *acquired_after_owner_died(SemLockObject *s, int64_t dead)
                          "the lock was taken over and the data it protects may be inconsistent",
                          (int)(dead & PID_MASK), s->kind == RECURSIVE_MUTEX ? "RLock" : "Lock") < 0) {
         s->count--;
-#if PY_VERSION_HEX >= 0x030C0000
-        PyObject *exc = PyErr_GetRaisedException();
+        PyObject *exc = gomp_take_exception();
         release_word(s);
         PyErr_Clear();
-        PyErr_SetRaisedException(exc);
-#else
-        PyObject *et, *ev, *tb;
-        PyErr_Fetch(&et, &ev, &tb);
-        release_word(s);
-        PyErr_Clear();
-        PyErr_Restore(et, ev, tb);
-#endif
+        gomp_restore_exception(exc);
         return NULL;
     }
     Py_RETURN_TRUE;
@@ -1087,12 +1086,33 @@ static PyObject *m_sem_self_id(PyObject *self, PyObject *noargs)
     return PyLong_FromUnsignedLong(self_id);
 }
 
+/* _owner_id_from_stat(pid, data) -> int: owner_id_from_stat (tests: the
+ * shared test vector). */
+static PyObject *m_owner_id_from_stat(PyObject *self, PyObject *args)
+{
+    long pid;
+    const char *data;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "ly#:_owner_id_from_stat", &pid, &data, &n))
+        return NULL;
+    char *buf = PyMem_Malloc((size_t)n + 1);
+    if (buf == NULL)
+        return PyErr_NoMemory();
+    memcpy(buf, data, (size_t)n);
+    buf[n] = 0;
+    uint32_t id = owner_id_from_stat(pid, buf);
+    PyMem_Free(buf);
+    return PyLong_FromUnsignedLong(id);
+}
+
 static PyMethodDef sync_methods[] = {
     {"sem_unlink", m_sem_unlink, METH_O, "sem_unlink(name): remove the name of a named SemLock."},
     {"_sem_owner_alive", m_sem_owner_alive, METH_O,
      "_sem_owner_alive(id) -> bool: whether a lock owner id may still be running (tests)."},
     {"_sem_self_id", m_sem_self_id, METH_NOARGS,
      "_sem_self_id() -> int: this process's lock owner id (tests)."},
+    {"_owner_id_from_stat", m_owner_id_from_stat, METH_VARARGS,
+     "_owner_id_from_stat(pid, data) -> int: the owner id that /proc/PID/stat contents give (tests)."},
     {NULL, NULL, 0, NULL},
 };
 
