@@ -1,7 +1,9 @@
-// Command pybind is the Go core library loaded by the extension gomp._gomp:
-// a thin C ABI over the packages under gomp/ and pickle/. It holds no logic:
-// each export converts arguments, calls a Go package, and turns the outcome
-// into a result code (see gompcore.h). Every export recovers panics.
+// Command pybind is the Go core library loaded by the extension gomp._gomp
+// (pybind/ext/): a thin C ABI over the packages under gomp/ and pickle/.
+// "pybind" means the binding to Python; it has nothing to do with pybind11.
+// It holds no logic: each export converts arguments, calls a Go package, and
+// turns the outcome into a result code (see gompcore.h and ARCHITECTURE.md,
+// "The core's C ABI"). Every export recovers panics.
 package main
 
 /*

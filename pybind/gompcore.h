@@ -1,8 +1,9 @@
-/* The C ABI between the extension gomp._gomp (pybind/_gomp.c) and the Go core
- * library (the Go files of pybind/, built with -buildmode=c-shared).
+/* The C ABI between the extension gomp._gomp (pybind/ext/*.c) and the Go core
+ * library (the Go files of pybind/, built with -buildmode=c-shared); see
+ * ARCHITECTURE.md, "The core's C ABI".
  *
  * The extension never links the core: it dlopen()s it on first use and, in a
- * forked child, loads a fresh copy (see core_load in _gomp.c). Every function
+ * forked child, loads a fresh copy (see gomp_core_load in pybind/ext/_gomp.c). Every function
  * of the core is listed once in GOMPCORE_FUNCS; the extension resolves the
  * symbol "gompcore_<name>" for each entry into its function table.
  *

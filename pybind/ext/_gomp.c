@@ -10,15 +10,18 @@
  *    that parks a goroutine, uses a timer or collects garbage hangs). So a
  *    forked child marks the table stale (pthread_atfork) and its first call
  *    loads a fresh copy of the library from a new inode (a memfd), which
- *    brings up a new runtime. See ../shared/ARCHITECTURE.md, "Fork", for the
- *    measurements and the pitfalls handled in core_load().
+ *    brings up a new runtime. See ARCHITECTURE.md, "Fork", for the
+ *    measurements and the pitfalls handled in gomp_core_load().
  *  - Calls that may block release the GIL and wait in slices of at most
- *    SLICE_MS, running Python signal handlers between slices, so Ctrl-C
- *    interrupts them. The core keeps no state between slices: progress lives
- *    in the caller's variables here.
+ *    GOMP_SLICE_MS, running Python signal handlers between slices, so Ctrl-C
+ *    interrupts them (helpers.c). The core keeps no state between slices:
+ *    progress lives in the caller's variables.
  *
- * Split across files: this one holds the loader, the wait loop and the error
- * mapping; conn.c holds the connection functions. */
+ * Split across files (ARCHITECTURE.md, "The extension's files"): this one
+ * holds the loader and the module; helpers.c the shared helpers (arguments,
+ * errors, deadlines, the wait loop); conn.c the connection functions;
+ * queue.c the queues; sync.c the locks and semaphores; proc.c process
+ * supervision; spawn.c process start. */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -26,7 +26,7 @@ static int ssize_arg(PyObject *o, Py_ssize_t *v, Py_ssize_t if_none)
 
 /* The one piece of I/O done in C: while the Go core is not loaded in this
  * process (typically a fork child, whose first call would have to bring up a
- * fresh Go runtime: ~2 ms), a small frame is offered to the kernel with one
+ * fresh Go runtime), a small frame is offered to the kernel with one
  * non-blocking writev. If it is taken whole, the child never needed a
  * runtime; otherwise the core is loaded and continues from the bytes already
  * written. Frames up to SMALL_MESSAGE always use the 4-byte header. */

@@ -74,8 +74,8 @@ int64_t gomp_run(gomp_step step, void *ctx, gomp_deadline *d, int try_with_gil);
 
 /* gomp_run for a transfer on one file descriptor: the waiting between the
  * core's attempts is a poll(2) for events on fd here, with the GIL released,
- * and the core is called once fd is ready. (Measured: a wait inside Go costs
- * about 4 us more per blocking call than a poll here; see ARCHITECTURE.md.) */
+ * and the core is called once fd is ready (a wait inside Go costs more per
+ * blocking call than a poll here: ARCHITECTURE.md). */
 int64_t gomp_run_fd(gomp_step step, void *ctx, int fd, short events, gomp_deadline *d,
                     int try_with_gil);
 

@@ -14,13 +14,11 @@
  * a grace period, so a parent that starts and joins children in a loop
  * wakes it a few times per grace period, not once per child.
  *
- * None of this loads the Go core. Measured: a Go runtime in the parent makes
- * every fork() of it slower (+250 us in the parent, +400 us of CPU in the
- * child: the runtime's mappings, threads and pages are copied and torn down
- * with every child), so a program that only starts processes must not pay
- * for one. An earlier design with the reaper in Go made a no-op child 5-15%
- * slower to start and join than with the stdlib; this one is at parity when
- * the parent has no Go runtime and faster when it has one. */
+ * None of this loads the Go core: a Go runtime in the parent makes every
+ * fork() of it slower (its mappings, threads and pages are copied and torn
+ * down with every child), so a program that only starts processes must not
+ * pay for one; an earlier design with the reaper in Go was measurably slower
+ * than the stdlib (ARCHITECTURE.md, "What lives in C and what in Go"). */
 #include "gomp_ext.h"
 
 #include <fcntl.h>

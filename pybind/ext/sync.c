@@ -8,15 +8,17 @@
  * file in a private directory on /dev/shm that spawn and forkserver children
  * open again by name (see "named semaphores" below).
  *
- * Fast path in C, on purpose. An uncontended acquire+release of the stdlib's
- * lock costs about 46 ns; one call from C into Go costs about 55 ns. So the
- * uncontended acquire and release are done here, each one atomic operation on
- * the shared word. Sleeping and waking are here too (futex(2) in gomp_run
- * slices: GIL released, Ctrl-C checked between slices), because going through
- * the Go runtime made each hand-off between processes about 1 us slower (see
- * "sleeping and waking" below for the measurements). The Go core
- * (gomp/owner) decides whether the owner of a lock is dead; it is loaded
- * only by a process that has waited for a lock longer than one slice.
+ * Fast path in C, on purpose: an uncontended acquire+release must not cost
+ * more than the stdlib's, and one call from C into Go costs more than that
+ * (ARCHITECTURE.md, "What lives in C and what in Go"). So the uncontended
+ * acquire and release are done here, each one atomic operation on the shared
+ * word. Sleeping and waking are here too (futex(2) in gomp_run slices: GIL
+ * released, Ctrl-C checked between slices), because going through the Go
+ * runtime made each hand-off between processes slower (see "sleeping and
+ * waking" below). The Go core (gomp/owner) decides whether the owner of a
+ * lock is dead; it is loaded only by a process that has waited for a lock
+ * longer than one slice. The word protocols and the layout of the shared
+ * region are specified in ARCHITECTURE.md ("Semaphore region").
  *
  * The two word protocols:
  *
@@ -268,8 +270,8 @@ static semshm *shm_map(int fd)
  * be swapped between the check and the use.
  *
  * These few system calls are made here, not in the Go core, on purpose:
- * loading the Go runtime costs 2.5-5 ms and 2.5 MB in a process that would
- * otherwise not need it (measured), and a spawned child that only unpickles a
+ * loading the Go runtime costs milliseconds and megabytes in a process that
+ * would otherwise not need it (ARCHITECTURE.md), and a spawned child that only unpickles a
  * lock, the resource tracker that removes a leaked name, or a fork server
  * whose preloaded __main__ makes a lock (the server must never start Go)
  * would pay it just to open, create or remove a file. */
@@ -567,37 +569,21 @@ static inline int try_acquire(SemLockObject *s, uint32_t id)
  *
  * Waits sleep on the shared word with futex(2) (shared futexes: no
  * FUTEX_PRIVATE_FLAG, so waiters in other processes that map the page are
- * woken), in slices run by gomp_run() with the GIL released. Measured on the
- * 2-core VM (tests_py/bench/bench_sync.py cases, each figure the median of 5-7
- * interleaved runs of fresh interpreters):
+ * woken), in slices run by gomp_run() with the GIL released. This is the C
+ * side's one futex layer (the Go side's is gomp/futex). The choices, each
+ * measured (tests_py/bench/NOTES.md, "Locks: sleeping and waking"):
  *
- *  - Sleep and wake here, not in the Go core. A round trip through two
- *    semaphores between two processes (each side waking the other, then
- *    sleeping) took 3.7 us with the stdlib, 6.2 us with the sleep and the
- *    wake in Go, 4.0 us with both here; a Barrier(2) pass 22 / 57 / 28 us.
- *    Every entry of a C thread into an idle Go runtime, and every blocking
- *    system call made from Go, wakes the runtime's sysmon thread, which then
- *    polls every 20 us for about a millisecond (strace: 15,700 nanosleeps for
- *    50,000 round trips): a context switch and CPU time taken from the other
+ *  - Sleep and wake here, not in the Go core: every entry into an idle Go
+ *    runtime wakes its sysmon thread, which then takes CPU from the other
  *    process at each hand-off.
  *  - Sleepers are counted in the high half of the word, for the mutex too
- *    (rather than Drepper's "waiters" bit, which a woken waiter must keep
- *    set and which then costs a needless wake per contended episode): futex
- *    wakes per Barrier(2) pass fell from 3.9 to 2.9 (stdlib: 2.6), the pass
- *    from 25 to 23 us. The price: a sleeper killed while registered leaves
- *    the count raised, and each later release makes one needless wake call
+ *    (rather than a "waiters" bit, which costs a needless wake per contended
+ *    episode). The price: a sleeper killed while registered leaves the
+ *    count raised, and each later release makes one needless wake call
  *    (glibc's semaphores behave the same); correctness is not affected.
- *  - No "a woken waiter is pending" bit to spare wake calls (a release
- *    that finds one pending does not wake another). Tried: two processes
- *    contending for a Lock made 10% fewer wake calls, and took the same time
- *    (928 vs 897 ns per acquire+release pair, medians of 18 runs; the stdlib
- *    1000): the woken waiter runs at once on the other core, clears the bit
- *    and sleeps again, so the next release wakes it anyway.
- *  - No spinning before sleeping. Spinning 200-1000 loads made the round trip
- *    three to five times faster when both processes had a core, but a
- *    Barrier(2) pass 1.2x slower and erratic (9 to 60 us), and gave nothing
- *    to two processes contending for a Lock: on a loaded machine a spinner
- *    takes the CPU that the holder needs.
+ *  - No "a woken waiter is pending" bit: it spared wake calls but no time.
+ *  - No spinning before sleeping: on a loaded machine a spinner takes the
+ *    CPU that the holder needs.
  *
  * What does need judgement, whether the owner of a lock is dead (reading
  * /proc), stays in Go (gomp/owner) and is asked at most once per slice,
