@@ -16,8 +16,8 @@
 #define GOMPCORE_H
 #include <stdint.h>
 
-#define GOMP_EAGAIN  (-100001) /* slice ended or a signal arrived: check signals, call again */
-#define GOMP_EEOF    (-100002) /* the peer closed its end */
+#define GOMP_EAGAIN (-100001)  /* slice ended or a signal arrived: check signals, call again */
+#define GOMP_EEOF (-100002)    /* the peer closed its end */
 #define GOMP_EBADLEN (-100003) /* a frame header no CPython peer can produce */
 
 /* Any other Go error, or a recovered Go panic: a result r <= GOMP_ETEXT. Its
@@ -34,26 +34,32 @@ typedef struct {
 
 /* The functions of the core, one list per subsystem (each in its own header,
  * so that subsystems grow without touching each other's lines). */
+/* clang-format off */
 #define GOMPCORE_BASE_FUNCS(X)                                                   \
     X(int64_t, abi_signature, (char *buf, int64_t cap))                          \
     X(int64_t, error_text, (int64_t r, char *buf, int64_t cap))                  \
     X(int64_t, selftest, (int64_t what))
+/* clang-format on */
 
+/* clang-format off */
 #define GOMPCORE_CONN_FUNCS(X)                                                   \
     X(int64_t, write_frame, (int fd, const void *buf, int64_t n, int64_t *done,  \
                              int slice_ms))                                      \
     X(int64_t, read_header, (int fd, gomp_hdr *st, int slice_ms))                \
     X(int64_t, read_full, (int fd, void *buf, int64_t n, int64_t *done,          \
                            int slice_ms))
+/* clang-format on */
 
 #include "core_sync.h"  /* GOMPCORE_SYNC_FUNCS */
 #include "core_queue.h" /* GOMPCORE_QUEUE_FUNCS */
 
+/* clang-format off */
 #define GOMPCORE_FUNCS(X)                                                        \
     GOMPCORE_BASE_FUNCS(X)                                                       \
     GOMPCORE_CONN_FUNCS(X)                                                       \
     GOMPCORE_SYNC_FUNCS(X)                                                       \
     GOMPCORE_QUEUE_FUNCS(X)
+/* clang-format on */
 
 /* The ABI: the text of the whole function list. The extension checks that
  * the library it loads was built from the same list (a stale library after a

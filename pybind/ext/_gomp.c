@@ -199,7 +199,8 @@ int gomp_core_load(void)
         if (err != NULL && strstr(err, "static TLS") != NULL)
             return core_fail("dlopen (each forked generation that uses gomp loads its own Go "
                              "runtime, and glibc's static TLS space holds about 200; raise it with "
-                             "GLIBC_TUNABLES=glibc.rtld.optional_static_tls=8192)", err);
+                             "GLIBC_TUNABLES=glibc.rtld.optional_static_tls=8192)",
+                             err);
         return core_fail("dlopen", err);
     }
 
@@ -277,13 +278,17 @@ static PyMethodDef methods[] = {
     {"_core_load", m_core_load, METH_NOARGS,
      "_core_load() -> int: load the Go core now if needed; returns its generation."},
     {"_selftest", m_selftest, METH_O,
-     "_selftest(what): exercise the core (1: a Go panic, 2: a Go error, 3: goroutine/GC-heavy work)."},
+     "_selftest(what): exercise the core (1: a Go panic, 2: a Go error, 3: goroutine/GC-heavy "
+     "work)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef moddef = {
-    PyModuleDef_HEAD_INIT, "gomp._gomp",
-    "Binding of gomp's Go core. Private: use the gomp package.", -1, methods,
+    PyModuleDef_HEAD_INIT,
+    "gomp._gomp",
+    "Binding of gomp's Go core. Private: use the gomp package.",
+    -1,
+    methods,
 };
 
 /* Finds the library next to this extension's file, resolved now: the
@@ -316,9 +321,9 @@ PyMODINIT_FUNC PyInit__gomp(void)
         return NULL;
     }
     if (PyModule_AddStringConstant(m, "core_path", core_path) < 0 ||
-        PyModule_AddIntConstant(m, "SLICE_MS", GOMP_SLICE_MS) < 0 ||
-        gomp_conn_init(m) < 0 || gomp_proc_init(m) < 0 || gomp_queue_init(m) < 0 ||
-        gomp_sync_init(m) < 0 || gomp_spawn_init(m) < 0) {
+        PyModule_AddIntConstant(m, "SLICE_MS", GOMP_SLICE_MS) < 0 || gomp_conn_init(m) < 0 ||
+        gomp_proc_init(m) < 0 || gomp_queue_init(m) < 0 || gomp_sync_init(m) < 0 ||
+        gomp_spawn_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -252,7 +252,8 @@ static PyObject *m_recv_bytes_into(PyObject *self, PyObject *const *args, Py_ssi
             PyErr_Clear();
             PyErr_Format(PyExc_TypeError,
                          "recv_bytes_into() argument must be a writable, contiguous "
-                         "bytes-like object, not %.100s", Py_TYPE(args[1])->tp_name);
+                         "bytes-like object, not %.100s",
+                         Py_TYPE(args[1])->tp_name);
         }
         return NULL;
     }

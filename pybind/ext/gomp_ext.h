@@ -44,10 +44,10 @@ long gomp_core_generation(void);
 int gomp_core_current(long gen);
 
 /* Each file adds its functions to the module. */
-int gomp_conn_init(PyObject *m); /* conn.c */
-int gomp_proc_init(PyObject *m); /* proc.c */
+int gomp_conn_init(PyObject *m);  /* conn.c */
+int gomp_proc_init(PyObject *m);  /* proc.c */
 int gomp_queue_init(PyObject *m); /* queue.c */
-int gomp_sync_init(PyObject *m); /* sync.c */
+int gomp_sync_init(PyObject *m);  /* sync.c */
 int gomp_spawn_init(PyObject *m); /* spawn.c */
 
 #endif

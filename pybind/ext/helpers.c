@@ -8,9 +8,8 @@
 
 /* ---- arguments ------------------------------------------------------------------------ */
 
-int gomp_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-                    PyObject *kwnames, const char *const *names, int n, int required,
-                    PyObject **out)
+int gomp_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                    const char *const *names, int n, int required, PyObject **out)
 {
     for (int i = 0; i < n; i++)
         out[i] = NULL;
@@ -35,8 +34,7 @@ int gomp_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
             return -1;
         }
         if (out[j] != NULL) {
-            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
-                         key);
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname, key);
             return -1;
         }
         out[j] = args[nargs + k];
@@ -74,8 +72,8 @@ PyObject *gomp_set_error(int64_t r)
     if (r <= GOMP_ETEXT) {
         if (!gomp_core_ok || gomp_core.error_text(r, text, sizeof text) < 0)
             strcpy(text, "(no text)");
-        PyErr_Format(PyExc_RuntimeError, "gomp core %s: %s", GOMP_ETEXT_PANIC(r) ? "panic" : "error",
-                     text);
+        PyErr_Format(PyExc_RuntimeError, "gomp core %s: %s",
+                     GOMP_ETEXT_PANIC(r) ? "panic" : "error", text);
         return NULL;
     }
     switch (r) {

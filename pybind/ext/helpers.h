@@ -20,9 +20,8 @@
 /* Fills out[0..n) from vectorcall arguments (NULL where not given): at most
  * n positional arguments, keywords among names[0..n), the first `required`
  * ones mandatory. Returns 0, or -1 with TypeError naming fname(). */
-int gomp_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-                    PyObject *kwnames, const char *const *names, int n, int required,
-                    PyObject **out);
+int gomp_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                    const char *const *names, int n, int required, PyObject **out);
 
 /* A file descriptor argument (an int in 0..INT_MAX): 0, or -1 with an
  * exception set. */

@@ -76,8 +76,8 @@ static int reap(int pidfd, int *status)
  * a child. */
 static pthread_mutex_t rp_mu = PTHREAD_MUTEX_INITIALIZER;
 static int rp_epfd = -1;
-static pid_t rp_self;       /* this process image, for the tokens it issues */
-static uint32_t rp_last;    /* the last token issued here */
+static pid_t rp_self;    /* this process image, for the tokens it issues */
+static uint32_t rp_last; /* the last token issued here */
 static long rp_grace_ns = 100 * 1000 * 1000;
 
 typedef struct {
@@ -378,8 +378,8 @@ static PyObject *m_proc_release(PyObject *self, PyObject *child)
         return PyErr_SetFromErrno(PyExc_OSError);
     pthread_mutex_lock(&rp_mu);
     if (r == 0) { /* running: the reaper will reap it */
-        if (grow((void **)&rp_forgotten, &rp_capforgotten, rp_nforgotten,
-                 sizeof *rp_forgotten) == 0)
+        if (grow((void **)&rp_forgotten, &rp_capforgotten, rp_nforgotten, sizeof *rp_forgotten) ==
+            0)
             rp_forgotten[rp_nforgotten++] = tok;
     } else if (r < 0) { /* gone: the reaper may hold its status */
         take_status(tok, &status);

@@ -62,7 +62,7 @@ static void set_queue_error(const char *name, PyObject **cache)
 
 typedef struct {
     PyObject_HEAD
-    int64_t h;       /* the core's handle, valid while gen is the core's generation */
+    int64_t h; /* the core's handle, valid while gen is the core's generation */
     long gen;
     int fd;          /* the ring's memfd; -1 once closed */
     int simple;      /* SimpleQueue: put waits for room instead of overflowing */
@@ -111,8 +111,8 @@ static int q_init(QCore *self, PyObject *args, PyObject *kwds)
     long long capacity, maxsize = 0, flags = 0;
     int fd = -1, efd = -1;
     PyObject *dumps = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|LLOii:QueueCore", kwlist, &capacity,
-                                     &maxsize, &flags, &dumps, &fd, &efd))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|LLOii:QueueCore", kwlist, &capacity, &maxsize,
+                                     &flags, &dumps, &fd, &efd))
         return -1;
     if (self->gen != 0) {
         PyErr_SetString(PyExc_RuntimeError, "QueueCore is already initialized");
@@ -891,31 +891,34 @@ static int flag_set(QCore *self, PyObject *v, void *which)
     return 0;
 }
 
+/* A list of initializers, one a line. */
+/* clang-format off */
 #define PRIVATE_METHODS                                                                            \
     {"_get_bytes", (PyCFunction)(void (*)(void))q_get_raw, METH_FASTCALL,                          \
      "_get_bytes(block=True, timeout=None) -> the next item's pickle."},                           \
-        {"_put_bytes", (PyCFunction)q_put_raw, METH_O, "_put_bytes(data): put an item pickled."},  \
-        {"_stat", (PyCFunction)q_stat, METH_O, "_stat(what) -> one of the core's figures."},        \
-        {"_flush", (PyCFunction)(void (*)(void))q_flush, METH_FASTCALL,                            \
-         "_flush(timeout=None) -> bool: wait until this process's overflow is in the ring."},      \
-        {"_join_tasks", (PyCFunction)(void (*)(void))q_join, METH_FASTCALL,                        \
-         "_join_tasks(timeout=None) -> bool: wait until every task is done."},                     \
-        {"_task_done", (PyCFunction)q_task_done, METH_NOARGS, "Mark one task done."},              \
-        {"_cancel_join", (PyCFunction)q_cancel_join, METH_NOARGS,                                  \
-         "Do not wait for this queue's overflow at exit."},                                        \
-        {"_close_ring", (PyCFunction)q_close, METH_NOARGS, "Close the ring's memfd."},             \
-        {"_fileno", (PyCFunction)q_fileno, METH_NOARGS, "The ring's memfd."},                      \
-        {"_eventfd", (PyCFunction)q_eventfd, METH_NOARGS, "The queue's readiness eventfd."},       \
-        {"_ring_closed", (PyCFunction)q_ring_closed, METH_NOARGS, "Whether the memfd is closed."},   \
-        {"_recv", (PyCFunction)(void (*)(void))q_recv, METH_FASTCALL,                              \
-         "_recv(decode=True) -> the next item, waiting for it (the reader end's recv)."},         \
-        {"_poll", (PyCFunction)(void (*)(void))q_poll, METH_FASTCALL,                              \
-         "_poll(timeout=0.0) -> bool: whether an item is there, waiting at most timeout."},       \
-        {"_watch", (PyCFunction)q_watch, METH_NOARGS,                                              \
-         "_watch() -> fd readable while the queue holds an item (the queue's eventfd)."},          \
-        {"_unwatch", (PyCFunction)q_unwatch, METH_NOARGS, "Stop counting as a watcher."},        \
-        {"_discard", (PyCFunction)q_discard, METH_NOARGS,                                          \
-         "Give the queue up: drop this process's overflow, do not wait for it at exit."}
+    {"_put_bytes", (PyCFunction)q_put_raw, METH_O, "_put_bytes(data): put an item pickled."},      \
+    {"_stat", (PyCFunction)q_stat, METH_O, "_stat(what) -> one of the core's figures."},           \
+    {"_flush", (PyCFunction)(void (*)(void))q_flush, METH_FASTCALL,                                \
+     "_flush(timeout=None) -> bool: wait until this process's overflow is in the ring."},          \
+    {"_join_tasks", (PyCFunction)(void (*)(void))q_join, METH_FASTCALL,                            \
+     "_join_tasks(timeout=None) -> bool: wait until every task is done."},                         \
+    {"_task_done", (PyCFunction)q_task_done, METH_NOARGS, "Mark one task done."},                  \
+    {"_cancel_join", (PyCFunction)q_cancel_join, METH_NOARGS,                                      \
+     "Do not wait for this queue's overflow at exit."},                                            \
+    {"_close_ring", (PyCFunction)q_close, METH_NOARGS, "Close the ring's memfd."},                 \
+    {"_fileno", (PyCFunction)q_fileno, METH_NOARGS, "The ring's memfd."},                          \
+    {"_eventfd", (PyCFunction)q_eventfd, METH_NOARGS, "The queue's readiness eventfd."},           \
+    {"_ring_closed", (PyCFunction)q_ring_closed, METH_NOARGS, "Whether the memfd is closed."},     \
+    {"_recv", (PyCFunction)(void (*)(void))q_recv, METH_FASTCALL,                                  \
+     "_recv(decode=True) -> the next item, waiting for it (the reader end's recv)."},              \
+    {"_poll", (PyCFunction)(void (*)(void))q_poll, METH_FASTCALL,                                  \
+     "_poll(timeout=0.0) -> bool: whether an item is there, waiting at most timeout."},            \
+    {"_watch", (PyCFunction)q_watch, METH_NOARGS,                                                  \
+     "_watch() -> fd readable while the queue holds an item (the queue's eventfd)."},              \
+    {"_unwatch", (PyCFunction)q_unwatch, METH_NOARGS, "Stop counting as a watcher."},              \
+    {"_discard", (PyCFunction)q_discard, METH_NOARGS,                                              \
+     "Give the queue up: drop this process's overflow, do not wait for it at exit."}
+/* clang-format on */
 
 static PyMethodDef q_methods[] = {
     {"put", (PyCFunction)(void (*)(void))q_put, METH_FASTCALL | METH_KEYWORDS,
@@ -948,7 +951,11 @@ static PyGetSetDef q_getset[] = {
 };
 
 static PyTypeObject QCoreType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gomp._gomp.QueueCore",
+    /* The macro ends with a comma of its own. */
+    /* clang-format off */
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gomp._gomp.QueueCore",
+    /* clang-format on */
     .tp_basicsize = sizeof(QCore),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Base of gomp.queues.Queue: a queue ring in shared memory (private).",
@@ -960,7 +967,11 @@ static PyTypeObject QCoreType = {
 };
 
 static PyTypeObject SimpleCoreType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gomp._gomp.SimpleQueueCore",
+    /* The macro ends with a comma of its own. */
+    /* clang-format off */
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gomp._gomp.SimpleQueueCore",
+    /* clang-format on */
     .tp_basicsize = sizeof(QCore),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Base of gomp.queues.SimpleQueue: a queue ring in shared memory (private).",

@@ -86,7 +86,7 @@ enum { PROTO_SEM = 0, PROTO_MUTEX = 1 };
 
 #define SEM_VALUE(w) ((uint32_t)(w))
 #define SEM_WAITERS(w) ((uint32_t)((w) >> 32))
-#define MUTEX_OWNER(w) ((uint32_t)(w) & OWNER_MASK)
+#define MUTEX_OWNER(w) (OWNER_MASK & (uint32_t)(w))
 #define LOW_HALF ((uint64_t)0xffffffffu)
 
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
@@ -102,11 +102,12 @@ typedef struct {
     uint8_t pad0;
     int32_t maxvalue;
     uint32_t pad1;
-    uint64_t pidns;            /* pid namespace (inode) of the creator: owner ids are its pids */
-    _Atomic uint64_t sem;      /* PROTO_SEM word */
-    _Atomic uint64_t mutex;    /* PROTO_MUTEX word */
+    uint64_t pidns;         /* pid namespace (inode) of the creator: owner ids are its pids */
+    _Atomic uint64_t sem;   /* PROTO_SEM word */
+    _Atomic uint64_t mutex; /* PROTO_MUTEX word */
     uint32_t pad2[6];
-    unsigned char user[USER_SIZE]; /* for the Python layer (Barrier state), via the buffer protocol */
+    /* For the Python layer (a Barrier's state), through the buffer protocol. */
+    unsigned char user[USER_SIZE];
 } semshm;
 
 _Static_assert(sizeof(semshm) == SEMSHM_SIZE, "semshm layout");
@@ -338,14 +339,15 @@ static int sem_dir_open(int create, PyObject *name)
             PyErr_Format(PyExc_OSError,
                          "gomp: refusing the semaphore directory %s: it must be owned by uid %u "
                          "with mode 0700 (found owner %u, mode %04o); remove it or fix its "
-                         "permissions", path, (unsigned)uid, (unsigned)st.st_uid,
-                         (unsigned)(st.st_mode & 07777));
+                         "permissions",
+                         path, (unsigned)uid, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
             return -1;
         }
         if (errno == ELOOP || errno == ENOTDIR) {
             PyErr_Format(PyExc_OSError,
                          "gomp: refusing the semaphore directory %s: it is not a directory (a "
-                         "symlink or a file is in its place); remove it", path);
+                         "symlink or a file is in its place); remove it",
+                         path);
             return -1;
         }
         if (errno == ENOENT && !create) {
@@ -360,8 +362,8 @@ static int sem_dir_open(int create, PyObject *name)
         if (mkdir(path, 0700) == 0)
             chmod(path, 0700); /* the umask may have taken bits away */
         else if (errno != EEXIST) {
-            PyErr_Format(PyExc_OSError, "gomp: cannot create the semaphore directory %s: %s",
-                         path, strerror(errno));
+            PyErr_Format(PyExc_OSError, "gomp: cannot create the semaphore directory %s: %s", path,
+                         strerror(errno));
             return -1;
         }
     }
@@ -724,8 +726,8 @@ static const char *const acquire_names[] = {"block", "timeout"};
 
 /* acquire(block=True, timeout=None): *blocking and *timeout (Py_None if not
  * given). */
-static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                         int *blocking, PyObject **timeout)
+static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int *blocking,
+                         PyObject **timeout)
 {
     PyObject *a[2];
     if (gomp_parse_args("acquire", args, nargs, kwnames, acquire_names, 2, 0, a) < 0)
@@ -822,7 +824,8 @@ static PyObject *acquired_after_owner_died(SemLockObject *s, int64_t dead)
     if (PyErr_WarnFormat(OwnerDiedWarning, 1,
                          "the process %d that held this %s died without releasing it; "
                          "the lock was taken over and the data it protects may be inconsistent",
-                         (int)(dead & PID_MASK), s->kind == RECURSIVE_MUTEX ? "RLock" : "Lock") < 0) {
+                         (int)(dead & PID_MASK),
+                         s->kind == RECURSIVE_MUTEX ? "RLock" : "Lock") < 0) {
         s->count--;
         PyObject *exc = gomp_take_exception();
         release_word(s);
@@ -850,9 +853,8 @@ static int release_word(SemLockObject *s)
                 PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
                 return -1;
             }
-        } while (!atomic_compare_exchange_weak_explicit(&m->mutex, &w, w & ~LOW_HALF,
-                                                        memory_order_release,
-                                                        memory_order_relaxed));
+        } while (!atomic_compare_exchange_weak_explicit(
+            &m->mutex, &w, w & ~LOW_HALF, memory_order_release, memory_order_relaxed));
         if (SEM_WAITERS(w) != 0)
             wake_one(s);
         return 0;
@@ -993,7 +995,8 @@ static PyBufferProcs semlock_as_buffer = {(getbufferproc)semlock_getbuffer, NULL
 static PyMethodDef semlock_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))semlock_acquire, METH_FASTCALL | METH_KEYWORDS,
      "acquire(block=True, timeout=None) -> bool: acquire the semaphore/lock."},
-    {"release", (PyCFunction)semlock_release, METH_NOARGS, "release(): release the semaphore/lock."},
+    {"release", (PyCFunction)semlock_release, METH_NOARGS,
+     "release(): release the semaphore/lock."},
     {"__enter__", (PyCFunction)semlock_enter, METH_NOARGS, "acquire the semaphore/lock."},
     {"__exit__", (PyCFunction)(void (*)(void))semlock_exit, METH_FASTCALL,
      "release the semaphore/lock."},
@@ -1024,8 +1027,11 @@ static PyGetSetDef semlock_getset[] = {
 };
 
 static PyTypeObject SemLockType = {
+    /* The macro ends with a comma of its own. */
+    /* clang-format off */
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "gomp._multiprocessing.SemLock",
+    /* clang-format on */
     .tp_basicsize = sizeof(SemLockObject),
     .tp_dealloc = (destructor)semlock_dealloc,
     .tp_as_buffer = &semlock_as_buffer,
@@ -1098,7 +1104,8 @@ static PyMethodDef sync_methods[] = {
     {"_sem_self_id", m_sem_self_id, METH_NOARGS,
      "_sem_self_id() -> int: this process's lock owner id (tests)."},
     {"_owner_id_from_stat", m_owner_id_from_stat, METH_VARARGS,
-     "_owner_id_from_stat(pid, data) -> int: the owner id that /proc/PID/stat contents give (tests)."},
+     "_owner_id_from_stat(pid, data) -> int: the owner id that /proc/PID/stat contents give "
+     "(tests)."},
     {NULL, NULL, 0, NULL},
 };
 
