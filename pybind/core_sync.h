@@ -1,4 +1,4 @@
-/* Functions of the core for the synchronization primitives (gomp/semlock,
+/* Functions of the core for the synchronization primitives (gomp/owner,
  * bound in pybind/sync.go, used by pybind/ext/sync.c). */
 #ifndef GOMPCORE_SYNC_H
 #define GOMPCORE_SYNC_H
