@@ -5,7 +5,7 @@ VENV ?= .venv
 VPY := $(abspath $(VENV))/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all install demo test test-go test-py test-suite test-cpython provenance bench fuzz clean
+.PHONY: all install demo test test-go test-py test-suite test-cpython lint lint-c lint-py provenance bench fuzz clean
 
 all: install
 
@@ -20,7 +20,23 @@ install: $(VENV)/bin/python
 demo: install
 	$(VPY) examples/demo.py
 
-test: test-go test-py test-suite
+test: lint-c test-go test-py test-suite
+
+# Style checks: C with clang-format (.clang-format), Python with ruff
+# ([tool.ruff] in pyproject.toml; ruff is installed into the venv). make test
+# runs the C part; the Python part joins it once python/gomp is formatted.
+C_SOURCES := $(wildcard pybind/ext/*.c pybind/ext/*.h pybind/*.h)
+CLANG_FORMAT ?= clang-format
+
+lint: lint-c lint-py
+
+lint-c:
+	$(CLANG_FORMAT) --dry-run -Werror $(C_SOURCES)
+
+lint-py: $(VENV)/bin/python
+	@$(VPY) -m ruff --version >/dev/null 2>&1 || $(VPY) -m pip install -q --disable-pip-version-check ruff
+	$(VPY) -m ruff check python tests_py
+	$(VPY) -m ruff format --check python tests_py
 
 test-go:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

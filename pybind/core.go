@@ -1,7 +1,9 @@
-// Command pybind is the Go core library loaded by the extension gomp._gomp:
-// a thin C ABI over the packages under gomp/ and pickle/. It holds no logic:
-// each export converts arguments, calls a Go package, and turns the outcome
-// into a result code (see gompcore.h). Every export recovers panics.
+// Command pybind is the Go core library loaded by the extension gomp._gomp
+// (pybind/ext/): a thin C ABI over the packages under gomp/ and pickle/.
+// "pybind" means the binding to Python; it has nothing to do with pybind11.
+// It holds no logic: each export converts arguments, calls a Go package, and
+// turns the outcome into a result code (see gompcore.h and ARCHITECTURE.md,
+// "The core's C ABI"). Every export recovers panics.
 package main
 
 /*
@@ -26,15 +28,55 @@ import (
 
 func main() {}
 
-var (
-	lastErrMu sync.Mutex
-	lastErr   string
-)
+// Error texts travel with their result, never through a process-global
+// "last error": a failing export files the text under a fresh number and
+// returns GOMP_ETEXT minus that number (times two, plus one for a panic), and
+// the caller collects it with gompcore_error_text(result). Two threads that
+// fail at once get their own texts. Of the texts nobody collects, only the
+// errTextSlots most recent are kept.
+const errTextSlots = 64
 
-func setLastError(s string) {
-	lastErrMu.Lock()
-	lastErr = s
-	lastErrMu.Unlock()
+var errTexts struct {
+	sync.Mutex
+	next  int64
+	texts map[int64]string // by number: the texts not collected yet
+}
+
+// fileError keeps text for one result and returns that result.
+func fileError(text string, panicked bool) C.int64_t {
+	errTexts.Lock()
+	if errTexts.texts == nil {
+		errTexts.texts = make(map[int64]string)
+	}
+	errTexts.next++
+	seq := errTexts.next
+	errTexts.texts[seq] = text
+	if len(errTexts.texts) > errTextSlots {
+		oldest := seq
+		for k := range errTexts.texts {
+			oldest = min(oldest, k)
+		}
+		delete(errTexts.texts, oldest)
+	}
+	errTexts.Unlock()
+	n := seq << 1
+	if panicked {
+		n |= 1
+	}
+	return C.GOMP_ETEXT - C.int64_t(n)
+}
+
+// takeError returns (and forgets) the text filed for result r.
+func takeError(r int64) (string, bool) {
+	if r > int64(C.GOMP_ETEXT) {
+		return "", false
+	}
+	seq := (int64(C.GOMP_ETEXT) - r) >> 1
+	errTexts.Lock()
+	defer errTexts.Unlock()
+	t, ok := errTexts.texts[seq]
+	delete(errTexts.texts, seq)
+	return t, ok
 }
 
 // code maps a Go error to the result codes of gompcore.h.
@@ -52,16 +94,15 @@ func code(err error) C.int64_t {
 	case errors.As(err, &errno) && errno > 0 && errno < 4096:
 		return -C.int64_t(errno)
 	}
-	setLastError(err.Error())
-	return C.GOMP_EOTHER
+	return fileError(err.Error(), false)
 }
 
-// recoverPanic turns a panic in an export into GOMP_EPANIC; deferred by every
-// export that calls into Go packages.
+// recoverPanic turns a panic in an export into a GOMP_ETEXT result (the
+// panic's text and stack); deferred by every export that calls into Go
+// packages.
 func recoverPanic(ret *C.int64_t) {
 	if r := recover(); r != nil {
-		setLastError(fmt.Sprintf("%v\n%s", r, debug.Stack()))
-		*ret = C.GOMP_EPANIC
+		*ret = fileError(fmt.Sprintf("%v\n%s", r, debug.Stack()), true)
 	}
 }
 
@@ -79,14 +120,17 @@ func gompcore_abi_signature(buf *C.char, capacity C.int64_t) C.int64_t {
 	return C.int64_t(len(sig))
 }
 
-// gompcore_last_error copies the text of the last GOMP_EPANIC or GOMP_EOTHER
-// into buf and returns its full length.
+// gompcore_error_text copies the text of the GOMP_ETEXT result r into buf
+// (NUL-terminated, cut to capacity) and forgets it. It returns the text's full
+// length, or -1 when there is none (r is not such a result, or its text was
+// collected already or dropped).
 //
-//export gompcore_last_error
-func gompcore_last_error(buf *C.char, capacity C.int64_t) C.int64_t {
-	lastErrMu.Lock()
-	s := lastErr
-	lastErrMu.Unlock()
+//export gompcore_error_text
+func gompcore_error_text(r C.int64_t, buf *C.char, capacity C.int64_t) C.int64_t {
+	s, ok := takeError(int64(r))
+	if !ok {
+		return -1
+	}
 	if capacity > 0 {
 		dst := cBytes(unsafe.Pointer(buf), int64(capacity))
 		n := copy(dst[:len(dst)-1], s)
@@ -97,7 +141,8 @@ func gompcore_last_error(buf *C.char, capacity C.int64_t) C.int64_t {
 
 // gompcore_selftest exercises the binding from tests: 1 panics, 2 returns a
 // plain Go error, 3 does goroutine-, timer- and GC-heavy work (what hangs an
-// inherited runtime after fork) and returns a checksum.
+// inherited runtime after fork) and returns a checksum; 1000 and above
+// returns the error "selftest error <what>" (tests of concurrent errors).
 //
 //export gompcore_selftest
 func gompcore_selftest(what C.int64_t) (ret C.int64_t) {
@@ -110,6 +155,9 @@ func gompcore_selftest(what C.int64_t) (ret C.int64_t) {
 		return code(errors.New("selftest error"))
 	case 3:
 		return C.int64_t(churn(8, 8<<20))
+	}
+	if what >= 1000 {
+		return code(fmt.Errorf("selftest error %d", int64(what)))
 	}
 	return 0
 }
@@ -146,3 +194,6 @@ func churn(n, total int) int {
 	runtime.GC()
 	return total
 }
+
+// errTextBase is GOMP_ETEXT as a Go value (for tests, which cannot use cgo).
+func errTextBase() int64 { return int64(C.GOMP_ETEXT) }

@@ -28,6 +28,7 @@ typedef struct {
 #define GOMP_QSTAT_MAXSIZE 6
 #define GOMP_QSTAT_FLAGS 7
 
+/* clang-format off */
 #define GOMPCORE_QUEUE_FUNCS(X)                                                   \
     X(int64_t, queue_new, (int64_t capacity, int64_t maxsize, int64_t flags,      \
                            int64_t *fd, int64_t *efd))                            \
@@ -51,4 +52,5 @@ typedef struct {
     X(int64_t, queue_unwatch, (int64_t h))                                        \
     X(int64_t, queue_poll, (int64_t h, int slice_ms))                             \
     X(int64_t, queue_discard, (int64_t h))
+/* clang-format on */
 #endif

@@ -24,6 +24,30 @@ func qcode(err error) C.int64_t {
 	return code(err)
 }
 
+// onQueue is the body of the exports that act on one queue handle: it
+// recovers a panic, looks the handle up, runs f with the queue, and returns
+// f's value, or the result code of f's error.
+func onQueue(h C.int64_t, f func(q *queue.Queue) (C.int64_t, error)) (ret C.int64_t) {
+	defer recoverPanic(&ret)
+	q, err := queue.Lookup(int64(h))
+	if err != nil {
+		return qcode(err)
+	}
+	r, err := f(q)
+	if err != nil {
+		return qcode(err)
+	}
+	return r
+}
+
+// boolResult is 1 for true, 0 for false.
+func boolResult(v bool) C.int64_t {
+	if v {
+		return 1
+	}
+	return 0
+}
+
 // queueSlice converts slice_ms (< 0: no limit) to a duration (< 0: no limit).
 func queueSlice(ms C.int) time.Duration {
 	if ms < 0 {
@@ -92,53 +116,38 @@ func gompcore_queue_release(h C.int64_t) (ret C.int64_t) {
 // bounded queue had no slot before the slice ended.
 //
 //export gompcore_queue_put
-func gompcore_queue_put(h C.int64_t, buf unsafe.Pointer, n C.int64_t, st *C.gomp_qput, sliceMs C.int) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	q, err := queue.Lookup(int64(h))
-	if err != nil {
-		return qcode(err)
-	}
-	s := putState(st)
-	over, err := q.Put(cBytes(buf, int64(n)), &s, queueSlice(sliceMs))
-	savePut(st, s)
-	if err != nil {
-		return qcode(err)
-	}
-	if over {
-		return 1
-	}
-	return 0
+func gompcore_queue_put(h C.int64_t, buf unsafe.Pointer, n C.int64_t, st *C.gomp_qput, sliceMs C.int) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		s := putState(st)
+		over, err := q.Put(cBytes(buf, int64(n)), &s, queueSlice(sliceMs))
+		savePut(st, s)
+		return boolResult(over), err
+	})
 }
 
 // gompcore_queue_write puts the n bytes at buf into the ring, waiting for
 // room (SimpleQueue): 0, or GOMP_EAGAIN with the progress in *st.
 //
 //export gompcore_queue_write
-func gompcore_queue_write(h C.int64_t, buf unsafe.Pointer, n C.int64_t, st *C.gomp_qput, sliceMs C.int) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	q, err := queue.Lookup(int64(h))
-	if err != nil {
-		return qcode(err)
-	}
-	s := putState(st)
-	err = q.Write(cBytes(buf, int64(n)), &s, queueSlice(sliceMs))
-	savePut(st, s)
-	return qcode(err)
+func gompcore_queue_write(h C.int64_t, buf unsafe.Pointer, n C.int64_t, st *C.gomp_qput, sliceMs C.int) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		s := putState(st)
+		err := q.Write(cBytes(buf, int64(n)), &s, queueSlice(sliceMs))
+		savePut(st, s)
+		return 0, err
+	})
 }
 
 // gompcore_queue_put_abort gives up a queue_write in progress.
 //
 //export gompcore_queue_put_abort
-func gompcore_queue_put_abort(h C.int64_t, st *C.gomp_qput) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	q, err := queue.Lookup(int64(h))
-	if err != nil {
-		return qcode(err)
-	}
-	s := putState(st)
-	q.AbortPut(&s)
-	savePut(st, s)
-	return 0
+func gompcore_queue_put_abort(h C.int64_t, st *C.gomp_qput) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		s := putState(st)
+		q.AbortPut(&s)
+		savePut(st, s)
+		return 0, nil
+	})
 }
 
 // gompcore_queue_get takes the next item into the cap bytes at buf and
@@ -146,84 +155,63 @@ func gompcore_queue_put_abort(h C.int64_t, st *C.gomp_qput) (ret C.int64_t) {
 // (call again with that much room). GOMP_EAGAIN when the slice ended first.
 //
 //export gompcore_queue_get
-func gompcore_queue_get(h C.int64_t, buf unsafe.Pointer, capacity C.int64_t, st *C.gomp_qget, sliceMs C.int) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	q, err := queue.Lookup(int64(h))
-	if err != nil {
-		return qcode(err)
-	}
-	s := getState(st)
-	n, err := q.Get(cBytes(buf, int64(capacity)), &s, queueSlice(sliceMs))
-	saveGet(st, s)
-	if err != nil {
-		return qcode(err)
-	}
-	return C.int64_t(n)
+func gompcore_queue_get(h C.int64_t, buf unsafe.Pointer, capacity C.int64_t, st *C.gomp_qget, sliceMs C.int) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		s := getState(st)
+		n, err := q.Get(cBytes(buf, int64(capacity)), &s, queueSlice(sliceMs))
+		saveGet(st, s)
+		return C.int64_t(n), err
+	})
 }
 
 // gompcore_queue_get_abort gives up a queue_get in progress.
 //
 //export gompcore_queue_get_abort
-func gompcore_queue_get_abort(h C.int64_t, st *C.gomp_qget) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	q, err := queue.Lookup(int64(h))
-	if err != nil {
-		return qcode(err)
-	}
-	s := getState(st)
-	q.AbortGet(&s)
-	saveGet(st, s)
-	return 0
+func gompcore_queue_get_abort(h C.int64_t, st *C.gomp_qget) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		s := getState(st)
+		q.AbortGet(&s)
+		saveGet(st, s)
+		return 0, nil
+	})
 }
 
 // gompcore_queue_stat returns one of the GOMP_QSTAT_* figures.
 //
 //export gompcore_queue_stat
-func gompcore_queue_stat(h, what C.int64_t) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	q, err := queue.Lookup(int64(h))
-	if err != nil {
-		return qcode(err)
-	}
-	r := q.Ring()
-	b := func(v bool) C.int64_t {
-		if v {
-			return 1
+func gompcore_queue_stat(h, what C.int64_t) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		r := q.Ring()
+		switch what {
+		case C.GOMP_QSTAT_QSIZE:
+			return C.int64_t(r.Qsize()), nil
+		case C.GOMP_QSTAT_EMPTY:
+			return boolResult(q.Empty()), nil
+		case C.GOMP_QSTAT_FULL:
+			return boolResult(r.Full()), nil
+		case C.GOMP_QSTAT_PENDING:
+			return C.int64_t(q.Pending()), nil
+		case C.GOMP_QSTAT_UNFINISHED:
+			return C.int64_t(r.Unfinished()), nil
+		case C.GOMP_QSTAT_CAPACITY:
+			return C.int64_t(r.Capacity()), nil
+		case C.GOMP_QSTAT_MAXSIZE:
+			return C.int64_t(r.Maxsize()), nil
+		case C.GOMP_QSTAT_FLAGS:
+			return C.int64_t(r.Flags()), nil
 		}
-		return 0
-	}
-	switch what {
-	case C.GOMP_QSTAT_QSIZE:
-		return C.int64_t(r.Qsize())
-	case C.GOMP_QSTAT_EMPTY:
-		return b(q.Empty())
-	case C.GOMP_QSTAT_FULL:
-		return b(r.Full())
-	case C.GOMP_QSTAT_PENDING:
-		return C.int64_t(q.Pending())
-	case C.GOMP_QSTAT_UNFINISHED:
-		return C.int64_t(r.Unfinished())
-	case C.GOMP_QSTAT_CAPACITY:
-		return C.int64_t(r.Capacity())
-	case C.GOMP_QSTAT_MAXSIZE:
-		return C.int64_t(r.Maxsize())
-	case C.GOMP_QSTAT_FLAGS:
-		return C.int64_t(r.Flags())
-	}
-	return qcode(errors.New("queue_stat: unknown figure"))
+		return 0, errors.New("queue_stat: unknown figure")
+	})
 }
 
 // gompcore_queue_flush waits until this process's overflow of h is in the
 // ring: 0, or GOMP_EAGAIN at the end of the slice.
 //
 //export gompcore_queue_flush
-func gompcore_queue_flush(h C.int64_t, sliceMs C.int) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	q, err := queue.Lookup(int64(h))
-	if err != nil {
-		return qcode(err)
-	}
-	return qcode(q.Flush(queueSlice(sliceMs)))
+func gompcore_queue_flush(h C.int64_t, sliceMs C.int) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		return 0, q.Flush(queueSlice(sliceMs))
+	})
 }
 
 // gompcore_queue_flush_all waits until the overflow of every queue of this
@@ -238,41 +226,29 @@ func gompcore_queue_flush_all(sliceMs C.int) (ret C.int64_t) {
 // gompcore_queue_cancel_join makes the exit not wait for h's overflow.
 //
 //export gompcore_queue_cancel_join
-func gompcore_queue_cancel_join(h C.int64_t) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	q, err := queue.Lookup(int64(h))
-	if err != nil {
-		return qcode(err)
-	}
-	q.CancelJoin()
-	return 0
+func gompcore_queue_cancel_join(h C.int64_t) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		q.CancelJoin()
+		return 0, nil
+	})
 }
 
 // gompcore_queue_task_done marks a task done: 0, or 1 when there was none.
 //
 //export gompcore_queue_task_done
-func gompcore_queue_task_done(h C.int64_t) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	q, err := queue.Lookup(int64(h))
-	if err != nil {
-		return qcode(err)
-	}
-	if errors.Is(q.Ring().TaskDone(), queue.ErrTooManyTaskDone) {
-		return 1
-	}
-	return 0
+func gompcore_queue_task_done(h C.int64_t) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		return boolResult(errors.Is(q.Ring().TaskDone(), queue.ErrTooManyTaskDone)), nil
+	})
 }
 
 // gompcore_queue_join waits until every task is done: 0, or GOMP_EAGAIN.
 //
 //export gompcore_queue_join
-func gompcore_queue_join(h C.int64_t, sliceMs C.int) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	q, err := queue.Lookup(int64(h))
-	if err != nil {
-		return qcode(err)
-	}
-	return qcode(q.Ring().Join(queueSlice(sliceMs)))
+func gompcore_queue_join(h C.int64_t, sliceMs C.int) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		return 0, q.Ring().Join(queueSlice(sliceMs))
+	})
 }
 
 // gompcore_queue_watch returns the queue's eventfd (this handle's copy),
@@ -280,58 +256,41 @@ func gompcore_queue_join(h C.int64_t, sliceMs C.int) (ret C.int64_t) {
 // watcher (see gomp/queue/watch.go).
 //
 //export gompcore_queue_watch
-func gompcore_queue_watch(h C.int64_t) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	q, err := queue.Lookup(int64(h))
-	if err != nil {
-		return qcode(err)
-	}
-	fd, err := q.Watch()
-	if err != nil {
-		return qcode(err)
-	}
-	return C.int64_t(fd)
+func gompcore_queue_watch(h C.int64_t) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		fd, err := q.Watch()
+		return C.int64_t(fd), err
+	})
 }
 
 // gompcore_queue_unwatch uncounts h as a watcher (the eventfd stays open).
 //
 //export gompcore_queue_unwatch
-func gompcore_queue_unwatch(h C.int64_t) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	q, err := queue.Lookup(int64(h))
-	if err != nil {
-		return qcode(err)
-	}
-	q.Unwatch()
-	return 0
+func gompcore_queue_unwatch(h C.int64_t) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		q.Unwatch()
+		return 0, nil
+	})
 }
 
 // gompcore_queue_poll waits until the ring holds a record: 1, or
 // GOMP_EAGAIN when the slice ended first.
 //
 //export gompcore_queue_poll
-func gompcore_queue_poll(h C.int64_t, sliceMs C.int) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	q, err := queue.Lookup(int64(h))
-	if err != nil {
-		return qcode(err)
-	}
-	if _, err := q.Poll(queueSlice(sliceMs)); err != nil {
-		return qcode(err)
-	}
-	return 1
+func gompcore_queue_poll(h C.int64_t, sliceMs C.int) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		_, err := q.Poll(queueSlice(sliceMs))
+		return 1, err
+	})
 }
 
 // gompcore_queue_discard gives the queue up in this process: its overflow is
 // dropped and the exit does not wait for it.
 //
 //export gompcore_queue_discard
-func gompcore_queue_discard(h C.int64_t) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	q, err := queue.Lookup(int64(h))
-	if err != nil {
-		return qcode(err)
-	}
-	q.Discard()
-	return 0
+func gompcore_queue_discard(h C.int64_t) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		q.Discard()
+		return 0, nil
+	})
 }

@@ -5,11 +5,11 @@ package main
 */
 import "C"
 
-import "github.com/gomp-dev/gomp/gomp/semlock"
+import "github.com/gomp-dev/gomp/gomp/owner"
 
 // The Go part of the locks of pybind/ext/sync.c: whether the owner of a lock
-// is still alive (gomp/semlock). Everything else about the locks is C (see
-// that file for why).
+// is still alive (gomp/owner). Everything else about the locks is C (see
+// ARCHITECTURE.md, "What lives in C and what in Go").
 
 // gompcore_owner_alive reports (1 or 0) whether the lock owner id may still
 // be running.
@@ -17,7 +17,7 @@ import "github.com/gomp-dev/gomp/gomp/semlock"
 //export gompcore_owner_alive
 func gompcore_owner_alive(id C.uint32_t) (ret C.int64_t) {
 	defer recoverPanic(&ret)
-	if semlock.Alive(uint32(id)) {
+	if owner.Alive(uint32(id)) {
 		return 1
 	}
 	return 0

@@ -58,6 +58,33 @@ def test_go_panic_becomes_runtime_error():
     assert _gomp._selftest(3) > 0  # the core still works after a recovered panic
 
 
+def test_error_text_belongs_to_its_call():
+    # Two threads failing at once in the core (the GIL is released around the
+    # call) each get the text of their own error, never the other's.
+    import threading
+
+    mixed = []
+    start = threading.Barrier(2)
+
+    def fail(what):
+        start.wait()
+        for _ in range(3000):
+            try:
+                _gomp._selftest(what)
+            except RuntimeError as e:
+                if not str(e).endswith("selftest error %d" % what):
+                    mixed.append(str(e))
+            else:
+                mixed.append("no error")
+
+    threads = [threading.Thread(target=fail, args=(w,)) for w in (1001, 1002)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert mixed == []
+
+
 def test_errno_mapping():
     r, w = os.pipe()
     os.close(r)

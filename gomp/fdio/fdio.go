@@ -28,13 +28,15 @@ var ErrAgain = errors.New("operation not complete yet")
 // ErrEOF reports that the peer closed its end: a read returned 0 bytes.
 var ErrEOF = errors.New("end of file")
 
-// noWait reports whether the kernel honours RWF_NOWAIT for this errno;
-// EOPNOTSUPP (ttys, some character devices) and EINVAL (kernels before 4.14)
-// mean the descriptor needs poll followed by a plain read or write.
-func unsupported(e unix.Errno) bool { return e == unix.EOPNOTSUPP || e == unix.EINVAL }
+// noWaitUnsupported reports whether a preadv2/pwritev2 failed with e because
+// RWF_NOWAIT is not supported: EOPNOTSUPP (ttys, some character devices) and
+// EINVAL (kernels before 4.14) mean the descriptor needs poll followed by a
+// plain read or write.
+func noWaitUnsupported(e unix.Errno) bool { return e == unix.EOPNOTSUPP || e == unix.EINVAL }
 
 // readNoWait reads into p without blocking. It returns unix.EAGAIN when no
-// byte is available and errFallback when RWF_NOWAIT is not supported.
+// byte is available, and EOPNOTSUPP or EINVAL when RWF_NOWAIT is not
+// supported (see noWaitUnsupported).
 func readNoWait(fd int, p []byte) (int, error) {
 	iov := unix.Iovec{Base: &p[0]}
 	iov.SetLen(len(p))
@@ -147,21 +149,25 @@ func mayBlockWhenReady(fd int) bool {
 	return m == unix.S_IFREG || m == unix.S_IFBLK
 }
 
-// ReadFull reads into p[*done:] until p is full. *done is advanced by every
-// byte read, also when an error is returned.
-func ReadFull(fd int, p []byte, done *int64, d Deadline) error {
+// transfer is the loop of ReadFull and WriteFull: step moves bytes from
+// position *done (without blocking, or with blocking after a poll where
+// RWF_NOWAIT does not apply), and the loop waits for events on fd between
+// attempts until total bytes are done. With eof, a step that moves 0 bytes
+// means the peer closed its end.
+func transfer(fd int, events int16, total int64, done *int64, d Deadline, eof bool,
+	step func(blocking bool) (int, error)) error {
 	ready := false
-	for *done < int64(len(p)) {
-		n, err := readNoWait(fd, p[*done:])
-		if e, ok := err.(unix.Errno); ok && (unsupported(e) || (e == unix.EAGAIN && ready && mayBlockWhenReady(fd))) {
-			if err = wait(fd, unix.POLLIN, d); err != nil {
+	for *done < total {
+		n, err := step(false)
+		if e, ok := err.(unix.Errno); ok && (noWaitUnsupported(e) || (e == unix.EAGAIN && ready && mayBlockWhenReady(fd))) {
+			if err = wait(fd, events, d); err != nil {
 				return err
 			}
-			n, err = readBlocking(fd, p[*done:])
+			n, err = step(true)
 		}
 		switch {
 		case err == unix.EAGAIN:
-			if err = wait(fd, unix.POLLIN, d); err != nil {
+			if err = wait(fd, events, d); err != nil {
 				return err
 			}
 			ready = true
@@ -169,7 +175,7 @@ func ReadFull(fd int, p []byte, done *int64, d Deadline) error {
 			return ErrAgain
 		case err != nil:
 			return err
-		case n == 0:
+		case n == 0 && eof:
 			return ErrEOF
 		default:
 			*done += int64(n)
@@ -177,6 +183,17 @@ func ReadFull(fd int, p []byte, done *int64, d Deadline) error {
 		}
 	}
 	return nil
+}
+
+// ReadFull reads into p[*done:] until p is full. *done is advanced by every
+// byte read, also when an error is returned.
+func ReadFull(fd int, p []byte, done *int64, d Deadline) error {
+	return transfer(fd, unix.POLLIN, int64(len(p)), done, d, true, func(blocking bool) (int, error) {
+		if blocking {
+			return readBlocking(fd, p[*done:])
+		}
+		return readNoWait(fd, p[*done:])
+	})
 }
 
 // Header is the progress of reading a frame header.
@@ -203,37 +220,18 @@ func ReadHeader(fd int, h *Header, d Deadline) (int64, error) {
 // of the two together, until both are written.
 func WriteFull(fd int, head, body []byte, done *int64, d Deadline) error {
 	total := int64(len(head) + len(body))
-	ready := false
-	for *done < total {
+	return transfer(fd, unix.POLLOUT, total, done, d, false, func(blocking bool) (int, error) {
 		a, b := head, body
 		if *done < int64(len(a)) {
 			a = a[*done:]
 		} else {
 			a, b = nil, b[*done-int64(len(head)):]
 		}
-		n, err := writeNoWait(fd, a, b)
-		if e, ok := err.(unix.Errno); ok && (unsupported(e) || (e == unix.EAGAIN && ready && mayBlockWhenReady(fd))) {
-			if err = wait(fd, unix.POLLOUT, d); err != nil {
-				return err
-			}
-			n, err = writeBlocking(fd, a, b)
+		if blocking {
+			return writeBlocking(fd, a, b)
 		}
-		switch {
-		case err == unix.EAGAIN:
-			if err = wait(fd, unix.POLLOUT, d); err != nil {
-				return err
-			}
-			ready = true
-		case err == unix.EINTR:
-			return ErrAgain
-		case err != nil:
-			return err
-		default:
-			*done += int64(n)
-			ready = false
-		}
-	}
-	return nil
+		return writeNoWait(fd, a, b)
+	})
 }
 
 // Poll waits until one of fds is ready for its events or the deadline passes,

@@ -2,6 +2,10 @@
 // processes (MAP_SHARED mappings). The operations are the kernel's shared
 // futexes (no FUTEX_PRIVATE_FLAG), so waiters in different processes that map
 // the same page are woken by each other.
+//
+// It is the Go side's one futex layer, used by the queue rings (gomp/queue);
+// the C side's is in pybind/ext/sync.c, for the locks. The two never wait on
+// each other's words (ARCHITECTURE.md, "What lives in C and what in Go").
 package futex
 
 import (

@@ -1,18 +1,15 @@
 package queue
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/gomp-dev/gomp/gomp/futex"
-	"golang.org/x/sys/unix"
+	"github.com/gomp-dev/gomp/gomp/owner"
 )
 
 // ErrAgain reports that the caller's slice (or deadline) ended first; the
@@ -77,63 +74,32 @@ func (d *deadline) left() time.Duration {
 	return l
 }
 
-// procStart returns the start time (field 22 of /proc/pid/stat, clock ticks
-// since boot) of process pid, whether it is a zombie, and whether it exists.
-func procStart(pid uint32) (start uint64, zombie, exists bool) {
-	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/stat")
-	if err != nil {
-		return 0, false, !os.IsNotExist(err)
-	}
-	// The fields follow the last ')' (the command name may contain one).
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false, true
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) > 0 && (f[0] == "Z" || f[0] == "X") {
-		zombie = true
-	}
-	if len(f) > 19 {
-		start, _ = strconv.ParseUint(f[19], 10, 64)
-	}
-	return start, zombie, true
-}
-
-// myTag identifies this process as a lock owner beyond its pid: the pid and
-// the low bits of its start time, so that a recycled pid is not taken for
-// the owner that died (see ownerAlive).
-var myTag = func() uint64 {
-	st, _, _ := procStart(myPid)
-	return uint64(myPid)<<32 | uint64(uint32(st))
-}()
+// myTag identifies this process as a lock owner beyond its pid: its owner
+// id (gomp/owner: the pid and the low bits of its start time), so that a
+// recycled pid is not taken for the owner that died (see ownerAlive).
+var myTag = uint64(owner.Self())
 
 // Each lock word has a 64-bit owner tag 16 bytes after it (see the layout in
-// ring.go), set by the owner after taking the lock and cleared before
-// releasing it.
+// ring.go): the owner's id (gomp/owner), set by the owner after taking the
+// lock and cleared before releasing it. The lock word itself holds the pid
+// only (with the waiters bit), so that tests can pose as another pid.
 func tagOf(w *uint32) *uint64 {
 	return (*uint64)(unsafe.Pointer(uintptr(unsafe.Pointer(w)) + 16))
 }
 
 // ownerAlive tells whether the owner pid of lock word w lives: the process
-// exists, is not a zombie, and, when its tag is there, started when the
-// owner did (else the pid was recycled after the owner died).
+// exists, is not a zombie, and, when its tag is there, is the process that
+// took the lock (else the pid was recycled after the owner died).
 func ownerAlive(w *uint32, pid uint32) bool {
 	if pid == 0 || pid == myPid {
 		return true
 	}
-	if err := unix.Kill(int(pid), 0); err == unix.ESRCH {
-		return false
-	}
-	start, zombie, exists := procStart(pid)
-	if !exists || zombie {
-		return false
-	}
-	if w != nil && start != 0 {
-		if tag := atomic.LoadUint64(tagOf(w)); uint32(tag>>32) == pid && uint32(tag) != uint32(start) {
-			return false
+	if w != nil {
+		if tag := uint32(atomic.LoadUint64(tagOf(w))); tag != 0 && tag&owner.PidMask == pid {
+			return owner.Alive(tag)
 		}
 	}
-	return true
+	return owner.PidAlive(int(pid))
 }
 
 // pidAlive tells whether process pid exists and is not a zombie.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomp-dev/gomp/gomp/owner"
 	"golang.org/x/sys/unix"
 )
 
@@ -628,21 +629,21 @@ func TestRecycledPidIsNotTheOwner(t *testing.T) {
 	q, _ := newTestQueue(t, 4096, 0, 0)
 	put(t, q, []byte("x"))
 	other := uint32(os.Getppid()) // a live process that is not this one
-	start, _, ok := procStart(other)
-	if !ok || start == 0 {
+	st, err := owner.ReadStat(int(other))
+	if err != nil {
 		t.Skip("cannot read the parent's start time")
 	}
 	// The lock is held by a live process that is the owner (its tag
 	// matches): a get that does not wait finds it busy.
 	atomic.StoreUint32(q.r.clock(), other)
-	atomic.StoreUint64(tagOf(q.r.clock()), uint64(other)<<32|uint64(uint32(start)))
+	atomic.StoreUint64(tagOf(q.r.clock()), uint64(owner.ID(int(other), st.StartTime)))
 	time.Sleep(3 * quickCheckEvery)
 	if _, err := get(q, 0); err != ErrAgain {
 		t.Fatalf("get from a queue whose consumer lock a live owner holds = %v", err)
 	}
 	// The owner died and its pid now belongs to a process started later:
 	// the lock is taken over.
-	atomic.StoreUint64(tagOf(q.r.clock()), uint64(other)<<32|uint64(uint32(start)+1))
+	atomic.StoreUint64(tagOf(q.r.clock()), uint64(owner.ID(int(other), st.StartTime+1)))
 	if b := mustGet(t, q, time.Second); string(b) != "x" {
 		t.Fatalf("got %q", b)
 	}

@@ -30,12 +30,11 @@
 //
 // Producers serialize on plock, consumers on clock: one producer and one
 // consumer never contend. A lock word holds the owner's pid (and a waiters
-// bit), and an owner tag next to it the pid and start time of the owner. A
-// process killed while it holds a lock is detected by the waiters (the pid
-// is gone, a zombie, or was recycled by a process started later) and the
-// lock is taken over: positions are
-// only published once a record is complete, so the ring is consistent at
-// every instant. A producer that dies in the middle of a streamed item
+// bit), and an owner tag next to it the owner's id (gomp/owner: pid and
+// start-time tag). A process killed while it holds a lock is detected by the
+// waiters (the pid is gone, a zombie, or was recycled by a process started
+// later) and the lock is taken over: positions are only published once a
+// record is complete, so the ring is consistent at every instant. A producer that dies in the middle of a streamed item
 // leaves its fragments behind; whoever takes the producer lock next appends
 // an ABORT record, and a consumer that was assembling the item drops it. A
 // consumer that dies in the middle of a streamed item leaves the rest of its
@@ -54,8 +53,9 @@
 // them once that much is free (a quarter of the ring for bytes, any progress
 // for a slot), so that a consumer does not pay a futex call per item while a
 // producer's overflow trails it. A sleeper also writes its pid in a slot, so
-// that one killed in its sleep can be uncounted (see sleepers). Every wait is bounded by the caller's slice, so even a wake-up
-// lost to a killed process costs at most one slice.
+// that one killed in its sleep can be uncounted (see sleepers). Every wait is
+// bounded by the caller's slice, so even a wake-up lost to a killed process
+// costs at most one slice.
 package queue
 
 import (
@@ -70,7 +70,7 @@ import (
 
 const (
 	magicValue    = 0x716d6f67 // "gomq"
-	layoutVer     = 3
+	layoutVer     = 4          // 4: owner tags are gomp/owner ids
 	headerSize    = 4096
 	recHdr        = 8
 	minCapacity   = 4096

@@ -104,22 +104,29 @@ func (r *Ring) level() {
 		unix.Read(r.efd, b[:])
 		atomic.StoreUint32(rw, readyArmed)
 	}
-	if r.Empty() {
-		if atomic.LoadUint32(rw) == readySet {
-			unix.Read(r.efd, b[:]) // EAGAIN only if the counter was 0 already
-			atomic.StoreUint32(rw, readyArmed)
-		}
-		// A producer that loaded "set" before the store above published
-		// before it: look again.
+	for {
 		if r.Empty() {
-			unlock(w)
-			return
+			if atomic.LoadUint32(rw) == readySet {
+				unix.Read(r.efd, b[:]) // EAGAIN only if the counter was 0 already
+				atomic.StoreUint32(rw, readyArmed)
+			}
+			// A producer that loaded "set" before the store above published
+			// before it: look again.
+			if r.Empty() {
+				break
+			}
 		}
-	}
-	if atomic.LoadUint32(rw) == readyArmed {
-		// Cannot fail: the counter is 0 (armed), far from its maximum.
-		unix.Write(r.efd, one[:])
-		atomic.StoreUint32(rw, readySet)
+		if atomic.LoadUint32(rw) == readyArmed {
+			// Cannot fail: the counter is 0 (armed), far from its maximum.
+			unix.Write(r.efd, one[:])
+			atomic.StoreUint32(rw, readySet)
+		}
+		// A consumer that took the last record while this was setting may
+		// have found the state still armed and left the reset to us: look
+		// again, so that the eventfd is not left readable with the ring empty.
+		if !r.Empty() {
+			break
+		}
 	}
 	unlock(w)
 }

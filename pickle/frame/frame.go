@@ -3,6 +3,11 @@
 // 4-byte big-endian signed integer; a message longer than 0x7fffffff bytes is
 // announced by the 4-byte value -1 followed by its length as an 8-byte
 // big-endian unsigned integer.
+//
+// The directory is pickle/ because frames carry pickles, but Go never reads
+// or writes a pickle: Python pickles and unpickles, the core moves the bytes
+// (which is why no Go pickle library, such as gopickle, is used). The format
+// is specified in ARCHITECTURE.md, "Connection frame".
 package frame
 
 import (

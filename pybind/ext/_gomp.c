@@ -10,15 +10,18 @@
  *    that parks a goroutine, uses a timer or collects garbage hangs). So a
  *    forked child marks the table stale (pthread_atfork) and its first call
  *    loads a fresh copy of the library from a new inode (a memfd), which
- *    brings up a new runtime. See ../shared/ARCHITECTURE.md, "Fork", for the
- *    measurements and the pitfalls handled in core_load().
+ *    brings up a new runtime. See ARCHITECTURE.md, "Fork", for the
+ *    measurements and the pitfalls handled in gomp_core_load().
  *  - Calls that may block release the GIL and wait in slices of at most
- *    SLICE_MS, running Python signal handlers between slices, so Ctrl-C
- *    interrupts them. The core keeps no state between slices: progress lives
- *    in the caller's variables here.
+ *    GOMP_SLICE_MS, running Python signal handlers between slices, so Ctrl-C
+ *    interrupts them (helpers.c). The core keeps no state between slices:
+ *    progress lives in the caller's variables.
  *
- * Split across files: this one holds the loader, the wait loop and the error
- * mapping; conn.c holds the connection functions. */
+ * Split across files (ARCHITECTURE.md, "The extension's files"): this one
+ * holds the loader and the module; helpers.c the shared helpers (arguments,
+ * errors, deadlines, the wait loop); conn.c the connection functions;
+ * queue.c the queues; sync.c the locks and semaphores; proc.c process
+ * supervision; spawn.c process start. */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -196,7 +199,8 @@ int gomp_core_load(void)
         if (err != NULL && strstr(err, "static TLS") != NULL)
             return core_fail("dlopen (each forked generation that uses gomp loads its own Go "
                              "runtime, and glibc's static TLS space holds about 200; raise it with "
-                             "GLIBC_TUNABLES=glibc.rtld.optional_static_tls=8192)", err);
+                             "GLIBC_TUNABLES=glibc.rtld.optional_static_tls=8192)",
+                             err);
         return core_fail("dlopen", err);
     }
 
@@ -234,164 +238,6 @@ long gomp_core_generation(void)
 int gomp_core_current(long gen)
 {
     return core_loaded && !core_stale && gen == core_generation;
-}
-
-/* ---- errors ---------------------------------------------------------------------------- */
-
-PyObject *gomp_set_error(int64_t r)
-{
-    char text[4096];
-    if (r < 0 && r > -4096) {
-        errno = (int)-r;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    switch (r) {
-    case GOMP_EEOF:
-        PyErr_SetNone(PyExc_EOFError);
-        return NULL;
-    case GOMP_EBADLEN:
-        PyErr_SetString(PyExc_OSError, "bad message length");
-        return NULL;
-    case GOMP_EPANIC:
-    case GOMP_EOTHER:
-        gomp_core.last_error(text, sizeof text);
-        PyErr_Format(PyExc_RuntimeError, "gomp core %s: %s", r == GOMP_EPANIC ? "panic" : "error",
-                     text);
-        return NULL;
-    }
-    PyErr_Format(PyExc_SystemError, "gomp core: unexpected result %lld", (long long)r);
-    return NULL;
-}
-
-/* ---- interruptible waits --------------------------------------------------------------- */
-
-static double now_monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-int gomp_deadline_init(gomp_deadline *d, PyObject *timeout)
-{
-    d->infinite = 1;
-    d->end = 0;
-    if (timeout == NULL || timeout == Py_None)
-        return 0;
-    double t = PyFloat_AsDouble(timeout);
-    if (t == -1.0 && PyErr_Occurred())
-        return -1;
-    d->infinite = 0;
-    d->end = now_monotonic() + (t > 0 ? t : 0);
-    return 0;
-}
-
-void gomp_deadline_set(gomp_deadline *d, double seconds)
-{
-    d->infinite = seconds < 0;
-    d->end = now_monotonic() + (seconds > 0 ? seconds : 0);
-}
-
-/* The length of the next slice in ms (1..SLICE_MS), or 0 once the deadline passed. */
-static int slice_ms(const gomp_deadline *d)
-{
-    if (d->infinite)
-        return GOMP_SLICE_MS;
-    double rem = d->end - now_monotonic();
-    if (rem <= 0)
-        return 0;
-    double ms = rem * 1000.0;
-    if (ms >= GOMP_SLICE_MS)
-        return GOMP_SLICE_MS;
-    return ms < 1 ? 1 : (int)(ms + 0.999);
-}
-
-int64_t gomp_run(gomp_step step, void *ctx, gomp_deadline *d, int try_with_gil)
-{
-    int64_t r;
-    int tried = 0;
-    if (try_with_gil) {
-        /* What the kernel can do at once, without a round trip through the GIL. */
-        r = step(ctx, 0);
-        if (r != GOMP_EAGAIN)
-            return r;
-        tried = 1;
-    }
-    for (;;) {
-        int ms = slice_ms(d);
-        if (ms == 0 && tried)
-            return GOMP_TIMEDOUT;
-        Py_BEGIN_ALLOW_THREADS
-        r = step(ctx, ms);
-        Py_END_ALLOW_THREADS
-        tried = 1;
-        if (r != GOMP_EAGAIN)
-            return r;
-        if (PyErr_CheckSignals() < 0)
-            return GOMP_EPYERR;
-    }
-}
-
-int64_t gomp_run_fd(gomp_step step, void *ctx, int fd, short events, gomp_deadline *d,
-                    int try_with_gil)
-{
-    int64_t r = GOMP_EAGAIN;
-    int tried = 0;
-    if (try_with_gil) {
-        r = step(ctx, 0);
-        if (r != GOMP_EAGAIN)
-            return r;
-        tried = 1;
-    }
-    for (;;) {
-        int ms = slice_ms(d);
-        if (ms == 0 && tried)
-            return GOMP_TIMEDOUT;
-        struct pollfd pfd = {fd, events, 0};
-        int rc, err = 0;
-        Py_BEGIN_ALLOW_THREADS
-        rc = tried ? poll(&pfd, 1, ms) : 1;
-        err = errno;
-        if (rc > 0)
-            r = step(ctx, ms); /* ready: the transfer rarely needs to wait in the core */
-        Py_END_ALLOW_THREADS
-        tried = 1;
-        if (rc < 0 && err != EINTR)
-            return -err;
-        if (rc > 0 && r != GOMP_EAGAIN)
-            return r;
-        if (PyErr_CheckSignals() < 0)
-            return GOMP_EPYERR;
-    }
-}
-
-int gomp_poll_fds(struct pollfd *fds, int n, gomp_deadline *d)
-{
-    int tried = 0;
-    for (;;) {
-        int ms = slice_ms(d);
-        if (ms == 0 && tried)
-            return 0;
-        int rc, err;
-        if (!tried) {
-            rc = poll(fds, n, 0); /* a poll that cannot block: no GIL round trip */
-        } else {
-            Py_BEGIN_ALLOW_THREADS
-            rc = poll(fds, n, ms);
-            Py_END_ALLOW_THREADS
-        }
-        err = errno;
-        tried = 1;
-        if (rc > 0)
-            return rc;
-        if (rc < 0 && err != EINTR) {
-            errno = err;
-            PyErr_SetFromErrno(PyExc_OSError);
-            return -1;
-        }
-        if (PyErr_CheckSignals() < 0)
-            return -1;
-    }
 }
 
 /* ---- module ---------------------------------------------------------------------------- */
@@ -432,13 +278,17 @@ static PyMethodDef methods[] = {
     {"_core_load", m_core_load, METH_NOARGS,
      "_core_load() -> int: load the Go core now if needed; returns its generation."},
     {"_selftest", m_selftest, METH_O,
-     "_selftest(what): exercise the core (1: a Go panic, 2: a Go error, 3: goroutine/GC-heavy work)."},
+     "_selftest(what): exercise the core (1: a Go panic, 2: a Go error, 3: goroutine/GC-heavy "
+     "work)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef moddef = {
-    PyModuleDef_HEAD_INIT, "gomp._gomp",
-    "Binding of gomp's Go core. Private: use the gomp package.", -1, methods,
+    PyModuleDef_HEAD_INIT,
+    "gomp._gomp",
+    "Binding of gomp's Go core. Private: use the gomp package.",
+    -1,
+    methods,
 };
 
 /* Finds the library next to this extension's file, resolved now: the
@@ -471,9 +321,9 @@ PyMODINIT_FUNC PyInit__gomp(void)
         return NULL;
     }
     if (PyModule_AddStringConstant(m, "core_path", core_path) < 0 ||
-        PyModule_AddIntConstant(m, "SLICE_MS", GOMP_SLICE_MS) < 0 ||
-        gomp_conn_init(m) < 0 || gomp_proc_init(m) < 0 || gomp_queue_init(m) < 0 ||
-        gomp_sync_init(m) < 0 || gomp_spawn_init(m) < 0) {
+        PyModule_AddIntConstant(m, "SLICE_MS", GOMP_SLICE_MS) < 0 || gomp_conn_init(m) < 0 ||
+        gomp_proc_init(m) < 0 || gomp_queue_init(m) < 0 || gomp_sync_init(m) < 0 ||
+        gomp_spawn_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -12,19 +12,6 @@
  * length header cannot make us allocate memory that no data backs. */
 #define GROW_START ((Py_ssize_t)64 << 20)
 
-static int fd_arg(PyObject *o, int *fd)
-{
-    long v = PyLong_AsLong(o);
-    if (v == -1 && PyErr_Occurred())
-        return -1;
-    if (v < 0 || v > INT_MAX) {
-        PyErr_SetString(PyExc_ValueError, "invalid handle");
-        return -1;
-    }
-    *fd = (int)v;
-    return 0;
-}
-
 static int ssize_arg(PyObject *o, Py_ssize_t *v, Py_ssize_t if_none)
 {
     if (o == Py_None) {
@@ -35,18 +22,11 @@ static int ssize_arg(PyObject *o, Py_ssize_t *v, Py_ssize_t if_none)
     return (*v == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
-static PyObject *run_error(int64_t r)
-{
-    if (r == GOMP_EPYERR)
-        return NULL;
-    return gomp_set_error(r);
-}
-
 /* ---- send ---------------------------------------------------------------------------- */
 
 /* The one piece of I/O done in C: while the Go core is not loaded in this
  * process (typically a fork child, whose first call would have to bring up a
- * fresh Go runtime: ~2 ms), a small frame is offered to the kernel with one
+ * fresh Go runtime), a small frame is offered to the kernel with one
  * non-blocking writev. If it is taken whole, the child never needed a
  * runtime; otherwise the core is loaded and continues from the bytes already
  * written. Frames up to SMALL_MESSAGE always use the 4-byte header. */
@@ -82,7 +62,7 @@ static PyObject *m_send_bytes(PyObject *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "send_bytes(fd, buf, offset=0, size=None)");
         return NULL;
     }
-    if (fd_arg(args[0], &fd) < 0)
+    if (gomp_fd_arg(args[0], &fd) < 0)
         return NULL;
     if (nargs > 2 && ssize_arg(args[2], &offset, 0) < 0)
         return NULL;
@@ -126,7 +106,7 @@ static PyObject *m_send_bytes(PyObject *self, PyObject *const *args, Py_ssize_t 
         gomp_deadline_set(&d, -1);
         int64_t r = gomp_run_fd(write_step, &w, fd, POLLOUT, &d, size <= SMALL_MESSAGE);
         if (r < 0)
-            run_error(r);
+            gomp_run_error(r);
         else
             result = Py_NewRef(Py_None);
     }
@@ -176,7 +156,7 @@ static int64_t recv_header(int fd)
     if (r == GOMP_EEOF && h.h.got > 0)
         eof_mid_frame();
     else
-        run_error(r);
+        gomp_run_error(r);
     return -1;
 }
 
@@ -192,7 +172,7 @@ static int recv_into(int fd, char *buf, int64_t n)
     if (r == GOMP_EEOF)
         eof_mid_frame();
     else
-        run_error(r);
+        gomp_run_error(r);
     return -1;
 }
 
@@ -214,7 +194,7 @@ static PyObject *recv_payload(int fd, int64_t size)
             if (r == GOMP_EEOF)
                 eof_mid_frame();
             else
-                run_error(r);
+                gomp_run_error(r);
             Py_DECREF(b);
             return NULL;
         }
@@ -236,7 +216,7 @@ static PyObject *m_recv_bytes(PyObject *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "recv_bytes(fd, maxlength=None)");
         return NULL;
     }
-    if (fd_arg(args[0], &fd) < 0 || (nargs > 1 && ssize_arg(args[1], &maxlength, -1) < 0))
+    if (gomp_fd_arg(args[0], &fd) < 0 || (nargs > 1 && ssize_arg(args[1], &maxlength, -1) < 0))
         return NULL;
     if (nargs > 1 && args[1] != Py_None && maxlength < 0) {
         PyErr_SetString(PyExc_ValueError, "negative maxlength");
@@ -265,14 +245,15 @@ static PyObject *m_recv_bytes_into(PyObject *self, PyObject *const *args, Py_ssi
         PyErr_SetString(PyExc_TypeError, "recv_bytes_into(fd, buf, offset=0)");
         return NULL;
     }
-    if (fd_arg(args[0], &fd) < 0 || (nargs > 2 && ssize_arg(args[2], &offset, 0) < 0))
+    if (gomp_fd_arg(args[0], &fd) < 0 || (nargs > 2 && ssize_arg(args[2], &offset, 0) < 0))
         return NULL;
     if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0) {
         if (PyErr_ExceptionMatches(PyExc_BufferError)) {
             PyErr_Clear();
             PyErr_Format(PyExc_TypeError,
                          "recv_bytes_into() argument must be a writable, contiguous "
-                         "bytes-like object, not %.100s", Py_TYPE(args[1])->tp_name);
+                         "bytes-like object, not %.100s",
+                         Py_TYPE(args[1])->tp_name);
         }
         return NULL;
     }
@@ -307,7 +288,7 @@ static PyObject *m_poll(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "poll(fd, timeout=None)");
         return NULL;
     }
-    if (fd_arg(args[0], &fd) < 0 || gomp_deadline_init(&d, nargs > 1 ? args[1] : NULL) < 0)
+    if (gomp_fd_arg(args[0], &fd) < 0 || gomp_deadline_init(&d, nargs > 1 ? args[1] : NULL) < 0)
         return NULL;
     struct pollfd pfd = {fd, POLLIN, 0};
     int r = gomp_poll_fds(&pfd, 1, &d);
@@ -344,7 +325,7 @@ static PyObject *m_wait_readable(PyObject *self, PyObject *const *args, Py_ssize
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         int fd;
-        if (fd_arg(PySequence_Fast_GET_ITEM(seq, i), &fd) < 0)
+        if (gomp_fd_arg(PySequence_Fast_GET_ITEM(seq, i), &fd) < 0)
             goto done;
         fds[i].fd = fd;
         fds[i].events = POLLIN;

@@ -14,13 +14,11 @@
  * a grace period, so a parent that starts and joins children in a loop
  * wakes it a few times per grace period, not once per child.
  *
- * None of this loads the Go core. Measured: a Go runtime in the parent makes
- * every fork() of it slower (+250 us in the parent, +400 us of CPU in the
- * child: the runtime's mappings, threads and pages are copied and torn down
- * with every child), so a program that only starts processes must not pay
- * for one. An earlier design with the reaper in Go made a no-op child 5-15%
- * slower to start and join than with the stdlib; this one is at parity when
- * the parent has no Go runtime and faster when it has one. */
+ * None of this loads the Go core: a Go runtime in the parent makes every
+ * fork() of it slower (its mappings, threads and pages are copied and torn
+ * down with every child), so a program that only starts processes must not
+ * pay for one; an earlier design with the reaper in Go was measurably slower
+ * than the stdlib (ARCHITECTURE.md, "What lives in C and what in Go"). */
 #include "gomp_ext.h"
 
 #include <fcntl.h>
@@ -78,8 +76,8 @@ static int reap(int pidfd, int *status)
  * a child. */
 static pthread_mutex_t rp_mu = PTHREAD_MUTEX_INITIALIZER;
 static int rp_epfd = -1;
-static pid_t rp_self;       /* this process image, for the tokens it issues */
-static uint32_t rp_last;    /* the last token issued here */
+static pid_t rp_self;    /* this process image, for the tokens it issues */
+static uint32_t rp_last; /* the last token issued here */
 static long rp_grace_ns = 100 * 1000 * 1000;
 
 typedef struct {
@@ -380,8 +378,8 @@ static PyObject *m_proc_release(PyObject *self, PyObject *child)
         return PyErr_SetFromErrno(PyExc_OSError);
     pthread_mutex_lock(&rp_mu);
     if (r == 0) { /* running: the reaper will reap it */
-        if (grow((void **)&rp_forgotten, &rp_capforgotten, rp_nforgotten,
-                 sizeof *rp_forgotten) == 0)
+        if (grow((void **)&rp_forgotten, &rp_capforgotten, rp_nforgotten, sizeof *rp_forgotten) ==
+            0)
             rp_forgotten[rp_nforgotten++] = tok;
     } else if (r < 0) { /* gone: the reaper may hold its status */
         take_status(tok, &status);

@@ -62,7 +62,7 @@ static void set_queue_error(const char *name, PyObject **cache)
 
 typedef struct {
     PyObject_HEAD
-    int64_t h;       /* the core's handle, valid while gen is the core's generation */
+    int64_t h; /* the core's handle, valid while gen is the core's generation */
     long gen;
     int fd;          /* the ring's memfd; -1 once closed */
     int simple;      /* SimpleQueue: put waits for room instead of overflowing */
@@ -100,30 +100,6 @@ static int q_ready(QCore *q)
     return 0;
 }
 
-/* The exception being raised, taken (with its traceback) as an object. */
-static PyObject *take_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    if (tb != NULL && v != NULL)
-        PyException_SetTraceback(v, tb);
-    Py_XDECREF(t);
-    Py_XDECREF(tb);
-    return v;
-#endif
-}
-
-static PyObject *run_error(int64_t r)
-{
-    if (r == GOMP_EPYERR)
-        return NULL;
-    return gomp_set_error(r);
-}
-
 /* ---- type ----------------------------------------------------------------------------- */
 
 /* QueueCore.__init__(capacity, maxsize=0, flags=0, dumps=None, fd=-1,
@@ -135,8 +111,8 @@ static int q_init(QCore *self, PyObject *args, PyObject *kwds)
     long long capacity, maxsize = 0, flags = 0;
     int fd = -1, efd = -1;
     PyObject *dumps = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|LLOii:QueueCore", kwlist, &capacity,
-                                     &maxsize, &flags, &dumps, &fd, &efd))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|LLOii:QueueCore", kwlist, &capacity, &maxsize,
+                                     &flags, &dumps, &fd, &efd))
         return -1;
     if (self->gen != 0) {
         PyErr_SetString(PyExc_RuntimeError, "QueueCore is already initialized");
@@ -347,60 +323,6 @@ static int64_t write_step(void *c, int ms)
     return gomp_core.queue_write(p->h, p->buf, p->n, &p->st, ms);
 }
 
-static int deadline_args(gomp_deadline *d, PyObject *block, PyObject *timeout)
-{
-    int b = block == NULL ? 1 : PyObject_IsTrue(block);
-    if (b < 0)
-        return -1;
-    if (!b) {
-        gomp_deadline_set(d, 0);
-        return 0;
-    }
-    return gomp_deadline_init(d, timeout);
-}
-
-/* Fills out[0..n) from vectorcall arguments (NULL where not given). */
-static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-                      PyObject *kwnames, const char *const *names, int n, int required,
-                      PyObject **out)
-{
-    for (int i = 0; i < n; i++)
-        out[i] = NULL;
-    if (nargs > n) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments (%zd given)", fname, n,
-                     nargs);
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < nargs; i++)
-        out[i] = args[i];
-    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    for (Py_ssize_t k = 0; k < nkw; k++) {
-        const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
-        if (key == NULL)
-            return -1;
-        int j = 0;
-        while (j < n && strcmp(key, names[j]) != 0)
-            j++;
-        if (j == n) {
-            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%s'", fname,
-                         key);
-            return -1;
-        }
-        if (out[j] != NULL) {
-            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
-                         key);
-            return -1;
-        }
-        out[j] = args[nargs + k];
-    }
-    for (int i = 0; i < required; i++)
-        if (out[i] == NULL) {
-            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, names[i]);
-            return -1;
-        }
-    return 0;
-}
-
 static PyObject *closed_error(QCore *self)
 {
     if (self->simple)
@@ -423,7 +345,7 @@ static int64_t put_data(QCore *self, const void *buf, Py_ssize_t n, gomp_deadlin
     else {
         if (self->simple)
             gomp_core.queue_put_abort(self->h, &p.st);
-        run_error(r);
+        gomp_run_error(r);
     }
     return -1;
 }
@@ -433,7 +355,7 @@ static int64_t put_data(QCore *self, const void *buf, Py_ssize_t n, gomp_deadlin
  * the default hook's traceback.print_exc() shows it); the item is dropped. */
 static PyObject *feeder_error(QCore *self, PyObject *obj)
 {
-    PyObject *exc = take_exception();
+    PyObject *exc = gomp_take_exception();
     if (exc == NULL)
         return NULL;
     PyObject *et, *ev, *etb;
@@ -499,10 +421,10 @@ static const char *const get_names[] = {"block", "timeout"};
 static PyObject *q_put(QCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *a[3];
-    if (parse_args("put", args, nargs, kwnames, put_names, 3, 1, a) < 0)
+    if (gomp_parse_args("put", args, nargs, kwnames, put_names, 3, 1, a) < 0)
         return NULL;
     gomp_deadline d;
-    if (deadline_args(&d, a[1], a[2]) < 0)
+    if (gomp_deadline_block(&d, a[1], a[2]) < 0)
         return NULL;
     return put_obj(self, a[0], &d);
 }
@@ -573,7 +495,7 @@ static PyObject *q_take(QCore *self, gomp_deadline *d, int decode, int report)
                 PyErr_SetString(PyExc_OSError, "the item being received was cut short: its "
                                                "producer died while putting it");
             else
-                run_error(r);
+                gomp_run_error(r);
             return NULL;
         }
         if (r <= g.cap) {
@@ -621,10 +543,10 @@ static PyObject *get_obj(QCore *self, gomp_deadline *d)
 static PyObject *q_get(QCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *a[2];
-    if (parse_args("get", args, nargs, kwnames, get_names, 2, 0, a) < 0)
+    if (gomp_parse_args("get", args, nargs, kwnames, get_names, 2, 0, a) < 0)
         return NULL;
     gomp_deadline d;
-    if (deadline_args(&d, a[0], a[1]) < 0)
+    if (gomp_deadline_block(&d, a[0], a[1]) < 0)
         return NULL;
     return get_obj(self, &d);
 }
@@ -652,7 +574,7 @@ static PyObject *q_get_raw(QCore *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "get_bytes(block=True, timeout=None)");
         return NULL;
     }
-    if (deadline_args(&d, nargs > 0 ? args[0] : NULL, nargs > 1 ? args[1] : NULL) < 0)
+    if (gomp_deadline_block(&d, nargs > 0 ? args[0] : NULL, nargs > 1 ? args[1] : NULL) < 0)
         return NULL;
     if (q_ready(self) < 0)
         return NULL;
@@ -719,7 +641,7 @@ static PyObject *q_poll(QCore *self, PyObject *const *args, Py_ssize_t nargs)
     if (r == GOMP_TIMEDOUT)
         Py_RETURN_FALSE;
     if (r < 0)
-        return run_error(r);
+        return gomp_run_error(r);
     Py_RETURN_TRUE;
 }
 
@@ -778,7 +700,7 @@ static PyObject *q_put_raw(QCore *self, PyObject *arg)
     if (r < 0) {
         if (self->simple)
             gomp_core.queue_put_abort(self->h, &p.st);
-        return run_error(r);
+        return gomp_run_error(r);
     }
     return PyLong_FromLongLong(r);
 }
@@ -851,7 +773,7 @@ static PyObject *run_wait(wait_ctx *w, PyObject *timeout)
     if (r == GOMP_TIMEDOUT)
         Py_RETURN_FALSE;
     if (r < 0)
-        return run_error(r);
+        return gomp_run_error(r);
     Py_RETURN_TRUE;
 }
 
@@ -969,31 +891,34 @@ static int flag_set(QCore *self, PyObject *v, void *which)
     return 0;
 }
 
+/* A list of initializers, one a line. */
+/* clang-format off */
 #define PRIVATE_METHODS                                                                            \
     {"_get_bytes", (PyCFunction)(void (*)(void))q_get_raw, METH_FASTCALL,                          \
      "_get_bytes(block=True, timeout=None) -> the next item's pickle."},                           \
-        {"_put_bytes", (PyCFunction)q_put_raw, METH_O, "_put_bytes(data): put an item pickled."},  \
-        {"_stat", (PyCFunction)q_stat, METH_O, "_stat(what) -> one of the core's figures."},        \
-        {"_flush", (PyCFunction)(void (*)(void))q_flush, METH_FASTCALL,                            \
-         "_flush(timeout=None) -> bool: wait until this process's overflow is in the ring."},      \
-        {"_join_tasks", (PyCFunction)(void (*)(void))q_join, METH_FASTCALL,                        \
-         "_join_tasks(timeout=None) -> bool: wait until every task is done."},                     \
-        {"_task_done", (PyCFunction)q_task_done, METH_NOARGS, "Mark one task done."},              \
-        {"_cancel_join", (PyCFunction)q_cancel_join, METH_NOARGS,                                  \
-         "Do not wait for this queue's overflow at exit."},                                        \
-        {"_close_ring", (PyCFunction)q_close, METH_NOARGS, "Close the ring's memfd."},             \
-        {"_fileno", (PyCFunction)q_fileno, METH_NOARGS, "The ring's memfd."},                      \
-        {"_eventfd", (PyCFunction)q_eventfd, METH_NOARGS, "The queue's readiness eventfd."},       \
-        {"_ring_closed", (PyCFunction)q_ring_closed, METH_NOARGS, "Whether the memfd is closed."},   \
-        {"_recv", (PyCFunction)(void (*)(void))q_recv, METH_FASTCALL,                              \
-         "_recv(decode=True) -> the next item, waiting for it (the reader end's recv)."},         \
-        {"_poll", (PyCFunction)(void (*)(void))q_poll, METH_FASTCALL,                              \
-         "_poll(timeout=0.0) -> bool: whether an item is there, waiting at most timeout."},       \
-        {"_watch", (PyCFunction)q_watch, METH_NOARGS,                                              \
-         "_watch() -> fd readable while the queue holds an item (the queue's eventfd)."},          \
-        {"_unwatch", (PyCFunction)q_unwatch, METH_NOARGS, "Stop counting as a watcher."},        \
-        {"_discard", (PyCFunction)q_discard, METH_NOARGS,                                          \
-         "Give the queue up: drop this process's overflow, do not wait for it at exit."}
+    {"_put_bytes", (PyCFunction)q_put_raw, METH_O, "_put_bytes(data): put an item pickled."},      \
+    {"_stat", (PyCFunction)q_stat, METH_O, "_stat(what) -> one of the core's figures."},           \
+    {"_flush", (PyCFunction)(void (*)(void))q_flush, METH_FASTCALL,                                \
+     "_flush(timeout=None) -> bool: wait until this process's overflow is in the ring."},          \
+    {"_join_tasks", (PyCFunction)(void (*)(void))q_join, METH_FASTCALL,                            \
+     "_join_tasks(timeout=None) -> bool: wait until every task is done."},                         \
+    {"_task_done", (PyCFunction)q_task_done, METH_NOARGS, "Mark one task done."},                  \
+    {"_cancel_join", (PyCFunction)q_cancel_join, METH_NOARGS,                                      \
+     "Do not wait for this queue's overflow at exit."},                                            \
+    {"_close_ring", (PyCFunction)q_close, METH_NOARGS, "Close the ring's memfd."},                 \
+    {"_fileno", (PyCFunction)q_fileno, METH_NOARGS, "The ring's memfd."},                          \
+    {"_eventfd", (PyCFunction)q_eventfd, METH_NOARGS, "The queue's readiness eventfd."},           \
+    {"_ring_closed", (PyCFunction)q_ring_closed, METH_NOARGS, "Whether the memfd is closed."},     \
+    {"_recv", (PyCFunction)(void (*)(void))q_recv, METH_FASTCALL,                                  \
+     "_recv(decode=True) -> the next item, waiting for it (the reader end's recv)."},              \
+    {"_poll", (PyCFunction)(void (*)(void))q_poll, METH_FASTCALL,                                  \
+     "_poll(timeout=0.0) -> bool: whether an item is there, waiting at most timeout."},            \
+    {"_watch", (PyCFunction)q_watch, METH_NOARGS,                                                  \
+     "_watch() -> fd readable while the queue holds an item (the queue's eventfd)."},              \
+    {"_unwatch", (PyCFunction)q_unwatch, METH_NOARGS, "Stop counting as a watcher."},              \
+    {"_discard", (PyCFunction)q_discard, METH_NOARGS,                                              \
+     "Give the queue up: drop this process's overflow, do not wait for it at exit."}
+/* clang-format on */
 
 static PyMethodDef q_methods[] = {
     {"put", (PyCFunction)(void (*)(void))q_put, METH_FASTCALL | METH_KEYWORDS,
@@ -1026,7 +951,11 @@ static PyGetSetDef q_getset[] = {
 };
 
 static PyTypeObject QCoreType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gomp._gomp.QueueCore",
+    /* The macro ends with a comma of its own. */
+    /* clang-format off */
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gomp._gomp.QueueCore",
+    /* clang-format on */
     .tp_basicsize = sizeof(QCore),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Base of gomp.queues.Queue: a queue ring in shared memory (private).",
@@ -1038,7 +967,11 @@ static PyTypeObject QCoreType = {
 };
 
 static PyTypeObject SimpleCoreType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gomp._gomp.SimpleQueueCore",
+    /* The macro ends with a comma of its own. */
+    /* clang-format off */
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gomp._gomp.SimpleQueueCore",
+    /* clang-format on */
     .tp_basicsize = sizeof(QCore),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Base of gomp.queues.SimpleQueue: a queue ring in shared memory (private).",

@@ -8,15 +8,17 @@
  * file in a private directory on /dev/shm that spawn and forkserver children
  * open again by name (see "named semaphores" below).
  *
- * Fast path in C, on purpose. An uncontended acquire+release of the stdlib's
- * lock costs about 46 ns; one call from C into Go costs about 55 ns. So the
- * uncontended acquire and release are done here, each one atomic operation on
- * the shared word. Sleeping and waking are here too (futex(2) in gomp_run
- * slices: GIL released, Ctrl-C checked between slices), because going through
- * the Go runtime made each hand-off between processes about 1 us slower (see
- * "sleeping and waking" below for the measurements). The Go core
- * (gomp/semlock) decides whether the owner of a lock is dead; it is loaded
- * only by a process that has waited for a lock longer than one slice.
+ * Fast path in C, on purpose: an uncontended acquire+release must not cost
+ * more than the stdlib's, and one call from C into Go costs more than that
+ * (ARCHITECTURE.md, "What lives in C and what in Go"). So the uncontended
+ * acquire and release are done here, each one atomic operation on the shared
+ * word. Sleeping and waking are here too (futex(2) in gomp_run slices: GIL
+ * released, Ctrl-C checked between slices), because going through the Go
+ * runtime made each hand-off between processes slower (see "sleeping and
+ * waking" below). The Go core (gomp/owner) decides whether the owner of a
+ * lock is dead; it is loaded only by a process that has waited for a lock
+ * longer than one slice. The word protocols and the layout of the shared
+ * region are specified in ARCHITECTURE.md ("Semaphore region").
  *
  * The two word protocols:
  *
@@ -29,7 +31,7 @@
  *     semaphores share that trait); the state stays correct.
  *   owner-tracked mutex (PROTO_MUTEX, Lock and RLock): a 64-bit word whose
  *     low half is 0 = free, else the owner's id (pid + start-time tag,
- *     gomp/semlock/owner.go), and whose high half counts registered sleepers.
+ *     gomp/owner), and whose high half counts registered sleepers.
  *     Acquire is a CAS of the owner 0 -> id; release swaps in 0 and wakes
  *     one sleeper if any is registered.
  *
@@ -49,6 +51,7 @@
 #define _GNU_SOURCE
 #include "gomp_ext.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -73,8 +76,8 @@ enum { PROTO_SEM = 0, PROTO_MUTEX = 1 };
 #define SEMSHM_SIZE 128
 #define USER_SIZE 64
 
-/* Owner ids (see gomp/semlock/owner.go): pid in bits 0..21, start-time tag in
- * bits 22..30. */
+/* Owner ids (gomp/owner; ARCHITECTURE.md, "Owner ids"): pid in bits 0..21,
+ * start-time tag in bits 22..30. */
 #define PID_BITS 22
 #define PID_MASK ((1u << PID_BITS) - 1)
 #define TAG_MASK 0x1ffu
@@ -83,7 +86,7 @@ enum { PROTO_SEM = 0, PROTO_MUTEX = 1 };
 
 #define SEM_VALUE(w) ((uint32_t)(w))
 #define SEM_WAITERS(w) ((uint32_t)((w) >> 32))
-#define MUTEX_OWNER(w) ((uint32_t)(w) & OWNER_MASK)
+#define MUTEX_OWNER(w) (OWNER_MASK & (uint32_t)(w))
 #define LOW_HALF ((uint64_t)0xffffffffu)
 
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
@@ -99,11 +102,12 @@ typedef struct {
     uint8_t pad0;
     int32_t maxvalue;
     uint32_t pad1;
-    uint64_t pidns;            /* pid namespace (inode) of the creator: owner ids are its pids */
-    _Atomic uint64_t sem;      /* PROTO_SEM word */
-    _Atomic uint64_t mutex;    /* PROTO_MUTEX word */
+    uint64_t pidns;         /* pid namespace (inode) of the creator: owner ids are its pids */
+    _Atomic uint64_t sem;   /* PROTO_SEM word */
+    _Atomic uint64_t mutex; /* PROTO_MUTEX word */
     uint32_t pad2[6];
-    unsigned char user[USER_SIZE]; /* for the Python layer (Barrier state), via the buffer protocol */
+    /* For the Python layer (a Barrier's state), through the buffer protocol. */
+    unsigned char user[USER_SIZE];
 } semshm;
 
 _Static_assert(sizeof(semshm) == SEMSHM_SIZE, "semshm layout");
@@ -147,13 +151,51 @@ static uint64_t read_pidns(void)
     return (uint64_t)st.st_ino;
 }
 
-/* The owner id of this process: its pid and the low bits of its start time
- * (field 22 of /proc/self/stat), as gomp/semlock.OwnerID computes them.
- * NO_OWNER if /proc cannot tell (then this process is never declared dead). */
+/* The owner id of process pid given the contents of its /proc/PID/stat, as
+ * gomp/owner.FromStat computes it (the format and the parser are specified
+ * in ARCHITECTURE.md, "Owner ids"; the test vector
+ * gomp/owner/testdata/stat_vectors.txt checks that both agree): the pid and
+ * the low 9 bits of field 22 (the start time). The fields are counted from
+ * the last ')' (the command name may contain any character); field 3 must
+ * be one character and field 22 a decimal number. NO_OWNER when the
+ * contents do not parse. */
+static uint32_t owner_id_from_stat(long pid, const char *buf)
+{
+    if (pid <= 0 || pid > (long)PID_MASK)
+        return NO_OWNER;
+    const char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return NO_OWNER;
+    p++;
+    const char *f = p;
+    for (int field = 3; field <= 22; field++) {
+        while (*p != 0 && isspace((unsigned char)*p))
+            p++;
+        if (*p == 0)
+            return NO_OWNER;
+        f = p;
+        while (*p != 0 && !isspace((unsigned char)*p))
+            p++;
+        if (field == 3 && p - f != 1)
+            return NO_OWNER;
+    }
+    unsigned long long start = 0;
+    for (const char *q = f; q < p; q++) {
+        if (*q < '0' || *q > '9')
+            return NO_OWNER;
+        unsigned d = (unsigned)(*q - '0');
+        if (start > (ULLONG_MAX - d) / 10)
+            return NO_OWNER;
+        start = start * 10 + d;
+    }
+    return (uint32_t)pid | (uint32_t)(start & TAG_MASK) << PID_BITS;
+}
+
+/* The owner id of this process; NO_OWNER if /proc cannot tell (then this
+ * process is never declared dead). */
 static uint32_t compute_self_id(void)
 {
     char buf[1024];
-    pid_t pid = getpid();
     int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return NO_OWNER;
@@ -162,28 +204,10 @@ static uint32_t compute_self_id(void)
         n = read(fd, buf, sizeof buf - 1);
     while (n < 0 && errno == EINTR);
     close(fd);
-    if (n <= 0 || pid <= 0 || (uint32_t)pid > PID_MASK)
+    if (n <= 0)
         return NO_OWNER;
     buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return NO_OWNER;
-    p++;
-    /* After ')': field 3 (state) is the 1st, field 22 (starttime) the 20th. */
-    for (int field = 3; field < 22; field++) {
-        while (*p == ' ')
-            p++;
-        while (*p && *p != ' ')
-            p++;
-        if (*p == 0)
-            return NO_OWNER;
-    }
-    char *end;
-    errno = 0;
-    unsigned long long start = strtoull(p, &end, 10);
-    if (errno || end == p)
-        return NO_OWNER;
-    return (uint32_t)pid | (uint32_t)(start & TAG_MASK) << PID_BITS;
+    return owner_id_from_stat((long)getpid(), buf);
 }
 
 /* The calling thread's identity for last_tid: what PyThread_get_thread_ident()
@@ -247,8 +271,8 @@ static semshm *shm_map(int fd)
  * be swapped between the check and the use.
  *
  * These few system calls are made here, not in the Go core, on purpose:
- * loading the Go runtime costs 2.5-5 ms and 2.5 MB in a process that would
- * otherwise not need it (measured), and a spawned child that only unpickles a
+ * loading the Go runtime costs milliseconds and megabytes in a process that
+ * would otherwise not need it (ARCHITECTURE.md), and a spawned child that only unpickles a
  * lock, the resource tracker that removes a leaked name, or a fork server
  * whose preloaded __main__ makes a lock (the server must never start Go)
  * would pay it just to open, create or remove a file. */
@@ -315,14 +339,15 @@ static int sem_dir_open(int create, PyObject *name)
             PyErr_Format(PyExc_OSError,
                          "gomp: refusing the semaphore directory %s: it must be owned by uid %u "
                          "with mode 0700 (found owner %u, mode %04o); remove it or fix its "
-                         "permissions", path, (unsigned)uid, (unsigned)st.st_uid,
-                         (unsigned)(st.st_mode & 07777));
+                         "permissions",
+                         path, (unsigned)uid, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
             return -1;
         }
         if (errno == ELOOP || errno == ENOTDIR) {
             PyErr_Format(PyExc_OSError,
                          "gomp: refusing the semaphore directory %s: it is not a directory (a "
-                         "symlink or a file is in its place); remove it", path);
+                         "symlink or a file is in its place); remove it",
+                         path);
             return -1;
         }
         if (errno == ENOENT && !create) {
@@ -337,8 +362,8 @@ static int sem_dir_open(int create, PyObject *name)
         if (mkdir(path, 0700) == 0)
             chmod(path, 0700); /* the umask may have taken bits away */
         else if (errno != EEXIST) {
-            PyErr_Format(PyExc_OSError, "gomp: cannot create the semaphore directory %s: %s",
-                         path, strerror(errno));
+            PyErr_Format(PyExc_OSError, "gomp: cannot create the semaphore directory %s: %s", path,
+                         strerror(errno));
             return -1;
         }
     }
@@ -546,40 +571,24 @@ static inline int try_acquire(SemLockObject *s, uint32_t id)
  *
  * Waits sleep on the shared word with futex(2) (shared futexes: no
  * FUTEX_PRIVATE_FLAG, so waiters in other processes that map the page are
- * woken), in slices run by gomp_run() with the GIL released. Measured on the
- * 2-core VM (tests_py/bench/bench_sync.py cases, each figure the median of 5-7
- * interleaved runs of fresh interpreters):
+ * woken), in slices run by gomp_run() with the GIL released. This is the C
+ * side's one futex layer (the Go side's is gomp/futex). The choices, each
+ * measured (tests_py/bench/NOTES.md, "Locks: sleeping and waking"):
  *
- *  - Sleep and wake here, not in the Go core. A round trip through two
- *    semaphores between two processes (each side waking the other, then
- *    sleeping) took 3.7 us with the stdlib, 6.2 us with the sleep and the
- *    wake in Go, 4.0 us with both here; a Barrier(2) pass 22 / 57 / 28 us.
- *    Every entry of a C thread into an idle Go runtime, and every blocking
- *    system call made from Go, wakes the runtime's sysmon thread, which then
- *    polls every 20 us for about a millisecond (strace: 15,700 nanosleeps for
- *    50,000 round trips): a context switch and CPU time taken from the other
+ *  - Sleep and wake here, not in the Go core: every entry into an idle Go
+ *    runtime wakes its sysmon thread, which then takes CPU from the other
  *    process at each hand-off.
  *  - Sleepers are counted in the high half of the word, for the mutex too
- *    (rather than Drepper's "waiters" bit, which a woken waiter must keep
- *    set and which then costs a needless wake per contended episode): futex
- *    wakes per Barrier(2) pass fell from 3.9 to 2.9 (stdlib: 2.6), the pass
- *    from 25 to 23 us. The price: a sleeper killed while registered leaves
- *    the count raised, and each later release makes one needless wake call
+ *    (rather than a "waiters" bit, which costs a needless wake per contended
+ *    episode). The price: a sleeper killed while registered leaves the
+ *    count raised, and each later release makes one needless wake call
  *    (glibc's semaphores behave the same); correctness is not affected.
- *  - No "a woken waiter is pending" bit to spare wake calls (a release
- *    that finds one pending does not wake another). Tried: two processes
- *    contending for a Lock made 10% fewer wake calls, and took the same time
- *    (928 vs 897 ns per acquire+release pair, medians of 18 runs; the stdlib
- *    1000): the woken waiter runs at once on the other core, clears the bit
- *    and sleeps again, so the next release wakes it anyway.
- *  - No spinning before sleeping. Spinning 200-1000 loads made the round trip
- *    three to five times faster when both processes had a core, but a
- *    Barrier(2) pass 1.2x slower and erratic (9 to 60 us), and gave nothing
- *    to two processes contending for a Lock: on a loaded machine a spinner
- *    takes the CPU that the holder needs.
+ *  - No "a woken waiter is pending" bit: it spared wake calls but no time.
+ *  - No spinning before sleeping: on a loaded machine a spinner takes the
+ *    CPU that the holder needs.
  *
  * What does need judgement, whether the owner of a lock is dead (reading
- * /proc), stays in Go (gomp/semlock) and is asked at most once per slice,
+ * /proc), stays in Go (gomp/owner) and is asked at most once per slice,
  * after the first one: a wait shorter than a slice never loads the Go
  * runtime at all. */
 
@@ -713,34 +722,20 @@ static int64_t mutex_step(void *c, int ms)
  * with ValueError if it was not held. */
 static int release_word(SemLockObject *s);
 
-static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                         int *blocking, PyObject **timeout)
+static const char *const acquire_names[] = {"block", "timeout"};
+
+/* acquire(block=True, timeout=None): *blocking and *timeout (Py_None if not
+ * given). */
+static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int *blocking,
+                         PyObject **timeout)
 {
-    PyObject *block_obj = NULL;
-    if (nargs > 2) {
-        PyErr_Format(PyExc_TypeError, "acquire() takes at most 2 arguments (%zd given)", nargs);
+    PyObject *a[2];
+    if (gomp_parse_args("acquire", args, nargs, kwnames, acquire_names, 2, 0, a) < 0)
         return -1;
-    }
-    if (nargs > 0)
-        block_obj = args[0];
-    if (nargs > 1)
-        *timeout = args[1];
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-        PyObject *v = args[nargs + i];
-        if (PyUnicode_CompareWithASCIIString(k, "block") == 0 && nargs < 1)
-            block_obj = v;
-        else if (PyUnicode_CompareWithASCIIString(k, "timeout") == 0 && nargs < 2)
-            *timeout = v;
-        else {
-            PyErr_Format(PyExc_TypeError, "acquire() got an unexpected or repeated keyword "
-                                          "argument '%U'", k);
-            return -1;
-        }
-    }
-    if (block_obj != NULL) {
-        int b = PyObject_IsTrue(block_obj);
+    if (a[1] != NULL)
+        *timeout = a[1];
+    if (a[0] != NULL) {
+        int b = PyObject_IsTrue(a[0]);
         if (b < 0)
             return -1;
         *blocking = b;
@@ -829,20 +824,13 @@ static PyObject *acquired_after_owner_died(SemLockObject *s, int64_t dead)
     if (PyErr_WarnFormat(OwnerDiedWarning, 1,
                          "the process %d that held this %s died without releasing it; "
                          "the lock was taken over and the data it protects may be inconsistent",
-                         (int)(dead & PID_MASK), s->kind == RECURSIVE_MUTEX ? "RLock" : "Lock") < 0) {
+                         (int)(dead & PID_MASK),
+                         s->kind == RECURSIVE_MUTEX ? "RLock" : "Lock") < 0) {
         s->count--;
-#if PY_VERSION_HEX >= 0x030C0000
-        PyObject *exc = PyErr_GetRaisedException();
+        PyObject *exc = gomp_take_exception();
         release_word(s);
         PyErr_Clear();
-        PyErr_SetRaisedException(exc);
-#else
-        PyObject *et, *ev, *tb;
-        PyErr_Fetch(&et, &ev, &tb);
-        release_word(s);
-        PyErr_Clear();
-        PyErr_Restore(et, ev, tb);
-#endif
+        gomp_restore_exception(exc);
         return NULL;
     }
     Py_RETURN_TRUE;
@@ -865,9 +853,8 @@ static int release_word(SemLockObject *s)
                 PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
                 return -1;
             }
-        } while (!atomic_compare_exchange_weak_explicit(&m->mutex, &w, w & ~LOW_HALF,
-                                                        memory_order_release,
-                                                        memory_order_relaxed));
+        } while (!atomic_compare_exchange_weak_explicit(
+            &m->mutex, &w, w & ~LOW_HALF, memory_order_release, memory_order_relaxed));
         if (SEM_WAITERS(w) != 0)
             wake_one(s);
         return 0;
@@ -1008,7 +995,8 @@ static PyBufferProcs semlock_as_buffer = {(getbufferproc)semlock_getbuffer, NULL
 static PyMethodDef semlock_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))semlock_acquire, METH_FASTCALL | METH_KEYWORDS,
      "acquire(block=True, timeout=None) -> bool: acquire the semaphore/lock."},
-    {"release", (PyCFunction)semlock_release, METH_NOARGS, "release(): release the semaphore/lock."},
+    {"release", (PyCFunction)semlock_release, METH_NOARGS,
+     "release(): release the semaphore/lock."},
     {"__enter__", (PyCFunction)semlock_enter, METH_NOARGS, "acquire the semaphore/lock."},
     {"__exit__", (PyCFunction)(void (*)(void))semlock_exit, METH_FASTCALL,
      "release the semaphore/lock."},
@@ -1039,8 +1027,11 @@ static PyGetSetDef semlock_getset[] = {
 };
 
 static PyTypeObject SemLockType = {
+    /* The macro ends with a comma of its own. */
+    /* clang-format off */
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "gomp._multiprocessing.SemLock",
+    /* clang-format on */
     .tp_basicsize = sizeof(SemLockObject),
     .tp_dealloc = (destructor)semlock_dealloc,
     .tp_as_buffer = &semlock_as_buffer,
@@ -1087,12 +1078,34 @@ static PyObject *m_sem_self_id(PyObject *self, PyObject *noargs)
     return PyLong_FromUnsignedLong(self_id);
 }
 
+/* _owner_id_from_stat(pid, data) -> int: owner_id_from_stat (tests: the
+ * shared test vector). */
+static PyObject *m_owner_id_from_stat(PyObject *self, PyObject *args)
+{
+    long pid;
+    const char *data;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "ly#:_owner_id_from_stat", &pid, &data, &n))
+        return NULL;
+    char *buf = PyMem_Malloc((size_t)n + 1);
+    if (buf == NULL)
+        return PyErr_NoMemory();
+    memcpy(buf, data, (size_t)n);
+    buf[n] = 0;
+    uint32_t id = owner_id_from_stat(pid, buf);
+    PyMem_Free(buf);
+    return PyLong_FromUnsignedLong(id);
+}
+
 static PyMethodDef sync_methods[] = {
     {"sem_unlink", m_sem_unlink, METH_O, "sem_unlink(name): remove the name of a named SemLock."},
     {"_sem_owner_alive", m_sem_owner_alive, METH_O,
      "_sem_owner_alive(id) -> bool: whether a lock owner id may still be running (tests)."},
     {"_sem_self_id", m_sem_self_id, METH_NOARGS,
      "_sem_self_id() -> int: this process's lock owner id (tests)."},
+    {"_owner_id_from_stat", m_owner_id_from_stat, METH_VARARGS,
+     "_owner_id_from_stat(pid, data) -> int: the owner id that /proc/PID/stat contents give "
+     "(tests)."},
     {NULL, NULL, 0, NULL},
 };
 
