@@ -31,9 +31,10 @@ Heap
 
     free() may be called by the garbage collector at any point, in any
     thread, including while the same thread is inside malloc() or free()
-    holding the heap lock. So free() only tries the lock: if it is busy, the
-    block is queued in _pending_free_blocks and freed by the next malloc() or
-    free() (or right after the current holder releases the lock).
+    holding the heap lock. So free() never waits for the lock: it queues the
+    block in _pending_free_blocks, and whoever gets the lock without waiting
+    (this free(), or the holder right after it lets the lock go, or the next
+    malloc()) frees the queued blocks.
 
     A forked child starts with an empty heap of its own (on its first
     malloc()): it keeps using the blocks it inherited, but never frees them;

@@ -686,7 +686,7 @@ class ApplyResult(_Job):
         self._error_callback = error_callback
         self._success = True
         self._value = None
-        self._pending = bytearray(b'\x01') * self._parts   # 1: not reported yet
+        self._reported = bytearray(self._parts)   # per part: 1 once it reported
         self._left = self._parts
         _Job.__init__(self, pool)
 
@@ -720,9 +720,10 @@ class ApplyResult(_Job):
     def _set(self, i, outcome):
         # A task whose worker died may be reported lost after its real
         # result came in after all: only the first report counts.
-        if i >= len(self._pending) or not self._pending[i]:
+        reported = self._reported
+        if i >= len(reported) or reported[i]:
             return
-        self._pending[i] = 0
+        reported[i] = 1
         self._left -= 1
         ok, value = outcome
         if self._success:
@@ -780,13 +781,18 @@ class IMapIterator(_Job):
 
     def _release(self, i, outcome):
         """Move what outcome i makes available into _out."""
-        if i < self._released:
-            return  # reported twice (a lost task): the first report stands
-        self._early.setdefault(i, outcome)
+        if i != self._released:
+            # Ahead of its turn: kept until then. (Behind it: reported twice,
+            # for a lost task, and the first report stands.)
+            if i > self._released:
+                self._early.setdefault(i, outcome)
+            return
+        self._out.append(outcome)
+        self._released = n = i + 1
         early = self._early
-        while self._released in early:
-            self._out.append(early.pop(self._released))
-            self._released += 1
+        while early and n in early:
+            self._out.append(early.pop(n))
+            self._released = n = n + 1
 
     def _can_go_on(self):
         return bool(self._out) or self._released == self._length
@@ -794,7 +800,7 @@ class IMapIterator(_Job):
     def next(self, timeout=None):
         """The next result; TimeoutError if it is not in after timeout seconds."""
         with self._cond:
-            if not self._cond.wait_for(self._can_go_on, timeout):
+            if not self._out and not self._cond.wait_for(self._can_go_on, timeout):
                 raise TimeoutError
             if not self._out:
                 self._pool = None
