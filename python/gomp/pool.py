@@ -841,6 +841,7 @@ class IMapUnorderedIterator(IMapIterator):
             self._out.append(outcome)
             self._released += 1
 
+
 # ---- Pool ----------------------------------------------------------------------------------
 
 def _checked_size(processes, initializer, maxtasksperchild):
@@ -849,7 +850,7 @@ def _checked_size(processes, initializer, maxtasksperchild):
     if initializer is not None and not callable(initializer):
         raise TypeError('initializer must be a callable')
     if maxtasksperchild is not None and (
-            type(maxtasksperchild) is not int or maxtasksperchild < 1):
+            not isinstance(maxtasksperchild, int) or maxtasksperchild < 1):
         raise ValueError("maxtasksperchild must be a positive int or None")
     if processes is None:
         processes = os.cpu_count() or 1
