@@ -358,11 +358,10 @@ class BufferWrapper(object):
     _heap = Heap()
 
     def __init__(self, size):
-        size = _checked_size(size)
         heap = BufferWrapper._heap
-        block = heap.malloc(size)
+        block = heap.malloc(size)  # checks size
         util.Finalize(self, heap.free, args=(block,))
-        self._state = (block, size)
+        self._state = (block, operator.index(size))
 
     def create_memoryview(self):
         """A writable memoryview of the size bytes."""
