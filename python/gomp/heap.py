@@ -31,9 +31,10 @@ Heap
 
     free() may be called by the garbage collector at any point, in any
     thread, including while the same thread is inside malloc() or free()
-    holding the heap lock. So free() only tries the lock: if it is busy, the
-    block is queued in _pending_free_blocks and freed by the next malloc() or
-    free() (or right after the current holder releases the lock).
+    holding the heap lock. So free() never waits for the lock: it queues the
+    block in _pending_free_blocks, and whoever gets the lock without waiting
+    (this free(), or the holder right after it lets the lock go, or the next
+    malloc()) frees the queued blocks.
 
     A forked child starts with an empty heap of its own (on its first
     malloc()): it keeps using the blocks it inherited, but never frees them;
@@ -41,7 +42,7 @@ Heap
 
     The bookkeeping has the layout that CPython's test suite inspects:
     _arenas (list), _allocated_blocks (arena -> set of (start, stop)),
-    _len_to_seq (length -> list of free (arena, start, stop)),
+    _len_to_seq (length -> the free (arena, start, stop) of that length),
     _pending_free_blocks, _n_mallocs, _n_frees, _lock.
 
 BufferWrapper(size)
@@ -169,15 +170,28 @@ class Arena(object):
         return '<%s size=%d fd=%d>' % (type(self).__name__, self.size, self.fd)
 
 
-def reduce_arena(arena):
-    return rebuild_arena, (arena.size, reduction.DupFd(arena.fd))
-
-
 def rebuild_arena(size, dupfd):
+    """The arena in a child: the parent's file, mapped again."""
     return Arena(size, dupfd.detach())
 
 
+def reduce_arena(arena):
+    # The descriptor goes with the child's start (or through the resource
+    # sharer), the size with the pickle.
+    return rebuild_arena, (arena.size, reduction.DupFd(arena.fd))
+
+
 reduction.register(Arena, reduce_arena)
+
+
+def _checked_size(size):
+    """size as an int, if a block can have it."""
+    size = operator.index(size)
+    if 0 <= size < sys.maxsize:
+        return size
+    if size < 0:
+        raise ValueError("Size {0:n} out of range".format(size))
+    raise OverflowError("Size {0:n} too large".format(size))
 
 
 class Heap(object):
@@ -189,21 +203,28 @@ class Heap(object):
     _DOUBLE_ARENA_SIZE_UNTIL = 4 * 1024 * 1024
 
     def __init__(self, size=_PAGE):
-        self._lastpid = os.getpid()
+        self._size = size   # the size of the next arena
+        self._start_over()
+
+    def _start_over(self):
+        """No arenas, no blocks: a new heap, or the heap of a forked child
+        (its parent's blocks are its parent's to free; the lock may have
+        been held by a thread that does not exist in the child)."""
         self._lock = threading.Lock()
-        self._size = size             # size of the next arena
+        self._lastpid = os.getpid()
         self._arenas = []
-        # Free blocks: by length (best fit), and by their two ends (merging).
-        self._lengths = []            # sorted lengths that have free blocks
-        self._len_to_seq = {}         # length -> [(arena, start, stop), ...]
-        self._free_at_start = {}      # (arena, start) -> free block
-        self._free_at_stop = {}       # (arena, stop) -> free block
         # Blocks in use: arena -> {(start, stop), ...}
         self._allocated_blocks = {}
+        # Free blocks, found by length (best fit: the lengths that have any,
+        # sorted, and length -> {block: None}, a dict for O(1) removal) and
+        # by either end (merging with a block freed next to them).
+        self._lengths = []
+        self._len_to_seq = {}
+        self._free_at_start = {}
+        self._free_at_stop = {}
         # Frees that found the lock busy (see free()).
         self._pending_free_blocks = []
-        self._n_mallocs = 0
-        self._n_frees = 0
+        self._n_mallocs = self._n_frees = 0
 
     @staticmethod
     def _roundup(n, alignment):
@@ -211,77 +232,78 @@ class Heap(object):
 
     # ---- free blocks ----
 
-    def _insert_free(self, block):
+    def _file_free(self, block):
         arena, start, stop = block
-        length = stop - start
-        seq = self._len_to_seq.get(length)
-        if seq is None:
-            self._len_to_seq[length] = [block]
-            bisect.insort(self._lengths, length)
-        else:
-            seq.append(block)
-        self._free_at_start[(arena, start)] = block
-        self._free_at_stop[(arena, stop)] = block
+        same_length = self._len_to_seq.get(stop - start)
+        if same_length is None:
+            same_length = self._len_to_seq[stop - start] = {}
+            bisect.insort(self._lengths, stop - start)
+        same_length[block] = None
+        self._free_at_start[arena, start] = self._free_at_stop[arena, stop] = block
 
-    def _remove_free(self, block):
+    def _unfile_free(self, block):
         arena, start, stop = block
-        del self._free_at_start[(arena, start)]
-        del self._free_at_stop[(arena, stop)]
-        length = stop - start
-        seq = self._len_to_seq[length]
-        seq.remove(block)
-        if not seq:
-            del self._len_to_seq[length]
-            del self._lengths[bisect.bisect_left(self._lengths, length)]
+        same_length = self._len_to_seq[stop - start]
+        del same_length[block]
+        if not same_length:
+            del self._len_to_seq[stop - start]
+            self._lengths.remove(stop - start)
+        del self._free_at_start[arena, start], self._free_at_stop[arena, stop]
 
-    def _take_free(self, size):
-        """Remove and return the smallest free block of at least size bytes,
-        or None."""
+    def _best_fit(self, size):
+        """The smallest free block of at least size bytes, taken out of the
+        free blocks; None if there is none."""
         i = bisect.bisect_left(self._lengths, size)
         if i == len(self._lengths):
             return None
-        length = self._lengths[i]
-        seq = self._len_to_seq[length]
-        block = seq.pop()
-        if not seq:
-            del self._len_to_seq[length]
-            del self._lengths[i]
-        arena, start, stop = block
-        del self._free_at_start[(arena, start)]
-        del self._free_at_stop[(arena, stop)]
+        # The block freed last of that length: its pages are the likeliest
+        # to be in the cache still.
+        block = next(reversed(self._len_to_seq[self._lengths[i]]))
+        self._unfile_free(block)
         return block
 
-    def _release(self, block):
+    def _give_back(self, block):
         """Return a block in use to the free blocks, merged with its free
-        neighbours; unmap its arena if that leaves it entirely free."""
+        neighbours; drop its arena if that leaves it entirely free and large."""
         arena, start, stop = block
         in_use = self._allocated_blocks[arena]
         in_use.remove((start, stop))
         self._n_frees += 1
-        before = self._free_at_stop.get((arena, start))
-        if before is not None:
-            self._remove_free(before)
-            start = before[1]
-        after = self._free_at_start.get((arena, stop))
-        if after is not None:
-            self._remove_free(after)
-            stop = after[2]
-        if not in_use and arena.size >= self._DISCARD_FREE_SPACE_LARGER_THAN:
-            # Entirely free (start == 0, stop == arena.size): forget the arena;
-            # its pages go back to the system with the last view of it.
+        left = self._free_at_stop.get((arena, start))
+        right = self._free_at_start.get((arena, stop))
+        for neighbour in filter(None, (left, right)):
+            self._unfile_free(neighbour)
+        if left is not None:
+            start = left[1]
+        if right is not None:
+            stop = right[2]
+        if in_use or arena.size < self._DISCARD_FREE_SPACE_LARGER_THAN:
+            self._file_free((arena, start, stop))
+        else:
+            # Entirely free: forget the arena; its pages go back to the
+            # system with the last view of it.
             del self._allocated_blocks[arena]
             self._arenas.remove(arena)
-            return
-        self._insert_free((arena, start, stop))
 
-    def _release_pending(self):
+    def _free_pending(self):
+        # With the lock held.
         pending = self._pending_free_blocks
         while pending:
-            self._release(pending.pop())
+            self._give_back(pending.pop())
+
+    def _flush_pending(self):
+        # Free the blocks queued by free(), unless someone holds the lock
+        # (then they will, before they let it go or right after).
+        while self._pending_free_blocks and self._lock.acquire(False):
+            try:
+                self._free_pending()
+            finally:
+                self._lock.release()
 
     # ---- arenas ----
 
     def _new_arena(self, size):
+        """A new arena of at least size bytes, as one free block (not filed)."""
         length = self._roundup(max(self._size, size), _PAGE)
         if self._size < self._DOUBLE_ARENA_SIZE_UNTIL:
             self._size *= 2
@@ -291,57 +313,42 @@ class Heap(object):
         self._allocated_blocks[arena] = set()
         return (arena, 0, length)
 
+    def _carve(self, free_block, size):
+        """The first size bytes of free_block, now in use; the rest of it
+        stays free."""
+        arena, start, stop = free_block
+        end = start + size
+        self._allocated_blocks[arena].add((start, end))
+        if end < stop:
+            self._file_free((arena, end, stop))
+        return (arena, start, end)
+
     # ---- the API ----
 
     def malloc(self, size):
         """A block (arena, start, stop) of at least size bytes."""
-        size = operator.index(size)
-        if size < 0:
-            raise ValueError("Size {0:n} out of range".format(size))
-        if sys.maxsize <= size:
-            raise OverflowError("Size {0:n} too large".format(size))
-        if os.getpid() != self._lastpid:
-            self.__init__()  # a forked child: the parent's blocks are not ours
+        size = _checked_size(size)
+        if self._lastpid != os.getpid():
+            self._start_over()
         size = self._roundup(max(size, 1), self._alignment)
         with self._lock:
             self._n_mallocs += 1
-            self._release_pending()
-            block = self._take_free(size)
-            if block is None:
-                block = self._new_arena(size)
-            arena, start, stop = block
-            if start + size < stop:
-                self._insert_free((arena, start + size, stop))
-            self._allocated_blocks[arena].add((start, start + size))
+            self._free_pending()
+            block = self._carve(self._best_fit(size) or self._new_arena(size), size)
         self._flush_pending()
-        return (arena, start, start + size)
+        return block
 
     def free(self, block):
         """Return a block from malloc(). Safe to call from a finalizer at any
-        moment: if the heap is busy, the block is freed a little later."""
-        if os.getpid() != self._lastpid:
+        moment, in any thread (see the module documentation)."""
+        if self._lastpid != os.getpid():
             raise ValueError("My pid ({0:n}) is not last pid {1:n}".format(
                 os.getpid(), self._lastpid))
-        if not self._lock.acquire(False):
-            # Busy: perhaps this very thread is in malloc() and a garbage
-            # collection ran a finalizer. Waiting could deadlock; defer.
-            self._pending_free_blocks.append(block)
-            return
-        try:
-            self._release_pending()
-            self._release(block)
-        finally:
-            self._lock.release()
+        # Queued first, then freed if the lock can be had without waiting:
+        # this very thread may hold it (a garbage collection inside malloc()
+        # running a finalizer), and waiting would never end.
+        self._pending_free_blocks.append(block)
         self._flush_pending()
-
-    def _flush_pending(self):
-        # Blocks deferred while we held the lock: free them now, unless
-        # someone else holds the lock again (then they will).
-        while self._pending_free_blocks and self._lock.acquire(False):
-            try:
-                self._release_pending()
-            finally:
-                self._lock.release()
 
 
 class BufferWrapper(object):
@@ -351,15 +358,10 @@ class BufferWrapper(object):
     _heap = Heap()
 
     def __init__(self, size):
-        size = operator.index(size)
-        if size < 0:
-            raise ValueError("Size {0:n} out of range".format(size))
-        if sys.maxsize <= size:
-            raise OverflowError("Size {0:n} too large".format(size))
         heap = BufferWrapper._heap
-        block = heap.malloc(size)
-        self._state = (block, size)
+        block = heap.malloc(size)  # checks size
         util.Finalize(self, heap.free, args=(block,))
+        self._state = (block, operator.index(size))
 
     def create_memoryview(self):
         """A writable memoryview of the size bytes."""

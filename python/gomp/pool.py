@@ -42,16 +42,17 @@ handler thread dies and the pool hangs); and a result that cannot be pickled
 becomes a MaybeEncodingError, as in the standard library.
 """
 
-import collections
-import itertools
+
 import os
 import queue
 import signal
 import sys
 import threading
 import traceback
-import types
 import warnings
+from collections import deque
+from itertools import chain, count, islice
+from types import GenericAlias
 
 from . import util
 from . import get_context, TimeoutError
@@ -67,29 +68,36 @@ CLOSE = 'CLOSE'
 TERMINATE = 'TERMINATE'
 
 # Job ids, unique within a process.
-job_counter = itertools.count()
+job_counter = count()
 
 # Value of a worker's slot when it runs no task.
 _IDLE = -1
 
 
+# ---- errors --------------------------------------------------------------------------------
+
 class MaybeEncodingError(Exception):
-    """Wraps an exception that could not be pickled to send back a result."""
+    """A task's result (or its exception) could not be pickled to travel back
+    from the worker; the pickling error and the value are kept as their
+    reprs, which always pickle."""
 
     def __init__(self, exc, value):
-        self.exc = repr(exc)
-        self.value = repr(value)
+        # Kept as attributes too: they survive pickling (the result queue)
+        # exactly, where the arguments would be repr'd a second time.
+        self.exc, self.value = repr(exc), repr(value)
         super().__init__(self.exc, self.value)
 
     def __str__(self):
         return "Error sending result: '%s'. Reason: '%s'" % (self.value, self.exc)
 
     def __repr__(self):
-        return "<%s: %s>" % (self.__class__.__name__, self)
+        return '<{}: {}>'.format(type(self).__name__, self)
 
 
 class RemoteTraceback(Exception):
-    """The formatted traceback of an exception raised in a worker."""
+    """The traceback of an exception raised in a worker, as text; it becomes
+    the __cause__ of that exception in the pool's process, so that printing
+    the exception shows where the worker raised it."""
 
     def __init__(self, tb):
         self.tb = tb
@@ -125,26 +133,30 @@ def _describe_exit(exitcode):
 
 # ---- what travels from a worker ------------------------------------------------------------
 
-def _with_remote_traceback(exc, text):
-    """Rebuilds, in the pool's process, an exception raised in a worker, with
-    the worker's traceback as its __cause__."""
-    exc.__cause__ = RemoteTraceback(text)
+def rebuild_exc(exc, tb):
+    """Unpickling side of ExceptionWithTraceback (the name and arguments are
+    the standard library's, so either side can read the other's results):
+    the exception, with the worker's traceback text as its __cause__."""
+    exc.__cause__ = RemoteTraceback(tb)
     return exc
 
 
-class _RaisedInWorker(object):
+class ExceptionWithTraceback(object):
     """An exception raised by a task, with its traceback formatted in the
-    worker (tracebacks do not pickle); unpickles as the exception itself."""
+    worker (traceback objects do not pickle). It unpickles as the exception
+    itself; see rebuild_exc."""
 
-    __slots__ = ('exc', 'text')
+    __slots__ = ('exc', 'tb')
 
-    def __init__(self, exc):
-        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    def __init__(self, exc, tb):
+        text = ''.join(traceback.format_exception(type(exc), exc, tb))
+        # The triple quotes set the worker's traceback apart when the
+        # exception is printed with its cause.
+        self.tb = '\n"""\n' + text + '"""'
         self.exc = exc
-        self.text = '\n"""\n%s"""' % ''.join(lines)
 
     def __reduce__(self):
-        return _with_remote_traceback, (self.exc, self.text)
+        return rebuild_exc, (self.exc, self.tb)
 
 
 def _run_chunk(func, items):
@@ -175,10 +187,8 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
         try:
             task = take()
         except (EOFError, OSError):
-            util.debug('pool worker: the task queue is gone')
-            break
+            task = None  # the pool's end of the queue is gone: nothing more to do
         if task is None:
-            util.debug('pool worker: told to stop')
             break
         job, i, func, args, kwds = task
         if mark is not None:
@@ -187,11 +197,11 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
         try:
             outcome = (True, func(*args, **kwds) if kwds else func(*args))
         except Exception as e:
-            outcome = (False, _RaisedInWorker(e) if wrap_exception else e)
+            outcome = (False, ExceptionWithTraceback(e, e.__traceback__) if wrap_exception else e)
         try:
             send((job, i, outcome))
         except Exception as e:
-            failed = outcome[1].exc if type(outcome[1]) is _RaisedInWorker else outcome[1]
+            failed = outcome[1].exc if type(outcome[1]) is ExceptionWithTraceback else outcome[1]
             util.debug('pool worker: cannot send the result of task %d of job %d: %r', i, job, e)
             send((job, i, (False, MaybeEncodingError(e, failed))))
             failed = None
@@ -293,7 +303,7 @@ def _chunk_stream(job, runner, func, iterable, size):
     i = -1
     try:
         while True:
-            chunk = tuple(itertools.islice(items, size))
+            chunk = tuple(islice(items, size))
             if not chunk:
                 return
             i += 1
@@ -622,205 +632,13 @@ class _Engine(object):
             self.wake.close()
 
 
-# ---- Pool ----------------------------------------------------------------------------------
-
-class Pool(object):
-    """A pool of worker processes running the tasks submitted to it."""
-
-    _wrap_exception = True
-
-    @staticmethod
-    def Process(ctx, *args, **kwds):
-        return ctx.Process(*args, **kwds)
-
-    def __init__(self, processes=None, initializer=None, initargs=(),
-                 maxtasksperchild=None, context=None):
-        self._pool = []
-        self._state = INIT
-        self._engine = None
-        self._ctx = context or get_context()
-        if processes is None:
-            processes = os.cpu_count() or 1
-        if processes < 1:
-            raise ValueError("Number of processes must be at least 1")
-        if maxtasksperchild is not None:
-            if not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0:
-                raise ValueError("maxtasksperchild must be a positive int or None")
-        if initializer is not None and not callable(initializer):
-            raise TypeError('initializer must be a callable')
-        self._processes = processes
-        self._maxtasksperchild = maxtasksperchild
-        self._initializer = initializer
-        self._initargs = initargs
-        self._setup_queues()
-
-        engine = _Engine(self._ctx, self.Process, processes, initializer, initargs,
-                         maxtasksperchild, self._wrap_exception, self._inqueue,
-                         self._outqueue, self._uses_threads())
-        self._engine = engine
-        self._pool = engine.pool
-        self._cache = engine.cache
-        self._taskqueue = engine.taskqueue
-        self._change_notifier = engine.wake
-        try:
-            engine.repopulate()
-        except Exception:
-            for w in self._pool:
-                if w.exitcode is None:
-                    w.terminate()
-            for w in self._pool:
-                w.join()
-            raise
-        engine.start_threads()
-        self._terminate = util.Finalize(self, engine.terminate, exitpriority=15)
-        self._state = RUN
-
-    def _uses_threads(self):
-        return False
-
-    def _setup_queues(self):
-        self._inqueue = self._ctx.SimpleQueue()
-        self._outqueue = self._ctx.SimpleQueue()
-
-    def _repopulate_pool(self):
-        return self._engine.repopulate()
-
-    def _join_exited_workers(self):
-        return self._engine.reap()
-
-    def __del__(self, _warn=warnings.warn, RUN=RUN):
-        if self._state == RUN:
-            _warn("unclosed running multiprocessing pool %r" % (self,), ResourceWarning,
-                  source=self)
-            engine = getattr(self, '_engine', None)
-            if engine is not None:
-                engine.wake.poke()
-
-    def __repr__(self):
-        cls = self.__class__
-        return '<%s.%s state=%s pool_size=%d>' % (cls.__module__, cls.__qualname__,
-                                                 self._state, len(self._pool))
-
-    def __reduce__(self):
-        raise NotImplementedError(
-            'pool objects cannot be passed between processes or pickled')
-
-    def _check_running(self):
-        if self._state != RUN:
-            raise ValueError("Pool not running")
-
-    # -- submitting work --
-
-    def apply(self, func, args=(), kwds={}):
-        """func(*args, **kwds) in a worker; waits for the result."""
-        return self.apply_async(func, args, kwds).get()
-
-    def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
-        """func(*args, **kwds) in a worker; returns an AsyncResult."""
-        self._check_running()
-        result = ApplyResult(self, callback, error_callback)
-        task = (result._job, 0, func, args, kwds)
-        engine = self._engine
-        if threading.get_ident() in engine.thread_idents:
-            # A callback: the router must not wait for room in the task ring.
-            engine.taskqueue.put(((task,), None))
-        else:
-            try:
-                engine.inqueue.put(task)
-            except Exception as e:
-                engine.deliver(result._job, 0, (False, e))
-        return result
-
-    def map(self, func, iterable, chunksize=None):
-        """list(map(func, iterable)), computed by the workers in chunks."""
-        return self._map_async(func, iterable, _run_chunk, chunksize).get()
-
-    def starmap(self, func, iterable, chunksize=None):
-        """Like map(), with each item of iterable unpacked as func's arguments."""
-        return self._map_async(func, iterable, _run_star_chunk, chunksize).get()
-
-    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
-        """map() that returns a MapResult at once."""
-        return self._map_async(func, iterable, _run_chunk, chunksize, callback, error_callback)
-
-    def starmap_async(self, func, iterable, chunksize=None, callback=None,
-                      error_callback=None):
-        """starmap() that returns a MapResult at once."""
-        return self._map_async(func, iterable, _run_star_chunk, chunksize, callback,
-                               error_callback)
-
-    def _map_async(self, func, iterable, runner, chunksize=None, callback=None,
-                   error_callback=None):
-        self._check_running()
-        if not hasattr(iterable, '__len__'):
-            iterable = list(iterable)
-        n = len(iterable)
-        if chunksize is None:
-            chunksize, extra = divmod(n, len(self._pool) * 4)
-            if extra:
-                chunksize += 1
-        if n == 0:
-            chunksize = 0
-        result = MapResult(self, chunksize, n, callback, error_callback)
-        if chunksize > 0:
-            stream = _chunk_stream(result._job, runner, func, iterable, chunksize)
-            self._taskqueue.put((stream, None))
-        return result
-
-    def imap(self, func, iterable, chunksize=1):
-        """An iterator over func(x) for x in iterable, in order."""
-        return self._imap(IMapIterator, func, iterable, chunksize)
-
-    def imap_unordered(self, func, iterable, chunksize=1):
-        """An iterator over func(x) for x in iterable, in completion order."""
-        return self._imap(IMapUnorderedIterator, func, iterable, chunksize)
-
-    def _imap(self, kind, func, iterable, chunksize):
-        self._check_running()
-        if chunksize == 1:
-            result = kind(self)
-            self._taskqueue.put((_task_stream(result._job, func, iterable), result._set_length))
-            return result
-        if chunksize < 1:
-            raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
-        result = kind(self)
-        stream = _chunk_stream(result._job, _run_chunk, func, iterable, chunksize)
-        self._taskqueue.put((stream, result._set_length))
-        return (item for chunk in result for item in chunk)
-
-    # -- lifetime --
-
-    def close(self):
-        """No more submissions; the workers exit once the pending work is done."""
-        util.debug('closing pool')
-        if self._state == RUN:
-            self._state = CLOSE
-            self._engine.close()
-
-    def terminate(self):
-        """Stop the workers now, without finishing the pending work."""
-        util.debug('terminating pool')
-        self._state = TERMINATE
-        self._terminate()
-
-    def join(self):
-        """Wait for the workers to exit (after close() or terminate())."""
-        util.debug('joining pool')
-        if self._state == RUN:
-            raise ValueError("Pool is still running")
-        elif self._state not in (CLOSE, TERMINATE):
-            raise ValueError("In unknown state")
-        self._engine.join()
-
-    def __enter__(self):
-        self._check_running()
-        return self
-
-    def __exit__(self, exc_type, exc_val, exc_tb):
-        self.terminate()
-
-
 # ---- results -------------------------------------------------------------------------------
+#
+# Every result object is registered in the pool's _cache under a job id; the
+# engine's router calls its _set(i, outcome) for each task of the job as the
+# outcomes come in (with the engine's set_lock held), and the feeder tells an
+# imap iterator its length once the whole iterable was read. An outcome is
+# (True, value) or (False, exception).
 
 def _call_back(callback, value):
     """Run a user callback in the router thread; an exception it raises is
@@ -835,17 +653,55 @@ def _call_back(callback, value):
             pass
 
 
-class ApplyResult(object):
-    """The result of apply_async()."""
+class _Job(object):
+    """What all results share: a job id, the registration in the pool's
+    _cache, and letting go of the pool once every part of the job is in."""
+
+    def __init__(self, pool):
+        self._pool = pool
+        self._cache = pool._cache
+        self._job = next(job_counter)
+        self._cache[self._job] = self
+
+    def _retire(self):
+        # `del`, not pop(): the pool's _cache notices when it becomes empty.
+        if self._job in self._cache:
+            del self._cache[self._job]
+        self._pool = None
+
+    __class_getitem__ = classmethod(GenericAlias)
+
+
+class ApplyResult(_Job):
+    """The result of apply_async(), and the base of MapResult: a job of
+    _parts tasks whose value is ready once all of them reported. The first
+    failure decides the outcome; later parts are still awaited, so that the
+    job's tasks are all finished when get() raises."""
+
+    _parts = 1
 
     def __init__(self, pool, callback, error_callback):
-        self._pool = pool
         self._event = threading.Event()
-        self._job = next(job_counter)
-        self._cache = pool._cache
         self._callback = callback
         self._error_callback = error_callback
-        self._cache[self._job] = self
+        self._success = True
+        self._value = None
+        self._reported = bytearray(self._parts)   # per part: 1 once it reported
+        self._left = self._parts
+        _Job.__init__(self, pool)
+
+    def get(self, timeout=None):
+        """The return value; re-raises the exception of a call that raised;
+        TimeoutError if it is not in after timeout seconds."""
+        if not self._event.wait(timeout):
+            raise TimeoutError
+        if not self._success:
+            raise self._value
+        return self._value
+
+    def wait(self, timeout=None):
+        """Wait until the result is in, at most timeout seconds."""
+        self._event.wait(timeout)
 
     def ready(self):
         """Whether the result is in."""
@@ -853,153 +709,123 @@ class ApplyResult(object):
 
     def successful(self):
         """Whether the call returned without raising (ValueError before it is in)."""
-        if not self.ready():
-            raise ValueError("{0!r} not ready".format(self))
-        return self._success
+        if self.ready():
+            return self._success
+        raise ValueError('{!r} not ready'.format(self))
 
-    def wait(self, timeout=None):
-        """Wait until the result is in, at most timeout seconds."""
-        self._event.wait(timeout)
-
-    def get(self, timeout=None):
-        """The return value; re-raises the exception of a call that raised;
-        TimeoutError if it is not in after timeout seconds."""
-        self.wait(timeout)
-        if not self._event.is_set():
-            raise TimeoutError
-        if self._success:
-            return self._value
-        raise self._value
+    def _keep(self, i, value):
+        """Store the value task i returned (one task: it is the value)."""
+        self._value = value
 
     def _set(self, i, outcome):
-        self._success, self._value = outcome
+        # A task whose worker died may be reported lost after its real
+        # result came in after all: only the first report counts.
+        reported = self._reported
+        if i >= len(reported) or reported[i]:
+            return
+        reported[i] = 1
+        self._left -= 1
+        ok, value = outcome
         if self._success:
-            if self._callback is not None:
-                _call_back(self._callback, self._value)
-        elif self._error_callback is not None:
-            _call_back(self._error_callback, self._value)
-        self._event.set()
-        del self._cache[self._job]
-        self._pool = None
+            if ok:
+                self._keep(i, value)
+            else:
+                self._success, self._value = False, value
+        if not self._left:
+            self._finish(notify=True)
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    def _finish(self, notify):
+        if notify:
+            hook = self._callback if self._success else self._error_callback
+            if hook is not None:
+                _call_back(hook, self._value)
+        self._event.set()
+        self._retire()
 
 
 AsyncResult = ApplyResult
 
 
 class MapResult(ApplyResult):
-    """The result of map_async() / starmap_async(): ready once every chunk is in."""
+    """The result of map_async() / starmap_async(): one part per chunk, each
+    filling its slice of the list. No chunks (no items, or a chunksize below
+    1, as in the standard library): ready at once, with no callback."""
 
     def __init__(self, pool, chunksize, length, callback, error_callback):
-        ApplyResult.__init__(self, pool, callback, error_callback=error_callback)
-        self._success = True
-        self._value = [None] * length
         self._chunksize = chunksize
-        if chunksize <= 0:
-            self._number_left = 0
-            self._seen = None
-            self._event.set()
-            del self._cache[self._job]
-            self._pool = None
-        else:
-            self._number_left = length // chunksize + bool(length % chunksize)
-            self._seen = bytearray(self._number_left)
+        self._parts = -(-length // chunksize) if chunksize > 0 else 0
+        ApplyResult.__init__(self, pool, callback, error_callback)
+        self._value = [None] * length
+        if not self._parts:
+            self._finish(notify=False)
 
-    def _set(self, i, outcome):
-        seen = self._seen
-        if i >= len(seen) or seen[i]:
-            return  # a lost task reported after its result arrived after all
-        seen[i] = 1
-        self._number_left -= 1
-        ok, value = outcome
-        if ok:
-            if self._success:
-                size = self._chunksize
-                self._value[i * size:(i + 1) * size] = value
-        elif self._success:
-            self._success = False
-            self._value = value  # the first error wins
-        if self._number_left == 0:
-            if self._success:
-                if self._callback is not None:
-                    _call_back(self._callback, self._value)
-            elif self._error_callback is not None:
-                _call_back(self._error_callback, self._value)
-            del self._cache[self._job]
-            self._event.set()
-            self._pool = None
+    def _keep(self, i, values):
+        at = i * self._chunksize
+        self._value[at:at + len(values)] = values
 
 
-class IMapIterator(object):
-    """The iterator returned by imap(): results in the order of the input."""
+class IMapIterator(_Job):
+    """The iterator returned by imap(): results in the order of the input,
+    each as soon as it and every result before it are in."""
 
     def __init__(self, pool):
-        self._pool = pool
         self._cond = threading.Condition(threading.Lock())
-        self._job = next(job_counter)
-        self._cache = pool._cache
-        self._items = collections.deque()
-        self._index = 0
-        self._length = None
-        self._unsorted = {}
-        self._cache[self._job] = self
+        self._out = deque()     # outcomes next() may hand out, in order
+        self._released = 0      # how many outcomes went into _out so far
+        self._length = None     # the number of tasks, once the feeder knows
+        self._early = {}        # index -> outcome that came before its turn
+        _Job.__init__(self, pool)
 
     def __iter__(self):
         return self
 
-    def _pop(self):
-        """The next (ok, value) in, or None; StopIteration once all are out
-        (self._cond held)."""
-        if self._items:
-            return self._items.popleft()
-        if self._index == self._length:
-            self._pool = None
-            raise StopIteration
-        return None
+    def _release(self, i, outcome):
+        """Move what outcome i makes available into _out."""
+        if i != self._released:
+            # Ahead of its turn: kept until then. (Behind it: reported twice,
+            # for a lost task, and the first report stands.)
+            if i > self._released:
+                self._early.setdefault(i, outcome)
+            return
+        self._out.append(outcome)
+        self._released = n = i + 1
+        early = self._early
+        while early and n in early:
+            self._out.append(early.pop(n))
+            self._released = n = n + 1
+
+    def _can_go_on(self):
+        return bool(self._out) or self._released == self._length
 
     def next(self, timeout=None):
         """The next result; TimeoutError if it is not in after timeout seconds."""
         with self._cond:
-            item = self._pop()
-            if item is None:
-                self._cond.wait(timeout)
-                item = self._pop()
-                if item is None:
-                    raise TimeoutError
-        ok, value = item
-        if ok:
-            return value
-        raise value
+            if not self._out and not self._cond.wait_for(self._can_go_on, timeout):
+                raise TimeoutError
+            if not self._out:
+                self._pool = None
+                raise StopIteration
+            ok, value = self._out.popleft()
+        if not ok:
+            raise value
+        return value
 
     __next__ = next
 
-    def _finished(self):
-        # Called with the pool's set_lock held (router or feeder).
-        if self._job in self._cache:
-            del self._cache[self._job]
-        self._pool = None
-
     def _set(self, i, outcome):
         with self._cond:
-            if i == self._index:
-                self._items.append(outcome)
-                self._index += 1
-                while self._index in self._unsorted:
-                    self._items.append(self._unsorted.pop(self._index))
-                    self._index += 1
+            self._release(i, outcome)
+            if self._out:
                 self._cond.notify()
-            elif i > self._index and i not in self._unsorted:
-                self._unsorted[i] = outcome
-            if self._index == self._length:
-                self._finished()
+            if self._released == self._length:
+                self._retire()
 
     def _set_length(self, length):
         with self._cond:
             self._length = length
-            if self._index == self._length:
+            if self._released == length:
                 self._cond.notify()
-                self._finished()
+                self._retire()
 
 
 class IMapUnorderedIterator(IMapIterator):
@@ -1007,38 +833,262 @@ class IMapUnorderedIterator(IMapIterator):
 
     def __init__(self, pool):
         IMapIterator.__init__(self, pool)
-        self._got = set()
+        self._seen = set()
 
-    def _set(self, i, outcome):
-        with self._cond:
-            if i in self._got:
-                return
-            self._got.add(i)
-            self._items.append(outcome)
-            self._index += 1
-            self._cond.notify()
-            if self._index == self._length:
-                self._finished()
+    def _release(self, i, outcome):
+        if i not in self._seen:
+            self._seen.add(i)
+            self._out.append(outcome)
+            self._released += 1
+
+
+# ---- Pool ----------------------------------------------------------------------------------
+
+def _checked_size(processes, initializer, maxtasksperchild):
+    """The number of workers a Pool gets; ValueError / TypeError for
+    arguments the pool cannot work with."""
+    if initializer is not None and not callable(initializer):
+        raise TypeError('initializer must be a callable')
+    if maxtasksperchild is not None and (
+            not isinstance(maxtasksperchild, int) or maxtasksperchild < 1):
+        raise ValueError("maxtasksperchild must be a positive int or None")
+    if processes is None:
+        processes = os.cpu_count() or 1
+    if processes < 1:
+        raise ValueError("Number of processes must be at least 1")
+    return processes
+
+
+def _default_chunksize(n_items, n_workers):
+    # About four chunks per worker: few enough messages, and still work to
+    # share out among the workers while the last chunks are under way.
+    return -(-n_items // (4 * n_workers))
+
+
+def _map_method(name, runner, blocking, doc):
+    """Pool.map / starmap / map_async / starmap_async: one submission path,
+    differing only in how a chunk calls func and whether to wait."""
+    if blocking:
+        def method(self, func, iterable, chunksize=None):
+            return self._submit_chunks(runner, func, iterable, chunksize, None, None).get()
+    else:
+        def method(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+            return self._submit_chunks(runner, func, iterable, chunksize, callback,
+                                       error_callback)
+    method.__name__ = name
+    method.__qualname__ = 'Pool.' + name
+    method.__doc__ = doc
+    return method
+
+
+def _imap_method(name, iterator_class, doc):
+    """Pool.imap / imap_unordered, which differ in their iterator only."""
+    def method(self, func, iterable, chunksize=1):
+        return self._submit_lazily(iterator_class, func, iterable, chunksize)
+    method.__name__ = name
+    method.__qualname__ = 'Pool.' + name
+    method.__doc__ = doc
+    return method
+
+
+class Pool(object):
+    """A pool of worker processes running the tasks submitted to it.
+
+    The work itself is done by an _Engine (see the module documentation);
+    the Pool checks and packages submissions, keeps the state the API
+    promises (RUN, CLOSE, TERMINATE) and hands out result objects."""
+
+    # Until __init__ has got that far; __del__ and repr rely on them.
+    _state = INIT
+    _engine = None
+    _pool = ()
+
+    _wrap_exception = True   # send exceptions back with their traceback text
+    _threads = False         # ThreadPool: workers are threads
+
+    def __init__(self, processes=None, initializer=None, initargs=(),
+                 maxtasksperchild=None, context=None):
+        self._processes = _checked_size(processes, initializer, maxtasksperchild)
+        self._ctx = context or get_context()
+        self._initializer = initializer
+        self._initargs = initargs
+        self._maxtasksperchild = maxtasksperchild
+        self._setup_queues()
+        engine = _Engine(self._ctx, self.Process, self._processes, initializer, initargs,
+                         maxtasksperchild, self._wrap_exception, self._inqueue,
+                         self._outqueue, self._threads)
+        # The engine's containers under the names the standard library's
+        # pool has (tests and debugging tools look at them).
+        self._engine = engine
+        self._pool = engine.pool
+        self._cache = engine.cache
+        self._taskqueue = engine.taskqueue
+        self._change_notifier = engine.wake
+        try:
+            engine.repopulate()
+        except BaseException:
+            self._stop_started_workers()
+            raise
+        engine.start_threads()
+        self._terminate = util.Finalize(self, engine.terminate, exitpriority=15)
+        self._state = RUN
+
+    @staticmethod
+    def Process(ctx, *args, **kwds):
+        """A new worker (a process of the pool's context)."""
+        return ctx.Process(*args, **kwds)
+
+    def _setup_queues(self):
+        if self._threads:
+            self._inqueue, self._outqueue = queue.SimpleQueue(), queue.SimpleQueue()
+        else:
+            self._inqueue, self._outqueue = self._ctx.SimpleQueue(), self._ctx.SimpleQueue()
+
+    def _stop_started_workers(self):
+        # __init__ failed part way through starting the workers.
+        started = list(self._pool)
+        for w in started:
+            if w.exitcode is None:
+                w.terminate()
+        for w in started:
+            w.join()
+
+    def _repopulate_pool(self):
+        return self._engine.repopulate()
+
+    def _join_exited_workers(self):
+        return self._engine.reap()
+
+    def _check_running(self):
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+
+    def __del__(self, _warn=warnings.warn, RUN=RUN):
+        if self._state != RUN:
+            return
+        _warn("unclosed running multiprocessing pool %r" % (self,), ResourceWarning,
+              source=self)
+        if self._engine is not None:
+            self._engine.wake.poke()
+
+    def __repr__(self):
+        return '<{0.__module__}.{0.__qualname__} state={1} pool_size={2}>'.format(
+            type(self), self._state, len(self._pool))
+
+    # -- submitting work --
+
+    map = _map_method('map', _run_chunk, True, """\
+        list(map(func, iterable)), computed by the workers in chunks of
+        chunksize items (by default about four chunks per worker).""")
+    starmap = _map_method('starmap', _run_star_chunk, True, """\
+        Like map(), with each item of iterable unpacked as func's arguments.""")
+    map_async = _map_method('map_async', _run_chunk, False, """\
+        map() that returns a MapResult at once; callback gets the list,
+        error_callback the first exception.""")
+    starmap_async = _map_method('starmap_async', _run_star_chunk, False, """\
+        starmap() that returns a MapResult at once.""")
+
+    def _submit_chunks(self, runner, func, iterable, chunksize, callback, error_callback):
+        self._check_running()
+        items = iterable if hasattr(iterable, '__len__') else list(iterable)
+        if chunksize is None:
+            chunksize = _default_chunksize(len(items), len(self._pool))
+        result = MapResult(self, chunksize, len(items), callback, error_callback)
+        if result._parts:
+            tasks = _chunk_stream(result._job, runner, func, items, chunksize)
+            self._taskqueue.put((tasks, None))
+        return result
+
+    imap = _imap_method('imap', IMapIterator, """\
+        An iterator over func(x) for x in iterable, in order; with a
+        chunksize above 1 the workers get chunksize items per task.""")
+    imap_unordered = _imap_method('imap_unordered', IMapUnorderedIterator, """\
+        Like imap(), with the results in the order they are ready.""")
+
+    def _submit_lazily(self, iterator_class, func, iterable, chunksize):
+        # The feeder thread walks the iterable, so it may be endless and
+        # results come back while it is still being read.
+        self._check_running()
+        if chunksize < 1:
+            raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
+        results = iterator_class(self)
+        if chunksize == 1:
+            tasks = _task_stream(results._job, func, iterable)
+        else:
+            tasks = _chunk_stream(results._job, _run_chunk, func, iterable, chunksize)
+        self._taskqueue.put((tasks, results._set_length))
+        return results if chunksize == 1 else chain.from_iterable(results)
+
+    def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
+        """func(*args, **kwds) in a worker; returns an AsyncResult."""
+        self._check_running()
+        engine = self._engine
+        result = ApplyResult(self, callback, error_callback)
+        task = (result._job, 0, func, args, kwds)
+        if threading.get_ident() in engine.thread_idents:
+            # Called from a callback, in the router thread: putting the task
+            # into the ring could wait for room that only the router makes.
+            engine.taskqueue.put(((task,), None))
+            return result
+        try:
+            engine.inqueue.put(task)
+        except Exception as e:
+            engine.deliver(result._job, 0, (False, e))
+        return result
+
+    def apply(self, func, args=(), kwds={}):
+        """func(*args, **kwds) in a worker; waits for the result."""
+        return self.apply_async(func, args, kwds).get()
+
+    # -- lifetime --
+
+    def close(self):
+        """No more submissions; the workers exit once the pending work is done."""
+        util.debug('closing pool')
+        if self._state == RUN:
+            self._state = CLOSE
+            self._engine.close()
+
+    def join(self):
+        """Wait for the workers to exit (after close() or terminate())."""
+        if self._state not in (CLOSE, TERMINATE):
+            raise ValueError("Pool is still running" if self._state == RUN
+                             else "In unknown state")
+        util.debug('joining pool')
+        self._engine.join()
+
+    def terminate(self):
+        """Stop the workers now, without finishing the pending work."""
+        self._state = TERMINATE
+        self._terminate()
+
+    def __enter__(self):
+        self._check_running()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.terminate()
+
+    def __reduce__(self):
+        raise NotImplementedError(
+            'pool objects cannot be passed between processes or pickled')
 
 
 # ---- ThreadPool ----------------------------------------------------------------------------
 
+def _worker_thread(ctx, *args, **kwds):
+    from .dummy import Process
+    return Process(*args, **kwds)
+
+
 class ThreadPool(Pool):
-    """A Pool whose workers are threads of this process (no pickling)."""
+    """A Pool whose workers are threads of this process: tasks and results
+    go through plain in-process queues, nothing is pickled, and a task's
+    exception is raised as it is (no remote traceback)."""
 
     _wrap_exception = False
-
-    @staticmethod
-    def Process(ctx, *args, **kwds):
-        from .dummy import Process
-        return Process(*args, **kwds)
+    _threads = True
+    Process = staticmethod(_worker_thread)
 
     def __init__(self, processes=None, initializer=None, initargs=()):
-        Pool.__init__(self, processes, initializer, initargs)
-
-    def _uses_threads(self):
-        return True
-
-    def _setup_queues(self):
-        self._inqueue = queue.SimpleQueue()
-        self._outqueue = queue.SimpleQueue()
+        super().__init__(processes, initializer, initargs)

@@ -38,8 +38,8 @@ import operator
 import os
 import secrets
 import struct
-import types
 from functools import partial
+from types import GenericAlias
 
 from . import resource_tracker
 from . import util
@@ -125,15 +125,16 @@ class SharedMemory:
     other processes. close() detaches this object; unlink() removes the
     segment itself (once, from any one process)."""
 
-    # Class defaults, so that close() and unlink() work on a half-made object
-    # (and subclasses may change the flags or mode).
-    _name = None
-    _fd = -1
-    _mmap = None
-    _buf = None
+    # How segments are opened; subclasses may change them (as with the
+    # standard library's class).
     _flags = os.O_RDWR
     _mode = 0o600
     _prepend_leading_slash = True
+
+    # The state of an object that holds nothing (yet, or any more): close()
+    # and unlink() work on an object whose __init__ failed half way.
+    _fd = -1
+    _name = _mmap = _buf = None
     _track = True
 
     if V.shm_track_param:
@@ -148,48 +149,96 @@ class SharedMemory:
         if size < 0:
             raise ValueError("'size' must be a positive integer")
         if create:
-            self._flags = _O_CREX | os.O_RDWR
-            if size == 0:
+            if not size:
                 raise ValueError("'size' must be a positive number different from zero")
-        if name is None and not self._flags & os.O_EXCL:
+            self._flags = _O_CREX | os.O_RDWR
+        creating = bool(self._flags & os.O_EXCL)
+        if name is None and not creating:
             raise ValueError("'name' can only be None if create=True")
         self._track = track
-
         if name is None:
-            for _attempt in range(100):
-                candidate = _make_filename()  # looked up now: tests patch it
-                try:
-                    self._fd = _shm_open(candidate, self._flags, mode=self._mode)
-                except FileExistsError:
-                    continue
-                name = candidate
-                break
-            else:
-                raise FileExistsError(errno.EEXIST, 'no free shared memory name found')
+            self._fd, self._name = self._open_unused_name()
         else:
-            if self._prepend_leading_slash:
-                name = '/' + name
-            self._fd = _shm_open(name, self._flags, mode=self._mode)
-        self._name = name
-        created = bool(self._flags & os.O_EXCL)
+            self._name = '/' + name if self._prepend_leading_slash else name
+            self._fd = _shm_open(self._name, self._flags, mode=self._mode)
         try:
-            if create:
-                util._reserve_file(self._fd, size)
-            size = os.fstat(self._fd).st_size
-            self._mmap = mmap.mmap(self._fd, size)
+            self._map(size if create else None)
         except BaseException:
-            os.close(self._fd)
-            self._fd = -1
-            if created:
-                try:
-                    _shm_unlink(name)
-                except OSError:
-                    pass
+            self._abandon(unlink=creating)
             raise
         if track:
             resource_tracker.register(self._name, "shared_memory")
-        self._size = size
+
+    def _open_unused_name(self):
+        """(descriptor, name) of a new segment under a random name."""
+        for _attempt in range(100):
+            # The module global is looked up each time: tests replace it.
+            name = _make_filename()
+            try:
+                return _shm_open(name, self._flags, mode=self._mode), name
+            except FileExistsError:
+                pass
+        raise FileExistsError(errno.EEXIST, 'no free shared memory name found')
+
+    def _map(self, new_size):
+        """Map the open segment; new_size: give a new segment that size first
+        (None: attach to the segment as large as it is)."""
+        if new_size is not None:
+            util._reserve_file(self._fd, new_size)
+        self._size = os.fstat(self._fd).st_size
+        self._mmap = mmap.mmap(self._fd, self._size)
         self._buf = memoryview(self._mmap)
+
+    def _abandon(self, unlink):
+        # Mapping failed: let go of the descriptor, and of the segment if
+        # this very call created it (never of one that others may use).
+        fd, self._fd = self._fd, -1
+        os.close(fd)
+        if unlink:
+            try:
+                _shm_unlink(self._name)
+            except OSError:
+                pass
+
+    @property
+    def name(self):
+        """The name other processes attach to this segment with."""
+        if self._prepend_leading_slash:
+            return self._name[1:] if self._name.startswith('/') else self._name
+        return self._name
+
+    buf = property(operator.attrgetter('_buf'), doc='A memoryview of the segment\'s bytes.')
+    size = property(operator.attrgetter('_size'),
+                    doc='The size in bytes (may exceed the size asked for).')
+
+    def __repr__(self):
+        return '%s(%r, size=%d)' % (type(self).__name__, self.name, self.size)
+
+    def __reduce__(self):
+        # Unpickled, it attaches to the same segment by name.
+        return type(self), (self.name, False, self.size)
+
+    def close(self):
+        """Detach this object from the segment (the segment stays)."""
+        if self._buf is not None:
+            # A BufferError here (views of buf still exist) leaves all as it was.
+            self._buf.release()
+            self._buf = None
+        mapping, self._mmap = self._mmap, None
+        if mapping is not None:
+            mapping.close()
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def unlink(self):
+        """Remove the segment's name, so that it is freed once every process has
+        closed it. Call it once, from one process."""
+        if not self._name:
+            return
+        _shm_unlink(self._name)
+        if self._track:
+            resource_tracker.unregister(self._name, "shared_memory")
 
     def __del__(self):
         try:
@@ -197,64 +246,19 @@ class SharedMemory:
         except OSError:
             pass
 
-    def __reduce__(self):
-        return (self.__class__, (self.name, False, self.size))
-
-    def __repr__(self):
-        return f'{self.__class__.__name__}({self.name!r}, size={self.size})'
-
-    @property
-    def buf(self):
-        """A memoryview of the segment's bytes."""
-        return self._buf
-
-    @property
-    def name(self):
-        """The name other processes attach to this segment with."""
-        name = self._name
-        if self._prepend_leading_slash and name.startswith('/'):
-            name = name[1:]
-        return name
-
-    @property
-    def size(self):
-        """The size in bytes (may exceed the size asked for)."""
-        return self._size
-
-    def close(self):
-        """Detach this object from the segment (the segment stays)."""
-        if self._buf is not None:
-            self._buf.release()
-            self._buf = None
-        if self._mmap is not None:
-            self._mmap.close()
-            self._mmap = None
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def unlink(self):
-        """Remove the segment's name, so that it is freed once every process has
-        closed it. Call it once, from one process."""
-        if self._name:
-            _shm_unlink(self._name)
-            if self._track:
-                resource_tracker.unregister(self._name, "shared_memory")
-
 
 # ---- ShareableList ----
 
 _encoding = "utf8"
 
 # The layout in the segment (the standard library's, so that either side can
-# read a list the other made), all offsets multiples of 8:
-#   q            number of items N
-#   q * (N + 1)  offsets of the items' slots in the data area, and its end
+# read a list the other made), every part starting at a multiple of 8:
+#   q            the number of items, N
+#   q * (N + 1)  where each item's slot starts in the data area, and its end
 #   data area    one slot per item: 8 bytes, or the bytes of a str/bytes
 #   8s * N       the struct format of each item, NUL-padded
 #   b * N        how to turn each unpacked value back into the item (0-3)
-_ITEM_BYTES = 8
-_FORMAT_BYTES = 8
+_WORD = 8
 
 
 def _as_is(value):
@@ -273,6 +277,10 @@ def _none(_value):
     return None
 
 
+# Back transform code per kind of item (anything else: 0, as is).
+_CODE_OF_KIND = ((str, 1), (bytes, 2), (type(None), 3))
+
+
 class ShareableList:
     """A list of at most 8-byte ints and floats, bools, None, str and bytes,
     stored in a shared memory segment: ShareableList(sequence) makes one
@@ -281,6 +289,7 @@ class ShareableList:
     fixed; a str or bytes item has room for the length it was created with
     (rounded up to 8 bytes)."""
 
+    _alignment = _WORD
     _types_mapping = {
         int: "q",
         float: "d",
@@ -289,182 +298,147 @@ class ShareableList:
         bytes: "%ds",
         type(None): "xxxxxx?x",
     }
-    _alignment = 8
-    _back_transforms_mapping = {
-        0: _as_is,      # int, float, bool
-        1: _decoded,    # str
-        2: _stripped,   # bytes
-        3: _none,       # None
-    }
+    _back_transforms_mapping = dict(enumerate((_as_is, _decoded, _stripped, _none)))
 
     @staticmethod
     def _extract_recreation_code(value):
         """The back transform code of value (see _back_transforms_mapping)."""
-        if isinstance(value, str):
-            return 1
-        if isinstance(value, bytes):
-            return 2
-        if value is None:
-            return 3
+        for kind, code in _CODE_OF_KIND:
+            if isinstance(value, kind):
+                return code
         return 0
+
+    def __init__(self, sequence=None, *, name=None):
+        if sequence is None and name is not None:
+            self.shm = SharedMemory(name)
+            (count,) = struct.unpack_from('q', self.shm.buf, 0)
+            self._learn_layout(struct.unpack_from('%dq' % (count + 1), self.shm.buf, _WORD))
+            return
+        # Every item is encoded (and may be refused) before a segment exists.
+        slots = [self._slot_for(item) for item in (() if sequence is None else sequence)]
+        ends = [0]
+        for _fmt, data, _code in slots:
+            ends.append(ends[-1] + len(data))
+        self._learn_layout(ends)
+        n = len(slots)
+        self.shm = SharedMemory(name, create=True,
+                                size=self._offset_back_transform_codes + n)
+        buf = self.shm.buf
+        struct.pack_into('%dq' % (n + 2), buf, 0, n, *ends)
+        buf[self._offset_data_start:self._offset_packing_formats] = b''.join(
+            data for _fmt, data, _code in slots)
+        struct.pack_into('8s' * n, buf, self._offset_packing_formats,
+                         *(fmt.encode(_encoding) for fmt, _data, _code in slots))
+        struct.pack_into('%db' % n, buf, self._offset_back_transform_codes,
+                         *(code for _fmt, _data, code in slots))
+
+    def _learn_layout(self, offsets):
+        """Where everything is, from the slot offsets (fixed for the list's
+        life: the layout is computed once, not at every access)."""
+        n = len(offsets) - 1
+        self._list_len = n
+        self._allocated_offsets = list(offsets)
+        self._format_size_metainfo = 'q' * (n + 1)
+        self._format_packing_metainfo = '8s' * n
+        self._format_back_transform_codes = 'b' * n
+        self._offset_data_start = (n + 2) * _WORD
+        self._offset_packing_formats = self._offset_data_start + offsets[-1]
+        self._offset_back_transform_codes = self._offset_packing_formats + n * _WORD
+
+    def _slot_for(self, item):
+        """(format, packed bytes, back transform code) of a new item's slot."""
+        fmt, value = self._encode(item)
+        return fmt, struct.pack(fmt, value), self._extract_recreation_code(item)
 
     def _encode(self, value, room=None):
         """(format, value to pack) for value; room: the slot's size for str and
         bytes (None: a new slot sized for value)."""
-        if isinstance(value, (str, bytes)):
-            data = value.encode(_encoding) if isinstance(value, str) else value
-            if room is None:
-                # The standard library's size (by characters, so that formats
-                # match its own), grown when the UTF-8 bytes need more.
-                room = self._alignment * (len(value) // self._alignment + 1)
-                if len(data) > room:
-                    room = -(-len(data) // self._alignment) * self._alignment
-            elif len(data) > room:
-                raise ValueError("bytes/str item exceeds available storage")
-            fmt = "%ds" % room
-            if len(fmt) > _FORMAT_BYTES:
-                raise ValueError('str/bytes item of %d bytes is too large for a '
-                                 'ShareableList' % len(data))
-            return fmt, data
-        try:
-            fmt = self._types_mapping[type(value)]
-        except KeyError:
-            raise TypeError('ShareableList cannot store an item of type %s'
-                            % type(value).__name__) from None
-        return fmt, value
+        if not isinstance(value, (str, bytes)):
+            fmt = self._types_mapping.get(type(value))
+            if fmt is None:
+                raise TypeError('ShareableList cannot store an item of type %s'
+                                % type(value).__name__)
+            return fmt, value
+        data = value if isinstance(value, bytes) else value.encode(_encoding)
+        if room is None:
+            # The standard library sizes a slot by characters (so that the
+            # formats match its own); grown here when the UTF-8 bytes need more.
+            room = max(len(value) // _WORD + 1, -(-len(data) // _WORD)) * _WORD
+        elif len(data) > room:
+            raise ValueError("bytes/str item exceeds available storage")
+        fmt = "%ds" % room
+        if len(fmt) > _WORD:
+            raise ValueError('str/bytes item of %d bytes is too large for a '
+                             'ShareableList' % len(data))
+        return fmt, data
 
-    def __init__(self, sequence=None, *, name=None):
-        if name is None or sequence is not None:
-            items = list(sequence) if sequence is not None else []
-            # Everything is encoded (and may fail) before the segment exists.
-            slots = []
-            for item in items:
-                fmt, value = self._encode(item)
-                slots.append((fmt, struct.pack(fmt, value), self._extract_recreation_code(item)))
-            n = self._list_len = len(slots)
-            offsets = [0]
-            for _fmt, data, _code in slots:
-                offsets.append(offsets[-1] + len(data))
-            self._allocated_offsets = offsets
-            size = _ITEM_BYTES * (n + 2) + offsets[-1] + _FORMAT_BYTES * n + n
-            self.shm = SharedMemory(name, create=True, size=size)
-            buf = self.shm.buf
-            struct.pack_into("q" * (n + 2), buf, 0, n, *offsets)
-            at = self._offset_data_start
-            for _fmt, data, _code in slots:
-                buf[at:at + len(data)] = data
-                at += len(data)
-            struct.pack_into("8s" * n, buf, self._offset_packing_formats,
-                             *(fmt.encode(_encoding) for fmt, _data, _code in slots))
-            struct.pack_into("b" * n, buf, self._offset_back_transform_codes,
-                             *(code for _fmt, _data, code in slots))
-        else:
-            self.shm = SharedMemory(name)
-            self._list_len = len(self)
-            self._allocated_offsets = list(struct.unpack_from(
-                "q" * (self._list_len + 1), self.shm.buf, _ITEM_BYTES))
-
-    def _position(self, position):
-        position = operator.index(position)
-        if position < 0:
-            position += self._list_len
-        if not 0 <= position < self._list_len:
-            raise IndexError("Requested position out of range.")
-        return position
+    def _position(self, position, message="Requested position out of range."):
+        n = self._list_len
+        index = operator.index(position)
+        if index < 0:
+            index += n
+        if 0 <= index < n:
+            return index
+        raise IndexError(message)
 
     def _get_packing_format(self, position):
         """The struct format of the item at position."""
-        position = self._position(position)
-        raw = struct.unpack_from("8s", self.shm.buf,
-                                 self._offset_packing_formats + position * _FORMAT_BYTES)[0]
-        return raw.rstrip(b'\x00').decode(_encoding)
+        at = self._offset_packing_formats + self._position(position) * _WORD
+        return bytes(self.shm.buf[at:at + _WORD]).rstrip(b'\x00').decode(_encoding)
 
     def _get_back_transform(self, position):
         """The function that turns the unpacked value at position into the item."""
-        position = self._position(position)
-        code = struct.unpack_from("b", self.shm.buf,
-                                  self._offset_back_transform_codes + position)[0]
+        code = self.shm.buf[self._offset_back_transform_codes + self._position(position)]
         return self._back_transforms_mapping[code]
 
     def _set_packing_format_and_transform(self, position, fmt_as_str, value):
         """Record the format and back transform of the item at position."""
-        position = self._position(position)
-        struct.pack_into("8s", self.shm.buf,
-                         self._offset_packing_formats + position * _FORMAT_BYTES,
+        index = self._position(position)
+        struct.pack_into('8s', self.shm.buf, self._offset_packing_formats + index * _WORD,
                          fmt_as_str.encode(_encoding))
-        struct.pack_into("b", self.shm.buf, self._offset_back_transform_codes + position,
-                         self._extract_recreation_code(value))
+        self.shm.buf[self._offset_back_transform_codes + index] = \
+            self._extract_recreation_code(value)
 
     def __getitem__(self, position):
-        try:
-            position = self._position(position)
-        except IndexError:
-            raise IndexError("index out of range") from None
-        fmt = self._get_packing_format(position)
+        index = self._position(position, "index out of range")
         (value,) = struct.unpack_from(
-            fmt, self.shm.buf, self._offset_data_start + self._allocated_offsets[position])
-        return self._get_back_transform(position)(value)
+            self._get_packing_format(index), self.shm.buf,
+            self._offset_data_start + self._allocated_offsets[index])
+        return self._get_back_transform(index)(value)
 
     def __setitem__(self, position, value):
-        try:
-            position = self._position(position)
-        except IndexError:
-            raise IndexError("assignment index out of range") from None
-        item_offset = self._allocated_offsets[position]
-        room = self._allocated_offsets[position + 1] - item_offset
-        fmt, packed_value = self._encode(value, room)
-        data = struct.pack(fmt, packed_value)  # fails before anything is changed
-        self._set_packing_format_and_transform(position, fmt, value)
-        offset = self._offset_data_start + item_offset
-        self.shm.buf[offset:offset + len(data)] = data
-
-    def __reduce__(self):
-        return partial(self.__class__, name=self.shm.name), ()
+        index = self._position(position, "assignment index out of range")
+        start, end = self._allocated_offsets[index:index + 2]
+        fmt, packable = self._encode(value, room=end - start)
+        data = struct.pack(fmt, packable)  # may fail: nothing is changed yet
+        self._set_packing_format_and_transform(index, fmt, value)
+        at = self._offset_data_start + start
+        self.shm.buf[at:at + len(data)] = data
 
     def __len__(self):
-        return struct.unpack_from("q", self.shm.buf, 0)[0]
-
-    def __repr__(self):
-        return f'{self.__class__.__name__}({list(self)}, name={self.shm.name!r})'
+        return self._list_len
 
     @property
     def format(self):
         """The struct format of all the items, concatenated."""
-        return "".join(self._get_packing_format(i) for i in range(self._list_len))
-
-    @property
-    def _format_size_metainfo(self):
-        return "q" * (self._list_len + 1)
-
-    @property
-    def _format_packing_metainfo(self):
-        return "8s" * self._list_len
-
-    @property
-    def _format_back_transform_codes(self):
-        return "b" * self._list_len
-
-    @property
-    def _offset_data_start(self):
-        return (self._list_len + 2) * _ITEM_BYTES
-
-    @property
-    def _offset_packing_formats(self):
-        return self._offset_data_start + self._allocated_offsets[-1]
-
-    @property
-    def _offset_back_transform_codes(self):
-        return self._offset_packing_formats + self._list_len * _FORMAT_BYTES
+        return ''.join(map(self._get_packing_format, range(self._list_len)))
 
     def count(self, value):
         """The number of items equal to value."""
-        return sum(value == item for item in self)
+        return sum(1 for item in self if value == item)
 
     def index(self, value):
         """The position of the first item equal to value (ValueError if none)."""
-        for position, item in enumerate(self):
-            if value == item:
-                return position
-        raise ValueError(f"{value!r} not in this container")
+        found = next((i for i, item in enumerate(self) if value == item), None)
+        if found is None:
+            raise ValueError(f"{value!r} not in this container")
+        return found
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    def __repr__(self):
+        return '%s(%r, name=%r)' % (type(self).__name__, list(self), self.shm.name)
+
+    def __reduce__(self):
+        # Unpickled, it attaches to the same segment by name.
+        return partial(type(self), name=self.shm.name), ()
+
+    __class_getitem__ = classmethod(GenericAlias)

@@ -35,51 +35,45 @@ __all__ = ['RawValue', 'RawArray', 'Value', 'Array', 'copy', 'synchronized']
 
 _ForkingPickler = reduction.ForkingPickler
 
+# The array module's typecodes, each with the ctypes type of its C type.
 typecode_to_type = {
-    'c': ctypes.c_char, 'u': ctypes.c_wchar,
-    'b': ctypes.c_byte, 'B': ctypes.c_ubyte,
-    'h': ctypes.c_short, 'H': ctypes.c_ushort,
-    'i': ctypes.c_int, 'I': ctypes.c_uint,
-    'l': ctypes.c_long, 'L': ctypes.c_ulong,
-    'q': ctypes.c_longlong, 'Q': ctypes.c_ulonglong,
-    'f': ctypes.c_float, 'd': ctypes.c_double,
+    code: getattr(ctypes, 'c_' + c_name)
+    for code, c_name in (pair.split('=') for pair in (
+        'c=char u=wchar b=byte B=ubyte h=short H=ushort i=int I=uint '
+        'l=long L=ulong q=longlong Q=ulonglong f=float d=double').split())
 }
 
 
 def _ctype(typecode_or_type):
-    if isinstance(typecode_or_type, str):
-        try:
-            return typecode_to_type[typecode_or_type]
-        except KeyError:
-            raise TypeError('unknown typecode %r (expected one of %s, or a ctypes type)'
-                            % (typecode_or_type, ''.join(typecode_to_type))) from None
-    return typecode_or_type
+    if not isinstance(typecode_or_type, str):
+        return typecode_or_type
+    ctype = typecode_to_type.get(typecode_or_type)
+    if ctype is None:
+        raise TypeError('unknown typecode %r (expected one of %s, or a ctypes type)'
+                        % (typecode_or_type, ''.join(typecode_to_type)))
+    return ctype
 
 
 def _get_context():
     return _default_context.get_context()
 
 
-def _new_value(type_):
-    """An object of ctypes type type_ in a new block of the shared heap
-    (its bytes are whatever the block held)."""
+def _shared_instance(type_, zeroed=True):
+    """An object of ctypes type type_ over a new block of the shared heap;
+    its bytes are zeros, or (zeroed=False) whatever the block held."""
     try:
         size = ctypes.sizeof(type_)
     except TypeError:
         raise TypeError('%r is not a ctypes type or typecode' % (type_,)) from None
-    wrapper = heap.BufferWrapper(size)
-    return rebuild_ctype(type_, wrapper, None)
-
-
-def _zeroed(type_):
-    obj = _new_value(type_)
-    ctypes.memset(ctypes.addressof(obj), 0, ctypes.sizeof(obj))
+    obj = rebuild_ctype(type_, heap.BufferWrapper(size), None)
+    if zeroed:
+        ctypes.memset(ctypes.addressof(obj), 0, size)
     return obj
 
 
 def RawValue(typecode_or_type, *args):
     """A ctypes object in shared memory, initialised with args (zero without)."""
-    obj = _zeroed(_ctype(typecode_or_type))
+    obj = _shared_instance(_ctype(typecode_or_type))
     obj.__init__(*args)
     return obj
 
@@ -87,71 +81,71 @@ def RawValue(typecode_or_type, *args):
 def RawArray(typecode_or_type, size_or_initializer):
     """A ctypes array in shared memory: size_or_initializer zeros, or a copy of
     the sequence size_or_initializer."""
-    type_ = _ctype(typecode_or_type)
+    item_type = _ctype(typecode_or_type)
     if isinstance(size_or_initializer, int):
-        return _zeroed(type_ * size_or_initializer)
-    values = size_or_initializer
-    if not hasattr(values, '__len__'):
-        values = list(values)
-    obj = _zeroed(type_ * len(values))
-    obj.__init__(*values)
-    return obj
+        return _shared_instance(item_type * size_or_initializer)
+    items = size_or_initializer
+    if not hasattr(items, '__len__'):
+        items = tuple(items)
+    array = _shared_instance(item_type * len(items))
+    array.__init__(*items)
+    return array
 
 
-def _lock_for(lock, ctx):
-    if lock in (True, None):
-        return (ctx or _get_context()).RLock()
-    if not hasattr(lock, 'acquire'):
+def _locked_or_raw(obj, lock, ctx):
+    """What Value() and Array() return for obj: obj itself (lock=False), or
+    obj behind lock (True or None: a new RLock of ctx)."""
+    if lock is False:
+        return obj
+    if lock is True or lock is None:
+        lock = (ctx or _get_context()).RLock()
+    elif not hasattr(lock, 'acquire'):
         raise AttributeError("%r has no method 'acquire'" % lock)
-    return lock
+    return synchronized(obj, lock, ctx=ctx)
 
 
 def Value(typecode_or_type, *args, lock=True, ctx=None):
     """A ctypes object in shared memory behind a lock (lock=True: a new RLock;
     a lock object: that lock; lock=False: no lock, the raw object)."""
-    obj = RawValue(typecode_or_type, *args)
-    if lock is False:
-        return obj
-    return synchronized(obj, _lock_for(lock, ctx), ctx=ctx)
+    return _locked_or_raw(RawValue(typecode_or_type, *args), lock, ctx)
 
 
 def Array(typecode_or_type, size_or_initializer, *, lock=True, ctx=None):
     """A ctypes array in shared memory behind a lock (see Value)."""
-    obj = RawArray(typecode_or_type, size_or_initializer)
-    if lock is False:
-        return obj
-    return synchronized(obj, _lock_for(lock, ctx), ctx=ctx)
+    return _locked_or_raw(RawArray(typecode_or_type, size_or_initializer), lock, ctx)
 
 
 def copy(obj):
     """A copy of the ctypes object obj in shared memory."""
-    new_obj = _new_value(type(obj))
-    ctypes.pointer(new_obj)[0] = obj
-    return new_obj
+    duplicate = _shared_instance(type(obj), zeroed=False)
+    ctypes.memmove(ctypes.addressof(duplicate), ctypes.addressof(obj), ctypes.sizeof(obj))
+    return duplicate
 
 
 def synchronized(obj, lock=None, ctx=None):
     """obj (a ctypes object) behind lock (a new RLock by default)."""
     if isinstance(obj, SynchronizedBase):
         raise AssertionError('object already synchronized')
-    ctx = ctx or _get_context()
-    if isinstance(obj, ctypes._SimpleCData):
-        return Synchronized(obj, lock, ctx)
-    if isinstance(obj, ctypes.Array):
-        if obj._type_ is ctypes.c_char:
-            return SynchronizedString(obj, lock, ctx)
-        return SynchronizedArray(obj, lock, ctx)
-    cls = type(obj)
-    scls = class_cache.get(cls)
-    if scls is None:
-        fields = getattr(cls, '_fields_', None)
+    return _wrapper_class(type(obj))(obj, lock, ctx or _get_context())
+
+
+def _wrapper_class(ctype):
+    """The Synchronized* class for objects of ctypes type ctype."""
+    if issubclass(ctype, ctypes._SimpleCData):
+        return Synchronized
+    if issubclass(ctype, ctypes.Array):
+        return SynchronizedString if ctype._type_ is ctypes.c_char else SynchronizedArray
+    wrapper = class_cache.get(ctype)
+    if wrapper is None:
+        fields = getattr(ctype, '_fields_', None)
         if fields is None:
             raise TypeError('cannot synchronize %r: not a ctypes simple type, array '
-                            'or structure' % cls)
-        namespace = {field[0]: make_property(field[0]) for field in fields}
-        scls = class_cache[cls] = type('Synchronized' + cls.__name__,
-                                       (SynchronizedBase,), namespace)
-    return scls(obj, lock, ctx)
+                            'or structure' % ctype)
+        # One locked property per field of the structure.
+        wrapper = class_cache[ctype] = type(
+            'Synchronized' + ctype.__name__, (SynchronizedBase,),
+            {'_locked_attributes': tuple(field[0] for field in fields)})
+    return wrapper
 
 
 # ---- pickling (for a child being started) ----
@@ -180,6 +174,15 @@ def rebuild_ctype(type_, wrapper, length):
 
 
 # ---- locked access ----
+#
+# The accessors take the lock with acquire() and release(), the lock's own
+# methods bound once per wrapper: a `with` statement on the lock costs more.
+#
+# A wrapper class lists what it guards in two tables, and SynchronizedBase
+# turns them into class attributes: _locked_attributes, attributes of the
+# wrapped object read and written under the lock (properties), and
+# _locked_operations, name -> function(obj, *args) called under the lock
+# (methods).
 
 prop_cache = {}
 class_cache = weakref.WeakKeyDictionary()
@@ -187,113 +190,140 @@ class_cache = weakref.WeakKeyDictionary()
 
 def make_property(name):
     """A property that reads and writes attribute name of the wrapped object
-    under the wrapper's lock."""
+    under the wrapper's lock (one per name, shared by all wrapper classes)."""
     prop = prop_cache.get(name)
-    if prop is not None:
-        return prop
-    get_attr = operator.attrgetter(name)
+    if prop is None:
+        read = operator.attrgetter(name)
 
-    def fget(self):
-        self.acquire()
-        try:
-            return get_attr(self._obj)
-        finally:
-            self.release()
+        def fget(self):
+            self.acquire()
+            try:
+                return read(self._obj)
+            finally:
+                self.release()
 
-    def fset(self, value):
-        self.acquire()
-        try:
-            setattr(self._obj, name, value)
-        finally:
-            self.release()
+        def fset(self, value):
+            self.acquire()
+            try:
+                setattr(self._obj, name, value)
+            finally:
+                self.release()
 
-    fget.__name__ = fset.__name__ = name
-    prop = prop_cache[name] = property(fget, fset, doc='%s, read and written under the lock'
-                                       % name)
+        fget.__name__ = fset.__name__ = name
+        prop = prop_cache[name] = property(
+            fget, fset, doc='%s, read and written under the lock' % name)
     return prop
+
+
+# `value` is the attribute read and written most (Value, Array('c')): spelled
+# out, with a literal attribute access, it costs about a quarter less than a
+# property that fetches an attribute by name. make_property finds it here.
+def _read_value(self):
+    self.acquire()
+    try:
+        return self._obj.value
+    finally:
+        self.release()
+
+
+def _write_value(self, value):
+    self.acquire()
+    try:
+        self._obj.value = value
+    finally:
+        self.release()
+
+
+_read_value.__name__ = _write_value.__name__ = 'value'
+prop_cache['value'] = property(_read_value, _write_value,
+                               doc='value, read and written under the lock')
+
+
+def _locked_operation(name, operation):
+    def method(self, *args):
+        self.acquire()
+        try:
+            return operation(self._obj, *args)
+        finally:
+            self.release()
+    method.__name__ = name
+    return method
 
 
 class SynchronizedBase(object):
     """A ctypes object (get_obj()) and the lock (get_lock()) that guards it;
-    `with wrapper:` holds the lock."""
+    `with wrapper:` holds the lock, and acquire()/release() are the lock's."""
+
+    _locked_attributes = ()
+    _locked_operations = {}
+
+    def __init_subclass__(cls, **kwds):
+        super().__init_subclass__(**kwds)
+        own = vars(cls)
+        for name in own.get('_locked_attributes', ()):
+            setattr(cls, name, make_property(name))
+        for name, operation in own.get('_locked_operations', {}).items():
+            setattr(cls, name, _locked_operation(name, operation))
 
     def __init__(self, obj, lock=None, ctx=None):
-        self._obj = obj
-        if lock:
-            self._lock = lock
-        else:
-            self._lock = (ctx or _get_context()).RLock()
-        self.acquire = self._lock.acquire
-        self.release = self._lock.release
+        lock = lock or (ctx or _get_context()).RLock()
+        self._obj, self._lock = obj, lock
+        self.acquire, self.release = lock.acquire, lock.release
 
-    def __enter__(self):
-        return self._lock.__enter__()
-
-    def __exit__(self, *args):
-        return self._lock.__exit__(*args)
+    def __repr__(self):
+        return '<%s wrapper for %s>' % (type(self).__name__, self._obj)
 
     def __reduce__(self):
+        # Both travel to the child being started: it gets the same memory
+        # behind the same lock.
         assert_spawning(self)
         return synchronized, (self._obj, self._lock)
-
-    def get_obj(self):
-        return self._obj
 
     def get_lock(self):
         return self._lock
 
-    def __repr__(self):
-        return '<%s wrapper for %s>' % (type(self).__name__, self._obj)
+    def get_obj(self):
+        return self._obj
+
+    # `with wrapper:` is `with wrapper.get_lock():`.
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc_info):
+        return self._lock.__exit__(*exc_info)
 
 
 class Synchronized(SynchronizedBase):
     """A ctypes simple object behind a lock."""
 
-    # Written out rather than made by make_property: this is the hot path.
-    @property
-    def value(self):
-        self.acquire()
-        try:
-            return self._obj.value
-        finally:
-            self.release()
+    _locked_attributes = ('value',)
 
-    @value.setter
-    def value(self, value):
-        self.acquire()
-        try:
-            self._obj.value = value
-        finally:
-            self.release()
+
+def _get_slice(obj, start, stop):
+    return obj[start:stop]
+
+
+def _set_slice(obj, start, stop, values):
+    obj[start:stop] = values
 
 
 class SynchronizedArray(SynchronizedBase):
     """A ctypes array behind a lock: items and slices are read and written
     under it."""
 
+    _locked_operations = {
+        '__getitem__': operator.getitem,
+        '__setitem__': operator.setitem,
+        '__getslice__': _get_slice,
+        '__setslice__': _set_slice,
+    }
+
     def __len__(self):
         return len(self._obj)
-
-    def __getitem__(self, i):
-        with self:
-            return self._obj[i]
-
-    def __setitem__(self, i, value):
-        with self:
-            self._obj[i] = value
-
-    def __getslice__(self, start, stop):
-        with self:
-            return self._obj[start:stop]
-
-    def __setslice__(self, start, stop, values):
-        with self:
-            self._obj[start:stop] = values
 
 
 class SynchronizedString(SynchronizedArray):
     """A ctypes char array behind a lock, with its value (up to the first NUL)
     and raw bytes."""
 
-    value = make_property('value')
-    raw = make_property('raw')
+    _locked_attributes = ('value', 'raw')
