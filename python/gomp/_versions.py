@@ -34,9 +34,6 @@ class _Facts:
     forked_child_runs_own_atexit = _since(3, 13)
     # The default start method on Linux is forkserver (fork before).
     default_forkserver = _since(3, 14)
-    # _posixsubprocess.fork_exec takes the 3.11 argument list (with the
-    # vfork flag last); 3.10 takes an older one with bytes executables.
-    fork_exec_311_args = _since(3, 11)
 
     # -- connections ----------------------------------------------------
     # Listener/Client negotiate the HMAC digest ({sha256}-prefixed

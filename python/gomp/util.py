@@ -417,28 +417,10 @@ def _args_from_interpreter_flags():
 
 
 def spawnv_passfds(path, args, passfds):
-    """Start path with args in a new process (fork+exec, or vfork where the
-    platform allows), keeping only passfds open in it; return its pid."""
-    import _posixsubprocess
-    import subprocess
-    passfds = tuple(sorted(map(int, passfds)))
-    errpipe_read, errpipe_write = os.pipe()
-    try:
-        return _posixsubprocess.fork_exec(*_fork_exec_args(
-            args, path, passfds, errpipe_read, errpipe_write, subprocess))
-    finally:
-        os.close(errpipe_read)
-        os.close(errpipe_write)
-
-
-def _fork_exec_args(args, path, passfds, errpipe_read, errpipe_write, subprocess):
-    """Arguments of _posixsubprocess.fork_exec, whose signature changed in 3.11."""
-    if V.fork_exec_311_args:
-        return (args, [path], True, passfds, None, None, -1, -1, -1, -1, -1, -1,
-                errpipe_read, errpipe_write, False, False, -1, None, None, None, -1, None,
-                subprocess._USE_VFORK)
-    return (args, [os.fsencode(path)], True, passfds, None, None, -1, -1, -1, -1, -1, -1,
-            errpipe_read, errpipe_write, False, False, None, None, None, -1, None)
+    """Start path with args in a new process that inherits only stdin, stdout,
+    stderr and passfds; return its pid (vfork+exec in C: gomp._gomp)."""
+    from . import _gomp
+    return _gomp.spawnv_passfds(path, args, passfds)
 
 
 def close_fds(*fds):
