@@ -5,7 +5,7 @@ VENV ?= .venv
 VPY := $(abspath $(VENV))/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all install demo test test-go test-py test-suite test-cpython lint lint-c lint-py provenance bench fuzz clean
+.PHONY: all install demo test test-newer test-go test-py test-suite test-cpython lint lint-c lint-py provenance bench fuzz clean
 
 all: install
 
@@ -20,7 +20,20 @@ install: $(VENV)/bin/python
 demo: install
 	$(VPY) examples/demo.py
 
-test: lint-c test-go test-py test-suite
+test: lint-c test-go test-py test-suite test-newer
+
+# CPython 3.14 and 3.15 (Debian's, in a Debian-unstable chroot made once by
+# .ci/sid-pythons.sh and reused): gomp's own tests and CPython's suite on each,
+# in venvs .venv-3.14 / .venv-3.15. Needs root (chroot, mount); without it the
+# target says so and does nothing.
+NEWER ?= 3.14 3.15
+test-newer:
+	@if [ "$$(id -u)" != 0 ]; then echo "test-newer: skipped: CPython $(NEWER) run in a chroot, which needs root"; exit 0; fi; \
+	.ci/sid-pythons.sh ensure && \
+	for v in $(NEWER); do \
+		echo "== CPython $$v"; \
+		.ci/sid-pythons.sh run "make test-py test-suite PY=/usr/bin/python$$v VENV=.venv-$$v SUITE_TIMEOUT=$(SUITE_TIMEOUT)" || exit 1; \
+	done
 
 # Style checks: C with clang-format (.clang-format), Python with ruff
 # ([tool.ruff] in pyproject.toml; ruff is installed into the venv). make test
