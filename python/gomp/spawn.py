@@ -164,9 +164,17 @@ def is_forking(argv):
 def freeze_support():
     """In a frozen program started as a child: be the child, then exit."""
     if is_forking(sys.argv):
-        spawn_main(**{name: None if value == 'None' else int(value)
-                      for name, _, value in (arg.partition('=') for arg in sys.argv[2:])})
+        spawn_main(**_keywords_from_argv(sys.argv[2:]))
         sys.exit()
+
+
+def _keywords_from_argv(arguments):
+    """The keywords get_command_line() wrote as name=value (ints or None)."""
+    keywords = {}
+    for argument in arguments:
+        name, _, value = argument.partition('=')
+        keywords[name] = None if value == 'None' else int(value)
+    return keywords
 
 
 def spawn_main(pipe_handle, parent_pid=None, tracker_fd=None):

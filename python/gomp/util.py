@@ -512,8 +512,8 @@ def _args_from_interpreter_flags():
 
 # _posixsubprocess.fork_exec takes its arguments by position only, and their
 # list changed in 3.11 (a process group to set, and the vfork permission at
-# the end). Each version's list by name; what spawnv_passfds does not set
-# takes the value that means "leave it alone".
+# the end). Each version's list by name, then the values that mean "leave
+# it alone" for the integer and flag parameters.
 _FORK_EXEC_PARAMETERS = (
     'args', 'executable_list', 'close_fds', 'pass_fds', 'cwd', 'env',
     'p2cread', 'p2cwrite', 'c2pread', 'c2pwrite', 'errread', 'errwrite',
@@ -536,26 +536,26 @@ def spawnv_passfds(path, args, passfds):
     import _posixsubprocess
     errpipe_read, errpipe_write = os.pipe()
     try:
-        given = {
-            'args': args,
-            # 3.10's fork_exec wants the executable as bytes.
-            'executable_list': [path if V.fork_exec_311_args else os.fsencode(path)],
-            'close_fds': True,
-            'pass_fds': tuple(sorted(map(int, passfds))),
-            'errpipe_read': errpipe_read,
-            'errpipe_write': errpipe_write,
-            'allow_vfork': _subprocess_allows_vfork(),
-        }
-        return _posixsubprocess.fork_exec(
-            *[given[name] if name in given else _FORK_EXEC_UNSET.get(name)
-              for name in _FORK_EXEC_PARAMETERS])
+        chosen = dict(
+            _FORK_EXEC_UNSET,
+            args=args,
+            executable_list=[os.fsencode(path)],  # str or bytes; fork_exec wants bytes
+            close_fds=True,
+            pass_fds=tuple(sorted(map(int, passfds))),
+            errpipe_read=errpipe_read,
+            errpipe_write=errpipe_write,
+            allow_vfork=_subprocess_allows_vfork(),
+        )
+        # Parameters not chosen (cwd, env, gid...) are None: left alone.
+        return _posixsubprocess.fork_exec(*map(chosen.get, _FORK_EXEC_PARAMETERS))
     finally:
         close_fds(errpipe_read, errpipe_write)
 
 
 def _subprocess_allows_vfork():
+    """Whether subprocess uses vfork() here (3.11+; 3.10's fork_exec has no say)."""
     import subprocess
-    return subprocess._USE_VFORK if V.fork_exec_311_args else None
+    return getattr(subprocess, '_USE_VFORK', False)
 
 
 # ==== for CPython's test suite ===============================================================
