@@ -56,3 +56,6 @@ class _Facts:
 
 
 V = _Facts()
+
+# The suite imports every module of the package and requires __all__ (_TestImportStar).
+__all__ = ['V']
