@@ -5,6 +5,7 @@ import gc
 import multiprocessing.util as std_util
 import os
 import sys
+import textwrap
 
 import pytest
 
@@ -141,15 +142,30 @@ def test_spawnv_passfds_child_sees_only_passfds(tmp_path):
 
 # ---- spawn ---------------------------------------------------------------------------------
 
-def test_preparation_data_keys_match_the_stdlib():
-    from multiprocessing import spawn as std_spawn
-    ours = spawn.get_preparation_data("x")
-    theirs = std_spawn.get_preparation_data("x")
-    ours.pop("gomp_alias", None)
-    assert set(ours) == set(theirs)
-    for key in ("name", "sys_argv", "orig_dir", "dir", "init_main_from_name",
-                "init_main_from_path", "log_to_stderr"):
-        assert ours.get(key) == theirs.get(key), key
+def test_preparation_data_matches_the_stdlib(tmp_path):
+    """In a fresh script (so that no other test's logger or alias counts),
+    gomp's preparation data has the stdlib's keys and values, with and
+    without logging turned on."""
+    script = tmp_path / "prep.py"
+    script.write_text(textwrap.dedent("""
+        import multiprocessing, gomp
+        from multiprocessing import spawn as std_spawn
+        from gomp import spawn
+        def compare():
+            ours, theirs = spawn.get_preparation_data("x"), std_spawn.get_preparation_data("x")
+            same = ("name", "sys_argv", "sys_path", "orig_dir", "dir", "init_main_from_path",
+                    "init_main_from_name", "log_to_stderr", "log_level")
+            print(sorted(ours) == sorted(theirs),
+                  all(ours.get(k) == theirs.get(k) for k in same), "log_level" in ours)
+        if __name__ == "__main__":
+            compare()
+            gomp.log_to_stderr(25)
+            multiprocessing.log_to_stderr(25)
+            compare()
+    """))
+    out = run_python("import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')",
+                     str(script))
+    assert out.stdout.split() == ["True", "True", "False", "True", "True", "True"], out.stdout
 
 
 def test_command_line_runs_spawn_main_with_the_keywords():
