@@ -60,3 +60,4 @@ class _Facts:
 
 
 V = _Facts()
+

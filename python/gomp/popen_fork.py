@@ -19,17 +19,33 @@ from ._versions import V
 __all__ = ['Popen']
 
 
+def _signalling(method_name, signal_name):
+    """The Popen method method_name: send the signal signal_name to the
+    child, through _send_signal (which a subclass may replace)."""
+    signum = getattr(_signal, signal_name)
+
+    def send(self):
+        self._send_signal(signum)
+    send.__name__ = method_name
+    send.__qualname__ = 'Popen.' + method_name
+    send.__doc__ = 'Send %s to the child (nothing if it was reaped already).' % signal_name
+    return send
+
+
 class Popen(object):
     method = 'fork'
 
+    # Until the child is started and attached: no exit code, nothing to release.
+    returncode = None
+    finalizer = None
+    _child = None
+
     def __init__(self, process_obj):
-        util._flush_std_streams()
-        self.returncode = None
-        self.finalizer = None
-        self._child = None
+        util._flush_std_streams()  # or the child writes the parent's buffers again
         self._launch(process_obj)
 
     def duplicate_for_child(self, fd):
+        """A forked child inherits every descriptor as it is."""
         return fd
 
     # ---- supervision ---------------------------------------------------------------------
@@ -66,35 +82,35 @@ class Popen(object):
         if status is not None and status != _gomp.STATUS_LOST:
             self.returncode = status
 
-    def poll(self, flag=os.WNOHANG):
-        if self.returncode is None:
-            self._wait(0 if flag == os.WNOHANG else None)
-        return self.returncode
-
     def wait(self, timeout=None):
+        """The exit code, waiting up to timeout seconds (None: until the
+        child exits); None if it is still running."""
         if self.returncode is None:
             self._wait(timeout)
         return self.returncode
 
+    def poll(self, flag=os.WNOHANG):
+        """The exit code if the child exited, else None (with flag 0: wait)."""
+        return self.wait(0 if flag == os.WNOHANG else None)
+
     def _send_signal(self, sig):
-        if self.returncode is None and self._child is not None and self._child.pidfd is not None:
-            try:
-                _signal.pidfd_send_signal(self._child.pidfd, sig)
-            except ProcessLookupError:
-                pass  # it exited already
+        child = self._child
+        if self.returncode is not None or child is None or child.pidfd is None:
+            return  # reaped, never started or released: its pid may be another's now
+        try:
+            _signal.pidfd_send_signal(child.pidfd, sig)
+        except ProcessLookupError:
+            pass  # exited, not reaped yet
 
-    def interrupt(self):
-        self._send_signal(_signal.SIGINT)
-
-    def terminate(self):
-        self._send_signal(_signal.SIGTERM)
-
-    def kill(self):
-        self._send_signal(_signal.SIGKILL)
+    interrupt = _signalling('interrupt', 'SIGINT')
+    terminate = _signalling('terminate', 'SIGTERM')
+    kill = _signalling('kill', 'SIGKILL')
 
     def close(self):
-        if self.finalizer is not None:
-            self.finalizer()
+        """Release the pidfd and the descriptors kept for the child."""
+        finalizer = self.finalizer
+        if finalizer is not None:
+            finalizer()
 
     # ---- start ---------------------------------------------------------------------------
 

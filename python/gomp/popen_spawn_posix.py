@@ -1,4 +1,9 @@
-"""Start a child process in a fresh interpreter (the spawn method)."""
+"""Start a child process in a fresh interpreter (the spawn method).
+
+The child is exec'd with exactly the descriptors it needs (the data pipe,
+the resource tracker's pipe, and any descriptor pickled with the Process
+object), so it is supervised like a forked child: through its pidfd (see
+popen_fork)."""
 
 import io
 import os
@@ -12,7 +17,10 @@ __all__ = ['Popen']
 
 
 class _DupFd(object):
-    """An fd pickled for a spawn child: the same number, passed at exec."""
+    """A descriptor pickled for a spawned child: the child inherits it under
+    the same number, so the number is all that travels."""
+
+    __slots__ = ('fd',)
 
     def __init__(self, fd):
         self.fd = fd
@@ -21,44 +29,54 @@ class _DupFd(object):
         return self.fd
 
 
+def _write_all(fd, data):
+    """Write all of data to the pipe fd (os.write may take part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class Popen(popen_fork.Popen):
     method = 'spawn'
     DupFd = _DupFd
 
-    def __init__(self, process_obj):
+    def _launch(self, process_obj):
+        from . import resource_tracker
+        tracker_fd = resource_tracker.getfd()
+        # Descriptors the child inherits besides the two pipes: collected
+        # while the Process object is pickled (duplicate_for_child).
         self._fds = []
-        super().__init__(process_obj)
+        payload = self._pickled_for_child(process_obj)
+        child_r, parent_w = os.pipe()
+        try:
+            pid = util.spawnv_passfds(
+                spawn.get_executable(),
+                spawn.get_command_line(tracker_fd=tracker_fd, pipe_handle=child_r),
+                self._fds + [tracker_fd, child_r])
+            # parent_w now belongs to the supervision: it stays open while
+            # this Popen lives, and the child reads end of file from its end
+            # of the pipe once the parent is gone.
+            self._supervise(pid, parent_w)
+        except BaseException:
+            if self.finalizer is None:  # nobody took parent_w over
+                os.close(parent_w)
+            raise
+        finally:
+            os.close(child_r)
+        _write_all(parent_w, payload)
 
     def duplicate_for_child(self, fd):
         self._fds.append(fd)
         return fd
 
-    def _launch(self, process_obj):
-        from . import resource_tracker
-        tracker_fd = resource_tracker.getfd()
-        self._fds.append(tracker_fd)
-        prep_data = spawn.get_preparation_data(process_obj._name)
-        fp = io.BytesIO()
+    def _pickled_for_child(self, process_obj):
+        """The two pickles spawn._main reads: preparation data, then the
+        Process object (pickling it may call duplicate_for_child)."""
+        buf = io.BytesIO()
         set_spawning_popen(self)
         try:
-            reduction.dump(prep_data, fp)
-            reduction.dump(process_obj, fp)
+            for obj in (spawn.get_preparation_data(process_obj._name), process_obj):
+                reduction.dump(obj, buf)
         finally:
             set_spawning_popen(None)
-
-        child_r, parent_w = os.pipe()
-        try:
-            cmd = spawn.get_command_line(tracker_fd=tracker_fd, pipe_handle=child_r)
-            self._fds.append(child_r)
-            pid = util.spawnv_passfds(spawn.get_executable(), cmd, self._fds)
-            # From here parent_w is closed with this Popen: the child sees end
-            # of file on its end when the parent is gone.
-            self._supervise(pid, parent_w)
-        except BaseException:
-            if self.finalizer is None:
-                os.close(parent_w)
-            raise
-        finally:
-            os.close(child_r)
-        with open(parent_w, 'wb', closefd=False) as f:
-            f.write(fp.getbuffer())
+        return buf.getbuffer()

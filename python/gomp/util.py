@@ -1,5 +1,13 @@
-"""Helpers shared by the package: logging, finalizers, after-fork hooks, the
-temporary directory, and the exit sequence of a process."""
+"""The package's plumbing: its logger, finalizers and the exit sequence of a
+process, hooks run in a forked child, the per-process temporary directory,
+a child's standard streams, and starting helper interpreters with chosen
+file descriptors.
+
+Several private names here are read by other modules of the package and by
+CPython's multiprocessing test suite (`_finalizer_registry`,
+`_afterfork_registry`, `_run_finalizers`, `_exit_function`,
+`_cleanup_tests`, `_logger`, `_log_to_stderr`); they keep the meaning the
+standard library gives them."""
 
 import atexit
 import errno
@@ -19,252 +27,241 @@ __all__ = [
     'SUBDEBUG', 'SUBWARNING',
 ]
 
-# ---- logging -------------------------------------------------------------------------------
 
-NOTSET = 0
-SUBDEBUG = 5
-DEBUG = 10
-INFO = 20
-SUBWARNING = 25
+# ==== logging ================================================================================
+#
+# The package logs through one logger named like the stdlib's, so that a
+# logging configuration written for multiprocessing applies to gomp as is.
+# Nothing is set up until someone asks for the logger: until then the log
+# functions below cost one global lookup.
+
+NOTSET, SUBDEBUG, DEBUG, INFO, SUBWARNING = 0, 5, 10, 20, 25
+
+# The two levels logging does not know by name.
+_EXTRA_LEVEL_NAMES = {SUBDEBUG: 'SUBDEBUG', SUBWARNING: 'SUBWARNING'}
 
 LOGGER_NAME = 'multiprocessing'
 DEFAULT_LOGGING_FORMAT = '[%(levelname)s/%(processName)s] %(message)s'
 
-# 3.13+ (as its stdlib): a record names the caller's file and line, not util's.
-_CALLER = {'stacklevel': 2} if V.log_names_caller else {}
+_logger = None            # the logger, once get_logger() made it
+_log_to_stderr = False    # log_to_stderr() was called (spawn children repeat it)
 
-_logger = None
-_log_to_stderr = False
-
-
-def sub_debug(msg, *args):
-    if _logger:
-        _logger.log(SUBDEBUG, msg, *args, **_CALLER)
+# From 3.13 a record names the file and line that called debug(), info()...,
+# not this module (the suite's test_filename checks it).
+_RECORD_CALLER = {'stacklevel': 2} if V.log_names_caller else {}
 
 
-def debug(msg, *args):
-    if _logger:
-        _logger.log(DEBUG, msg, *args, **_CALLER)
+def _log_function(level, name):
+    """A module-level log function for one level: msg % args is logged at
+    level if a logger exists, and nothing happens otherwise."""
+    def log(msg, *args):
+        logger = _logger
+        if logger is not None:
+            logger.log(level, msg, *args, **_RECORD_CALLER)
+    log.__name__ = log.__qualname__ = name
+    log.__doc__ = 'Log msg %% args at level %d (%s) on the package logger.' % (level, name)
+    return log
 
 
-def info(msg, *args):
-    if _logger:
-        _logger.log(INFO, msg, *args, **_CALLER)
-
-
-def sub_warning(msg, *args):
-    if _logger:
-        _logger.log(SUBWARNING, msg, *args, **_CALLER)
+sub_debug = _log_function(SUBDEBUG, 'sub_debug')
+debug = _log_function(DEBUG, 'debug')
+info = _log_function(INFO, 'info')
+sub_warning = _log_function(SUBWARNING, 'sub_warning')
 
 
 def get_logger():
-    """Return the 'multiprocessing' logger, creating it on first use.
+    """The package logger ('multiprocessing'), made on first use."""
+    return _logger if _logger is not None else _make_logger()
 
-    The logger has the stdlib's name so that logging configuration written for
-    multiprocessing applies unchanged."""
+
+def _make_logger():
     global _logger
     import logging
-    with logging._lock:  # an RLock in every supported version
-        if not _logger:
-            _logger = logging.getLogger(LOGGER_NAME)
-            _logger.propagate = 0
-            logging.addLevelName(SUBDEBUG, 'SUBDEBUG')
-            logging.addLevelName(SUBWARNING, 'SUBWARNING')
-            # Run the exit sequence after logging's own atexit handler is
-            # registered, so that it still logs during shutdown.
+    # logging's module lock (an RLock in every version served) makes two
+    # threads asking at once agree on one set-up.
+    with logging._lock:
+        if _logger is None:
+            for level, name in _EXTRA_LEVEL_NAMES.items():
+                logging.addLevelName(level, name)
+            logger = logging.getLogger(LOGGER_NAME)
+            logger.propagate = False
+            # atexit runs its handlers last registered first: registering the
+            # exit sequence again, now that logging has registered its own
+            # shutdown, lets the exit sequence still log.
             atexit.unregister(_exit_function)
             atexit.register(_exit_function)
+            _logger = logger
     return _logger
 
 
 def log_to_stderr(level=None):
-    """Turn on logging to stderr, at level if given; return the logger."""
+    """Send the package's log records to stderr (formatted with
+    DEFAULT_LOGGING_FORMAT), at level if one is given; return the logger."""
     global _log_to_stderr
     import logging
     logger = get_logger()
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(DEFAULT_LOGGING_FORMAT))
-    logger.addHandler(handler)
+    stream_handler = logging.StreamHandler()
+    stream_handler.setFormatter(logging.Formatter(DEFAULT_LOGGING_FORMAT))
+    logger.addHandler(stream_handler)
+    _log_to_stderr = True
     if level:
         logger.setLevel(level)
-    _log_to_stderr = True
-    return _logger
+    return logger
 
 
-# ---- addresses -----------------------------------------------------------------------------
+# ==== socket addresses =======================================================================
 
-abstract_sockets_supported = sys.platform == 'linux' or hasattr(sys, 'getandroidapilevel')
+def _platform_supports_abstract_sockets():
+    """Linux (and Android) have a socket namespace apart from the file system."""
+    return sys.platform == 'linux' or hasattr(sys, 'getandroidapilevel')
+
+
+abstract_sockets_supported = _platform_supports_abstract_sockets()
 
 
 def is_abstract_socket_namespace(address):
-    """Whether address names a Linux abstract socket (starts with a NUL)."""
+    """Whether address (str or bytes) names an abstract socket: its first
+    character is NUL. An empty or missing address is not one."""
     if not address:
         return False
-    if isinstance(address, bytes):
-        return address[0] == 0
-    if isinstance(address, str):
-        return address[0] == '\0'
+    if isinstance(address, (str, bytes)):
+        return address[:1] in ('\0', b'\0')
     raise TypeError(f'address type of {address!r} unrecognized')
 
 
-# ---- temporary directory -------------------------------------------------------------------
+# ==== finalizers =============================================================================
+#
+# Every live Finalize is in _finalizer_registry under the key
+# (exitpriority, creation number). The suite saves, clears and restores that
+# dict around its tests, so it is one object for the life of the module.
 
-def _remove_temp_dir(rmtree, tempdir):
-    rmtree(tempdir)
-    current = process.current_process()
-    if current is not None:
-        current._config['tempdir'] = None
-
-
-def get_temp_dir():
-    """A private directory of this process (and its fork children), removed at exit."""
-    tempdir = process.current_process()._config.get('tempdir')
-    if tempdir is None:
-        import shutil
-        import tempfile
-        tempdir = tempfile.mkdtemp(prefix='pymp-')
-        info('created temp directory %s', tempdir)
-        Finalize(None, _remove_temp_dir, args=(shutil.rmtree, tempdir), exitpriority=-100)
-        process.current_process()._config['tempdir'] = tempdir
-    return tempdir
-
-
-# ---- after-fork hooks ----------------------------------------------------------------------
-
-# (sequence number, id(obj), func) -> obj; weak, so a dead object drops out.
-_afterfork_registry = weakref.WeakValueDictionary()
-_afterfork_counter = itertools.count()
-
-
-def _run_after_forkers():
-    for (_index, _ident, func), obj in sorted(_afterfork_registry.items()):
-        try:
-            func(obj)
-        except Exception as e:
-            info('after forker raised exception %s', e)
-
-
-def register_after_fork(obj, func):
-    """Call func(obj) in a child process started by fork, while obj is alive."""
-    _afterfork_registry[(next(_afterfork_counter), id(obj), func)] = obj
-
-
-# ---- finalizers ----------------------------------------------------------------------------
-
-# (exitpriority, sequence number) -> Finalize
 _finalizer_registry = {}
 _finalizer_counter = itertools.count()
 
 
 class Finalize(object):
-    """Calls callback(*args, **kwargs) once: when obj is garbage collected, when
-    called, or at exit (if exitpriority is not None: higher priorities first,
-    equal ones in reverse order of creation). Never in another process than
-    the one that created it."""
+    """Call callback(*args, **kwargs) once, at the first of: obj being
+    garbage collected, the finalizer being called, or (if exitpriority is
+    not None) the process exiting, where higher priorities run first and
+    equal priorities newest first. A finalizer inherited by a forked child
+    never calls its callback there."""
+
+    # The module's globals may already be torn down when a weak reference
+    # fires late in interpreter shutdown; the class keeps what __call__ needs.
+    _registry = _finalizer_registry
+    _getpid = staticmethod(os.getpid)
 
     def __init__(self, obj, callback, args=(), kwargs=None, exitpriority=None):
-        if exitpriority is not None and not isinstance(exitpriority, int):
-            raise TypeError(
-                f"Exitpriority ({exitpriority!r}) must be None or int, "
-                f"not {type(exitpriority)!s}")
-        if obj is not None:
-            self._weakref = weakref.ref(obj, self)
-        elif exitpriority is None:
-            raise ValueError("Without object, exitpriority cannot be None")
-        self._callback = callback
-        self._args = args
-        self._kwargs = kwargs or {}
-        self._key = (exitpriority, next(_finalizer_counter))
+        if not (exitpriority is None or isinstance(exitpriority, int)):
+            raise TypeError(f'Exitpriority ({exitpriority!r}) must be None or int, '
+                            f'not {type(exitpriority)!s}')
+        if obj is None and exitpriority is None:
+            raise ValueError('Without object, exitpriority cannot be None')
         self._pid = os.getpid()
-        _finalizer_registry[self._key] = self
+        self._callback, self._args, self._kwargs = callback, args, kwargs or {}
+        # The weak reference calls us (with itself as the argument) when obj dies.
+        self._weakref = None if obj is None else weakref.ref(obj, self)
+        self._key = (exitpriority, next(_finalizer_counter))
+        self._registry[self._key] = self
 
-    def __call__(self, wr=None, _finalizer_registry=_finalizer_registry,
-                 sub_debug=sub_debug, getpid=os.getpid):
-        """Run the callback unless it already ran or was cancelled."""
-        try:
-            del _finalizer_registry[self._key]
-        except KeyError:
+    def _take_call(self):
+        """Unregister; return (callback, args, kwargs) if this caller is the
+        one to run it, None if it ran or was cancelled already. Popping the
+        key is atomic, so two threads can never both run the callback."""
+        if self._registry.pop(self._key, None) is None:
+            return None
+        call = self._callback, self._args, self._kwargs
+        # Drop our references now: what they keep alive may be large.
+        self._weakref = self._callback = self._args = self._kwargs = None
+        return call
+
+    def __call__(self, wr=None):
+        """Run the callback (once); return its result."""
+        call = self._take_call()
+        if call is None:
             sub_debug('finalizer no longer registered')
             return None
-        if self._pid != getpid():
+        if self._pid != self._getpid():
             sub_debug('finalizer ignored because different process')
-            res = None
-        else:
-            sub_debug('finalizer calling %s with args %s and kwargs %s',
-                      self._callback, self._args, self._kwargs)
-            res = self._callback(*self._args, **self._kwargs)
-        self._weakref = self._callback = self._args = self._kwargs = self._key = None
-        return res
+            return None
+        callback, args, kwargs = call
+        sub_debug('finalizer calling %s with args %s and kwargs %s', callback, args, kwargs)
+        return callback(*args, **kwargs)
 
     def cancel(self):
-        """Cancel the finalizer without running it."""
-        try:
-            del _finalizer_registry[self._key]
-        except KeyError:
-            return
-        self._weakref = self._callback = self._args = self._kwargs = self._key = None
+        """Forget the callback without calling it."""
+        self._take_call()
 
     def still_active(self):
         """Whether the callback is still to be called."""
-        return self._key in _finalizer_registry
+        return self._key in self._registry
 
     def __repr__(self):
-        try:
-            obj = self._weakref()
-        except (AttributeError, TypeError):
-            obj = None
-        if obj is None:
-            return '<%s object, dead>' % type(self).__name__
-        text = '<%s object, callback=%s' % (
-            type(self).__name__, getattr(self._callback, '__name__', self._callback))
+        name = type(self).__name__
+        ref = self._weakref
+        if not self.still_active() or (ref is not None and ref() is None):
+            return f'<{name} object, dead>'
+        parts = ['callback=%s' % getattr(self._callback, '__name__', self._callback)]
         if self._args:
-            text += ', args=' + str(self._args)
+            parts.append(f'args={self._args}')
         if self._kwargs:
-            text += ', kwargs=' + str(self._kwargs)
+            parts.append(f'kwargs={self._kwargs}')
         if self._key[0] is not None:
-            text += ', exitpriority=' + str(self._key[0])
-        return text + '>'
+            parts.append(f'exitpriority={self._key[0]}')
+        return f'<{name} object, {", ".join(parts)}>'
 
 
 def _run_finalizers(minpriority=None):
-    """Run the finalizers whose exitpriority is not None (and >= minpriority),
-    highest priority first, the same priority in reverse order of creation.
-    Without minpriority, the registry is cleared afterwards."""
-    if _finalizer_registry is None:
-        return
-    if minpriority is None:
-        keys = [k for k in list(_finalizer_registry) if k[0] is not None]
-    else:
-        keys = [k for k in list(_finalizer_registry) if k[0] is not None and k[0] >= minpriority]
-    keys.sort(reverse=True)
-    for key in keys:
-        finalizer = _finalizer_registry.get(key)
-        if finalizer is not None:
+    """Run the finalizers that have an exit priority (at least minpriority,
+    if given): highest priority first, equal priorities newest first. An
+    exception in one is printed and the others still run. Without
+    minpriority every finalizer is then forgotten, prioritized or not."""
+    # Work on a copy: a garbage collection during the loop may run
+    # finalizers of dead objects, which take themselves out of the registry.
+    # dict.copy() copies the table in one step, without running Python code.
+    due = [(key, finalizer) for key, finalizer in _finalizer_registry.copy().items()
+           if _is_due(key[0], minpriority)]
+    due.sort(key=_registry_key, reverse=True)
+    for _key, finalizer in due:
+        if finalizer.still_active():
             sub_debug('calling %s', finalizer)
-            try:
-                finalizer()
-            except Exception:
-                import traceback
-                traceback.print_exc()
+            _call_reporting_errors(finalizer)
     if minpriority is None:
         _finalizer_registry.clear()
 
 
-# ---- exit sequence -------------------------------------------------------------------------
+def _is_due(priority, minpriority):
+    if priority is None:
+        return False  # runs only when its object dies (or when called)
+    return minpriority is None or priority >= minpriority
+
+
+def _registry_key(entry):
+    return entry[0]
+
+
+def _call_reporting_errors(function):
+    try:
+        function()
+    except Exception:
+        import traceback
+        traceback.print_exc()
+
+
+# ==== the exit sequence ======================================================================
 
 _exiting = False
 
 
 def is_exiting():
-    """Whether this process is shutting down."""
-    return _exiting or _exiting is None
+    """Whether this process has begun its exit sequence."""
+    return bool(_exiting)
 
 
-def _exit_function(info=info, debug=debug, _run_finalizers=_run_finalizers,
-                   active_children=process.active_children,
-                   current_process=process.current_process):
-    # Defaults bind the globals: at interpreter shutdown module globals may
-    # already be gone when this runs.
+def _exit_function():
+    """The exit sequence (atexit, and the end of a child's _bootstrap): the
+    finalizers of priority >= 0, then the children (daemons terminated, all
+    joined), then every remaining prioritized finalizer. Runs once."""
     global _exiting
     if _exiting:
         return
@@ -272,84 +269,188 @@ def _exit_function(info=info, debug=debug, _run_finalizers=_run_finalizers,
     info('process shutting down')
     debug('running all "atexit" finalizers with priority >= 0')
     _run_finalizers(0)
-    if current_process() is not None:
-        # Daemonic children are terminated, the others joined.
-        for p in active_children():
-            if p.daemon:
-                info('calling terminate() for daemon %s', p.name)
-                p._popen.terminate()
-        for p in active_children():
-            info('calling join() for process %s', p.name)
-            p.join()
+    if process.current_process() is not None:
+        _end_children()
     debug('running the remaining "atexit" finalizers')
     _run_finalizers()
 
 
+def _end_children():
+    # A daemonic child does not outlive its parent: it is terminated, then
+    # joined with the others (a non-daemonic child is waited for).
+    children = process.active_children()
+    for child in children:
+        if child.daemon:
+            info('calling terminate() for daemon %s', child.name)
+            child._popen.terminate()
+    for child in process.active_children():
+        info('calling join() for process %s', child.name)
+        child.join()
+
+
 atexit.register(_exit_function)
 
-# On 3.13+ a forked child (fork or forkserver) runs the atexit handlers that it
-# registered itself when it finishes, and never its parent's (as the stdlib
-# there does since gh-83856). Earlier versions run none in such a child.
+# A forked child (fork, forkserver) leaves through os._exit(), which skips
+# atexit. From 3.13 such a child still runs the atexit handlers registered in
+# it (never the ones inherited from its parent), as the stdlib does since
+# gh-83856; before, it runs none. process._bootstrap runs the exit sequence
+# itself either way.
 _FORKED_CHILD_ATEXIT = V.forked_child_runs_own_atexit
 
 
 def _forked_child_begins():
+    """First thing in a forked child: forget the parent's atexit handlers."""
     if _FORKED_CHILD_ATEXIT:
         atexit._clear()
         atexit.register(_exit_function)
 
 
 def _forked_child_ends():
+    """Last thing in a forked child, before os._exit(): its own atexit handlers."""
     if _FORKED_CHILD_ATEXIT:
         atexit._run_exitfuncs()
 
 
-# ---- fork-aware thread helpers -------------------------------------------------------------
+# ==== temporary directory ====================================================================
+
+def get_temp_dir():
+    """This process's private temporary directory (shared with its forked
+    children), made on first use and removed when the process exits."""
+    config = process.current_process()._config
+    tempdir = config.get('tempdir')
+    return tempdir if tempdir is not None else _make_temp_dir(config)
+
+
+def _make_temp_dir(config):
+    import shutil
+    import tempfile
+    tempdir = tempfile.mkdtemp(prefix='pymp-')
+    info('created temp directory %s', tempdir)
+    # Priority -100: after everything that may still use files in it.
+    Finalize(None, _remove_temp_dir, args=(shutil.rmtree, tempdir), exitpriority=-100)
+    config['tempdir'] = tempdir
+    return tempdir
+
+
+def _remove_temp_dir(rmtree, tempdir):
+    rmtree(tempdir)
+    # None late in shutdown; otherwise a later get_temp_dir() makes a new one.
+    me = process.current_process()
+    if me is not None:
+        me._config['tempdir'] = None
+
+
+# ==== after-fork hooks =======================================================================
+#
+# (registration number, id(obj), func) -> obj. The values are weak: an object
+# that dies takes its hook with it, so the registry cannot grow from one
+# generation of forked children to the next.
+
+_afterfork_registry = weakref.WeakValueDictionary()
+_afterfork_counter = itertools.count()
+
+
+def register_after_fork(obj, func):
+    """Have func(obj) called in every child forked while obj is alive."""
+    _afterfork_registry[(next(_afterfork_counter), id(obj), func)] = obj
+
+
+def _run_after_forkers():
+    """In a forked child: the hooks, oldest first; one that fails is logged."""
+    hooks = sorted(_afterfork_registry.items(), key=_registration_number)
+    for (_number, _ident, func), obj in hooks:
+        try:
+            func(obj)
+        except Exception as exc:
+            info('after forker raised exception %s', exc)
+
+
+def _registration_number(item):
+    return item[0][0]
+
 
 class ForkAwareThreadLock(object):
-    """A threading.Lock that is reset (released) in a forked child."""
+    """A threading.Lock that a forked child finds released, whoever held
+    it in the parent."""
 
     def __init__(self):
-        self._lock = threading.Lock()
-        self.acquire = self._lock.acquire
-        self.release = self._lock.release
+        lock = self._lock = threading.Lock()
+        self.acquire, self.release = lock.acquire, lock.release
         register_after_fork(self, ForkAwareThreadLock._at_fork_reinit)
 
     def _at_fork_reinit(self):
         self._lock._at_fork_reinit()
 
     def __enter__(self):
-        return self._lock.__enter__()
+        return self._lock.acquire()
 
-    def __exit__(self, *args):
-        return self._lock.__exit__(*args)
+    def __exit__(self, *exc_info):
+        self._lock.release()
+
+
+def _forget_thread_values(local):
+    local.__dict__.clear()
 
 
 class ForkAwareLocal(threading.local):
-    """A threading.local whose attributes are cleared in a forked child."""
+    """A threading.local that is empty again in a forked child."""
 
     def __init__(self):
-        register_after_fork(self, lambda obj: obj.__dict__.clear())
+        register_after_fork(self, _forget_thread_values)
 
     def __reduce__(self):
         return type(self), ()
 
 
-# ---- file descriptors and standard streams -------------------------------------------------
+# ==== file descriptors =======================================================================
 
 try:
-    MAXFD = os.sysconf("SC_OPEN_MAX")
-except Exception:
+    MAXFD = os.sysconf('SC_OPEN_MAX')
+except (AttributeError, ValueError, OSError):
     MAXFD = 256
 
 
 def close_all_fds_except(fds):
-    """Close every file descriptor of this process except those in fds."""
-    keep = sorted(set(fds) | {-1, MAXFD})
-    if keep[-1] != MAXFD:
-        raise ValueError('fd too large')
-    for low, high in zip(keep, keep[1:]):
-        os.closerange(low + 1, high)
+    """Close every file descriptor below MAXFD that is not in fds."""
+    start = 0
+    for kept in sorted(set(fds)) + [MAXFD]:
+        if kept > MAXFD:
+            raise ValueError('fd too large')
+        os.closerange(start, kept)
+        start = kept + 1
+
+
+def close_fds(*fds):
+    """Close each of the given file descriptors."""
+    for fd in fds:
+        os.close(fd)
+
+
+def _reserve_file(fd, size):
+    """Give the file fd (a shared memory file: a heap arena, a SharedMemory
+    segment) its size, with its pages reserved where the file system
+    supports it: out of memory is an OSError here, not a SIGBUS later."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise OSError(e.errno, 'cannot reserve %d bytes of shared memory: %s'
+                          % (size, os.strerror(e.errno))) from None
+        os.ftruncate(fd, size)
+    except AttributeError:  # no posix_fallocate on this platform
+        os.ftruncate(fd, size)
+
+
+# ==== a child's standard streams =============================================================
+
+def _flush_std_streams():
+    """Flush stdout and stderr (before a fork, so that nothing buffered is
+    written twice); a missing or closed stream is skipped."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, ValueError):
+            pass
 
 
 # A child's stdin is /dev/null: a child must not compete with its parent for
@@ -373,86 +474,62 @@ def _prepare_child_stdin():
 
 
 def _open_devnull():
+    """/dev/null as a text file for reading, or None if it cannot be had."""
     try:
         fd = os.open(os.devnull, os.O_RDONLY)  # not inherited by exec()
-        try:
-            return open(fd, encoding="utf-8")
-        except BaseException:
-            os.close(fd)
-            raise
+    except OSError:
+        return None
+    try:
+        return open(fd, encoding='utf-8')
     except (OSError, ValueError):
+        os.close(fd)
         return None
 
 
 def _close_stdin():
-    """Close this (child) process's stdin and replace it by /dev/null."""
+    """In a child: close the stdin it inherited and read /dev/null instead."""
     stdin = sys.stdin
-    if stdin is None:
-        return
-    devnull = _child_stdin  # None, or open: _prepare_child_stdin renews it
-    if stdin is devnull:
-        return  # a child of a forked child: stdin is /dev/null already
+    replacement = _child_stdin  # None, or open: _prepare_child_stdin renews it
+    if stdin is None or stdin is replacement:
+        return  # no stdin, or a forked child's child: /dev/null already
     try:
         stdin.close()
     except (OSError, ValueError):
         pass
-    if devnull is None:
-        devnull = _open_devnull()
-    if devnull is not None:
-        sys.stdin = devnull
+    if replacement is None:
+        replacement = _open_devnull()
+    if replacement is not None:
+        sys.stdin = replacement
 
 
-def _flush_std_streams():
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, ValueError):
-            pass
-
+# ==== starting helper interpreters ===========================================================
 
 def _args_from_interpreter_flags():
-    """The command line options that reproduce this interpreter's flags."""
+    """The command line options that give a new interpreter this one's flags."""
     import subprocess
     return subprocess._args_from_interpreter_flags()
 
 
 def spawnv_passfds(path, args, passfds):
-    """Start path with args in a new process that inherits only stdin, stdout,
-    stderr and passfds; return its pid (vfork+exec in C: gomp._gomp)."""
+    """Run the program path with argv args in a new process that inherits
+    only stdin, stdout, stderr and the descriptors passfds; return its pid.
+    vfork+exec in C (gomp._gomp, pybind/ext/spawn.c); a program that cannot
+    be executed raises OSError here."""
     from . import _gomp
     return _gomp.spawnv_passfds(path, args, passfds)
 
 
-def close_fds(*fds):
-    """Close each file descriptor given."""
-    for fd in fds:
-        os.close(fd)
-
+# ==== for CPython's test suite ===============================================================
 
 def _cleanup_tests():
-    """Release what the test suite's processes left behind (used by CPython's
-    multiprocessing tests at module teardown)."""
+    """Release what the test suite's processes left behind (CPython's
+    multiprocessing tests call it when a test module ends)."""
     from test import support
+    from . import forkserver, resource_tracker
     process._cleanup()
-    from . import forkserver
-    forkserver._forkserver._stop()
-    from . import resource_tracker
-    resource_tracker._resource_tracker._stop()
+    # The fork server first: its children hold the resource tracker's pipe.
+    for server in (forkserver._forkserver, resource_tracker._resource_tracker):
+        server._stop()
     _run_finalizers()
     support.gc_collect()
     support.reap_children()
-
-
-def _reserve_file(fd, size):
-    """Give the file fd (a shared memory file: a heap arena, a SharedMemory
-    segment) its size, with its pages reserved where the file system
-    supports it: out of memory is an OSError here, not a SIGBUS later."""
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as e:
-        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-            raise OSError(e.errno, 'cannot reserve %d bytes of shared memory: %s'
-                          % (size, os.strerror(e.errno))) from None
-        os.ftruncate(fd, size)
-    except AttributeError:  # no posix_fallocate on this platform
-        os.ftruncate(fd, size)
