@@ -56,3 +56,6 @@ class _Facts:
 
 
 V = _Facts()
+
+# Every module of the package has an __all__ (the suite's _TestImportStar).
+__all__ = ['V']
