@@ -56,8 +56,10 @@ When the holder of a Lock or RLock dies (beyond the standard library)
     namespace) is never declared dead: its locks behave like the standard
     library's.
 
-Beyond the standard library, Lock and RLock have locked() (Python 3.14) and
-Barrier keeps its state next to its lock in the same shared region."""
+Beyond the standard library, Lock and RLock have locked() (Python 3.14), and
+Event and Barrier keep their state next to their lock in the same shared
+region (an Event is one lock and its condition's three semaphores; the
+stdlib's has a fifth semaphore for the flag)."""
 
 import os
 import sys
