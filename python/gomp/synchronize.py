@@ -354,6 +354,8 @@ class Condition(object):
     def notify(self, n=1):
         """Wake up to n waiters (the caller must hold the lock)."""
         self._held_depth('lock is not owned')
+        if not self._sleeping_count.get_value():
+            return      # every wait that began was retired already: nobody to wake
         timed_out = _drain(self._woken_count)
         asleep = self._sleeping_count.get_value() - timed_out
         woken = min(n, asleep)
@@ -406,11 +408,13 @@ class _StateInLock(object):
 
     def _attach(self, cond):
         self._cond = cond
+        self._lock = cond._lock   # `with self._lock:` skips the condition's Python __enter__
         self._words = memoryview(cond._lock._semlock).cast('i')
 
     def __getstate__(self):
         state = dict(self.__dict__)
         del state['_words']       # a view of this process's mapping
+        del state['_lock']        # travels inside the condition
         return state
 
     def __setstate__(self, state):
@@ -428,7 +432,7 @@ class Event(_StateInLock):
         self._attach(ctx.Condition(ctx.Lock()))
 
     def is_set(self):
-        with self._cond:
+        with self._lock:
             return self._flag == 1
 
     def set(self):
@@ -438,7 +442,7 @@ class Event(_StateInLock):
             self._cond.notify_all()
 
     def clear(self):
-        with self._cond:
+        with self._lock:
             self._flag = 0
 
     def wait(self, timeout=None):
