@@ -5,7 +5,9 @@ Messages use CPython's frame format (a 4-byte big-endian length, or -1 and an
 8-byte length above 2 GiB) and the stdlib's pickling, so either end may be a
 stdlib multiprocessing process. The bytes are moved by gomp's Go core: it
 writes a frame with one system call, reads a payload straight into its final
-bytes object, and waits with the GIL released and Ctrl-C honoured."""
+bytes object, and waits with the GIL released and Ctrl-C honoured. The Python
+layer here only owns the descriptor, checks that an operation is allowed, and
+sets sockets up (listening, connecting, authenticating)."""
 
 import _socket  # socket is imported by the functions that make sockets
 import _struct
@@ -33,6 +35,59 @@ default_family = 'AF_UNIX'
 families = ['AF_INET', 'AF_UNIX']
 
 
+# ---- addresses -----------------------------------------------------------------------------
+
+def _fresh_unix_path():
+    import tempfile
+    return tempfile.mktemp(prefix='listener-', dir=util.get_temp_dir())
+
+
+# How to make up an address nobody uses yet, per family: port 0 lets the
+# kernel pick a TCP port; a path is a new name in gomp's temporary directory.
+_FRESH_ADDRESS = {
+    'AF_INET': lambda: ('localhost', 0),
+    'AF_UNIX': _fresh_unix_path,
+}
+
+
+def arbitrary_address(family):
+    """A free address of the family, for a Listener."""
+    make = _FRESH_ADDRESS.get(family) if isinstance(family, str) else None
+    if make is None:
+        raise ValueError('unrecognized family')
+    return make()
+
+
+def address_type(address):
+    """The family of an address: 'AF_INET' for a (host, port) tuple,
+    'AF_UNIX' for a path or a Linux abstract name (str or bytes starting with
+    a NUL byte), 'AF_PIPE' for a Windows pipe name ('\\\\...')."""
+    kind = type(address)
+    if kind is tuple:
+        return 'AF_INET'
+    if kind is str:
+        return 'AF_PIPE' if address.startswith('\\\\') else 'AF_UNIX'
+    if util.is_abstract_socket_namespace(address):
+        return 'AF_UNIX'
+    raise ValueError('address type of %r unrecognized' % address)
+
+
+def _validate_family(family):
+    """Raise ValueError unless family names a socket family of this platform.
+    ('AF_PIPE', Windows named pipes, is not one here.) The stdlib lets an
+    unknown name through to getattr(socket, family), an AttributeError."""
+    known = (isinstance(family, str) and family.startswith('AF_')
+             and family != 'AF_PIPE' and hasattr(_socket, family))
+    if not known:
+        raise ValueError('Family %s is not recognized.' % (family,))
+
+
+def _check_authkey(authkey):
+    if authkey is not None and not isinstance(authkey, bytes):
+        raise TypeError('authkey should be a byte string')
+
+
+# Deadline helpers of the stdlib's module, kept for code that imports them.
 def _init_timeout(timeout=CONNECTION_TIMEOUT):
     return time.monotonic() + timeout
 
@@ -41,164 +96,142 @@ def _check_timeout(t):
     return time.monotonic() > t
 
 
-def arbitrary_address(family):
-    """A free address of the family, for a Listener."""
-    if family == 'AF_INET':
-        return ('localhost', 0)
-    if family == 'AF_UNIX':
-        import tempfile
-        return tempfile.mktemp(prefix='listener-', dir=util.get_temp_dir())
-    raise ValueError('unrecognized family')
+class _Closing(object):
+    """`with x:` closes x at the end of the block."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
 
-def _validate_family(family):
-    """Raise ValueError unless family names a socket family of this platform.
-    ('AF_PIPE', Windows named pipes, is not one here.) The stdlib lets an
-    unknown name through to getattr(socket, family), an AttributeError."""
-    if (not isinstance(family, str) or not family.startswith('AF_')
-            or family == 'AF_PIPE' or not hasattr(_socket, family)):
-        raise ValueError('Family %s is not recognized.' % (family,))
+# ---- connections ---------------------------------------------------------------------------
+
+_BAD_LENGTH = ('bad message length',)
 
 
-def address_type(address):
-    """The family of an address: 'AF_INET' for a tuple, 'AF_UNIX' for a path
-    or an abstract name; a '\\\\' name is a Windows pipe ('AF_PIPE')."""
-    if type(address) == tuple:
-        return 'AF_INET'
-    if type(address) is str and address.startswith('\\\\'):
-        return 'AF_PIPE'
-    if type(address) is str or util.is_abstract_socket_namespace(address):
-        return 'AF_UNIX'
-    raise ValueError('address type of %r unrecognized' % address)
+def _flag(name, doc):
+    return property(lambda self: getattr(self, name), doc=doc)
 
 
-class _ConnectionBase:
-    """A connection over a file descriptor that this object owns."""
+def _refusal(refuse, message):
+    """A method that raises OSError(message) when refuse(self) is true."""
+    def check(self):
+        if refuse(self):
+            raise OSError(message)
+    return check
 
-    _handle = None
+
+class _ConnectionBase(_Closing):
+    """A connection over a file descriptor that this object owns.
+
+    Every operation asks for the descriptor through _reading_fd() or
+    _writing_fd(), which raise the stdlib's OSError when the connection is
+    closed or does not go that way. The checks are one comparison on the
+    common path; the precise error is worked out only when one fails."""
+
+    _handle = None      # no descriptor: closed (or __init__ failed)
 
     def __init__(self, handle, readable=True, writable=True):
-        handle = handle.__index__()
-        if handle < 0:
+        fd = handle.__index__()
+        if fd < 0:
             raise ValueError("invalid handle")
-        if not readable and not writable:
+        if not (readable or writable):
             raise ValueError("at least one of `readable` and `writable` must be True")
-        self._handle = handle
         self._readable = readable
         self._writable = writable
+        self._handle = fd
 
-    def __del__(self):
-        if self._handle is not None:
-            self._close()
+    closed = property(lambda self: self._handle is None,
+                      doc="True if the connection is closed.")
+    readable = _flag('_readable', "True if the connection is readable.")
+    writable = _flag('_writable', "True if the connection is writable.")
 
-    def _check_closed(self):
-        if self._handle is None:
-            raise OSError("handle is closed")
+    _check_closed = _refusal(lambda self: self._handle is None, "handle is closed")
+    _check_readable = _refusal(lambda self: not self._readable, "connection is write-only")
+    _check_writable = _refusal(lambda self: not self._writable, "connection is read-only")
 
-    def _check_readable(self):
-        if not self._readable:
-            raise OSError("connection is write-only")
+    def _reading_fd(self):
+        fd = self._handle
+        if fd is None or not self._readable:
+            self._check_closed()
+            self._check_readable()
+        return fd
 
-    def _check_writable(self):
-        if not self._writable:
-            raise OSError("connection is read-only")
-
-    def _bad_message_length(self):
-        if self._writable:
-            self._readable = False
-        else:
-            self.close()
-        raise OSError("bad message length")
-
-    @property
-    def closed(self):
-        """True if the connection is closed."""
-        return self._handle is None
-
-    @property
-    def readable(self):
-        """True if the connection is readable."""
-        return self._readable
-
-    @property
-    def writable(self):
-        """True if the connection is writable."""
-        return self._writable
+    def _writing_fd(self):
+        fd = self._handle
+        if fd is None or not self._writable:
+            self._check_closed()
+            self._check_writable()
+        return fd
 
     def fileno(self):
         """The file descriptor of the connection."""
         self._check_closed()
         return self._handle
 
-    def close(self):
-        """Close the connection."""
-        if self._handle is not None:
-            try:
-                self._close()
-            finally:
-                self._handle = None
+    def close(self, _os_close=os.close):
+        """Close the connection (again: nothing happens)."""
+        fd, self._handle = self._handle, None
+        if fd is not None:
+            _os_close(fd)
 
-    def __enter__(self):
-        return self
+    # Bound at definition time: __del__ may run while the interpreter shuts
+    # down and module globals are already gone.
+    __del__ = close
 
-    def __exit__(self, exc_type, exc_value, exc_tb):
-        self.close()
+    def _bad_message_length(self):
+        """After an oversized frame the stream is out of step, so nothing more
+        can be read from it: a duplex connection stays usable for sending,
+        a read-only one is closed."""
+        if self._writable:
+            self._readable = False
+        else:
+            self.close()
+        raise OSError(*_BAD_LENGTH)
 
 
 class Connection(_ConnectionBase):
     """A connection over a pipe or socket file descriptor."""
 
-    def _close(self, _close=os.close):
-        _close(self._handle)
-
     def send_bytes(self, buf, offset=0, size=None):
         """Send buf[offset:offset+size] (a bytes-like object) as one message."""
-        self._check_closed()
-        self._check_writable()
-        _gomp.send_bytes(self._handle, buf, offset, size)
+        _gomp.send_bytes(self._writing_fd(), buf, offset, size)
 
     def send(self, obj):
         """Send a picklable object."""
-        self._check_closed()
-        self._check_writable()
-        _gomp.send_bytes(self._handle, _ForkingPickler.dumps(obj))
+        _gomp.send_bytes(self._writing_fd(), _ForkingPickler.dumps(obj))
 
     def recv_bytes(self, maxlength=None):
         """Receive one message as bytes. A message longer than maxlength raises
         OSError and leaves the connection unreadable."""
-        self._check_closed()
-        self._check_readable()
-        if maxlength is not None and maxlength < 0:
-            raise ValueError("negative maxlength")
+        fd = self._reading_fd()
         try:
-            return _gomp.recv_bytes(self._handle, maxlength)
-        except OSError as e:
-            if e.args == ("bad message length",):
-                self._bad_message_length()
-            raise
+            return _gomp.recv_bytes(fd, maxlength)   # checks maxlength >= 0 itself
+        except OSError as exc:
+            if exc.args != _BAD_LENGTH:
+                raise
+        self._bad_message_length()
 
     def recv_bytes_into(self, buf, offset=0):
         """Receive one message into the writable buffer buf at byte offset;
         return its size. If it does not fit, BufferTooShort carries it."""
-        self._check_closed()
-        self._check_readable()
-        result = _gomp.recv_bytes_into(self._handle, buf, offset)
-        if type(result) is bytes:
-            raise BufferTooShort(result)
-        return result
+        got = _gomp.recv_bytes_into(self._reading_fd(), buf, offset)
+        if type(got) is int:
+            return got
+        raise BufferTooShort(got)   # the C side handed the whole message back
 
     def recv(self):
         """Receive a pickled object."""
-        self._check_closed()
-        self._check_readable()
-        return _ForkingPickler.loads(_gomp.recv_bytes(self._handle))
+        return _ForkingPickler.loads(_gomp.recv_bytes(self._reading_fd()))
 
     def poll(self, timeout=0.0):
         """Whether a message (or end of file) is waiting, after waiting at most
         timeout seconds (None: without limit)."""
-        self._check_closed()
-        self._check_readable()
-        return _gomp.poll(self._handle, timeout)
+        return _gomp.poll(self._reading_fd(), timeout)
 
     # The stdlib's private framing methods, for code written against them.
     def _send_bytes(self, buf):
@@ -210,6 +243,108 @@ class Connection(_ConnectionBase):
 
     def _poll(self, timeout):
         return _gomp.poll(self._handle, timeout)
+
+
+def Pipe(duplex=True):
+    """Two Connection objects at the ends of a socketpair (duplex) or of a
+    pipe (the first end receives, the second sends)."""
+    if not duplex:
+        rfd, wfd = os.pipe()
+        return Connection(rfd, writable=False), Connection(wfd, readable=False)
+    ends = _socket.socketpair()
+    for end in ends:
+        end.setblocking(True)       # even under socket.setdefaulttimeout()
+    return tuple(Connection(end.detach()) for end in ends)
+
+
+# ---- sockets -------------------------------------------------------------------------------
+
+def _set_nodelay(s):
+    """Turn Nagle's algorithm off on a TCP socket. Every frame goes out in one
+    write, and the protocols on top (the handshake, then request and reply)
+    send small messages back to back: with Nagle, a second small message
+    waits for the ACK of the first, which the peer delays by 40 ms. (The
+    stdlib pays those 40 ms on every authenticated TCP connection.)"""
+    try:
+        s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+    except OSError:
+        pass       # not a TCP socket
+
+
+def _make_stream(sock, family):
+    """Set up a socket that is about to carry a connection: blocking whatever
+    socket.setdefaulttimeout() says, and without Nagle's delay over TCP."""
+    if sock.gettimeout() is not None:
+        sock.setblocking(True)
+    if family != 'AF_UNIX':
+        _set_nodelay(sock)
+    return sock
+
+
+def _open_socket(family, setup):
+    """A new socket of family, passed to setup(sock); closed again if setup
+    fails in any way (OSError, or a TypeError for an address of another
+    family)."""
+    import socket
+    sock = socket.socket(getattr(socket, family))
+    try:
+        setup(sock)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class SocketListener(object):
+    """A socket bound to address and listening, in blocking mode whatever
+    socket.setdefaulttimeout() says (as the stdlib's). A path it binds is
+    removed again by close(), or at exit, by the process that bound it."""
+
+    def __init__(self, address, family, backlog=1):
+        def bind(sock):
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            sock.setblocking(True)
+            sock.bind(address)
+            sock.listen(backlog)
+
+        self._socket = _open_socket(family, bind)
+        self._address = self._socket.getsockname()
+        self._family = family
+        self._last_accepted = None
+        # A path stays in the file system until removed (an abstract name
+        # vanishes with its socket). Finalize checks the pid, so a forked
+        # child that exits leaves the file alone.
+        is_path = family == 'AF_UNIX' and not util.is_abstract_socket_namespace(address)
+        self._unlink = util.Finalize(self, os.unlink, (address,), exitpriority=0) if is_path else None
+
+    def _accept_socket(self):
+        sock, self._last_accepted = self._socket.accept()
+        return _make_stream(sock, self._family)
+
+    def accept(self):
+        return Connection(self._accept_socket().detach())
+
+    def close(self):
+        unlink, self._unlink = self._unlink, None
+        with self._socket:          # closed on the way out, even if unlink() fails
+            if unlink is not None:
+                unlink()
+
+
+def _connected_socket(address):
+    family = address_type(address)
+
+    def connect(sock):
+        _make_stream(sock, family)
+        sock.connect(address)
+
+    return _open_socket(family, connect)
+
+
+def SocketClient(address):
+    """A Connection on a blocking socket connected to address."""
+    with _connected_socket(address) as sock:
+        return Connection(sock.detach())
 
 
 # ---- Listener and Client -------------------------------------------------------------------
@@ -233,12 +368,23 @@ class _HandshakeTimeout(AuthenticationError, TimeoutError):
     accept loops in the stdlib's style already catch)."""
 
 
-def _check_authkey(authkey):
-    if authkey is not None and not isinstance(authkey, bytes):
-        raise TypeError('authkey should be a byte string')
+def _hand_over(sock, authkey, timeout, we_accepted):
+    """The Connection for a fresh stream socket, once both sides proved they
+    know authkey (if there is one). The side that accepted challenges first.
+    On any failure the socket is closed and the error propagates."""
+    with sock:                         # closes it unless detached below
+        if authkey is not None:
+            channel = _SocketChannel(sock, timeout)
+            if we_accepted:
+                deliver_challenge(channel, authkey)
+                answer_challenge(channel, authkey)
+            else:
+                answer_challenge(channel, authkey)
+                deliver_challenge(channel, authkey)
+        return Connection(sock.detach())
 
 
-class Listener(object):
+class Listener(_Closing):
     """A bound, listening socket whose accept() returns Connection objects.
 
     family is 'AF_INET' or 'AF_UNIX' (default: from the address, else
@@ -250,162 +396,43 @@ class Listener(object):
     not authenticate at all."""
 
     def __init__(self, address=None, family=None, backlog=1, authkey=None):
-        family = family or (address and address_type(address)) or default_family
-        address = address or arbitrary_address(family)
+        if not family:
+            family = address_type(address) if address else default_family
         _validate_family(family)
         _check_authkey(authkey)
-        self._listener = SocketListener(address, family, backlog)
         self._authkey = authkey
+        self._listener = SocketListener(address or arbitrary_address(family), family, backlog)
 
     def accept(self):
         """Wait for a peer and return its Connection, authenticated if this
         listener has an authkey. A peer that fails the handshake (wrong key,
         garbage, end of file, no answer within HANDSHAKE_TIMEOUT seconds) is
         disconnected and its error is raised; the listener stays usable."""
-        listener = self._listener
-        if listener is None:
+        server = self._listener
+        if server is None:
             raise OSError('listener is closed')
-        if self._authkey is None:
-            return listener.accept()
-        s = listener._accept_socket()
-        try:
-            channel = _SocketChannel(s, HANDSHAKE_TIMEOUT)
-            deliver_challenge(channel, self._authkey)
-            answer_challenge(channel, self._authkey)
-            return Connection(s.detach())
-        finally:
-            s.close()         # a no-op once detached
+        return _hand_over(server._accept_socket(), self._authkey, HANDSHAKE_TIMEOUT, True)
 
     def close(self):
         """Close the listening socket (and remove its file)."""
-        listener = self._listener
-        if listener is not None:
-            self._listener = None
-            listener.close()
+        server, self._listener = self._listener, None
+        if server is not None:
+            server.close()
 
-    @property
-    def address(self):
-        """The address the socket is bound to (a client connects there)."""
-        return self._listener._address
-
-    @property
-    def last_accepted(self):
-        """The address of the peer that accept() returned last (None before)."""
-        return self._listener._last_accepted
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc_value, exc_tb):
-        self.close()
+    address = property(lambda self: self._listener._address,
+                       doc="The address the socket is bound to (a client connects there).")
+    last_accepted = property(lambda self: self._listener._last_accepted,
+                             doc="The address of the peer that accept() returned last "
+                                 "(None before).")
 
 
 def Client(address, family=None, authkey=None):
     """A Connection to the Listener at address, authenticated with authkey
     (bytes) in both directions if one is given, as the listener must be."""
-    family = family or address_type(address)
-    _validate_family(family)
+    _validate_family(family or address_type(address))
     _check_authkey(authkey)
-    if authkey is None:
-        return SocketClient(address)
-    with _connected_socket(address) as s:
-        # No time limit here: the listener may call accept() much later.
-        channel = _SocketChannel(s, None)
-        answer_challenge(channel, authkey)
-        deliver_challenge(channel, authkey)
-        return Connection(s.detach())
-
-
-def Pipe(duplex=True):
-    """Two Connection objects at the ends of a socketpair (duplex) or of a
-    pipe (the first end receives, the second sends)."""
-    if duplex:
-        s1, s2 = _socket.socketpair()
-        s1.setblocking(True)
-        s2.setblocking(True)
-        return Connection(s1.detach()), Connection(s2.detach())
-    fd1, fd2 = os.pipe()
-    return Connection(fd1, writable=False), Connection(fd2, readable=False)
-
-
-class SocketListener(object):
-    """A socket bound to address and listening, in blocking mode whatever
-    socket.setdefaulttimeout() says (as the stdlib's)."""
-
-    def __init__(self, address, family, backlog=1):
-        import socket
-        self._socket = socket.socket(getattr(socket, family))
-        try:
-            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._socket.setblocking(True)
-            self._socket.bind(address)
-            self._socket.listen(backlog)
-            self._address = self._socket.getsockname()
-        except BaseException:      # OSError, or a TypeError for an address of another family
-            self._socket.close()
-            raise
-        self._family = family
-        self._last_accepted = None
-        if family == 'AF_UNIX' and not util.is_abstract_socket_namespace(address):
-            # An abstract name vanishes with the socket; a path must be removed
-            # (by the process that created it only: Finalize checks the pid).
-            self._unlink = util.Finalize(self, os.unlink, args=(address,), exitpriority=0)
-        else:
-            self._unlink = None
-
-    def accept(self):
-        return Connection(self._accept_socket().detach())
-
-    def _accept_socket(self):
-        s, self._last_accepted = self._socket.accept()
-        if s.gettimeout() is not None:      # socket.setdefaulttimeout() is in force
-            s.setblocking(True)
-        if self._family != 'AF_UNIX':
-            _set_nodelay(s)
-        return s
-
-    def close(self):
-        try:
-            self._socket.close()
-        finally:
-            unlink = self._unlink
-            if unlink is not None:
-                self._unlink = None
-                unlink()
-
-
-def SocketClient(address):
-    """A Connection on a blocking socket connected to address."""
-    with _connected_socket(address) as s:
-        return Connection(s.detach())
-
-
-def _connected_socket(address):
-    family = address_type(address)
-    import socket
-    s = socket.socket(getattr(socket, family))
-    try:
-        if s.gettimeout() is not None:      # socket.setdefaulttimeout() is in force
-            s.setblocking(True)
-        s.connect(address)
-        if family != 'AF_UNIX':
-            _set_nodelay(s)
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
-def _set_nodelay(s):
-    """Turn Nagle's algorithm off on a TCP socket. Every frame goes out in one
-    write, and the protocols on top (the handshake, then request and reply)
-    send small messages back to back: with Nagle, a second small message
-    waits for the ACK of the first, which the peer delays by 40 ms. (The
-    stdlib pays those 40 ms on every authenticated TCP connection.)"""
-    try:
-        s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-    except OSError:
-        pass       # not a TCP socket
+    # No time limit here: the listener may call accept() much later.
+    return _hand_over(_connected_socket(address), authkey, None, False)
 
 
 _INT32 = _struct.Struct('!i')
@@ -703,15 +730,16 @@ def wait(object_list, timeout=None):
 
 
 # ---- pickling connections to other processes -----------------------------------------------
+#
+# A connection travels as a duplicate of its descriptor (reduction.DupFd: with
+# the child's start, or through the resource sharer) and its directions.
 
 def reduce_connection(conn):
-    df = reduction.DupFd(conn.fileno())
-    return rebuild_connection, (df, conn.readable, conn.writable)
+    return rebuild_connection, (reduction.DupFd(conn.fileno()), conn.readable, conn.writable)
 
 
 def rebuild_connection(df, readable, writable):
-    fd = df.detach()
-    return Connection(fd, readable, writable)
+    return Connection(df.detach(), readable, writable)
 
 
 reduction.register(Connection, reduce_connection)
@@ -719,7 +747,7 @@ reduction.register(Connection, reduce_connection)
 
 # ---- xmlrpc-encoded connections (the managers' 'xmlrpclib' serializer) ------------------------
 
-class _XmlConnection(object):
+class _XmlConnection(_Closing):
     """A Connection whose send()/recv() carry one object as an XML-RPC
     <params> document (what the stdlib's XmlListener/XmlClient exchange)
     instead of a pickle."""
@@ -739,12 +767,6 @@ class _XmlConnection(object):
     def __getattr__(self, name):
         # send_bytes, recv_bytes, poll, close, fileno... of the connection.
         return getattr(self._conn, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc_value, exc_tb):
-        self._conn.close()
 
 
 class XmlListener(Listener):

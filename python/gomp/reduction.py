@@ -17,6 +17,7 @@ import io
 import os
 import sys
 import threading
+import types
 from abc import ABCMeta
 
 import _socket
@@ -129,131 +130,154 @@ def dump(obj, file, protocol=None):
 
 
 # ---- passing file descriptors --------------------------------------------------------------
+#
+# Descriptors cross an AF_UNIX socket as an SCM_RIGHTS control message. The
+# kernel only delivers control data together with ordinary data, so each
+# message carries one byte: the number of descriptors modulo 256, which the
+# receiver compares with what arrived.
+
+_FD_SIZE = array.array('i').itemsize
+
 
 def sendfds(sock, fds):
     """Send the file descriptors fds over the AF_UNIX socket sock."""
-    fds = array.array('i', fds)
-    msg = bytes([len(fds) % 256])
-    sock.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+    packed = array.array('i', fds)
+    count_byte = bytes((len(packed) & 0xff,))
+    sock.sendmsg([count_byte], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, packed)])
+
+
+def _descriptors_in(control):
+    """The descriptors of one control message (level, type, data), or None if
+    it is not a whole SCM_RIGHTS array."""
+    level, kind, data = control
+    if (level, kind) != (_socket.SOL_SOCKET, _socket.SCM_RIGHTS) or len(data) % _FD_SIZE:
+        return None
+    fds = array.array('i')
+    fds.frombytes(data)
+    return fds.tolist()
 
 
 def recvfds(sock, size):
-    """Receive up to size file descriptors sent by sendfds()."""
-    a = array.array('i')
-    bytes_size = a.itemsize * size
-    msg, ancdata, flags, addr = sock.recvmsg(1, _socket.CMSG_SPACE(bytes_size))
-    if not msg and not ancdata:
+    """Receive up to size file descriptors sent by sendfds(); EOFError if the
+    peer closed the socket instead."""
+    space = _socket.CMSG_SPACE(size * _FD_SIZE)
+    count_byte, controls, _flags, _addr = sock.recvmsg(1, space)
+    if not (count_byte or controls):
         raise EOFError
-    try:
-        if len(ancdata) != 1:
-            raise RuntimeError('received %d items of ancdata' % len(ancdata))
-        level, kind, data = ancdata[0]
-        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-            if len(data) % a.itemsize != 0:
-                raise ValueError
-            a.frombytes(data)
-            if len(a) % 256 != msg[0]:
-                raise AssertionError("Len is {0:n} but msg[0] is {1!r}".format(len(a), msg[0]))
-            return list(a)
-    except (ValueError, IndexError):
-        pass
-    raise RuntimeError('Invalid data received')
+    if len(controls) != 1:
+        raise RuntimeError('received %d items of ancdata' % len(controls))
+    fds = _descriptors_in(controls[0])
+    if fds is None or not count_byte:
+        raise RuntimeError('Invalid data received')
+    if len(fds) % 256 != count_byte[0]:
+        raise AssertionError("Len is {0:n} but msg[0] is {1!r}".format(len(fds), count_byte[0]))
+    return fds
+
+
+def _socket_over(conn):
+    """A socket object on a duplicate of conn's descriptor (an AF_UNIX stream
+    socket), to be closed after use; conn keeps its own descriptor."""
+    import socket
+    return socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM)
 
 
 def send_handle(conn, handle, destination_pid):
-    """Send the file descriptor handle over the connection conn (a socket)."""
-    import socket
-    with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        sendfds(s, [handle])
+    """Send the file descriptor handle over the connection conn (a socket).
+    (destination_pid matters on Windows only.)"""
+    with _socket_over(conn) as sock:
+        sendfds(sock, [handle])
 
 
 def recv_handle(conn):
     """Receive a file descriptor sent by send_handle()."""
-    import socket
-    with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        return recvfds(s, 1)[0]
+    with _socket_over(conn) as sock:
+        (fd,) = recvfds(sock, 1)
+    return fd
 
 
 def DupFd(fd):
     """A picklable wrapper of fd whose detach() returns a duplicate of it in
-    the process that unpickles it."""
+    the process that unpickles it.
+
+    While a child is being started, the descriptor goes with the start (the
+    starting Popen duplicates it for the child). Otherwise the resource
+    sharer keeps a duplicate and hands it over a Unix socket to whichever
+    process unpickles the wrapper."""
     popen = context.get_spawning_popen()
     if popen is not None:
-        # Pickled to start a child: the fd travels with the child's start.
         return popen.DupFd(popen.duplicate_for_child(fd))
-    if HAVE_SEND_HANDLE:
-        from . import resource_sharer
-        return resource_sharer.DupFd(fd)
-    raise ValueError('SCM_RIGHTS appears not to be available')
+    if not HAVE_SEND_HANDLE:
+        raise ValueError('SCM_RIGHTS appears not to be available')
+    from . import resource_sharer
+    return resource_sharer.DupFd(fd)
 
 
 # ---- reducers for built-in types -----------------------------------------------------------
+#
+# Plain pickle refuses these; processes pass them around all the time (a
+# bound method as a Process target or a pool function, partials). Each one
+# is rebuilt by looking the attribute up again, so the pickles are the
+# stdlib's and either side may be a stdlib multiprocessing process.
 
 def _reduce_method(m):
-    if m.__self__ is None:
-        return getattr, (m.__class__, m.__func__.__name__)
     return getattr, (m.__self__, m.__func__.__name__)
-
-
-class _C:
-    def f(self):
-        pass
-
-
-register(type(_C().f), _reduce_method)
 
 
 def _reduce_method_descriptor(m):
     return getattr, (m.__objclass__, m.__name__)
 
 
-register(type(list.append), _reduce_method_descriptor)
-register(type(int.__add__), _reduce_method_descriptor)
-
-
 def _reduce_partial(p):
     return _rebuild_partial, (p.func, p.args, p.keywords or {})
+
+
+def _reduce_socket(s):
+    return _rebuild_socket, (DupFd(s.fileno()), s.family, s.type, s.proto)
+
+
+# What the pickles above call in the receiving process.
+
+def _rebuild_socket(df, family, type, proto):
+    import socket
+    return socket.socket(family, type, proto, fileno=df.detach())
 
 
 def _rebuild_partial(func, args, keywords):
     return functools.partial(func, *args, **keywords)
 
 
-register(functools.partial, _reduce_partial)
+# socket.socket is missing on purpose: this module does not import socket, and
+# the dispatch table registers its reducer when a socket is first pickled.
+_BUILTIN_REDUCERS = (
+    (types.MethodType, _reduce_method),                  # obj.method
+    (types.MethodDescriptorType, _reduce_method_descriptor),   # list.append
+    (types.WrapperDescriptorType, _reduce_method_descriptor),  # int.__add__
+    (functools.partial, _reduce_partial),
+)
 
 
-def _reduce_socket(s):
-    df = DupFd(s.fileno())
-    return _rebuild_socket, (df, s.family, s.type, s.proto)
+def _register_builtin_reducers():
+    for cls, reducer in _BUILTIN_REDUCERS:
+        register(cls, reducer)
 
 
-def _rebuild_socket(df, family, type, proto):
-    import socket
-    fd = df.detach()
-    return socket.socket(family, type, proto, fileno=fd)
+_register_builtin_reducers()
 
 
 class AbstractReducer(metaclass=ABCMeta):
-    """Base of a replacement reduction module (set with context.reducer)."""
-    ForkingPickler = ForkingPickler
-    register = register
-    dump = dump
-    send_handle = send_handle
-    recv_handle = recv_handle
-    sendfds = sendfds
-    recvfds = recvfds
-    DupFd = DupFd
-
-    _reduce_method = _reduce_method
-    _reduce_method_descriptor = _reduce_method_descriptor
-    _rebuild_partial = _rebuild_partial
-    _reduce_socket = _reduce_socket
-    _rebuild_socket = _rebuild_socket
+    """Base of a replacement reduction module (set with context.reducer):
+    it has this module's functions as attributes, for a subclass to
+    override some of them. Making one (re)registers the built-in reducers,
+    the socket's included."""
 
     def __init__(self, *args):
-        register(type(_C().f), _reduce_method)
-        register(type(list.append), _reduce_method_descriptor)
-        register(type(int.__add__), _reduce_method_descriptor)
-        register(functools.partial, _reduce_partial)
+        _register_builtin_reducers()
         import socket
         register(socket.socket, _reduce_socket)
+
+
+for _name in ('ForkingPickler', 'register', 'dump', 'send_handle', 'recv_handle', 'sendfds',
+              'recvfds', 'DupFd', '_reduce_method', '_reduce_method_descriptor',
+              '_rebuild_partial', '_reduce_socket', '_rebuild_socket'):
+    setattr(AbstractReducer, _name, globals()[_name])
+del _name

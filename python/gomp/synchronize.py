@@ -56,8 +56,10 @@ When the holder of a Lock or RLock dies (beyond the standard library)
     namespace) is never declared dead: its locks behave like the standard
     library's.
 
-Beyond the standard library, Lock and RLock have locked() (Python 3.14) and
-Barrier keeps its state next to its lock in the same shared region."""
+Beyond the standard library, Lock and RLock have locked() (Python 3.14), and
+Event and Barrier keep their state next to their lock in the same shared
+region (an Event is one lock and its condition's three semaphores; the
+stdlib's has a fifth semaphore for the flag)."""
 
 import os
 import sys
@@ -242,184 +244,230 @@ class RLock(SemLock):
         return '<%s(%s, %s)>' % (type(self).__name__, owner, count)
 
 
+# ---- Condition, Event, Barrier ------------------------------------------------------------------
+
+def _context(ctx):
+    return context._default_context.get_context() if ctx is None else ctx
+
+
+def _acquire_n(sem, n):
+    for _ in range(n):
+        sem.acquire()
+
+
+def _release_n(sem, n):
+    for _ in range(n):
+        sem.release()
+
+
+def _drain(sem):
+    """Take every unit sem has, without blocking; return how many there were."""
+    taken = 0
+    while sem.acquire(False):
+        taken += 1
+    return taken
+
+
+def _rebuild_condition(cls, parts):
+    self = cls.__new__(cls)
+    self._adopt(*parts)
+    return self
+
+
 class Condition(object):
     """A condition variable shared between processes.
 
-    Made of its lock and three counting semaphores: a waiter announces
-    itself in _sleeping_count, sleeps on _wait_semaphore, and reports in
-    _woken_count when it wakes (notified or timed out). notify(n) first
-    matches the reports of waiters that timed out against their
-    announcements, then hands out up to n tokens on _wait_semaphore, waits
-    until each woken waiter has reported, and takes back the tokens that a
-    waiter timing out at the same moment left unused. So when nobody waits,
-    _sleeping_count - _woken_count and _wait_semaphore are both 0 (the
-    CPython suite checks that invariant)."""
+    It is its lock and three counting semaphores that only it uses:
+
+    _sleeping_count  one unit for every wait() that began: the waiter
+                     releases it while it still holds the lock;
+    _woken_count     one unit for every wait() that ended, notified or
+                     timed out: the waiter releases it before it takes the
+                     lock back;
+    _wait_semaphore  wake-up tokens, on which waiters sleep.
+
+    notify() runs with the lock held, so no wait() begins meanwhile. It
+    first retires the waits that ended on their own (timed out): a unit off
+    each count. _sleeping_count then counts the waiters still asleep; notify
+    hands out a token to up to n of them, taking their units off
+    _sleeping_count, and waits for as many units of _woken_count. So when
+    it returns, the waiters it woke have left their sleep, and a wait() that
+    begins later cannot take a token meant for them. A waiter that timed out
+    at the same moment may have reported without taking its token; notify
+    takes such a token back. With nobody waiting, _sleeping_count -
+    _woken_count and _wait_semaphore are both 0 (the CPython suite checks
+    this)."""
 
     def __init__(self, lock=None, *, ctx):
-        if ctx is None:
-            ctx = context._default_context.get_context()
-        self._lock = lock or ctx.RLock()
-        self._sleeping_count = ctx.Semaphore(0)
-        self._woken_count = ctx.Semaphore(0)
-        self._wait_semaphore = ctx.Semaphore(0)
-        self._make_methods()
+        ctx = _context(ctx)
+        self._adopt(lock or ctx.RLock(), ctx.Semaphore(0), ctx.Semaphore(0), ctx.Semaphore(0))
 
-    def __getstate__(self):
+    def _adopt(self, lock, sleeping, woken, tokens):
+        self._lock = lock
+        self._sleeping_count = sleeping
+        self._woken_count = woken
+        self._wait_semaphore = tokens
+        # The lock's own methods: no Python frame in between.
+        self.acquire = lock.acquire
+        self.release = lock.release
+        self._semlock = lock._semlock
+
+    def __reduce__(self):
         context.assert_spawning(self)
-        return (self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore)
-
-    def __setstate__(self, state):
-        self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore = state
-        self._make_methods()
-
-    def __enter__(self):
-        return self._lock.__enter__()
-
-    def __exit__(self, *args):
-        return self._lock.__exit__(*args)
-
-    def _make_methods(self):
-        self.acquire = self._lock.acquire
-        self.release = self._lock.release
-        self._semlock = self._lock._semlock  # looked up once: wait/notify use it
+        parts = (self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore)
+        return _rebuild_condition, (type(self), parts)
 
     def __repr__(self):
         try:
-            waiters = (self._sleeping_count._semlock._get_value() -
-                       self._woken_count._semlock._get_value())
+            waiting = self._sleeping_count.get_value() - self._woken_count.get_value()
         except Exception:
-            waiters = 'unknown'
-        return '<%s(%s, %s)>' % (type(self).__name__, self._lock, waiters)
+            waiting = 'unknown'
+        return '<%s(%s, %s)>' % (type(self).__name__, self._lock, waiting)
+
+    def _held_depth(self, message):
+        """How many times the calling thread holds the lock (an RLock may be
+        held several times); AssertionError(message) if it does not."""
+        held = self._semlock
+        if not held._is_mine():
+            raise AssertionError(message)
+        return held._count()
+
+    # `with cond:` holds the lock.
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc_info):
+        return self._lock.__exit__(*exc_info)
 
     def wait(self, timeout=None):
         """Release the lock, wait until notified or until timeout seconds
         passed, take the lock again; return False on timeout."""
-        semlock = self._semlock
-        if not semlock._is_mine():
-            raise AssertionError('must acquire() condition before using wait()')
+        depth = self._held_depth('must acquire() condition before using wait()')
         self._sleeping_count.release()
-        depth = semlock._count()  # an RLock may be held several times
-        for _ in range(depth):
-            self._lock.release()
+        _release_n(self._lock, depth)
         try:
             return self._wait_semaphore.acquire(True, timeout)
         finally:
             self._woken_count.release()
-            for _ in range(depth):
-                self._lock.acquire()
+            _acquire_n(self._lock, depth)
 
     def notify(self, n=1):
         """Wake up to n waiters (the caller must hold the lock)."""
-        if not self._semlock._is_mine():
-            raise AssertionError('lock is not owned')
-        if self._wait_semaphore.acquire(False):
-            raise AssertionError('notify: Should not have been able to acquire _wait_semaphore')
-        # Waiters that timed out reported in _woken_count without being
-        # handed a token: cancel their announcements.
-        while self._woken_count.acquire(False):
-            if not self._sleeping_count.acquire(False):
-                raise AssertionError('notify: Bug in sleeping_count.acquire'
-                                     '- res should not be False')
-        woken = 0
-        while woken < n and self._sleeping_count.acquire(False):
-            self._wait_semaphore.release()
-            woken += 1
-        if woken:
-            for _ in range(woken):
-                self._woken_count.acquire()
-            # A waiter that timed out just as we released may have left its
-            # token: take such tokens back.
-            while self._wait_semaphore.acquire(False):
-                pass
+        self._held_depth('lock is not owned')
+        if not self._sleeping_count.get_value():
+            return      # every wait that began was retired already: nobody to wake
+        timed_out = _drain(self._woken_count)
+        asleep = self._sleeping_count.get_value() - timed_out
+        woken = min(n, asleep)
+        # Units the semaphores have: these acquisitions do not block.
+        _acquire_n(self._sleeping_count, timed_out + woken)
+        if woken > 0:
+            _release_n(self._wait_semaphore, woken)
+            _acquire_n(self._woken_count, woken)
+            _drain(self._wait_semaphore)
 
     def notify_all(self):
         """Wake every waiter."""
-        self.notify(n=sys.maxsize)
+        self.notify(sys.maxsize)
 
     def wait_for(self, predicate, timeout=None):
         """Wait until predicate() is true or timeout seconds passed; return the
         last value of predicate()."""
-        result = predicate()
-        if result:
-            return result
         deadline = None if timeout is None else time.monotonic() + timeout
-        wait_time = None
-        while not result:
-            if deadline is not None:
-                wait_time = deadline - time.monotonic()
-                if wait_time <= 0:
-                    break
-            self.wait(wait_time)
+        while True:
             result = predicate()
-        return result
+            if result:
+                return result
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return result
+            self.wait(left)
 
 
-class Event(object):
+class _Word(object):
+    """An int attribute kept in the shared region of the object's
+    condition's lock (the spare bytes its buffer interface exposes, zeros at
+    creation), so every process that shares the object sees one value. Only
+    read or written with that lock held."""
+
+    __slots__ = ('_index',)
+
+    def __init__(self, index):
+        self._index = index
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else obj._words[self._index]
+
+    def __set__(self, obj, value):
+        obj._words[self._index] = value
+
+
+class _StateInLock(object):
+    """Base of Event and Barrier, whose state is _Word attributes: no shared
+    memory of their own, and one lock operation covers state and waiting."""
+
+    def _attach(self, cond):
+        self._cond = cond
+        self._lock = cond._lock   # `with self._lock:` skips the condition's Python __enter__
+        self._words = memoryview(cond._lock._semlock).cast('i')
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state['_words']       # a view of this process's mapping
+        del state['_lock']        # travels inside the condition
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._attach(self._cond)
+
+
+class Event(_StateInLock):
     """An event flag shared between processes."""
 
+    _flag = _Word(0)      # 1 when set
+
     def __init__(self, *, ctx):
-        if ctx is None:
-            ctx = context._default_context.get_context()
-        self._cond = ctx.Condition(ctx.Lock())
-        self._flag = ctx.Semaphore(0)  # value 1 when set
+        ctx = _context(ctx)
+        self._attach(ctx.Condition(ctx.Lock()))
 
     def is_set(self):
-        with self._cond:
-            return self._flag.get_value() != 0
+        with self._lock:
+            return self._flag == 1
 
     def set(self):
+        """Set the flag and wake every waiter."""
         with self._cond:
-            if self._flag.get_value() == 0:
-                self._flag.release()
+            self._flag = 1
             self._cond.notify_all()
 
     def clear(self):
-        with self._cond:
-            self._flag.acquire(False)
+        with self._lock:
+            self._flag = 0
 
     def wait(self, timeout=None):
         """Wait until the flag is set or timeout seconds passed; return the flag."""
         with self._cond:
-            if self._flag.get_value() == 0:
+            if self._flag == 0:
                 self._cond.wait(timeout)
-            return self._flag.get_value() != 0
+            return self._flag == 1
 
     def __repr__(self):
-        state = 'set' if self.is_set() else 'unset'
-        return f"<{type(self).__qualname__} at {id(self):#x} {state}>"
+        return '<%s at %#x %s>' % (type(self).__qualname__, id(self),
+                                   'set' if self.is_set() else 'unset')
 
 
-class Barrier(threading.Barrier):
+class Barrier(_StateInLock, threading.Barrier):
     """A barrier shared between processes: threading.Barrier's algorithm on a
-    shared Condition, with its state and count kept in the spare bytes of
-    the shared region of the condition's lock."""
+    shared Condition, with its state (filling, draining, resetting, broken)
+    and count of waiters kept in the shared region of the condition's lock."""
+
+    _state = _Word(0)     # 0 at creation: filling
+    _count = _Word(1)
 
     def __init__(self, parties, action=None, timeout=None, *, ctx):
-        if ctx is None:
-            ctx = context._default_context.get_context()
-        self.__setstate__((parties, action, timeout, ctx.Condition(ctx.Lock())))
-        self._state = 0   # filling
-        self._count = 0
-
-    def __getstate__(self):
-        return (self._parties, self._action, self._timeout, self._cond)
-
-    def __setstate__(self, state):
-        self._parties, self._action, self._timeout, self._cond = state
-        self._array = memoryview(self._cond._lock._semlock).cast('i')
-
-    @property
-    def _state(self):
-        return self._array[0]
-
-    @_state.setter
-    def _state(self, value):
-        self._array[0] = value
-
-    @property
-    def _count(self):
-        return self._array[1]
-
-    @_count.setter
-    def _count(self, value):
-        self._array[1] = value
+        ctx = _context(ctx)
+        self._parties = parties
+        self._action = action
+        self._timeout = timeout
+        self._attach(ctx.Condition(ctx.Lock()))
