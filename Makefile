@@ -11,7 +11,7 @@ all: install
 
 $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
-	$(VPY) -m pip install -q --disable-pip-version-check "pytest>=7"
+	$(VPY) -m pip install -q --disable-pip-version-check "pytest>=7" setuptools
 
 # Reinstalls every time: go build and the C compiler are incremental.
 install: $(VENV)/bin/python

@@ -454,12 +454,13 @@ def test_close_join_thread_in_child(method):
 def test_main_process_exit_flushes():
     code = """
         import gomp
-        q = gomp.Queue()
+        ctx = gomp.get_context("fork")   # the reader is defined in a -c program
+        q = ctx.Queue()
         def reader(q, n):
             for i in range(n):
                 assert q.get(timeout=60) == (i, b"z" * 4096)
             print("reader ok", flush=True)
-        p = gomp.Process(target=reader, args=(q, 3000))
+        p = ctx.Process(target=reader, args=(q, 3000))
         p.start()
         for i in range(3000):
             q.put((i, b"z" * 4096))

@@ -84,7 +84,8 @@ def test_class_fixtures(selftest):
 
 def test_every_escape_is_detected_and_fails_its_test(selftest):
     proc, data, by_id = selftest
-    escaped = sorted(e["test"] for e in data["alias_check"]["escapes"])
+    # One launch may be recorded more than once (seen on 3.14): count tests.
+    escaped = sorted({e["test"] for e in data["alias_check"]["escapes"]})
     assert escaped == ["E_Alias.test_escape_alias_removed", "E_Alias.test_escape_clean_environment",
                        "E_Alias.test_escape_dash_S_elsewhere", "E_Alias.test_escape_shell_command"]
     for t in escaped:
