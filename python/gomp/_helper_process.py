@@ -12,6 +12,10 @@ helper's first act (shield). The subclasses say how to start their helper and
 how to tell whether it is alive; forkserver.ForkServer and
 resource_tracker.ResourceTracker are the two.
 
+In a child made by fork() each helper's lock starts free (the thread that
+may have held it at the fork does not exist there), and each subclass decides
+in _after_fork_in_child() what else the child keeps of its parent's helper.
+
 A spawned child imports the resource tracker, hence this module: it imports
 nothing a spawned child would not load anyway.
 """
