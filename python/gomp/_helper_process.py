@@ -12,6 +12,10 @@ helper's first act (shield). The subclasses say how to start their helper and
 how to tell whether it is alive; forkserver.ForkServer and
 resource_tracker.ResourceTracker are the two.
 
+In a child made by fork() each helper's lock starts free (the thread that
+may have held it at the fork does not exist there), and each subclass decides
+in _after_fork_in_child() what else the child keeps of its parent's helper.
+
 A spawned child imports the resource tracker, hence this module: it imports
 nothing a spawned child would not load anyway.
 """
@@ -19,6 +23,7 @@ nothing a spawned child would not load anyway.
 import _signal
 import os
 import threading
+import weakref
 
 from . import spawn
 from . import util
@@ -45,8 +50,8 @@ class _OneEntryLock(object):
         self._depth = 0
         self._what = what
 
-    def acquire(self, blocking=True):
-        if not self._rlock.acquire(blocking):
+    def acquire(self, blocking=True, timeout=-1):
+        if not self._rlock.acquire(blocking, timeout):
             return False
         self._depth += 1
         if self._depth > 1:
@@ -63,6 +68,12 @@ class _OneEntryLock(object):
     def __exit__(self, *exc_info):
         self.release()
 
+    def _at_fork_reinit(self):
+        # In a forked child: whichever thread held the lock at the fork does
+        # not exist here, so the lock starts free.
+        self._rlock._at_fork_reinit()
+        self._depth = 0
+
 
 def _exit_code(pid):
     """Wait for our child pid to end and return its exit code. Raises
@@ -75,13 +86,62 @@ def _exit_code(pid):
         return None
 
 
+def _exit_code_within(pid, timeout):
+    """_exit_code(pid), waiting at most timeout seconds (None: no limit);
+    TimeoutError if pid still runs then."""
+    if timeout is not None and not _ends_within(pid, timeout):
+        raise TimeoutError
+    return _exit_code(pid)
+
+
+def _ends_within(pid, timeout):
+    """Whether our child pid ends (or has ended) within timeout seconds. It
+    stays unreaped either way."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None  # no pidfds here: look now and then
+    if pidfd is None:
+        import time
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
+        return True
+    try:
+        import select
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        return bool(poller.poll(max(0, timeout) * 1000))
+    finally:
+        os.close(pidfd)
+
+
+# Every helper of this process, for the fork handler below.
+_helpers = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    for helper in list(_helpers):
+        helper._after_fork_in_child()
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class HelperProcess(object):
     """The starter's side of a helper process.
 
     _fd is this process's end of the helper's pipe (None before the first
     start), _pid the helper's pid when this process started it (None in a
     process that inherited _fd), _exitcode the helper's exit code once _stop()
-    has waited for it.
+    has waited for it, _waitpid_timed_out whether the last _stop() gave up
+    waiting for it.
 
     Subclasses set _MODULE (the gomp module whose main() the helper runs),
     _WHAT (what to call the helper in messages), _SHIELDED_SIGNALS (signals
@@ -98,6 +158,8 @@ class HelperProcess(object):
         self._fd = None
         self._pid = None
         self._exitcode = None
+        self._waitpid_timed_out = False
+        _helpers.add(self)
 
     # ---- what subclasses provide ---------------------------------------------------------
 
@@ -122,6 +184,11 @@ class HelperProcess(object):
 
     def _helper_stopped(self):
         """Called by _stop() after a helper this process started has ended."""
+
+    def _after_fork_in_child(self):
+        """Called in the child of every fork of this process. The lock may
+        have been held by a thread the child does not have."""
+        self._lock._at_fork_reinit()
 
     # ---- the story -----------------------------------------------------------------------
 
@@ -154,10 +221,14 @@ class HelperProcess(object):
                 pass  # reaped by someone else, or our parent's
         self._helper_died()
 
-    def _stop(self, use_blocking_lock=True):
-        """Close our end of the helper's pipe, which ends the helper, and
-        wait for it if we started it. With use_blocking_lock false, do
-        nothing if another thread is using the helper."""
+    def _stop(self, use_blocking_lock=True, wait_timeout=None):
+        """Close our end of the helper's pipe, which ends the helper once no
+        other process holds a copy, and wait for it if we started it.
+
+        With use_blocking_lock false, do nothing if another thread is using
+        the helper. With wait_timeout (seconds), give up waiting after that
+        long (a child still holding a copy of the pipe keeps the helper
+        alive): _waitpid_timed_out then says so and _exitcode stays None."""
         if not self._lock.acquire(use_blocking_lock):
             return
         try:
@@ -165,13 +236,18 @@ class HelperProcess(object):
             if fd is None:
                 return
             self._fd = self._pid = None
+            self._waitpid_timed_out = False
             os.close(fd)
-            if pid is not None:
-                try:
-                    self._exitcode = _exit_code(pid)
-                except ChildProcessError:
-                    return  # our parent's helper: not ours to clean up after
-                self._helper_stopped()
+            if pid is None:
+                return  # our parent's helper: not ours to wait for
+            try:
+                self._exitcode = _exit_code_within(pid, wait_timeout)
+            except ChildProcessError:
+                return  # reaped elsewhere
+            except TimeoutError:
+                self._waitpid_timed_out = True
+                return
+            self._helper_stopped()
         finally:
             self._lock.release()
 
@@ -182,16 +258,17 @@ class HelperProcess(object):
         program = spawn._child_program('from %s import main' % self._MODULE, call)
         argv = [exe, *util._args_from_interpreter_flags(), '-c', program]
         masked = self._SHIELDED_SIGNALS if _CAN_MASK else ()
+        if not masked:
+            return util.spawnv_passfds(exe, argv, pass_fds)
         # With the signals blocked here, the new interpreter starts with them
         # blocked and cannot die of a Ctrl-C sent to our process group before
-        # shield() has set them to be ignored.
-        if masked:
-            _signal.pthread_sigmask(_signal.SIG_BLOCK, masked)
+        # shield() has set them to be ignored. Afterwards the caller's own
+        # mask comes back as it was: a signal it had blocked stays blocked.
+        callers_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, masked)
         try:
             return util.spawnv_passfds(exe, argv, pass_fds)
         finally:
-            if masked:
-                _signal.pthread_sigmask(_signal.SIG_UNBLOCK, masked)
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, callers_mask)
 
 
 def shield(signals):

@@ -52,6 +52,9 @@ class _Facts:
     # The resource tracker knows a 'dummy' resource type (the suite uses it to
     # check the tracker's exit code).
     tracker_dummy_type = _since(3, 13)
+    # The tracker's warning about leaked resources at shutdown ends with the
+    # set of their names (": {'/psm_...'}").
+    tracker_lists_leaks = _since(3, 13)
 
     # -- managers ---------------------------------------------------------
     # The managers' lock proxies (Lock, RLock, Semaphore...) offer locked();

@@ -5,9 +5,13 @@ without removing.
 Processes tell the tracker about resources with one line each on its pipe,
 ``REGISTER:<name>:<type>`` when a resource is made and ``UNREGISTER:<name>:<type>``
 when it is removed (the standard library's format: a stdlib process can use
-gomp's tracker and the other way round). Every line is written with a single
-write() of at most 512 bytes, which a pipe keeps in one piece, so lines from
-many processes never mix. A process and all its children share one tracker
+gomp's tracker and the other way round). A name that such a line cannot carry
+(a newline in it, or not ASCII), and every name when a tracker's
+_use_simple_format is false, goes as a line of JSON instead,
+``{"cmd":"REGISTER","rtype":"<type>","base64_name":"<the name's UTF-8, base64>"}``
+(the standard library's other format, from 3.14); the tracker reads both.
+Every line is written with a single write() of at most 512 bytes, which a pipe
+keeps in one piece, so lines from many processes never mix. A process and all its children share one tracker
 (children inherit the pipe). When the last of them has closed the pipe the
 tracker removes what is still registered, warns about it, and exits.
 
@@ -15,11 +19,17 @@ The tracker ignores SIGINT and SIGTERM: a Ctrl-C that ends a whole process
 group must not end the one process that cleans up after it. If it is killed
 anyway, the next use starts a new one (with a warning: what the old one knew
 is lost).
+
+A child made by a bare os.fork() closes its copy of the pipe at once, so that
+the tracker can end when its starter stops it even while such a child lives;
+a child that multiprocessing forks to run a Process keeps it and goes on
+using its parent's tracker.
 """
 
 import _signal  # not signal: its enums would cost every spawned child 4 ms
 import os
 import sys
+import threading
 import warnings
 
 from . import _helper_process
@@ -66,7 +76,14 @@ _REMOVAL_FAILED = 2  # removing one of them failed
 _BAD_LINE = 3        # a line could not be understood
 
 _PIPE_ATOMIC_LIMIT = 512  # bytes a pipe write keeps whole (PIPE_BUF is at least this)
-_PROBE = b'PROBE:0:noop\n'
+_JSON_NAME_LIMIT = 255    # bytes of a name in a JSON line (the standard library's limit)
+
+# A thread sets preserve_fd on this while it forks a child that goes on using
+# the tracker (a multiprocessing Process): see _keeps_tracker_across_fork().
+_fork_intent = threading.local()
+
+# The modules whose os.fork() starts a multiprocessing Process.
+_PROCESS_FORKERS = frozenset({'gomp.popen_fork'})
 
 
 class ResourceTracker(_helper_process.HelperProcess):
@@ -75,6 +92,12 @@ class ResourceTracker(_helper_process.HelperProcess):
     _MODULE = 'gomp.resource_tracker'
     _WHAT = 'resource tracker'
     _SHIELDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM)
+
+    def __init__(self):
+        super().__init__()
+        # True: the short 'CMD:name:rtype' lines where the name allows them;
+        # False: JSON lines for every name (see the module's doc).
+        self._use_simple_format = True
 
     def ensure_running(self):
         """Start the tracker if this process has none (a child uses its
@@ -89,17 +112,24 @@ class ResourceTracker(_helper_process.HelperProcess):
     def register(self, name, rtype):
         """Have the tracker remove name, a resource of type rtype (a key of
         _CLEANUP_FUNCS), if it is still there when every process is gone."""
-        self._send(_command_line('REGISTER', name, rtype))
+        self._send(self._line('REGISTER', name, rtype), name, rtype)
 
     def unregister(self, name, rtype):
         """Tell the tracker that name was removed."""
-        self._send(_command_line('UNREGISTER', name, rtype))
+        self._send(self._line('UNREGISTER', name, rtype), name, rtype)
+
+    def _line(self, command, name, rtype):
+        if self._use_simple_format:
+            line = _simple_line(command, name, rtype)
+            if line is not None:
+                return line
+        return _json_line(command, name, rtype)
 
     def _check_alive(self):
         # Asking the tracker works in every process that shares it, not only
         # in the one that started it: a write fails once nobody reads.
         try:
-            os.write(self._fd, _PROBE)
+            os.write(self._fd, self._line('PROBE', None, 'noop'))
         except OSError:
             return False
         return True
@@ -107,6 +137,13 @@ class ResourceTracker(_helper_process.HelperProcess):
     def _helper_died(self):
         warnings.warn('resource_tracker: process died unexpectedly, '
                       'relaunching.  Some resources might leak.')
+
+    def _after_fork_in_child(self):
+        super()._after_fork_in_child()
+        self._pid = None  # the parent started it, and reaps it
+        if self._fd is not None and not _keeps_tracker_across_fork():
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
     def _launch(self, helper_end):
         keep_open = [helper_end]
@@ -116,13 +153,12 @@ class ResourceTracker(_helper_process.HelperProcess):
             pass  # no usable stderr: the tracker works without one
         return self._run_main('main(%d)' % helper_end, keep_open)
 
-    def _send(self, line):
+    def _send(self, line, name, rtype):
         try:
             self._ensure_helper()
         except ReentrantCallError:
             # Called from a finalizer or a signal handler while this thread
             # was starting the tracker: use it only if it runs already.
-            command, name, rtype = _parse(line)
             warnings.warn('ResourceTracker called reentrantly for resource cleanup, '
                           'which is unsupported. The %s object %r might leak.' % (rtype, name))
             if self._fd is None:
@@ -130,16 +166,62 @@ class ResourceTracker(_helper_process.HelperProcess):
         os.write(self._fd, line)
 
 
-def _command_line(command, name, rtype):
-    """The protocol's line for a command (see the module's doc)."""
-    line = ('%s:%s:%s\n' % (command, name, rtype)).encode('ascii')
+def _keeps_tracker_across_fork():
+    """In a child being forked: whether it is a multiprocessing Process, which
+    keeps its parent's tracker. The forking thread says so with
+    _fork_intent.preserve_fd; gomp's own fork start method is recognised by
+    the module that called os.fork() (the frame below this handler's
+    caller)."""
+    if getattr(_fork_intent, 'preserve_fd', False):
+        return True
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get('__name__') in (__name__, 'gomp._helper_process'):
+        frame = frame.f_back
+    return frame is not None and frame.f_globals.get('__name__') in _PROCESS_FORKERS
+
+
+def _simple_line(command, name, rtype):
+    """The line 'CMD:name:rtype' (name None: '0'), or None if the name cannot
+    go in one (a newline, or not ASCII). ValueError if it is too long for one
+    write."""
+    text = '%s:%s:%s\n' % (command, '0' if name is None else name, rtype)
+    if text.count('\n') > 1 or not text.isascii():
+        return None
+    line = text.encode('ascii')
+    if len(line) > _PIPE_ATOMIC_LIMIT:
+        raise ValueError('msg too long')
+    return line
+
+
+def _json_line(command, name, rtype):
+    """The JSON line for a command; the name (if any) as base64 of its UTF-8."""
+    import binascii
+    import json
+    message = {'cmd': command, 'rtype': rtype}
+    if name is not None:
+        raw = name.encode('utf-8')
+        if len(raw) > _JSON_NAME_LIMIT:
+            raise ValueError('shared memory name too long (max %d bytes)' % _JSON_NAME_LIMIT)
+        message['base64_name'] = binascii.b2a_base64(raw, newline=False).decode('ascii')
+    line = (json.dumps(message, separators=(',', ':')) + '\n').encode('ascii')
     if len(line) > _PIPE_ATOMIC_LIMIT:
         raise ValueError('msg too long')
     return line
 
 
 def _parse(line):
-    """(command, name, rtype) of a line (the name may contain colons)."""
+    """(command, name, rtype) of a line in either format. In a simple line
+    the name may contain colons: the command ends at the first, the type
+    starts after the last."""
+    if line.startswith(b'{'):
+        import binascii
+        import json
+        try:
+            message = json.loads(line.decode('ascii'))
+            name = binascii.a2b_base64(message.get('base64_name', '')).decode('utf-8')
+            return message['cmd'], name, message['rtype']
+        except Exception as e:
+            raise ValueError('malformed resource_tracker message: %r' % (line,)) from e
     command, _, rest = line.rstrip(b'\n').decode('ascii').partition(':')
     name, _, rtype = rest.rpartition(':')
     return command, name, rtype
@@ -194,8 +276,11 @@ class _Ledger(object):
                 continue
             self._worse(_LEAKS_REMOVED)
             if rtype not in _SILENT_LEAKS:
-                warnings.warn('resource_tracker: There appear to be %d leaked %s objects '
-                              'to clean up at shutdown' % (len(names), rtype))
+                message = ('resource_tracker: There appear to be %d leaked %s objects '
+                           'to clean up at shutdown' % (len(names), rtype))
+                if V.tracker_lists_leaks:
+                    message += ': %r' % (names,)
+                warnings.warn(message)
             unlink = _CLEANUP_FUNCS[rtype]
             for name in names:
                 try:

@@ -76,8 +76,10 @@ CHECK_PTH_LINE = (
     "{'__name__': '_gomp_suite_check', '__file__': os.environ['GOMP_SUITE_CHECK']})\n")
 # Helper programs of the stdlib's multiprocessing: an interpreter started
 # with one of these had a stdlib parent (gomp's helpers import gomp.*).
+# The programs the stdlib starts its helpers and spawned children with (a
+# test's own script importing, say, _resource_tracker from there is not one).
 STDLIB_HELPER = re.compile(r'from multiprocessing\.(spawn|forkserver|resource_tracker|'
-                           r'popen_\w+) import')
+                           r'popen_\w+) import (main|spawn_main)\b')
 KILL_GRACE = 3.0        # seconds between the stack dump and SIGKILL
 EXIT_TIMEOUT = 60.0     # for the worker to exit after its last test
 MAX_RESTARTS = 80
