@@ -9,6 +9,7 @@ so no zombie is left behind even if nobody joins."""
 
 import _signal  # not signal, whose enums a spawned child unpickling a _DupFd paid for
 import os
+import sys
 import threading
 import warnings
 
@@ -177,9 +178,19 @@ def _fork():
     gomp's fork path is built for exactly that case (the child never calls
     the inherited runtime; it loads a fresh one). With other Python threads
     alive the warning is the user's to see, as with the stdlib."""
-    if not _FORK_WARNS or threading.active_count() > 1:
-        return os.fork()
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', category=DeprecationWarning,
-                                message=r'.*multi-threaded.*fork')
-        return os.fork()
+    # The child is a Process: it keeps using this process's resource tracker
+    # (the tracker's at-fork handler lets go of it only in other children).
+    tracker = sys.modules.get(__package__ + '.resource_tracker')
+    intent = tracker._fork_intent if tracker is not None else None
+    if intent is not None:
+        intent.preserve_fd = True
+    try:
+        if not _FORK_WARNS or threading.active_count() > 1:
+            return os.fork()
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', category=DeprecationWarning,
+                                    message=r'.*multi-threaded.*fork')
+            return os.fork()
+    finally:
+        if intent is not None:
+            intent.preserve_fd = False

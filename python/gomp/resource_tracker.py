@@ -82,9 +82,6 @@ _JSON_NAME_LIMIT = 255    # bytes of a name in a JSON line (the standard library
 # the tracker (a multiprocessing Process): see _keeps_tracker_across_fork().
 _fork_intent = threading.local()
 
-# The modules whose os.fork() starts a multiprocessing Process.
-_PROCESS_FORKERS = frozenset({'gomp.popen_fork'})
-
 
 class ResourceTracker(_helper_process.HelperProcess):
     """This process's link to its resource tracker (see the module's doc)."""
@@ -169,15 +166,9 @@ class ResourceTracker(_helper_process.HelperProcess):
 def _keeps_tracker_across_fork():
     """In a child being forked: whether it is a multiprocessing Process, which
     keeps its parent's tracker. The forking thread says so with
-    _fork_intent.preserve_fd; gomp's own fork start method is recognised by
-    the module that called os.fork() (the frame below this handler's
-    caller)."""
-    if getattr(_fork_intent, 'preserve_fd', False):
-        return True
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_globals.get('__name__') in (__name__, 'gomp._helper_process'):
-        frame = frame.f_back
-    return frame is not None and frame.f_globals.get('__name__') in _PROCESS_FORKERS
+    _fork_intent.preserve_fd (gomp's fork start method does, in
+    popen_fork._fork)."""
+    return getattr(_fork_intent, 'preserve_fd', False)
 
 
 def _simple_line(command, name, rtype):
