@@ -49,11 +49,21 @@ class HookOnlyQueue(queues.Queue):
 
 
 class WrappedSimpleQueue(queues.SimpleQueue):
-    """torch's pattern: wraps the pipe ends in _make_methods."""
+    """loky's pattern: its own put and state."""
 
-    def _make_methods(self):
-        self.made = getattr(self, "made", 0) + 1
-        super()._make_methods()
+    def __init__(self, reducers=None, ctx=None):
+        super().__init__(ctx=ctx)
+        self._reducers = reducers
+
+    def __getstate__(self):
+        return super().__getstate__() + (self._reducers,)
+
+    def __setstate__(self, state):
+        (self._reader, self._writer, self._rlock, self._wlock, self._reducers) = state
+
+    def put(self, obj):
+        with self._wlock:
+            self._writer.send_bytes(pickle.dumps((self._reducers, obj)))
 
 
 class WithPrivateState(queues.JoinableQueue):
@@ -179,11 +189,11 @@ def test_joinable_twin(method):
 @pytest.mark.parametrize("method", METHODS)
 def test_simple_queue_twin(method):
     ctx = gomp.get_context(method)
-    q = WrappedSimpleQueue(ctx=ctx)
-    assert q.made == 1 and q.empty()
+    q = WrappedSimpleQueue(reducers="r", ctx=ctx)
+    assert q.empty()
     p = ctx.Process(target=put_from_child_simple, args=(q, ["a", 2]))
     p.start()
-    assert [q.get(), q.get()] == ["a", 2]
+    assert [q.get(), q.get()] == [("r", "a"), ("r", 2)]
     p.join(60)
     assert p.exitcode == 0
     q.close()
@@ -191,7 +201,6 @@ def test_simple_queue_twin(method):
 
 
 def put_from_child_simple(q, items):
-    assert q.made == 1  # _make_methods ran again in the child
     for item in items:
         q.put(item)
 

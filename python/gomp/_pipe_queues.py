@@ -22,7 +22,7 @@ libraries rely on:
   _thread, _jointhread   the feeder thread, and the Finalize that joins it at
                          exit
   _close                 the Finalize that tells the feeder to stop
-  _send_bytes, _recv_bytes, _poll   the pipe methods used
+  _send_bytes, _recv_bytes, _poll   the pipe methods a Queue uses
   _start_thread(), _feed(...), _finalize_join(twr), _finalize_close(buffer,
   notempty), _reset(after_fork=False), _after_fork(), _on_queue_feeder_error()
 
@@ -220,12 +220,11 @@ class PipeQueue(object):
         except BaseException:
             self._thread = None
             raise
-        # The process that made the queue waits for its children anyway (so
-        # for whatever they wrote); any other process must not exit before
-        # its own feeder has written everything.
+        # Exiting waits until the feeder has written everything, unless
+        # cancel_join_thread() said not to.
         self._close = Finalize(self, PipeQueue._finalize_close,
                                args=(self._buffer, self._notempty), exitpriority=10)
-        if not (self._joincancelled or self._opid == os.getpid()):
+        if not self._joincancelled:
             self._jointhread = Finalize(feeder, PipeQueue._finalize_join,
                                         args=(weakref.ref(feeder),), exitpriority=-5)
 
@@ -329,28 +328,28 @@ class PipeJoinableQueue(PipeQueue):
 class PipeSimpleQueue(object):
     """multiprocessing.queues.SimpleQueue as the stdlib builds it: put()
     pickles and writes under _wlock in the caller's thread, get() reads under
-    _rlock."""
+    _rlock. Its instances hold _reader, _writer, _rlock, _wlock and _poll,
+    nothing else."""
 
     _SHARED = ('_reader', '_writer', '_rlock', '_wlock')
 
     def __init__(self, *, ctx):
         reader, writer = connection.Pipe(duplex=False)
-        self.__setstate__((reader, writer, ctx.Lock(), ctx.Lock()))
+        self._adopt((reader, writer, ctx.Lock(), ctx.Lock()))
+
+    def _adopt(self, state):
+        # Not through __setstate__, which subclasses (loky) override with
+        # their own, longer state.
+        for name, value in zip(self._SHARED, state):
+            setattr(self, name, value)
+        self._poll = self._reader.poll
 
     def __getstate__(self):
         context.assert_spawning(self)
         return tuple(getattr(self, name) for name in self._SHARED)
 
     def __setstate__(self, state):
-        for name, value in zip(self._SHARED, state):
-            setattr(self, name, value)
-        self._make_methods()
-
-    def _make_methods(self):
-        # Subclasses (torch) wrap the pipe ends before calling this.
-        self._poll = self._reader.poll
-        self._recv_bytes = self._reader.recv_bytes
-        self._send_bytes = self._writer.send_bytes
+        self._adopt(state)
 
     def close(self):
         for end in (self._reader, self._writer):
@@ -362,9 +361,9 @@ class PipeSimpleQueue(object):
     def put(self, obj):
         data = _ForkingPickler.dumps(obj)
         with self._wlock:
-            self._send_bytes(data)
+            self._writer.send_bytes(data)
 
     def get(self):
         with self._rlock:
-            data = self._recv_bytes()
+            data = self._reader.recv_bytes()
         return _ForkingPickler.loads(data)
