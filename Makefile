@@ -5,7 +5,7 @@ VENV ?= .venv
 VPY := $(abspath $(VENV))/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all install demo test test-newer test-go test-py test-suite test-cpython lint lint-c lint-py provenance bench fuzz clean
+.PHONY: all install demo test test-newer test-go test-py test-suite test-clients test-cpython lint lint-c lint-py provenance bench fuzz clean
 
 all: install
 
@@ -20,7 +20,9 @@ install: $(VENV)/bin/python
 demo: install
 	$(VPY) examples/demo.py
 
-test: lint-c test-go test-py test-suite test-newer
+# CLIENTS=0 leaves out test-clients (it needs PyPI the first time).
+CLIENTS ?= 1
+test: lint-c test-go test-py test-suite $(if $(filter 1,$(CLIENTS)),test-clients) test-newer
 
 # CPython 3.14 and 3.15 (Debian's, in a Debian-unstable chroot made once by
 # .ci/sid-pythons.sh and reused): gomp's own tests and CPython's suite on each,
@@ -69,6 +71,23 @@ SUITE_ARGS ?=
 test-suite: install
 	$(VPY) tests_py/cpython/run_suite.py --python $(VPY) --timeout $(SUITE_TIMEOUT) $(SUITE_ARGS)
 
+# Real clients (tests_py/test_libs_clients.py): joblib's test_parallel and
+# test_memmapping and pebble's suite, with the stdlib and then with
+# GOMP_AS_MULTIPROCESSING=1, in their own venv with pinned versions from PyPI.
+CLIENTS_VENV ?= .venv-clients
+CLIENT_PINS := joblib==1.6.0 pebble==5.2.3 numpy==2.4.6 threadpoolctl==3.8.0 pytest-timeout==2.4.0 "pytest>=7"
+PEBBLE_SRC := $(CLIENTS_VENV)/src/pebble-5.2.3
+test-clients: install
+	test -x $(CLIENTS_VENV)/bin/python || $(PY) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/python -m pip install -q --disable-pip-version-check $(CLIENT_PINS)
+	$(CLIENTS_VENV)/bin/python -m pip install -q --disable-pip-version-check .
+	test -d $(PEBBLE_SRC)/test || { \
+		$(CLIENTS_VENV)/bin/python -m pip download -q --disable-pip-version-check --no-deps \
+			--no-binary :all: -d $(CLIENTS_VENV)/src pebble==5.2.3 && \
+		tar xzf $(CLIENTS_VENV)/src/pebble-5.2.3.tar.gz -C $(CLIENTS_VENV)/src; }
+	GOMP_CLIENTS_VENV=$(abspath $(CLIENTS_VENV)) GOMP_CLIENTS_PEBBLE_TESTS=$(abspath $(PEBBLE_SRC))/test \
+		$(VPY) -m pytest -q -s -m clients tests_py/test_libs_clients.py
+
 # The same against another installed CPython, in its own venv .venv-<X.Y>:
 #   make test-cpython PY=/root/.pyenv/versions/3.13.0/bin/python3
 test-cpython:
@@ -87,6 +106,7 @@ bench: install
 	$(VPY) tests_py/bench/bench_conn.py
 	$(VPY) tests_py/bench/bench_listener.py
 	$(VPY) tests_py/bench/bench_process.py
+	$(VPY) tests_py/bench/bench_alias.py
 	$(VPY) tests_py/bench/bench_latency.py
 	$(VPY) -m pip install -q --disable-pip-version-check faster-fifo || echo "(faster-fifo not installed: queue benchmark without it)"
 	$(VPY) tests_py/bench/bench_queues.py
@@ -95,4 +115,4 @@ bench: install
 	$(VPY) tests_py/bench/bench_pool.py
 
 clean:
-	rm -rf build dist *.egg-info python/*.egg-info $(VENV) .venv-3.*
+	rm -rf build dist *.egg-info python/*.egg-info $(VENV) .venv-3.* $(CLIENTS_VENV)

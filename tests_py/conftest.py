@@ -22,6 +22,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: needs minutes or many GiB; run with --run-slow "
                                        "or GOMP_RUN_SLOW=1")
+    config.addinivalue_line("markers", "clients: third-party suites (joblib, pebble) in their own "
+                                       "venv (make test-clients); deselect with -m 'not clients'")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -5,7 +5,9 @@
 //   - the locks of the extension (pybind/ext/sync.c): the word of a Lock or
 //     RLock holds its owner's id; a waiter that has waited longer than one
 //     slice asks the core (Alive, through pybind/sync.go) whether the owner
-//     still runs and takes the lock over if not. The C side computes its own
+//     still runs. If not, a robust lock (robust=True) is taken over by that
+//     waiter; any other lock stays held, as with the standard library, and
+//     the waiter warns once. The C side computes its own
 //     id from /proc/self/stat (owner_id_from_stat in sync.c) without the Go
 //     runtime, because its fast path needs it before any wait;
 //   - the locks of the queue rings (gomp/queue/lock.go): the owner's id is

@@ -72,7 +72,7 @@ enum { PROTO_SEM = 0, PROTO_MUTEX = 1 };
 #define GOMP_SEM_VALUE_MAX INT_MAX
 
 #define SEMSHM_MAGIC 0x53504d47u /* "GMPS" */
-#define SEMSHM_VERSION 2
+#define SEMSHM_VERSION 3
 #define SEMSHM_SIZE 128
 #define USER_SIZE 64
 
@@ -83,6 +83,10 @@ enum { PROTO_SEM = 0, PROTO_MUTEX = 1 };
 #define TAG_MASK 0x1ffu
 #define NO_OWNER (TAG_MASK << PID_BITS)
 #define OWNER_MASK 0x7fffffffu
+
+/* semshm.flags: a waiter that finds the owner of this lock dead takes it
+ * over (robust=True). Without it the lock stays held, as the stdlib's does. */
+#define SHM_ROBUST 1u
 
 #define SEM_VALUE(w) ((uint32_t)(w))
 #define SEM_WAITERS(w) ((uint32_t)((w) >> 32))
@@ -99,7 +103,7 @@ typedef struct {
     uint8_t version;
     uint8_t proto;
     uint8_t kind;
-    uint8_t pad0;
+    uint8_t flags; /* SHM_ROBUST */
     int32_t maxvalue;
     uint32_t pad1;
     uint64_t pidns;         /* pid namespace (inode) of the creator: owner ids are its pids */
@@ -122,6 +126,8 @@ typedef struct {
     int maxvalue;
     int proto;
     int foreign;            /* made in another pid namespace: our owner id is NO_OWNER */
+    int robust;             /* SHM_ROBUST: take a dead owner's lock over */
+    uint32_t dead_seen;     /* the dead owner this process already warned about */
     unsigned long fork_gen; /* fork_generation when count was last valid */
     PyObject *name;         /* str, or None once unlinked at creation */
 } SemLockObject;
@@ -236,10 +242,11 @@ static inline void check_fork(SemLockObject *s)
 
 /* ---- the shared region ---------------------------------------------------------------- */
 
-static void shm_init(semshm *m, int proto, int kind, int value, int maxvalue)
+static void shm_init(semshm *m, int proto, int kind, int value, int maxvalue, int robust)
 {
     m->version = SEMSHM_VERSION;
     m->proto = (uint8_t)proto;
+    m->flags = robust ? SHM_ROBUST : 0;
     m->kind = (uint8_t)kind;
     m->maxvalue = maxvalue;
     m->pidns = self_pidns;
@@ -447,6 +454,8 @@ static PyObject *new_semlock(PyTypeObject *type, semshm *m, PyObject *name)
     s->maxvalue = m->maxvalue;
     s->proto = m->proto;
     s->foreign = m->pidns != self_pidns;
+    s->robust = (m->flags & SHM_ROBUST) != 0;
+    s->dead_seen = 0;
     s->fork_gen = fork_generation;
     s->count = 0;
     s->last_tid = 0;
@@ -456,11 +465,12 @@ static PyObject *new_semlock(PyTypeObject *type, semshm *m, PyObject *name)
 
 static PyObject *semlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"kind", "value", "maxvalue", "name", "unlink", "robust", NULL};
-    int kind, value, maxvalue, unlink, robust = 0;
+    static char *kwlist[] = {"kind", "value", "maxvalue", "name", "unlink", "tracked", "robust",
+                             NULL};
+    int kind, value, maxvalue, unlink, tracked = 0, robust = 0;
     PyObject *name;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iiiUp|$p:SemLock", kwlist, &kind, &value,
-                                     &maxvalue, &name, &unlink, &robust))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iiiUp|$pp:SemLock", kwlist, &kind, &value,
+                                     &maxvalue, &name, &unlink, &tracked, &robust))
         return NULL;
     if (kind != RECURSIVE_MUTEX && kind != SEMAPHORE) {
         PyErr_SetString(PyExc_ValueError, "unrecognized kind");
@@ -470,10 +480,11 @@ static PyObject *semlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "semaphore initial value must be >= 0, not %d", value);
         return NULL;
     }
-    int proto = (kind == RECURSIVE_MUTEX || robust) ? PROTO_MUTEX : PROTO_SEM;
+    int proto = (kind == RECURSIVE_MUTEX || tracked || robust) ? PROTO_MUTEX : PROTO_SEM;
     if (proto == PROTO_MUTEX && (maxvalue != 1 || value > 1)) {
         PyErr_SetString(PyExc_ValueError,
-                        "a lock (recursive or robust SemLock) needs value 0 or 1 and maxvalue 1");
+                        "a lock (recursive, tracked or robust SemLock) needs value 0 or 1 "
+                        "and maxvalue 1");
         return NULL;
     }
     if (self_pidns == 0)
@@ -485,12 +496,12 @@ static PyObject *semlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
          * name to create and remove, and no need for the Go core. */
         if ((m = shm_map(-1)) == NULL)
             return PyErr_SetFromErrno(PyExc_OSError);
-        shm_init(m, proto, kind, value, maxvalue);
+        shm_init(m, proto, kind, value, maxvalue, robust);
         return new_semlock(type, m, Py_None);
     }
     if ((m = sem_file_map(name, 1)) == NULL)
         return NULL;
-    shm_init(m, proto, kind, value, maxvalue);
+    shm_init(m, proto, kind, value, maxvalue, robust);
     return new_semlock(type, m, name);
 }
 
@@ -595,6 +606,9 @@ static inline int try_acquire(SemLockObject *s, uint32_t id)
 /* The waiting step asks the caller to load the Go core (with the GIL held)
  * and to call again: it needs the core to check an owner. */
 #define SYNC_NEED_CORE (-300001)
+/* The waiting step found the owner of a lock that is not robust dead (in
+ * wait_ctx.dead): the caller warns, with the GIL, and waits on. */
+#define SYNC_OWNER_DEAD (-300002)
 
 typedef struct {
     semshm *shm;
@@ -602,6 +616,9 @@ typedef struct {
     int check_owner;
     int calls;
     const gomp_deadline *d;
+    int robust;        /* take a dead owner's lock over */
+    uint32_t dead_seen; /* a dead owner already reported: not checked again */
+    uint32_t dead;      /* out: the dead owner found (SYNC_OWNER_DEAD) */
 } wait_ctx;
 
 /* The end of this slice as an absolute CLOCK_MONOTONIC time: gomp_run's
@@ -680,9 +697,12 @@ static int64_t sem_step(void *c, int ms)
 /* One slice of waiting for an owner-tracked mutex: registered as a sleeper
  * (high half of the word) while it may sleep, as for a semaphore; the lock is
  * taken and the registration dropped in one CAS. From the second slice on,
- * an owner found dead (by the Go core) is replaced by this process: the
- * result is then the dead owner's id (> 0). Returns 0 when taken,
- * GOMP_EAGAIN when the slice ended, SYNC_NEED_CORE to have the core loaded. */
+ * the owner is checked (by the Go core). A dead owner of a robust lock is
+ * replaced by this process: the result is then the dead owner's id (> 0).
+ * A dead owner of any other lock keeps it, as with the stdlib: the result is
+ * SYNC_OWNER_DEAD once, so that the caller can say so, and that owner is not
+ * checked again. Returns 0 when taken, GOMP_EAGAIN when the slice ended,
+ * SYNC_NEED_CORE to have the core loaded. */
 static int64_t mutex_step(void *c, int ms)
 {
     wait_ctx *w = c;
@@ -704,7 +724,12 @@ static int64_t mutex_step(void *c, int ms)
         }
         if (check) {
             check = 0;
-            if (gomp_core.owner_alive(owner) == 0) {
+            if (owner != w->dead_seen && gomp_core.owner_alive(owner) == 0) {
+                if (!w->robust) {
+                    atomic_fetch_sub(word, SEM_WAITER);
+                    w->dead = owner;
+                    return SYNC_OWNER_DEAD;
+                }
                 if (atomic_compare_exchange_strong(word, &v,
                                                    ((v & ~LOW_HALF) | w->id) - SEM_WAITER))
                     return owner;
@@ -744,6 +769,7 @@ static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
 }
 
 static PyObject *acquired_after_owner_died(SemLockObject *s, int64_t dead);
+static int warn_owner_died_holding(SemLockObject *s, uint32_t dead);
 
 /* The part of acquire() that may wait, out of line so that the fast path
  * stays small. */
@@ -766,12 +792,19 @@ acquire_slow(SemLockObject *s, uint32_t id, int blocking, PyObject *timeout)
         gomp_deadline_set(&d, t);
     } else
         gomp_deadline_set(&d, -1);
-    wait_ctx w = {s->shm, id, !s->foreign && id != NO_OWNER, 0, &d};
+    wait_ctx w = {s->shm, id, !s->foreign && id != NO_OWNER, 0, &d, s->robust, s->dead_seen, 0};
     int64_t r;
-    while ((r = gomp_run(s->proto == PROTO_MUTEX ? mutex_step : sem_step, &w, &d, 0)) ==
-           SYNC_NEED_CORE) {
-        if (gomp_core_ready() < 0)
-            return NULL;
+    for (;;) {
+        r = gomp_run(s->proto == PROTO_MUTEX ? mutex_step : sem_step, &w, &d, 0);
+        if (r == SYNC_NEED_CORE) {
+            if (gomp_core_ready() < 0)
+                return NULL;
+        } else if (r == SYNC_OWNER_DEAD) {
+            s->dead_seen = w.dead_seen = w.dead;
+            if (warn_owner_died_holding(s, w.dead) < 0)
+                return NULL;
+        } else
+            break;
     }
     if (r == GOMP_TIMEDOUT)
         Py_RETURN_FALSE;
@@ -813,7 +846,20 @@ static PyObject *semlock_acquire(SemLockObject *s, PyObject *const *args, Py_ssi
     Py_RETURN_TRUE;
 }
 
-/* A waiter found the owner of a Lock or RLock dead and took the lock over:
+/* A waiter found the owner of a lock that is not robust dead: the lock stays
+ * held, as the stdlib's does (a dead process never releases it), and this
+ * process says so once per lock and dead owner. -1 if warnings are errors. */
+static int warn_owner_died_holding(SemLockObject *s, uint32_t dead)
+{
+    return PyErr_WarnFormat(OwnerDiedWarning, 1,
+                            "the process %d that held this %s died without releasing it; "
+                            "it stays held (waiters block or time out, as with the standard "
+                            "library); a lock made with robust=True is taken over instead",
+                            (int)(dead & PID_MASK),
+                            s->kind == RECURSIVE_MUTEX ? "RLock" : "Lock");
+}
+
+/* A waiter found the owner of a robust lock dead and took the lock over:
  * the call succeeds and warns (OwnerDiedWarning). If warnings are errors,
  * the lock is released again before the exception propagates, so that it
  * is not left held by a caller that never got True. */
@@ -979,7 +1025,7 @@ static PyObject *semlock_get_maxvalue(SemLockObject *s, void *closure)
 
 static PyObject *semlock_get_robust(SemLockObject *s, void *closure)
 {
-    return PyBool_FromLong(s->proto == PROTO_MUTEX);
+    return PyBool_FromLong(s->robust);
 }
 
 /* The buffer protocol exposes the USER_SIZE spare bytes of the shared region
@@ -1022,7 +1068,7 @@ static PyGetSetDef semlock_getset[] = {
     {"maxvalue", (getter)semlock_get_maxvalue, NULL, "the largest value release() allows", NULL},
     {"name", (getter)semlock_get_name, NULL, "the name, or None if unlinked at creation", NULL},
     {"robust", (getter)semlock_get_robust, NULL,
-     "whether it is an owner-tracked lock (RLock, or a Lock made with robust=True)", NULL},
+     "whether a waiter takes the lock over when its holder died (robust=True)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1036,12 +1082,16 @@ static PyTypeObject SemLockType = {
     .tp_dealloc = (destructor)semlock_dealloc,
     .tp_as_buffer = &semlock_as_buffer,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "SemLock(kind, value, maxvalue, name, unlink, *, robust=False)\n\n"
+    .tp_doc = "SemLock(kind, value, maxvalue, name, unlink, *, tracked=False, robust=False)\n\n"
               "A semaphore (kind SEMAPHORE) or recursive lock (kind RECURSIVE_MUTEX) in shared\n"
               "memory, as _multiprocessing.SemLock. With unlink=True it has no name and is\n"
               "shared by fork only; otherwise spawned children re-attach to it by name.\n"
-              "robust=True makes a SEMAPHORE with maxvalue 1 an owner-tracked lock (as RLock\n"
-              "always is): if its holder dies, a waiter takes it over (OwnerDiedWarning).",
+              "tracked=True makes a SEMAPHORE with maxvalue 1 an owner-tracked lock (as RLock\n"
+              "always is): if its holder dies, the lock stays held, as in the stdlib, and the\n"
+              "first waiter to find the holder dead warns (OwnerDiedWarning) with its pid.\n"
+              "robust=True (implies tracked for a SEMAPHORE) makes it a robust mutex: a waiter\n"
+              "takes the lock of a dead holder over and is warned (OwnerDiedWarning), so that\n"
+              "it can repair what the lock protects.",
     .tp_methods = semlock_methods,
     .tp_getset = semlock_getset,
     .tp_new = semlock_new,
@@ -1122,8 +1172,9 @@ int gomp_sync_init(PyObject *m)
     PyType_Modified(&SemLockType);
     OwnerDiedWarning = PyErr_NewExceptionWithDoc(
         "gomp.synchronize.OwnerDiedWarning",
-        "A process died while holding a gomp Lock or RLock; the waiter that got the lock\n"
-        "next took it over. The data the lock protects may be inconsistent.",
+        "A process died while holding a gomp Lock or RLock. A robust lock (robust=True)\n"
+        "was taken over by the waiter warned, and the data it protects may be inconsistent;\n"
+        "any other lock stays held, as with the standard library.",
         PyExc_RuntimeWarning, NULL);
     if (OwnerDiedWarning == NULL)
         return -1;

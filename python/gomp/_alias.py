@@ -1,5 +1,5 @@
-"""Make `multiprocessing` (with every submodule) and `_multiprocessing` resolve
-to gomp.
+"""Make `multiprocessing` (with every submodule) and `_multiprocessing`
+resolve to gomp.
 
 install() puts a finder first on sys.meta_path: `import multiprocessing.X`
 then returns the module object gomp.X itself (one object under two names, so
@@ -10,11 +10,15 @@ preparation data (see spawn.py).
 For a whole program without code changes, set the environment variable
 GOMP_AS_MULTIPROCESSING=1: the gomp.pth file that pip installs then calls
 install() at interpreter start, in every interpreter that inherits the
-environment (also under -E and -I, which ignore only PYTHON* variables)."""
+environment (also under -E and -I, which ignore only PYTHON* variables).
 
-import importlib
-import importlib.abc
-import importlib.util
+Since that reaches every interpreter, also the many that never use
+multiprocessing, this module costs next to nothing to import: no
+importlib.abc or importlib.util (they pull in typing, tempfile, pathlib...),
+and the gomp package it lives in fills its namespace on first use. The
+import system needs no base classes: a finder is any object with
+find_spec(), a loader any object with create_module() and exec_module()."""
+
 import os
 import sys
 
@@ -22,39 +26,52 @@ __all__ = ['install', 'installed', 'ENV_VAR']
 
 ENV_VAR = 'GOMP_AS_MULTIPROCESSING'
 
-_PREFIX = 'multiprocessing'
+# The names served, and what they stand for.
+_PACKAGE = 'multiprocessing'
+_C_MODULE = '_multiprocessing'
+
+# importlib.machinery.ModuleSpec, from the import system's own frozen module
+# (always loaded), without importing importlib.
+_ModuleSpec = type(sys.__spec__)
 
 
 def _target(fullname):
-    if fullname == _PREFIX or fullname.startswith(_PREFIX + '.'):
-        return 'gomp' + fullname[len(_PREFIX):]
-    if fullname == '_multiprocessing':
+    """The gomp module standing for fullname, or None if it is not ours."""
+    if fullname == _C_MODULE:
         return 'gomp._multiprocessing'
-    return None
+    head, dot, tail = fullname.partition('.')
+    if head != _PACKAGE:
+        return None
+    return 'gomp' + dot + tail
 
 
-class _AliasLoader(importlib.abc.Loader):
+class _AliasLoader(object):
+    """Loads an alias by importing the gomp module and handing over that very
+    object."""
+
     def __init__(self, target):
         self._target = target
-        self._module = None
+        self._own_spec = None
 
     def create_module(self, spec):
-        self._module = importlib.import_module(self._target)
-        self._own_spec = self._module.__spec__
-        return self._module
+        __import__(self._target)
+        module = sys.modules[self._target]
+        self._own_spec = module.__spec__
+        return module
 
     def exec_module(self, module):
-        # The import system stamped the alias spec on the module; it keeps its
-        # own (reload, relative imports and tools read it).
+        # The import system stamped the alias's spec on the module; it keeps
+        # its own (reload, relative imports and tools read it).
         module.__spec__ = self._own_spec
 
 
-class _AliasFinder(importlib.abc.MetaPathFinder):
+class _AliasFinder(object):
     def find_spec(self, fullname, path=None, target=None):
         real = _target(fullname)
-        if real is None:
-            return None
-        return importlib.util.spec_from_loader(fullname, _AliasLoader(real))
+        return None if real is None else _ModuleSpec(fullname, _AliasLoader(real))
+
+    def invalidate_caches(self):
+        pass
 
     def __repr__(self):
         return '<gomp multiprocessing alias>'
@@ -75,14 +92,15 @@ def install():
     objects already made with it stay stdlib objects."""
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
-    for name in list(sys.modules):
-        if _target(name) is not None and not _is_gomp(sys.modules[name]):
-            del sys.modules[name]
+    stale = [name for name, module in sys.modules.items()
+             if _target(name) is not None and not _is_gomp(module)]
+    for name in stale:
+        del sys.modules[name]
 
 
 def _is_gomp(module):
-    name = getattr(module, '__name__', '') or ''
-    return name == 'gomp' or name.startswith('gomp.')
+    name = getattr(module, '__name__', None) or ''
+    return name.partition('.')[0] == 'gomp'
 
 
 def _install_from_env():

@@ -22,6 +22,7 @@ wake-ups: no feeder thread, no pipe, no lock round trips.
 """
 
 import os
+import sys
 import types
 import weakref
 from queue import Empty, Full
@@ -197,9 +198,89 @@ class _Writer(_End):
             q._overflowed()
 
 
+# ---- subclasses from outside ---------------------------------------------------------------
+
+# Marks the end of a queue's buffered items for a feeder thread. gomp's ring
+# queues have no feeder; the stdlib-shaped queues (_pipe_queues) do, and so
+# do the subclasses that replace their feeder (loky's), which import this
+# object to compare with.
+_sentinel = object()
+
+# What a subclass may override and still be a ring queue: the constructor and
+# the hook concurrent.futures overrides (the suite's SafeQueue too), besides
+# the double-underscore names of any class.
+_RING_OVERRIDES = frozenset({'__init__', '_on_queue_feeder_error'})
+_STATE_METHODS = frozenset({'__getstate__', '__setstate__', '__reduce__', '__reduce_ex__'})
+
+# The ring classes (filled in once they exist, at the end of the module).
+_RING_CLASSES = frozenset()
+
+# The ring classes' twins in the stdlib's shape, by ring class name.
+_TWIN_NAMES = {'Queue': 'PipeQueue', 'JoinableQueue': 'PipeJoinableQueue',
+               'SimpleQueue': 'PipeSimpleQueue'}
+
+
+def _is_gomp_module(modname):
+    return modname == 'gomp' or modname.startswith('gomp.')
+
+
+def _overrides_internals(clsname, namespace):
+    """Whether a class body overrides a private part of the stdlib's queue
+    design (its feeder, its pipe ends, its locks, its pickled state), which a
+    ring queue does not have."""
+    own_private = '_%s__' % clsname.lstrip('_')  # name-mangled: the class's own
+    for name in namespace:
+        if name in _RING_OVERRIDES:
+            continue
+        if name in _STATE_METHODS:
+            return True
+        if name.startswith('__') and name.endswith('__'):
+            continue
+        if name.startswith('_') and not name.startswith(own_private):
+            return True
+    return False
+
+
+def _twin(ring_class):
+    """The stdlib-shaped class standing for one of the ring classes."""
+    from . import _pipe_queues
+    return getattr(_pipe_queues, _TWIN_NAMES[ring_class.__name__])
+
+
+class _QueueType(type):
+    """The metaclass of the ring queues: a class defined outside gomp that
+    subclasses Queue, JoinableQueue or SimpleQueue and overrides the
+    stdlib's queue internals (loky's Queue replaces the feeder thread and
+    pickles the locks and pipe ends itself; torch's SimpleQueue wraps the
+    pipe ends) is built on the stdlib-shaped twin of that class instead
+    (gomp._pipe_queues), which has those parts. Other subclasses (such as
+    concurrent.futures' call queue) keep the ring.
+
+    isinstance() and issubclass() count the twins' subclasses as subclasses
+    of the ring class they stand for."""
+
+    def __new__(mcls, name, bases, namespace, **kwds):
+        if (not _is_gomp_module(namespace.get('__module__', ''))
+                and any(b in _RING_CLASSES for b in bases)
+                and _overrides_internals(name, namespace)):
+            bases = tuple(_twin(b) if b in _RING_CLASSES else b for b in bases)
+        return super().__new__(mcls, name, bases, namespace, **kwds)
+
+    def __instancecheck__(cls, obj):
+        return cls.__subclasscheck__(type(obj))
+
+    def __subclasscheck__(cls, sub):
+        if type.__subclasscheck__(cls, sub):
+            return True
+        # No stdlib-shaped queue exists until that module is loaded.
+        if cls in _RING_CLASSES and 'gomp._pipe_queues' in sys.modules:
+            return issubclass(sub, _twin(cls))
+        return False
+
+
 # ---- Queue ---------------------------------------------------------------------------------
 
-class Queue(_gomp.QueueCore):
+class Queue(_gomp.QueueCore, metaclass=_QueueType):
     """A FIFO queue for any number of producer and consumer processes.
 
     put(obj, block=True, timeout=None), get(block=True, timeout=None),
@@ -318,7 +399,7 @@ class JoinableQueue(Queue):
 
 # ---- SimpleQueue ---------------------------------------------------------------------------
 
-class SimpleQueue(_gomp.SimpleQueueCore):
+class SimpleQueue(_gomp.SimpleQueueCore, metaclass=_QueueType):
     """An unbounded FIFO queue without the Queue extras: put() writes into the
     ring itself, waiting for room when it is full. put(obj), get() and empty()
     are the C methods of the base class."""
@@ -356,3 +437,6 @@ class SimpleQueue(_gomp.SimpleQueueCore):
         self._put_closed = wclosed
 
     __class_getitem__ = classmethod(types.GenericAlias)
+
+
+_RING_CLASSES = frozenset({Queue, JoinableQueue, SimpleQueue})
