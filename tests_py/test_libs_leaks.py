@@ -21,8 +21,6 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.xfail(strict=False, reason="needs util.py change: the /dev/null stdin made for "
-                                        "fork children (util._child_stdin) is never closed")
 def test_fork_children_leave_no_unclosed_file(tmp_path):
     script = tmp_path / "prog.py"
     script.write_text(SCRIPT)

@@ -123,8 +123,6 @@ def test_robust_needs_a_lock_shape():
     assert SemLock(SEMAPHORE, 1, 5, "unused", True).robust is False
 
 
-@pytest.mark.xfail(strict=False, reason="needs synchronize.py change: Lock made with "
-                                        "tracked=True unless robust=True (issue 15)")
 def test_default_lock_of_a_dead_holder_stays_held():
     ctx = gomp.get_context("fork")
     lock = ctx.Lock()
@@ -134,8 +132,6 @@ def test_default_lock_of_a_dead_holder_stays_held():
         assert lock.acquire(timeout=0.6) is False
 
 
-@pytest.mark.xfail(strict=False, reason="needs synchronize.py and context.py changes: the "
-                                        "robust keyword of Lock and RLock (issue 15)")
 @pytest.mark.parametrize("kind", ["Lock", "RLock"])
 def test_robust_keyword(kind):
     ctx = gomp.get_context("fork")

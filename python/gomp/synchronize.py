@@ -99,8 +99,12 @@ class SemLock(_multiprocessing.SemLock):
     __enter__/__exit__ pair). `_semlock` is the object itself, for code that
     follows the standard library's layout."""
 
+    # Random names, one draw each: next(SemLock._rand). Libraries that name
+    # their own semaphores (joblib's loky) take theirs from here.
+    _rand = iter(lambda: os.urandom(4).hex(), None)
+
     @classmethod
-    def _create(cls, kind, value, maxvalue, ctx, robust=False):
+    def _create(cls, kind, value, maxvalue, ctx, robust=False, tracked=False):
         if ctx is None:
             ctx = context._default_context.get_context()
         is_fork_ctx = ctx.get_start_method() == 'fork'
@@ -109,7 +113,7 @@ class SemLock(_multiprocessing.SemLock):
             try:
                 self = _multiprocessing.SemLock.__new__(cls, kind, value, maxvalue,
                                                          cls._make_name(), is_fork_ctx,
-                                                         robust=robust)
+                                                         robust=robust, tracked=tracked)
             except FileExistsError:
                 continue
             break
@@ -192,11 +196,13 @@ class BoundedSemaphore(Semaphore):
 
 class Lock(SemLock):
     """A non-recursive lock shared between processes. Any process or thread
-    may release it. If its holder dies, a waiter takes it over (see the
+    may release it. If its holder dies, it stays held, as with the standard
+    library, and the first waiter to find that out warns once with the dead
+    holder's pid; with robust=True a waiter takes it over instead (see the
     module documentation)."""
 
-    def __new__(cls, *, ctx):
-        return cls._create(SEMAPHORE, 1, 1, ctx, robust=True)
+    def __new__(cls, *, ctx, robust=False):
+        return cls._create(SEMAPHORE, 1, 1, ctx, robust=robust, tracked=True)
 
     def locked(self):
         """Whether the lock is held (by anyone)."""
@@ -220,10 +226,11 @@ class Lock(SemLock):
 class RLock(SemLock):
     """A recursive lock shared between processes: the thread that holds it may
     acquire it again, and must release it as many times. If its holder
-    dies, a waiter takes it over (see the module documentation)."""
+    dies, it stays held as with the standard library (with a warning), or,
+    with robust=True, a waiter takes it over (see the module documentation)."""
 
-    def __new__(cls, *, ctx):
-        return cls._create(RECURSIVE_MUTEX, 1, 1, ctx)
+    def __new__(cls, *, ctx, robust=False):
+        return cls._create(RECURSIVE_MUTEX, 1, 1, ctx, robust=robust)
 
     def locked(self):
         """Whether the lock is held (by anyone)."""

@@ -471,6 +471,10 @@ def _prepare_child_stdin():
         # Closed: this is a forked child whose code closed its stdin (this
         # object); its own children get a new one.
         _child_stdin = _open_devnull()
+        if _child_stdin is not None:
+            # Closed at exit: an open file left to the interpreter's teardown
+            # is a ResourceWarning under -X dev.
+            Finalize(None, _child_stdin.close, exitpriority=0)
 
 
 def _open_devnull():
