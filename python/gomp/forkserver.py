@@ -208,12 +208,44 @@ def _handshake(sock, authkey, server_side):
     """Authenticate the other end of sock with authkey, both ways, as
     connection.Listener and Client do (the server challenges first).
     Raises AuthenticationError if the keys differ."""
-    # The challenge functions speak through a Connection: lend them one on a
-    # duplicate of the socket's descriptor, so that sock stays ours.
-    with connection.Connection(os.dup(sock.fileno())) as conn:
-        steps = (connection.deliver_challenge, connection.answer_challenge)
-        for step in (steps if server_side else reversed(steps)):
-            step(conn, authkey)
+    channel = _HandshakeChannel(sock)
+    steps = (connection.deliver_challenge, connection.answer_challenge)
+    for step in (steps if server_side else reversed(steps)):
+        step(channel, authkey)
+
+
+class _HandshakeChannel(object):
+    """What the challenge functions need of a Connection (send_bytes and
+    recv_bytes, in a Connection's frames: a 4-byte big-endian length, then
+    the bytes), over a plain socket. Not a Connection: that would load the
+    Go core, which the server must never do (its children could not use a
+    Go runtime that fork() left behind)."""
+
+    __slots__ = ('_sock',)
+
+    _HEADER = struct.Struct('!i')
+
+    def __init__(self, sock):
+        self._sock = sock
+
+    def send_bytes(self, data):
+        self._sock.sendall(self._HEADER.pack(len(data)) + data)
+
+    def recv_bytes(self, maxlength):
+        size, = self._HEADER.unpack(self._exactly(self._HEADER.size))
+        if not 0 <= size <= maxlength:
+            raise OSError('bad message length')
+        return self._exactly(size)
+
+    def _exactly(self, size):
+        # Never more than asked for: the request's descriptors follow.
+        data = b''
+        while len(data) < size:
+            chunk = self._sock.recv(size - len(data))
+            if not chunk:
+                raise EOFError('the other end hung up during the handshake')
+            data += chunk
+        return data
 
 
 # ---- numbers on the status pipe -----------------------------------------------------------
