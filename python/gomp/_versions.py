@@ -34,6 +34,12 @@ class _Facts:
     forked_child_runs_own_atexit = _since(3, 13)
     # The default start method on Linux is forkserver (fork before).
     default_forkserver = _since(3, 14)
+    # Starting a process leaves an unchosen start method unchosen:
+    # get_start_method(allow_none=True) stays None after a child of an
+    # explicit context starts (spawn's preparation data asks with
+    # allow_none=True; the child takes its Process's own method). Before, the
+    # preparation data chose the default (TestStartMethod.test_spawn_dont_set_context).
+    start_keeps_method_unchosen = _since(3, 14)
 
     # -- connections ----------------------------------------------------
     # Listener/Client negotiate the HMAC digest ({sha256}-prefixed

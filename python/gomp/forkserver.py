@@ -4,8 +4,15 @@ forkserver start method.
 The server is a fresh interpreter (started like a spawn child) that imports
 what every child will need (the preload list: by default the parent's
 __main__, which it really imports once, where Python 3.11's server skips it)
-and then waits. A parent asks it for a child by connecting to its AF_UNIX
-socket and sending, in one message of descriptors (SCM_RIGHTS):
+and then waits. What it needs to know at start (the preload list, the
+parent's sys.path and sys.argv, where __main__ is, the authentication key)
+comes through a pipe rather than its command line: sys.argv can be larger
+than the kernel accepts for one argument, and the key must not show in ps.
+
+A parent asks the server for a child by connecting to its AF_UNIX socket,
+authenticating (the HMAC challenge of connection.Client, both ways, with
+the key the parent generated for this server), and sending, in one message
+of descriptors (SCM_RIGHTS):
 
     data_r     the child reads its preparation data and process object here
     status_w   the server writes the child's pid here, and its exit code
@@ -24,6 +31,7 @@ pidfds, and exits when every process holding the alive pipe has closed it.
 
 import _signal
 import os
+import pickle
 import selectors
 import socket
 import struct
@@ -46,6 +54,14 @@ SIGNED_STRUCT = struct.Struct('q')  # holds any pid_t and exit code
 # The descriptors of a request before the caller's own ones.
 _FIXED_FDS = 4
 
+# Bytes of the random key that clients of a fork server authenticate with.
+_AUTHKEY_SIZE = 32
+
+# Seconds the server waits for each message of a client's handshake and
+# request. It serves one client at a time: a process that connects and
+# says nothing must not hold up everyone else's children for long.
+_CLIENT_TIMEOUT = 10
+
 
 class ForkServer(_helper_process.HelperProcess):
     """This process's link to its fork server. The alive pipe is the helper
@@ -59,6 +75,9 @@ class ForkServer(_helper_process.HelperProcess):
     def __init__(self):
         super().__init__()
         self._forkserver_address = None
+        # The key clients must prove they hold, made anew for each server
+        # this process starts (None while it has none).
+        self._forkserver_authkey = None
         self._inherited_fds = None
         self._preload_modules = ['__main__']
 
@@ -105,6 +124,7 @@ class ForkServer(_helper_process.HelperProcess):
         try:
             with socket.socket(socket.AF_UNIX) as request:
                 request.connect(self._forkserver_address)
+                _handshake(request, self._forkserver_authkey, server_side=False)
                 reduction.sendfds(request, [data_r, status_w, self._fd, tracker_fd, *fds])
         except BaseException:
             util.close_fds(status_r, data_w)
@@ -116,36 +136,49 @@ class ForkServer(_helper_process.HelperProcess):
     # ---- HelperProcess -------------------------------------------------------------------
 
     def _launch(self, alive_r):
-        call_args = self._main_arguments()
+        authkey = os.urandom(_AUTHKEY_SIZE)
+        setup = pickle.dumps(self._server_setup(authkey), pickle.HIGHEST_PROTOCOL)
         listener, address = _private_listener()
-        with listener:
-            call = 'main(%d, %d, %r, **%r)' % (listener.fileno(), alive_r,
-                                              self._preload_modules, call_args)
-            pid = self._run_main(call, [listener.fileno(), alive_r])
+        setup_r, setup_w = os.pipe()
+        try:
+            with listener:
+                call = 'main(%d, %d, %d)' % (listener.fileno(), alive_r, setup_r)
+                pid = self._run_main(call, [listener.fileno(), alive_r, setup_r])
+            os.close(setup_r)
+            setup_r = None
+            # The server reads it all before anything else, so this cannot
+            # block for long even when it exceeds the pipe's buffer.
+            with open(setup_w, 'wb', closefd=False) as pipe:
+                pipe.write(setup)
+        finally:
+            util.close_fds(setup_w, *([] if setup_r is None else [setup_r]))
         self._forkserver_address = address
+        self._forkserver_authkey = authkey
         return pid
 
-    def _main_arguments(self):
-        """main()'s keyword arguments: where the server finds the parent's
-        __main__ and modules (needed only if it preloads something)."""
+    def _server_setup(self, authkey):
+        """What main() reads from its setup pipe: the key, the preload list,
+        and where the server finds the parent's __main__ and modules (needed
+        only if it preloads something)."""
+        setup = {'authkey': authkey, 'preload': list(self._preload_modules)}
         if not self._preload_modules:
-            return {}
+            return setup
         data = spawn.get_preparation_data('ignore')
-        found = {'sys_path': data['sys_path']}
-        for key, argument in (('init_main_from_path', 'main_path'),
-                              ('init_main_from_name', 'main_name')):
+        setup.update(sys_path=data['sys_path'], sys_argv=data['sys_argv'],
+                     gomp_alias=bool(data.get('gomp_alias')))
+        for key, name in (('init_main_from_path', 'main_path'),
+                          ('init_main_from_name', 'main_name')):
             if key in data:
-                found[argument] = data[key]
-        if data.get('gomp_alias'):
-            found['gomp_alias'] = True
-        return found
+                setup[name] = data[key]
+        return setup
 
     def _helper_died(self):
         # Its socket file is left to the removal of our temporary directory:
         # in a forked child, the dead "server" may be our parent's live one.
-        self._forkserver_address = None
+        self._forkserver_address = self._forkserver_authkey = None
 
     def _helper_stopped(self):
+        self._forkserver_authkey = None
         address, self._forkserver_address = self._forkserver_address, None
         if address is not None and not util.is_abstract_socket_namespace(address):
             os.unlink(address)
@@ -169,6 +202,50 @@ def _private_listener():
 def _owner_only(address):
     if not util.is_abstract_socket_namespace(address):  # a file: it has a mode
         os.chmod(address, 0o600)
+
+
+def _handshake(sock, authkey, server_side):
+    """Authenticate the other end of sock with authkey, both ways, as
+    connection.Listener and Client do (the server challenges first).
+    Raises AuthenticationError if the keys differ."""
+    channel = _HandshakeChannel(sock)
+    steps = (connection.deliver_challenge, connection.answer_challenge)
+    for step in (steps if server_side else reversed(steps)):
+        step(channel, authkey)
+
+
+class _HandshakeChannel(object):
+    """What the challenge functions need of a Connection (send_bytes and
+    recv_bytes, in a Connection's frames: a 4-byte big-endian length, then
+    the bytes), over a plain socket. Not a Connection: that would load the
+    Go core, which the server must never do (its children could not use a
+    Go runtime that fork() left behind)."""
+
+    __slots__ = ('_sock',)
+
+    _HEADER = struct.Struct('!i')
+
+    def __init__(self, sock):
+        self._sock = sock
+
+    def send_bytes(self, data):
+        self._sock.sendall(self._HEADER.pack(len(data)) + data)
+
+    def recv_bytes(self, maxlength):
+        size, = self._HEADER.unpack(self._exactly(self._HEADER.size))
+        if not 0 <= size <= maxlength:
+            raise OSError('bad message length')
+        return self._exactly(size)
+
+    def _exactly(self, size):
+        # Never more than asked for: the request's descriptors follow.
+        data = b''
+        while len(data) < size:
+            chunk = self._sock.recv(size - len(data))
+            if not chunk:
+                raise EOFError('the other end hung up during the handshake')
+            data += chunk
+        return data
 
 
 # ---- numbers on the status pipe -----------------------------------------------------------
@@ -197,25 +274,34 @@ def write_signed(fd, n):
 
 # ---- the server process -------------------------------------------------------------------
 
-def main(listener_fd, alive_r, preload, main_path=None, sys_path=None, main_name=None,
-         gomp_alias=False):
-    """Run the fork server (in the interpreter ForkServer starts)."""
+def main(listener_fd, alive_r, setup_fd):
+    """Run the fork server (in the interpreter ForkServer starts); its
+    settings come pickled through setup_fd (see ForkServer._server_setup)."""
     _helper_process.shield(ForkServer._SHIELDED_SIGNALS)
-    if preload:
-        _preload(preload, main_path, main_name, sys_path, gomp_alias)
+    with open(setup_fd, 'rb') as pipe:
+        setup = pickle.loads(pipe.read())
+    if setup['preload']:
+        _preload(setup['preload'], setup.get('main_path'), setup.get('main_name'),
+                 setup.get('sys_path'), setup.get('sys_argv'), setup.get('gomp_alias'))
+    # Whatever preloading printed is written now, once: left in the buffers,
+    # it would be written again by every child forked from here.
+    util._flush_std_streams()
     util._close_stdin()
     with socket.socket(socket.AF_UNIX, fileno=listener_fd) as listener:
-        _Server(listener, alive_r).serve()
+        _Server(listener, alive_r, setup['authkey']).serve()
 
 
-def _preload(modules, main_path, main_name, sys_path, gomp_alias):
+def _preload(modules, main_path, main_name, sys_path, sys_argv, gomp_alias):
     """Import what every child would import: the parent's __main__ (run as
-    __mp_main__, as a spawn child does) and the other modules named."""
+    __mp_main__, as a spawn child does, seeing the parent's sys.argv) and
+    the other modules named."""
     if gomp_alias:
         from . import _alias
         _alias.install()
     if sys_path is not None:
         sys.path[:] = sys_path
+    if sys_argv is not None:
+        sys.argv[:] = sys_argv
     if '__main__' in modules and (main_path is not None or main_name is not None):
         _preload_main(main_path, main_name)
     for name in modules:
@@ -247,9 +333,10 @@ class _Server(object):
     pipe, and the end of each child (its pidfd becomes readable), each
     handled by the callback registered with the descriptor."""
 
-    def __init__(self, listener, alive_r):
+    def __init__(self, listener, alive_r, authkey):
         self._listener = listener
         self._alive_r = alive_r
+        self._authkey = authkey
         self._running = True
         self._children = {}  # pidfd -> (pid, status_w)
         self._selector = selectors.DefaultSelector()
@@ -270,9 +357,17 @@ class _Server(object):
         try:
             conn, _ = listener.accept()
             with conn:
+                # A kernel time limit on each read (EAGAIN when it expires),
+                # which a duplicate of the descriptor shares; the socket
+                # itself stays blocking.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                                struct.pack('ll', _CLIENT_TIMEOUT, 0))
+                _handshake(conn, self._authkey, server_side=True)
                 fds = reduction.recvfds(conn, MAXFDS_TO_SEND + 1)
-        except (OSError, EOFError, RuntimeError):
-            return  # the asking process went away mid-request: nothing to do
+        except (OSError, EOFError, RuntimeError, connection.AuthenticationError):
+            # The asking process went away mid-request, or does not hold
+            # the key: nothing to do for it.
+            return
         if len(fds) < _FIXED_FDS or len(fds) > MAXFDS_TO_SEND:
             util.close_fds(*fds)  # not a request a gomp parent sends
             return

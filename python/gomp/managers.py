@@ -978,9 +978,14 @@ class IteratorProxy(BaseProxy):
         return self
 
 
+# The lock proxies (and the condition's, which is one) forward locked() where
+# the host's locks and conditions have it.
+_LOCKED = ' locked' if V.lock_proxy_locked else ''
+
+
 @_forwarding
 class AcquirerProxy(BaseProxy):
-    _exposed_ = _names('acquire release locked' if V.lock_proxy_locked else 'acquire release')
+    _exposed_ = _names('acquire release' + _LOCKED)
 
     def acquire(self, blocking=True, timeout=None):
         # The referent's acquire() does not take timeout=None.
@@ -995,7 +1000,7 @@ class AcquirerProxy(BaseProxy):
 
 @_forwarding
 class ConditionProxy(AcquirerProxy):
-    _exposed_ = _names('acquire release wait notify notify_all')
+    _exposed_ = _names('acquire release wait notify notify_all' + _LOCKED)
 
     def wait_for(self, predicate, timeout=None):
         """Wait until predicate() (evaluated here) is true or timeout seconds

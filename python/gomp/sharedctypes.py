@@ -44,13 +44,19 @@ typecode_to_type = {
 }
 
 
+def _bad_typecode(value, what):
+    # The wording starts as Python 3.15's does ("bad typecode"; its suite
+    # checks it) on every version; older ones said "this type has no size".
+    return TypeError('bad typecode: %r is %s (must be a ctypes type or one of %s)'
+                     % (value, what, ', '.join(typecode_to_type)))
+
+
 def _ctype(typecode_or_type):
     if not isinstance(typecode_or_type, str):
         return typecode_or_type
     ctype = typecode_to_type.get(typecode_or_type)
     if ctype is None:
-        raise TypeError('unknown typecode %r (expected one of %s, or a ctypes type)'
-                        % (typecode_or_type, ''.join(typecode_to_type)))
+        raise _bad_typecode(typecode_or_type, 'an unknown typecode')
     return ctype
 
 
@@ -64,7 +70,7 @@ def _shared_instance(type_, zeroed=True):
     try:
         size = ctypes.sizeof(type_)
     except TypeError:
-        raise TypeError('%r is not a ctypes type or typecode' % (type_,)) from None
+        raise _bad_typecode(type_, 'not a ctypes type') from None
     obj = rebuild_ctype(type_, heap.BufferWrapper(size), None)
     if zeroed:
         ctypes.memset(ctypes.addressof(obj), 0, size)
