@@ -25,6 +25,7 @@ from . import get_start_method, set_start_method
 from . import process
 from . import util
 from .context import reduction
+from ._versions import V
 
 __all__ = ['_main', 'freeze_support', 'set_executable', 'get_executable',
            'get_preparation_data', 'get_command_line', 'import_main_path']
@@ -128,7 +129,8 @@ def get_preparation_data(name):
         'sys_argv': sys.argv,
         'orig_dir': process.ORIGINAL_DIR,
         'dir': os.getcwd(),
-        'start_method': get_start_method(),
+        # From 3.14, a method nobody chose stays unchosen in the child too.
+        'start_method': get_start_method(allow_none=V.start_keeps_method_unchosen),
     }
     if util._logger is not None:
         data['log_level'] = util._logger.getEffectiveLevel()
