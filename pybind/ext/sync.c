@@ -465,8 +465,8 @@ static PyObject *new_semlock(PyTypeObject *type, semshm *m, PyObject *name)
 
 static PyObject *semlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"kind", "value", "maxvalue", "name", "unlink", "tracked", "robust",
-                             NULL};
+    static char *kwlist[] = {"kind",   "value",   "maxvalue", "name",
+                             "unlink", "tracked", "robust",   NULL};
     int kind, value, maxvalue, unlink, tracked = 0, robust = 0;
     PyObject *name;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "iiiUp|$pp:SemLock", kwlist, &kind, &value,
@@ -616,7 +616,7 @@ typedef struct {
     int check_owner;
     int calls;
     const gomp_deadline *d;
-    int robust;        /* take a dead owner's lock over */
+    int robust;         /* take a dead owner's lock over */
     uint32_t dead_seen; /* a dead owner already reported: not checked again */
     uint32_t dead;      /* out: the dead owner found (SYNC_OWNER_DEAD) */
 } wait_ctx;
@@ -855,8 +855,7 @@ static int warn_owner_died_holding(SemLockObject *s, uint32_t dead)
                             "the process %d that held this %s died without releasing it; "
                             "it stays held (waiters block or time out, as with the standard "
                             "library); a lock made with robust=True is taken over instead",
-                            (int)(dead & PID_MASK),
-                            s->kind == RECURSIVE_MUTEX ? "RLock" : "Lock");
+                            (int)(dead & PID_MASK), s->kind == RECURSIVE_MUTEX ? "RLock" : "Lock");
 }
 
 /* A waiter found the owner of a robust lock dead and took the lock over:
