@@ -4,6 +4,7 @@ The tests import the installed gomp (make install puts it into the venv);
 the source tree's python/ directory is not on sys.path."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,12 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    # A shell runs background commands with SIGINT ignored, and a Python that
+    # starts with SIGINT ignored installs no KeyboardInterrupt handler; nor do
+    # the children it starts (an ignored signal stays ignored across exec).
+    # The Ctrl-C tests need the ordinary disposition, whoever launched us.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line("markers", "slow: needs minutes or many GiB; run with --run-slow "
                                        "or GOMP_RUN_SLOW=1")
     config.addinivalue_line("markers", "clients: third-party suites (joblib, pebble) in their own "
