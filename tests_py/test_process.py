@@ -325,7 +325,8 @@ def test_main_script_runs_in_a_spawned_child_as_runpy_runs_it(tmp_path):
         import sys
         seen = dict(name=__name__, file=__file__, argv0=sys.argv[0], doc=__doc__,
                     package=__package__, spec=__spec__, loader=__loader__,
-                    cached=__cached__, me=sys.modules["__mp_main__"].__dict__ is globals())
+                    cached=globals().get("__cached__", "absent"),
+                    me=sys.modules["__mp_main__"].__dict__ is globals())
         text = "\xe9"
         def f():
             return text

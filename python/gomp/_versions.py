@@ -41,6 +41,11 @@ class _Facts:
     # preparation data chose the default (TestStartMethod.test_spawn_dont_set_context).
     start_keeps_method_unchosen = _since(3, 14)
 
+    # runpy.run_path gives the module it runs a __cached__ (None for a
+    # source file); 3.15 no longer does, and neither does spawn's re-run of
+    # the parent's main script.
+    run_path_sets_cached = not _since(3, 15)
+
     # -- connections ----------------------------------------------------
     # Listener/Client negotiate the HMAC digest ({sha256}-prefixed
     # challenges); before, a bare HMAC-MD5 challenge of fixed length.

@@ -319,8 +319,10 @@ def _run_source_file(path):
         code = compile(source.read(), path, 'exec')
     module = types.ModuleType('__mp_main__')
     namespace = vars(module)
-    namespace.update(__file__=path, __cached__=None, __package__='',
+    namespace.update(__file__=path, __package__='',
                      __doc__=None, __loader__=None, __spec__=None)
+    if V.run_path_sets_cached:
+        namespace['__cached__'] = None
     saved = sys.modules.get('__mp_main__', _NOT_THERE), sys.argv[0]
     sys.modules['__mp_main__'], sys.argv[0] = module, path
     try:
