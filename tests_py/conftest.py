@@ -55,3 +55,13 @@ def run_python(code, *args, timeout=60, env=None, check=True, cwd=None):
         raise AssertionError("child failed (%d):\nstdout:\n%s\nstderr:\n%s"
                              % (proc.returncode, proc.stdout, proc.stderr))
     return proc
+
+
+@pytest.fixture
+def tracker():
+    """A resource tracker of the test's own, running, stopped afterwards."""
+    from gomp.resource_tracker import ResourceTracker
+    t = ResourceTracker()
+    t.ensure_running()
+    yield t
+    t._stop()

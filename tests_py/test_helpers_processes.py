@@ -4,21 +4,12 @@ once, checked, restarted, shielded from Ctrl-C, ended by closing the pipe)."""
 import os
 import signal
 import threading
-import warnings
 
 import pytest
 
 import gomp
 from gomp import forkserver, resource_tracker, shared_memory
 from gomp.resource_tracker import ReentrantCallError, ResourceTracker
-
-
-@pytest.fixture
-def tracker():
-    t = ResourceTracker()
-    t.ensure_running()
-    yield t
-    t._stop()
 
 
 # ---- the resource tracker -------------------------------------------------------------------

@@ -13,14 +13,6 @@ from gomp import resource_tracker
 from gomp.resource_tracker import ResourceTracker, _json_line, _parse, _simple_line
 
 
-@pytest.fixture
-def tracker():
-    t = ResourceTracker()
-    t.ensure_running()
-    yield t
-    t._stop()
-
-
 class _Capture(ResourceTracker):
     """A tracker whose lines go to a pipe we read, with no process behind."""
 
