@@ -3,11 +3,13 @@
 The tests import the installed gomp (make install puts it into the venv);
 the source tree's python/ directory is not on sys.path."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -65,3 +67,22 @@ def tracker():
     t.ensure_running()
     yield t
     t._stop()
+
+
+@contextlib.contextmanager
+def held_by_another_thread(lock):
+    """`lock` held by a thread of this process for the duration of the block."""
+    held, done = threading.Event(), threading.Event()
+
+    def hold():
+        with lock:
+            held.set()
+            done.wait()
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()

@@ -3,9 +3,9 @@ once, checked, restarted, shielded from Ctrl-C, ended by closing the pipe)."""
 
 import os
 import signal
-import threading
 
 import pytest
+from conftest import held_by_another_thread
 
 import gomp
 from gomp import forkserver, resource_tracker, shared_memory
@@ -31,21 +31,9 @@ def test_reentrant_register_warns_and_still_reaches_a_running_tracker(tracker):
 
 
 def test_stop_without_blocking_gives_up_while_another_thread_uses_the_tracker(tracker):
-    held, done = threading.Event(), threading.Event()
-
-    def hold():
-        with tracker._lock:
-            held.set()
-            done.wait()
-    thread = threading.Thread(target=hold)
-    thread.start()
-    held.wait()
-    try:
+    with held_by_another_thread(tracker._lock):
         tracker._stop(use_blocking_lock=False)
         assert tracker._fd is not None and tracker._exitcode is None
-    finally:
-        done.set()
-        thread.join()
 
 
 def test_tracker_ignores_sigint_and_sigterm_from_its_first_instant():

@@ -4,9 +4,9 @@ version)."""
 
 import os
 import signal
-import threading
 
 import pytest
+from conftest import held_by_another_thread
 
 import gomp
 from gomp import resource_tracker
@@ -164,17 +164,5 @@ def test_stop_gives_up_waiting_after_wait_timeout(tracker):
 
 
 def test_lock_held_by_another_thread_is_free_in_a_forked_child(tracker):
-    held, done = threading.Event(), threading.Event()
-
-    def hold():
-        with tracker._lock:
-            held.set()
-            done.wait()
-    thread = threading.Thread(target=hold)
-    thread.start()
-    held.wait()
-    try:
+    with held_by_another_thread(tracker._lock):
         assert _in_fork(lambda: int(tracker._lock.acquire(timeout=30))) == 1
-    finally:
-        done.set()
-        thread.join()
