@@ -5,11 +5,10 @@ it. The server reports the child's pid, and its exit code when it has ended,
 on the status pipe, and that pipe is the child's sentinel.
 """
 
-import io
 import os
 
 from . import forkserver, popen_fork, spawn, util
-from .context import reduction, set_spawning_popen
+from .context import reduction
 
 if not reduction.HAVE_SEND_HANDLE:
     raise ImportError('No support for sending fds between processes')
@@ -40,7 +39,7 @@ class Popen(popen_fork.Popen):
         # Pickled first: pickling collects (duplicate_for_child) the
         # descriptors that go with the request, in this order.
         self._fds = []
-        start_data = self._start_data(process_obj)
+        start_data = spawn.child_payload(self, process_obj)
         self.sentinel, data_w = forkserver.connect_to_new_process(self._fds)
         # data_w stays open as long as this Popen: the child watches its end
         # of the pipe to learn that its parent is gone.
@@ -48,17 +47,6 @@ class Popen(popen_fork.Popen):
         with open(data_w, 'wb', closefd=False) as pipe:
             pipe.write(start_data)
         self.pid = forkserver.read_signed(self.sentinel)
-
-    def _start_data(self, process_obj):
-        """What a spawn child reads: preparation data, then the process."""
-        out = io.BytesIO()
-        set_spawning_popen(self)
-        try:
-            for obj in (spawn.get_preparation_data(process_obj._name), process_obj):
-                reduction.dump(obj, out)
-        finally:
-            set_spawning_popen(None)
-        return out.getbuffer()
 
     def _wait(self, timeout):
         from .connection import wait

@@ -5,13 +5,11 @@ the resource tracker's pipe, and any descriptor pickled with the Process
 object), so it is supervised like a forked child: through its pidfd (see
 popen_fork)."""
 
-import io
 import os
 
 from . import popen_fork
 from . import spawn
 from . import util
-from .context import reduction, set_spawning_popen
 
 __all__ = ['Popen']
 
@@ -46,7 +44,7 @@ class Popen(popen_fork.Popen):
         # Descriptors the child inherits besides the two pipes: collected
         # while the Process object is pickled (duplicate_for_child).
         self._fds = []
-        payload = self._pickled_for_child(process_obj)
+        payload = spawn.child_payload(self, process_obj)
         child_r, parent_w = os.pipe()
         try:
             pid = util.spawnv_passfds(
@@ -68,15 +66,3 @@ class Popen(popen_fork.Popen):
     def duplicate_for_child(self, fd):
         self._fds.append(fd)
         return fd
-
-    def _pickled_for_child(self, process_obj):
-        """The two pickles spawn._main reads: preparation data, then the
-        Process object (pickling it may call duplicate_for_child)."""
-        buf = io.BytesIO()
-        set_spawning_popen(self)
-        try:
-            for obj in (spawn.get_preparation_data(process_obj._name), process_obj):
-                reduction.dump(obj, buf)
-        finally:
-            set_spawning_popen(None)
-        return buf.getbuffer()

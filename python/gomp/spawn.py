@@ -24,7 +24,7 @@ import types
 from . import get_start_method, set_start_method
 from . import process
 from . import util
-from .context import reduction
+from .context import reduction, set_spawning_popen
 from ._versions import V
 
 __all__ = ['_main', 'freeze_support', 'set_executable', 'get_executable',
@@ -338,3 +338,17 @@ def _restore_main_slot(module, argv0):
         sys.modules.pop('__mp_main__', None)
     else:
         sys.modules['__mp_main__'] = module
+
+
+def child_payload(popen, process_obj):
+    """What a spawned or fork-server child reads first (_main): the
+    preparation data, then the process object, pickled with `popen` as the
+    spawning Popen (so that descriptors go to the child through it)."""
+    out = io.BytesIO()
+    set_spawning_popen(popen)
+    try:
+        for obj in (get_preparation_data(process_obj._name), process_obj):
+            reduction.dump(obj, out)
+    finally:
+        set_spawning_popen(None)
+    return out.getbuffer()
