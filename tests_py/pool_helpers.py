@@ -72,8 +72,53 @@ def sleep_for(seconds):
     return seconds
 
 
+def sleep_with_payload(arg):
+    seconds, _payload = arg
+    time.sleep(seconds)
+    return seconds
+
+
 def wait_for_file(path):
     """Block until path exists (the test creates it to release the task)."""
     while not os.path.exists(path):
         time.sleep(0.01)
     return os.getpid()
+
+
+class PipeTaskQueue:
+    """A task queue of the stdlib's shape, as joblib's MemmappingPool
+    installs through Pool._setup_queues: a one-way pipe, a lock for each
+    end, and put/get that send and receive pickled objects."""
+
+    def __init__(self, ctx):
+        self._reader, self._writer = ctx.Pipe(duplex=False)
+        self._rlock = ctx.Lock()
+        self._wlock = ctx.Lock()
+
+    def __getstate__(self):
+        return self._reader, self._writer, self._rlock, self._wlock
+
+    def __setstate__(self, state):
+        self._reader, self._writer, self._rlock, self._wlock = state
+
+    def put(self, obj):
+        with self._wlock:
+            self._writer.send(obj)
+
+    def get(self):
+        with self._rlock:
+            return self._reader.recv()
+
+    def empty(self):
+        return not self._reader.poll()
+
+
+def pipe_queue_pool_class(base):
+    """A Pool subclass whose queues are PipeTaskQueues."""
+
+    class PipeQueuePool(base):
+        def _setup_queues(self):
+            self._inqueue = PipeTaskQueue(self._ctx)
+            self._outqueue = PipeTaskQueue(self._ctx)
+
+    return PipeQueuePool

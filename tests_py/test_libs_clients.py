@@ -47,7 +47,11 @@ def client_python():
     return python
 
 
-_OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (\S+)")
+# One line of pytest's -rA summary: the outcome, then the test id, which may
+# hold spaces inside its parameter brackets ("test_x[multiprocessing, 0]"),
+# then for a failure " - " and the message. SKIPPED lines name a file and
+# line ("SKIPPED [1] test_x.py:12: why"), not an id, and do not match.
+_OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR|XFAIL|XPASS) ([^\s\[]+(?:\[[^\]]*\])?)")
 
 
 def run_suite(args, alias, cwd, test_timeout, timeout=1800):

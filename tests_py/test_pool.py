@@ -5,6 +5,7 @@ that task (WorkerLostError) instead of hanging the pool."""
 import gc
 import os
 import signal
+import subprocess
 import sys
 import time
 import warnings
@@ -399,6 +400,27 @@ def test_terminate_with_pending_work(kind):
         assert all(not w.is_alive() for w in workers)
     with pytest.raises(ValueError):
         p.map(h.square, [1])
+
+
+def test_terminate_with_pipe_task_queue_full():
+    # A Pool subclass with a task queue of the stdlib's shape (joblib's
+    # MemmappingPool): tasks of 256 KiB fill the pipe, so the pool's feeder
+    # blocks writing to it; terminate() must drain the pipe to let the
+    # feeder finish rather than wait for it forever. In a child process, so
+    # that a hang fails the test instead of stopping the run.
+    code = (
+        "import gomp, gomp.pool, pool_helpers as h\n"
+        "P = h.pipe_queue_pool_class(gomp.pool.Pool)\n"
+        "p = P(2, context=gomp.get_context('fork'))\n"
+        "assert p.map(h.square, range(10)) == [x * x for x in range(10)]\n"
+        "p.map_async(h.sleep_with_payload, [(0.5, b'x' * 262144)] * 64, chunksize=1)\n"
+        "import time; time.sleep(0.5)\n"
+        "p.terminate(); p.join(); print('terminated')\n")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(__file__))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "terminated"
 
 
 def test_with_statement_terminates(kind):

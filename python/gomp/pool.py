@@ -607,19 +607,46 @@ class _Engine(object):
             self.inqueue.put(None)
 
     def _drain_tasks_while(self, feeder):
-        # The feeder may wait for room in the task ring, which no worker reads
-        # any more: empty it until the feeder has finished.
+        # The feeder may wait for room in the task queue, which no worker
+        # reads any more: empty it until the feeder has finished. gomp's
+        # queues have _get_bytes; a queue of the stdlib's shape that a Pool
+        # subclass installed in _setup_queues (joblib's MemmappingPool: a pipe
+        # with a reader lock) is drained through its pipe instead.
         raw = getattr(self.inqueue, '_get_bytes', None)
+        reader = getattr(self.inqueue, '_reader', None)
         while feeder.is_alive():
-            if raw is None:
+            if raw is not None:
+                try:
+                    raw(True, 0.02)
+                except queue.Empty:
+                    pass
+                except (OSError, EOFError):
+                    feeder.join(0.05)
+            elif reader is not None:
+                self._drain_pipe(reader, getattr(self.inqueue, '_rlock', None))
+                feeder.join(0.02)
+            else:
                 feeder.join(0.05)
-                continue
-            try:
-                raw(True, 0.02)
-            except queue.Empty:
-                pass
-            except (OSError, EOFError):
-                feeder.join(0.05)
+
+    def _drain_pipe(self, reader, rlock):
+        # Every task still in the pipe is dropped, so its bytes are thrown
+        # away whole, without regard to message boundaries. A worker that is
+        # still alive reads under rlock, so the bytes are taken under it too;
+        # once every worker has exited (or if the lock's holder died with it
+        # held) nobody else reads and the lock is not needed.
+        locked = rlock is not None and rlock.acquire(timeout=0.05)
+        if not locked and rlock is not None and any(w.exitcode is None for w in self.pool):
+            return
+        try:
+            fd = reader.fileno()
+            while reader.poll(0):
+                if not os.read(fd, 1 << 16):
+                    break
+        except (OSError, EOFError, ValueError):
+            pass
+        finally:
+            if locked:
+                rlock.release()
 
     def join(self):
         me = threading.current_thread()
