@@ -559,15 +559,23 @@ class _Engine(object):
         supervisor = feeder = router = None
         if self.threads:
             supervisor, feeder, router = self.threads
-        # Signal the workers first, so that they die while the threads wind
-        # down; then those the supervisor may have started meanwhile.
+        # With gomp's queues, signal the workers first, so that they die
+        # while the threads wind down; then those the supervisor may have
+        # started meanwhile. Queues of the stdlib's shape (a Pool subclass's
+        # _setup_queues) have locks a worker holds while it reads a task or
+        # writes a result, and a worker killed holding one would block the
+        # feeder or the router for good: there the threads wind down first,
+        # with the workers alive, and the workers are signalled last.
+        foreign = not self.use_threads and not hasattr(self.inqueue, '_get_bytes')
         signalled = set()
-        with self.pool_lock:
-            self._signal_workers(signalled)
+        if not foreign:
+            with self.pool_lock:
+                self._signal_workers(signalled)
         if supervisor is not None and supervisor is not me:
             supervisor.join()
         pool = list(self.pool)
-        self._signal_workers(signalled)
+        if not foreign:
+            self._signal_workers(signalled)
         if self.use_threads:
             self._unblock_threads()
         if feeder is not None and feeder is not me:
@@ -580,6 +588,8 @@ class _Engine(object):
                 pass
             if router is not me:
                 router.join()
+        if foreign:
+            self._signal_workers(signalled)
         if pool and hasattr(pool[0], 'terminate'):
             for w in pool:
                 w.join()
@@ -631,12 +641,16 @@ class _Engine(object):
     def _drain_pipe(self, reader, rlock):
         # Every task still in the pipe is dropped, so its bytes are thrown
         # away whole, without regard to message boundaries. A worker that is
-        # still alive reads under rlock, so the bytes are taken under it too;
-        # once every worker has exited (or if the lock's holder died with it
-        # held) nobody else reads and the lock is not needed.
-        locked = rlock is not None and rlock.acquire(timeout=0.05)
-        if not locked and rlock is not None and any(w.exitcode is None for w in self.pool):
-            return
+        # still alive reads under rlock, so the bytes are taken under it too,
+        # unless nobody can be reading: the lock's holder is one of the
+        # workers, all signalled by now (an idle worker blocks in get() with
+        # the lock held, and a dead holder never releases it), or every
+        # worker has exited.
+        locked = False
+        if rlock is not None and not self._held_by_a_worker(rlock):
+            locked = rlock.acquire(timeout=0.05)
+            if not locked and any(w.exitcode is None for w in self.pool):
+                return
         try:
             fd = reader.fileno()
             while reader.poll(0):
@@ -647,6 +661,12 @@ class _Engine(object):
         finally:
             if locked:
                 rlock.release()
+
+    def _held_by_a_worker(self, lock):
+        # gomp's Lock knows the pid of its holder; another lock cannot tell.
+        owner = getattr(getattr(lock, '_semlock', None), '_owner', None)
+        pid = owner() if owner is not None else None
+        return bool(pid and pid > 0 and any(w.pid == pid for w in self.pool))
 
     def join(self):
         me = threading.current_thread()
