@@ -52,7 +52,7 @@ def test_outcomes_are_recorded(selftest):
     assert by_id["A_Outcomes.test_4_skip"]["reason"] == "not here"
     assert outcome["A_Outcomes.test_5_subtest"] == "failed"
     assert "subtest (i=1)" in by_id["A_Outcomes.test_5_subtest"]["tb"]
-    assert data["tests"] == 20
+    assert data["tests"] == 21
 
 
 def test_a_hang_is_killed_with_a_stack_dump_and_the_run_continues(selftest):
@@ -87,11 +87,12 @@ def test_every_escape_is_detected_and_fails_its_test(selftest):
     # One launch may be recorded more than once (seen on 3.14): count tests.
     escaped = sorted({e["test"] for e in data["alias_check"]["escapes"]})
     assert escaped == ["E_Alias.test_escape_alias_removed", "E_Alias.test_escape_clean_environment",
-                       "E_Alias.test_escape_dash_S_elsewhere", "E_Alias.test_escape_shell_command"]
+                       "E_Alias.test_escape_dash_S_other_home", "E_Alias.test_escape_shell_command"]
     for t in escaped:
         assert by_id[t]["outcome"] == "failed" and by_id[t]["reason"].startswith("alias escape")
     for t in ("E_Alias.test_spawn_child_gets_gomp", "E_Alias.test_dash_I_gets_gomp",
               "E_Alias.test_dash_S_in_the_shim_directory_gets_gomp",
+              "E_Alias.test_dash_S_elsewhere_gets_gomp",
               "E_Alias.test_harmless_unreached_launch"):
         assert by_id[t]["outcome"] == "passed", by_id[t]
     assert data["alias_check"]["via_shim"] >= 1
@@ -101,8 +102,8 @@ def test_every_escape_is_detected_and_fails_its_test(selftest):
 
 def test_final_line_counts(selftest):
     proc, data, by_id = selftest
-    assert proc.stdout.splitlines()[-3].endswith("7 passed, 13 failed, 1 skipped")
-    assert data["counts"] == dict(passed=7, failed=13, skipped=1)
+    assert proc.stdout.splitlines()[-3].endswith("8 passed, 13 failed, 1 skipped")
+    assert data["counts"] == dict(passed=8, failed=13, skipped=1)
 
 
 # -- the pieces, without running anything ------------------------------------------------

@@ -6,8 +6,9 @@ How it gets loaded (see run_suite.py):
   which the runner puts into the private venv's site-packages, executes this
   file when GOMP_SUITE_CHECK names it (the variable is not a PYTHON* one, so
   -E and -I keep it);
-* -S interpreters: the `multiprocessing` / `_multiprocessing` shims in the
-  run's working directory execute it before they install gomp.
+* -S interpreters: the `multiprocessing` / `_multiprocessing` shims execute
+  it before they install gomp: those in the run's working directory, or
+  under -I -S those in the run's interpreter's pythonXY.zip.
 
 What it records (JSON lines, appended to the file named by GOMP_SUITE_LOG):
 * "start": this interpreter's pid, parent pid and command line;
@@ -257,6 +258,26 @@ def _shim_in(directory):
         return False
 
 
+def _zip_shim_of(prog):
+    """Whether the venv interpreter prog has the runner's shims in its base's
+    pythonXY.zip (run_suite.private_interpreter), the first entry of sys.path
+    even under -I -S. The runner stores the shims uncompressed, so the marker
+    is found in the file's bytes without importing zipfile here."""
+    cfg = os.path.join(os.path.dirname(os.path.dirname(prog)), 'pyvenv.cfg')
+    try:
+        with open(cfg, encoding='utf-8') as f:
+            pairs = (line.split('=', 1) for line in f if '=' in line)
+            home = {k.strip(): v.strip() for k, v in pairs}['home']
+        lib = os.path.join(os.path.dirname(home), 'lib')
+        for name in os.listdir(lib):
+            if name.startswith('python') and name.endswith('.zip'):
+                with open(os.path.join(lib, name), 'rb') as f:
+                    return _SHIM_MARKER.encode() in f.read()
+    except (OSError, KeyError):
+        pass
+    return False
+
+
 def analyze_launch(prog, argv, cwd, env, venv):
     """What a new interpreter will import as multiprocessing, judged from its
     command line; None if prog is not a Python."""
@@ -294,7 +315,10 @@ def analyze_launch(prog, argv, cwd, env, venv):
             path0 = os.path.dirname(os.path.abspath(os.path.join(cwd, target)))
         else:
             path0 = cwd
-        hooked = checked = path0 is not None and _shim_in(path0)
+        # The venv's zip is on sys.path unless PYTHONHOME moves the base.
+        own_home = 'E' in flags or isolated or not env.get('PYTHONHOME')
+        hooked = checked = ((path0 is not None and _shim_in(path0))
+                            or (in_venv and own_home and _zip_shim_of(prog)))
         if not hooked:
             why = ('-S without the shim on sys.path[0] (%s)' % path0 if path0
                    else '-S with -I/-P: no directory of ours on sys.path')

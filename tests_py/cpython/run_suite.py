@@ -137,7 +137,9 @@ def probe(python):
 import json, os, sys, sysconfig
 out = dict(version='%d.%d' % sys.version_info[:2], full=sys.version.split()[0],
            prefix=sys.prefix, base_prefix=sys.base_prefix, executable=sys.executable,
-           purelib=sysconfig.get_path('purelib'))
+           purelib=sysconfig.get_path('purelib'),
+           base_executable=os.path.realpath(getattr(sys, '_base_executable', sys.executable)),
+           base_path=[p for p in sys.path if p.startswith(sys.base_prefix + os.sep)])
 try:
     import gomp
     out['gomp_parent'] = os.path.dirname(os.path.dirname(os.path.abspath(gomp.__file__)))
@@ -158,6 +160,68 @@ print(json.dumps(out))
     if res.returncode != 0:
         sys.exit('run_suite: %s does not run: %s' % (python, res.stderr.strip()[-2000:]))
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def private_interpreter(root, info, shims):
+    """A venv for one suite run whose interpreter reaches gomp even when
+    started with -I -S, and the path of its python.
+
+    Such an interpreter has no site-packages and no directory of ours on
+    sys.path; all it has are its base installation's entries, the first of
+    which is <base>/lib/pythonXY.zip, normally absent. So the venv's `home`
+    is a private copy of the base: bin/pythonX.Y is the real executable (hard
+    linked or copied), lib/pythonX.Y and the like are symlinks to the real
+    stdlib directories,
+    and its lib/pythonXY.zip holds the `multiprocessing` and
+    `_multiprocessing` shims. The venv's site-packages is the real venv's,
+    so everything else is as in the interpreter under test. An interpreter
+    with site never gets to the zip for these names: gomp.pth puts gomp's
+    alias first on sys.meta_path."""
+    import zipfile
+    ver = info['version']
+    home = os.path.join(root, 'home')
+    venv = os.path.join(root, 'venv')
+    os.makedirs(os.path.join(home, 'bin'))
+    exe_name = 'python' + ver
+    # A copy, not a symlink: from 3.12 or so the search for the prefix
+    # follows the executable's symlinks back to the real installation. A
+    # hard link where the file system allows it, as cheap as a symlink.
+    exe = os.path.join(home, 'bin', exe_name)
+    try:
+        os.link(info['base_executable'], exe)
+    except OSError:
+        import shutil
+        shutil.copy2(info['base_executable'], exe)
+    base = info['base_prefix']
+    zip_rel = None
+    for entry in info['base_path']:
+        rel = os.path.relpath(entry, base)
+        if entry.endswith('.zip'):
+            zip_rel = rel
+            continue
+        # Link the top directory under the prefix's first level (lib/python3.X
+        # for lib/python3.X/lib-dynload too).
+        parts = rel.split(os.sep)
+        top = os.path.join(*parts[:2]) if len(parts) > 1 else parts[0]
+        link = os.path.join(home, top)
+        if not os.path.lexists(link):
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            os.symlink(os.path.join(base, top), link)
+    if zip_rel is None:
+        zip_rel = os.path.join('lib', 'python%s.zip' % ver.replace('.', ''))
+    with zipfile.ZipFile(os.path.join(home, zip_rel), 'w') as z:
+        for name, source in shims.items():
+            z.writestr(name, source)
+    os.makedirs(os.path.join(venv, 'bin'))
+    site_rel = os.path.relpath(info['purelib'], info['prefix'])
+    os.makedirs(os.path.dirname(os.path.join(venv, site_rel)))
+    os.symlink(info['purelib'], os.path.join(venv, site_rel))
+    with open(os.path.join(venv, 'pyvenv.cfg'), 'w') as f:
+        f.write('home = %s\ninclude-system-site-packages = false\nversion = %s\n'
+                % (os.path.join(home, 'bin'), info['full']))
+    for name in ('python', 'python3', exe_name):
+        os.symlink(os.path.join(home, 'bin', exe_name), os.path.join(venv, 'bin', name))
+    return os.path.join(venv, 'bin', 'python')
 
 
 def clean_env():
@@ -349,14 +413,21 @@ class SuiteRun(object):
         open(self.log_path, 'w').close()
         self.env = clean_env()
         if not stdlib:
+            # The run's interpreter: a private venv over the one under test
+            # (see private_interpreter), reaching gomp even under -I -S.
+            interp = os.path.join(self.dir, 'interp')
+            venv = os.path.join(interp, 'venv')
             self.env.update(GOMP_AS_MULTIPROCESSING='1', GOMP_SUITE_CHECK=CHECK_FILE,
-                            GOMP_SUITE_LOG=self.check_log, GOMP_SUITE_VENV=info['prefix'])
+                            GOMP_SUITE_LOG=self.check_log, GOMP_SUITE_VENV=venv)
+            shims = {}
             for name, target in (('multiprocessing', 'gomp'),
                                  ('_multiprocessing', 'gomp._multiprocessing')):
+                shims[name + '.py'] = SHIM_TEMPLATE % dict(
+                    name=name, target=target, check=CHECK_FILE, log=self.check_log,
+                    venv=venv, gomp_parent=info['gomp_parent'])
                 with open(os.path.join(self.cwd, name + '.py'), 'w') as f:
-                    f.write(SHIM_TEMPLATE % dict(name=name, target=target, check=CHECK_FILE,
-                                                 log=self.check_log, venv=info['prefix'],
-                                                 gomp_parent=info['gomp_parent']))
+                    f.write(shims[name + '.py'])
+            self.python = private_interpreter(interp, info, shims)
         self.plan = None
         self.module_file = None
         self.outcomes = {}      # test id -> record
@@ -918,7 +989,9 @@ def list_plan(run):
             'print(json.dumps(["%%s.%%s" %% (type(t).__name__, t._testMethodName) '
             'for t in flat(unittest.TestLoader().loadTestsFromModule(m))]))'
             % (path, name))
-    res = subprocess.run([run.python, '-c', code], capture_output=True, text=True,
+    # The venv under test, not the run's private interpreter, whose zip
+    # shims would serve gomp.
+    res = subprocess.run([run.info['executable'], '-c', code], capture_output=True, text=True,
                          env=clean_env(), cwd=tempfile.gettempdir())
     try:
         return json.loads(res.stdout.strip().splitlines()[-1])

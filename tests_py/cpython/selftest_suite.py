@@ -16,6 +16,14 @@ def run_child(code, *flags, **kwargs):
                           text=True, timeout=60, **kwargs)
 
 
+def real_home_env():
+    """Our environment with PYTHONHOME set to the real installation behind the
+    run's interpreter (its stdlib directory is a symlink to the real one):
+    a -S interpreter started with it has no shim on its path."""
+    stdlib = os.path.dirname(os.path.realpath(os.__file__))
+    return dict(os.environ, PYTHONHOME=os.path.dirname(os.path.dirname(stdlib)))
+
+
 def _report_name(conn):
     import multiprocessing
     conn.send(multiprocessing.__name__)
@@ -98,8 +106,13 @@ class E_Alias(unittest.TestCase):
         out = run_child('import multiprocessing; print(multiprocessing.__name__)', '-I')
         self.assertEqual(out.stdout.split(), ['gomp'], out.stderr)
 
-    def test_escape_dash_S_elsewhere(self):
-        run_child('import multiprocessing', '-S', cwd='/')
+    def test_dash_S_elsewhere_gets_gomp(self):
+        # Through the shims in the zip of the run's interpreter's home.
+        out = run_child('import multiprocessing; print(multiprocessing.__name__)', '-S', cwd='/')
+        self.assertEqual(out.stdout.split(), ['gomp'], out.stderr)
+
+    def test_escape_dash_S_other_home(self):
+        run_child('import multiprocessing', '-S', cwd='/', env=real_home_env())
 
     def test_escape_clean_environment(self):
         run_child('import multiprocessing', env={})
@@ -112,4 +125,4 @@ class E_Alias(unittest.TestCase):
         os.system('%s -S -c "import multiprocessing"' % sys.executable)
 
     def test_harmless_unreached_launch(self):
-        run_child('pass', '-I', '-S')
+        run_child('pass', '-S', cwd='/', env=real_home_env())
