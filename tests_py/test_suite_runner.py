@@ -52,7 +52,7 @@ def test_outcomes_are_recorded(selftest):
     assert by_id["A_Outcomes.test_4_skip"]["reason"] == "not here"
     assert outcome["A_Outcomes.test_5_subtest"] == "failed"
     assert "subtest (i=1)" in by_id["A_Outcomes.test_5_subtest"]["tb"]
-    assert data["tests"] == 21
+    assert data["tests"] == 22
 
 
 def test_a_hang_is_killed_with_a_stack_dump_and_the_run_continues(selftest):
@@ -100,10 +100,36 @@ def test_every_escape_is_detected_and_fails_its_test(selftest):
     assert "ESCAPE" in proc.stdout and proc.returncode == 1
 
 
+def test_environment_changes_are_reported(selftest):
+    proc, data, by_id = selftest
+    assert by_id["F_Env.test_alters_environment"]["env_changed"] is True
+    assert by_id["F_Env.test_alters_environment"]["outcome"] == "passed"
+    assert "environment changed: F_Env.test_alters_environment" in proc.stdout
+    assert "environment changed: F_Env.tearDownClass" in proc.stdout
+
+
+def test_an_environment_change_fails_unless_listed_with_env(tmp_path):
+    run = FakeRun("fork", {"T.test_ok": "passed", "T.test_leaky": "passed"})
+    run._entries[1]["env_changed"] = True
+    run.env_fixtures = ["T.tearDownClass"]
+    path = tmp_path / "expected.txt"
+    path.write_text("")
+    out = run_suite.compare(run, run_suite.Expectations(str(path)), {"fork": set()})
+    assert out["unexpected_env_changes"] == ["T.test_leaky", "T.tearDownClass"]
+    assert out["unexpected_failures"] == []
+    path.write_text("fork T.test_leaky  [env] stock leaves it too\n"
+                    "all T.tearDownClass  [env] stock too\n")
+    exp = run_suite.Expectations(str(path))
+    assert not exp.errors
+    out = run_suite.compare(run, exp, {"fork": set()})
+    assert out["unexpected_env_changes"] == [] and out["env_changed"] == \
+        ["T.test_leaky", "T.tearDownClass"]
+
+
 def test_final_line_counts(selftest):
     proc, data, by_id = selftest
-    assert proc.stdout.splitlines()[-3].endswith("8 passed, 13 failed, 1 skipped")
-    assert data["counts"] == dict(passed=8, failed=13, skipped=1)
+    assert proc.stdout.splitlines()[-3].endswith("9 passed, 13 failed, 1 skipped")
+    assert data["counts"] == dict(passed=9, failed=13, skipped=1)
 
 
 # -- the pieces, without running anything ------------------------------------------------
@@ -148,6 +174,7 @@ class FakeRun:
         self.plan = list(outcomes)
         self.only = None
         self._entries = [dict(id=k, outcome=v, reason="r") for k, v in outcomes.items()]
+        self.env_fixtures = []
 
     def entries(self):
         return self._entries

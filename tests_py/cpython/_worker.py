@@ -171,7 +171,7 @@ def flatten(suite):
             yield item
 
 
-def wrap_fixture(channel, owner, name, label, classmethod_=True):
+def wrap_fixture(channel, owner, name, label, classmethod_=True, support=None):
     """Report the start and end of a fixture to the supervisor, so that a
     hang in it is attributed to it. For a class, the wrapper is set on the
     class itself and calls the inherited fixture function with the real
@@ -194,10 +194,15 @@ def wrap_fixture(channel, owner, name, label, classmethod_=True):
     def wrapper(*args):
         os.environ['GOMP_SUITE_TEST'] = label
         channel.send(ev='start', id=label, phase=name)
+        # The suite's class and module teardowns look for dangling processes
+        # and threads and set support.environment_altered if they find any.
+        if support is not None:
+            support.environment_altered = False
         try:
             return function(*args)
         finally:
-            channel.send(ev='fixture_end', id=label)
+            altered = bool(support is not None and getattr(support, 'environment_altered', False))
+            channel.send(ev='fixture_end', id=label, env_changed=altered)
             os.environ['GOMP_SUITE_TEST'] = ''
 
     wrapper._gomp_original = function
@@ -296,9 +301,11 @@ def main():
             classes.append(type(t))
     for cls in classes:
         wrap_fixture(channel, cls, 'setUpClass', cls.__name__ + '.setUpClass')
-        wrap_fixture(channel, cls, 'tearDownClass', cls.__name__ + '.tearDownClass')
+        wrap_fixture(channel, cls, 'tearDownClass', cls.__name__ + '.tearDownClass',
+                     support=support)
     wrap_fixture(channel, module, 'setUpModule', 'setUpModule', classmethod_=False)
-    wrap_fixture(channel, module, 'tearDownModule', 'tearDownModule', classmethod_=False)
+    wrap_fixture(channel, module, 'tearDownModule', 'tearDownModule', classmethod_=False,
+                 support=support)
 
     result = Reporter(channel, support)
     unittest.TestSuite(tests).run(result)

@@ -253,11 +253,15 @@ class Expectations(object):
     """expected_failures-<X.Y>.txt: `<suites> <test id> <reason>` per line;
     <suites> is `all` or a comma-separated list of fork, spawn, forkserver,
     main_handling. A reason starting with `[flaky]` marks a test that may pass
-    or fail (a race in the test itself); use it only for those."""
+    or fail (a race in the test itself); use it only for those. A reason
+    starting with `[env]` does not expect a failure: it allows the test (or
+    fixture, e.g. `WithProcessesTestPool.tearDownClass`) to leave the
+    environment altered, which stock multiprocessing must then do too."""
 
     def __init__(self, path):
         self.path = path
         self.entries = {}   # (suite, id) -> (reason, flaky, line number)
+        self.env = {}       # (suite, id) -> (reason, line number): [env] entries
         self.errors = []
         if path is None:
             return
@@ -276,6 +280,10 @@ class Expectations(object):
                 if bad:
                     self.errors.append('%s:%d: unknown suite %s' % (path, n, ', '.join(bad)))
                     continue
+                if reason.startswith('[env]'):
+                    for s in suites:
+                        self.env[(s, test_id)] = (reason, n)
+                    continue
                 flaky = reason.startswith('[flaky]')
                 for s in suites:
                     if (s, test_id) in self.entries:
@@ -287,6 +295,9 @@ class Expectations(object):
 
     def for_suite(self, suite):
         return {tid: v for (s, tid), v in self.entries.items() if s == suite}
+
+    def env_for_suite(self, suite):
+        return {tid for (s, tid) in self.env if s == suite}
 
 
 def expectations_for(ver, path=None, here=HERE):
@@ -432,6 +443,7 @@ class SuiteRun(object):
         self.module_file = None
         self.outcomes = {}      # test id -> record
         self.fixtures = []      # records of fixture problems (extra entries)
+        self.env_fixtures = []  # fixtures (tearDownClass...) that altered the environment
         self.fatal = None
         self.restarts = []
         self.alias = None
@@ -542,6 +554,8 @@ class SuiteRun(object):
                         current = None
                     elif ev == 'fixture_end':
                         current = None
+                        if msg.get('env_changed'):
+                            self.env_fixtures.append(msg.get('id'))
                     elif ev == 'fixture':
                         self.on_fixture_event(msg)
                     elif ev == 'fatal':
@@ -742,8 +756,17 @@ def compare(run, expected, stock_skips):
     """Unexpected failures and passes of one suite against the list."""
     listed = expected.for_suite(run.suite) if expected is not None else {}
     skips = stock_skips.get(run.suite, set()) if stock_skips is not None else None
+    env_ok = expected.env_for_suite(run.suite) if expected is not None else set()
     out = dict(unexpected_failures=[], unexpected_passes=[], unexpected_skips=[],
-               stale=[], flaky_failed=[], listed=len(listed))
+               stale=[], flaky_failed=[], listed=len(listed), env_changed=[],
+               unexpected_env_changes=[])
+    # A test or fixture that leaves processes, threads or files behind (the
+    # suite's own checks set test.support.environment_altered, as regrtest's
+    # "env changed"): allowed only where listed with [env].
+    for tid in [e['id'] for e in run.entries() if e.get('env_changed')] + run.env_fixtures:
+        out['env_changed'].append(tid)
+        if tid not in env_ok:
+            out['unexpected_env_changes'].append(tid)
     seen = set()
     for e in run.entries():
         tid = e['id']
@@ -947,6 +970,8 @@ def report(run, expected, stock_skips, args):
         for key, label in (('unexpected_failures', 'UNEXPECTED FAILURE'),
                            ('unexpected_passes', 'UNEXPECTED PASS (remove it from the list)'),
                            ('unexpected_skips', 'SKIPPED, BUT STOCK RUNS IT (list it)'),
+                           ('unexpected_env_changes', 'ENVIRONMENT CHANGED (processes, '
+                            'threads or files left behind)'),
                            ('stale', 'STALE LIST ENTRY')):
             for tid in comparison[key]:
                 line = '%s %s: %s' % (tag, label, tid)
@@ -961,10 +986,15 @@ def report(run, expected, stock_skips, args):
         print('%s expected failures: %d listed; %d unexpected failure(s), %d unexpected pass(es)'
               % (tag, comparison['listed'], len(comparison['unexpected_failures']),
                  len(comparison['unexpected_passes'])))
-    elif not args.stdlib:
-        for e in run.entries():
-            if e['outcome'] == 'failed':
-                print('%s failed: %s -- %s' % (tag, e['id'], first_line(e)))
+    else:
+        if not args.stdlib:
+            for e in run.entries():
+                if e['outcome'] == 'failed':
+                    print('%s failed: %s -- %s' % (tag, e['id'], first_line(e)))
+        # Calibration (and --no-expected): what altered the environment.
+        changed = [e['id'] for e in run.entries() if e.get('env_changed')] + run.env_fixtures
+        for tid in changed:
+            print('%s environment changed: %s' % (tag, tid))
     print('%s%s %d passed, %d failed, %d skipped'
           % (tag, ' FAILED' if problems else '', c['passed'], c['failed'], c['skipped']),
           flush=True)

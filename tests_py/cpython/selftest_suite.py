@@ -126,3 +126,18 @@ class E_Alias(unittest.TestCase):
 
     def test_harmless_unreached_launch(self):
         run_child('pass', '-S', cwd='/', env=real_home_env())
+
+
+class F_Env(unittest.TestCase):
+    """Leaves the environment altered as the suite's own checks report it:
+    test.support.environment_altered, set by a test and by a class teardown
+    (where _test_multiprocessing looks for dangling processes and threads)."""
+
+    @classmethod
+    def tearDownClass(cls):
+        from test import support
+        support.environment_altered = True
+
+    def test_alters_environment(self):
+        from test import support
+        support.environment_altered = True
