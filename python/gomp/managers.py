@@ -650,8 +650,9 @@ class BaseManager:
             writer.send(server.address)
         util.info('manager serving at %r', server.address)
         owner = getattr(process.current_process(), '_gomp_owner', None)
-        if owner is not None:
-            server._follow_owner(owner)
+        follow = getattr(server, '_follow_owner', None)  # None: a _Server of the user's own
+        if owner is not None and follow is not None:
+            follow(owner)
         server.serve_forever()
 
     @staticmethod
