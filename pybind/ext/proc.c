@@ -1,5 +1,6 @@
 /* Process supervision functions of gomp._gomp, for gomp.popen_fork and
- * gomp.popen_spawn_posix.
+ * gomp.popen_spawn_posix; and the owner watch of a child that must not
+ * outlive the process it serves (owner_watch, for gomp._deathwatch).
  *
  * A child is watched through a pidfd, and its parent reaps it itself: a poll
  * of the pidfd with the GIL released, then waitid(P_PIDFD) (proc_reap).
@@ -79,6 +80,7 @@ static int rp_epfd = -1;
 static pid_t rp_self;    /* this process image, for the tokens it issues */
 static uint32_t rp_last; /* the last token issued here */
 static long rp_grace_ns = 100 * 1000 * 1000;
+static int ow_fd = -1; /* the pidfd the owner watcher polls (owner_watch, below) */
 
 typedef struct {
     uint32_t tok;
@@ -235,6 +237,11 @@ static void reaper_atfork_child(void)
     rp_epfd = -1;
     rp_self = getpid();
     rp_nstatuses = rp_nforgotten = 0;
+    /* The owner watcher is a thread of the parent: a forked child follows
+     * nobody until it asks to (owner_watch). */
+    if (ow_fd >= 0)
+        close(ow_fd);
+    ow_fd = -1;
 }
 
 /* proc_supervise(pidfd) -> token: put the child under the reaper. */
@@ -414,6 +421,99 @@ static PyObject *m_proc_reaper_grace(PyObject *self, PyObject *arg)
     return PyFloat_FromDouble(prev);
 }
 
+/* ---- following an owner ------------------------------------------------------------------ */
+
+/* A process gomp starts to serve another one (a pool worker) must not
+ * outlive it, however it dies: SIGKILL runs no exit handler there. The
+ * child follows its owner through a pidfd, which becomes readable the moment
+ * the owner has exited (zombie or reaped), and a thread of this file waits
+ * on it: one poll(2) for the child's whole life, nothing per task, no Go
+ * runtime. When the owner is gone the thread sends the process a signal
+ * (SIGTERM, as Pool.terminate() does, so that a handler the user installed
+ * still runs), and SIGKILL after a grace period if it is still alive.
+ *
+ * Not prctl(PR_SET_PDEATHSIG): its "parent" is the thread that forked the
+ * child, not the process, so a pool made in a thread that then ends would
+ * lose its workers while the pool is still in use; nor would it cover the
+ * fork server's children, whose parent is the server. The pidfd names the
+ * owner whoever forked the child (gomp/_deathwatch.py checks that it is the
+ * owner's, not a recycled pid's). */
+
+typedef struct {
+    int pidfd;
+    int signum;
+    long grace_ms; /* < 0: no SIGKILL after the signal */
+} ow_args;
+
+static void *owner_watch_main(void *arg)
+{
+    ow_args a = *(ow_args *)arg;
+    free(arg);
+    struct pollfd p = {.fd = a.pidfd, .events = POLLIN};
+    while (poll(&p, 1, -1) < 0 && errno == EINTR)
+        ;
+    /* Every signal is blocked in this thread, so the kernel gives this one
+     * to a thread that can take it: the default action ends the process, a
+     * Python handler runs in the main thread. */
+    kill(getpid(), a.signum);
+    if (a.grace_ms >= 0) {
+        struct timespec ts = {a.grace_ms / 1000, (a.grace_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+        kill(getpid(), SIGKILL);
+    }
+    return NULL;
+}
+
+/* owner_watch(pidfd, signum, grace) -> bool: from now on, send signum to
+ * this process when the process of pidfd exits, and SIGKILL grace seconds
+ * later (grace < 0: never). pidfd stays the caller's (the watcher keeps a
+ * duplicate). False if this process image follows an owner already. */
+static PyObject *m_owner_watch(PyObject *self, PyObject *args)
+{
+    int pidfd, signum;
+    double grace;
+    if (!PyArg_ParseTuple(args, "iid:owner_watch", &pidfd, &signum, &grace))
+        return NULL;
+    if (signum <= 0 || signum >= NSIG) {
+        PyErr_Format(PyExc_ValueError, "signal number out of range: %d", signum);
+        return NULL;
+    }
+    if (ow_fd >= 0)
+        Py_RETURN_FALSE;
+    ow_args *a = malloc(sizeof *a);
+    if (a == NULL)
+        return PyErr_NoMemory();
+    a->pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
+    if (a->pidfd < 0) {
+        free(a);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    a->signum = signum;
+    a->grace_ms = grace < 0 ? -1 : (long)(grace * 1000);
+    int fd = a->pidfd;
+    /* As the reaper: every signal blocked in the thread, a small stack. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_t t;
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&t, &attr, owner_watch_main, a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (e != 0) {
+        close(fd);
+        free(a);
+        errno = e;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    ow_fd = fd;
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef proc_methods[] = {
     {"pidfd_open", m_pidfd_open, METH_O, "pidfd_open(pid) -> fd"},
     {"proc_supervise", m_proc_supervise, METH_O,
@@ -426,6 +526,9 @@ static PyMethodDef proc_methods[] = {
      "proc_reaper_state() -> (statuses held, forgotten tokens)"},
     {"proc_reaper_grace", m_proc_reaper_grace, METH_O,
      "proc_reaper_grace(seconds) -> previous grace period"},
+    {"owner_watch", m_owner_watch, METH_VARARGS,
+     "owner_watch(pidfd, signum, grace) -> bool: signal this process when pidfd's process "
+     "exits."},
     {NULL, NULL, 0, NULL},
 };
 

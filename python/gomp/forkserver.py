@@ -26,7 +26,9 @@ The parent keeps the other ends: status_r is the child's sentinel.
 
 The server never loads gomp's Go core: a Go runtime does not survive fork(),
 so each child loads its own on first use. It follows its children through
-pidfds, and exits when every process holding the alive pipe has closed it.
+pidfds, and exits when every process holding the alive pipe has closed it,
+or as soon as the process that started it has exited, however it died
+(through a pidfd of that process: see _Server and gomp/_deathwatch.py).
 """
 
 import _signal
@@ -37,6 +39,7 @@ import socket
 import struct
 import sys
 
+from . import _deathwatch
 from . import _helper_process
 from . import connection
 from . import process
@@ -160,7 +163,8 @@ class ForkServer(_helper_process.HelperProcess):
         """What main() reads from its setup pipe: the key, the preload list,
         and where the server finds the parent's __main__ and modules (needed
         only if it preloads something)."""
-        setup = {'authkey': authkey, 'preload': list(self._preload_modules)}
+        setup = {'authkey': authkey, 'preload': list(self._preload_modules),
+                 'owner': _deathwatch.identity()}
         if not self._preload_modules:
             return setup
         data = spawn.get_preparation_data('ignore')
@@ -287,8 +291,23 @@ def main(listener_fd, alive_r, setup_fd):
     # it would be written again by every child forked from here.
     util._flush_std_streams()
     util._close_stdin()
+    owner_fd = _owner_pidfd(setup.get('owner'))
+    if owner_fd is None:
+        return  # the process that started us is gone already
     with socket.socket(socket.AF_UNIX, fileno=listener_fd) as listener:
-        _Server(listener, alive_r, setup['authkey']).serve()
+        _Server(listener, alive_r, setup['authkey'], owner_fd).serve()
+
+
+def _owner_pidfd(owner):
+    """A pidfd of the server's owner; None if it has exited; -1 if it
+    cannot be watched here (the alive pipe alone ends the server then)."""
+    if owner is None:
+        return -1
+    try:
+        fd = _deathwatch.open_owner(owner)
+    except OSError:
+        return -1
+    return fd
 
 
 def _preload(modules, main_path, main_name, sys_path, sys_argv, gomp_alias):
@@ -330,18 +349,29 @@ def _preload_main(main_path, main_name):
 
 class _Server(object):
     """The server's loop: requests on the listener, the end of the alive
-    pipe, and the end of each child (its pidfd becomes readable), each
-    handled by the callback registered with the descriptor."""
+    pipe, the end of the owner, and the end of each child (its pidfd becomes
+    readable), each handled by the callback registered with the descriptor.
 
-    def __init__(self, listener, alive_r, authkey):
+    The server serves its owner, the process that started it, and ends with
+    it: at the end of file of the alive pipe (every process holding the
+    pipe's other end has closed it), or as soon as the owner has exited
+    (owner_fd, a pidfd, becomes readable), even while other processes still
+    hold the alive pipe: the owner's children, which the owner's death does
+    not end. They lose nothing by it: a child never asks its parent's server
+    for a child, it starts a server of its own on first use."""
+
+    def __init__(self, listener, alive_r, authkey, owner_fd=-1):
         self._listener = listener
         self._alive_r = alive_r
+        self._owner_fd = owner_fd
         self._authkey = authkey
         self._running = True
         self._children = {}  # pidfd -> (pid, status_w)
         self._selector = selectors.DefaultSelector()
         self._selector.register(listener, selectors.EVENT_READ, self._take_request)
         self._selector.register(alive_r, selectors.EVENT_READ, self._parents_gone)
+        if owner_fd >= 0:
+            self._selector.register(owner_fd, selectors.EVENT_READ, self._parents_gone)
 
     def serve(self):
         with self._selector:
@@ -349,8 +379,9 @@ class _Server(object):
                 for key, _events in self._selector.select():
                     key.data(key.fileobj)
 
-    def _parents_gone(self, alive_r):
-        # Readable means end of file: nobody else ever writes to the pipe.
+    def _parents_gone(self, fd):
+        # The alive pipe readable means end of file (nobody ever writes to
+        # it); the owner's pidfd readable means the owner has exited.
         self._running = False
 
     def _take_request(self, listener):
@@ -414,6 +445,8 @@ class _Server(object):
             self._selector.close()
             self._listener.close()
             server_fds = [self._alive_r, status_w]
+            if self._owner_fd >= 0:
+                server_fds.append(self._owner_fd)
             for pidfd, (_pid, other_status_w) in self._children.items():
                 server_fds += (pidfd, other_status_w)
             util.close_fds(*server_fds)

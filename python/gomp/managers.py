@@ -46,6 +46,7 @@ import time
 import types
 from traceback import format_exc
 
+from . import _deathwatch
 from . import connection
 from . import process
 from . import util
@@ -227,6 +228,37 @@ class Server:
         finally:
             _restore_standard_streams()
             sys.exit(0)
+
+    def _follow_owner(self, owner):
+        """Shut down when owner (the identity of the process that started
+        this server with BaseManager.start()) exits, however it dies: its
+        finalizer, which asks the server to shut down at a normal exit, does
+        not run when it is killed. The server ends then even if processes the
+        owner started still use it, as it does at the owner's normal exit.
+        See gomp/_deathwatch.py."""
+        try:
+            fd = _deathwatch.open_owner(owner)
+        except OSError:
+            return  # no pidfds here: the server lives on, as before
+        if fd is None:
+            self._owner_gone()
+            return
+        threading.Thread(target=self._await_owner, args=(fd,), name='manager-owner',
+                         daemon=True).start()
+
+    def _await_owner(self, fd):
+        import select
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not poller.poll():
+            pass
+        os.close(fd)
+        self._owner_gone()
+
+    def _owner_gone(self):
+        """The owner has exited: stop as a shutdown request would."""
+        util.info('manager: the process that started it has exited; shutting down')
+        self.stop_event.set()
 
     def accepter(self):
         """Accept connections until the listener is closed; each is served
@@ -594,6 +626,8 @@ class BaseManager:
                        writer, initializer, initargs)
         child = self._ctx.Process(target=type(self)._run_server, args=server_args)
         child.name = type(self).__name__ + '-' + ':'.join(map(str, child._identity))
+        # The server ends with this process (Server._follow_owner).
+        child._gomp_owner = _deathwatch.identity()
         return child
 
     def shutdown(self):
@@ -615,6 +649,10 @@ class BaseManager:
         with writer:
             writer.send(server.address)
         util.info('manager serving at %r', server.address)
+        owner = getattr(process.current_process(), '_gomp_owner', None)
+        follow = getattr(server, '_follow_owner', None)  # None: a _Server of the user's own
+        if owner is not None and follow is not None:
+            follow(owner)
         server.serve_forever()
 
     @staticmethod
@@ -1281,6 +1319,11 @@ class SharedMemoryServer(Server):
         """Unlink every tracked segment, then stop."""
         self.shared_memory_context.unlink()
         return super().shutdown(c)
+
+    def _owner_gone(self):
+        # What a shutdown request would do: no segment outlives the server.
+        self.shared_memory_context.unlink()
+        super()._owner_gone()
 
     # The public methods of the segments.
 

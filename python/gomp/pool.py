@@ -54,6 +54,7 @@ from collections import deque
 from itertools import chain, count, islice
 from types import GenericAlias
 
+from . import _deathwatch
 from . import util
 from . import get_context, TimeoutError
 from .connection import wait
@@ -212,6 +213,15 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
     util.debug('pool worker exits after %d tasks', done)
 
 
+def _owned_worker(owner, *args):
+    """worker() in a pool's worker process: the process also ends when the
+    pool's owner dies, however it dies (see gomp/_deathwatch.py)."""
+    if not _deathwatch.follow(owner, signal.SIGTERM):
+        util.debug('pool worker: the pool\'s owner is gone; not starting')
+        return
+    worker(*args)
+
+
 def _thread_worker(wake, *args):
     """worker() in a ThreadPool thread: tells the supervisor when it ends."""
     try:
@@ -364,9 +374,10 @@ class _Engine(object):
                     used = {getattr(p, '_gomp_pool_slot', -1) for p in self.pool}
                     slot = min(k for k in range(self.processes) if k not in used)
                     w = self.make_process(
-                        self.ctx, target=worker,
-                        args=(self.inqueue, self.outqueue, self.initializer, self.initargs,
-                              self.maxtasks, self.wrap_exception, self.slots, slot))
+                        self.ctx, target=_owned_worker,
+                        args=(_deathwatch.identity(), self.inqueue, self.outqueue,
+                              self.initializer, self.initargs, self.maxtasks,
+                              self.wrap_exception, self.slots, slot))
                 w._gomp_pool_slot = slot
                 w.name = w.name.replace('Process', 'PoolWorker')
                 w.daemon = True
