@@ -909,9 +909,24 @@ def wait(object_list, timeout=None):
     seconds pass first (None: no limit)."""
     fds = []
     for o in object_list:
-        fds.append(o if isinstance(o, int) else o.fileno())
+        fds.append(o if isinstance(o, int) and o >= 0 else _fileno_of(o))
     ready = set(_gomp.wait_readable(fds, timeout))
     return [o for o, fd in zip(object_list, fds) if fd in ready]
+
+
+def _fileno_of(o):
+    # The stdlib's errors for an object that is neither a descriptor nor has
+    # a usable fileno(): ValueError (a closed connection's OSError passes).
+    if isinstance(o, int):
+        fd = o
+    else:
+        try:
+            fd = o.fileno().__index__()
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError('Invalid file object: %r' % (o,)) from None
+    if fd < 0:
+        raise ValueError('Invalid file descriptor: %d' % fd)
+    return fd
 
 
 # ---- pickling connections to other processes -----------------------------------------------
