@@ -185,7 +185,7 @@ def test_each_failure_is_raised_once_and_good_clients_are_all_served():
         bad = Background(Client, l.address, None, b'wrong key')
         with pytest.raises(AuthenticationError):
             bad.result()
-        for s, challenge in silent:        # one sends garbage, one a negative length
+        for s, _ in silent:                # one sends garbage, one a negative length
             s.sendall(struct.pack('!i', 40) + b'x' * 40 if s is silent[0][0]
                       else struct.pack('!i', -7))
         hangup = raw_connect(l.address)

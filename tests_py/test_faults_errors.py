@@ -42,7 +42,7 @@ DELIBERATE = {
 }
 
 
-class M(object):
+class M:
     """The package under test (gomp or multiprocessing) and its modules."""
 
     MODULES = ('connection', 'context', 'heap', 'managers', 'pool', 'process', 'queues',
@@ -265,7 +265,7 @@ def _(m, own):
     l.accept()
 
 
-def _raw_peer(m, address, payload):
+def _raw_peer(address, payload):
     """A thread that connects to address, reads the challenge and sends payload."""
     import socket
     import threading
@@ -293,7 +293,7 @@ def _raw_peer(m, address, payload):
 def accept_garbage_case(name, payload):
     def run(m, own):
         l = _listener(m, own, family='AF_UNIX', authkey=b'key')
-        t = _raw_peer(m, l.address, payload)
+        t = _raw_peer(l.address, payload)
         try:
             l.accept()
         finally:
@@ -668,8 +668,8 @@ def run_cases(package):
     for name, fn in CASES.items():
         cleanups = []
 
-        def own(obj, *methods):
-            cleanups.append((obj, methods))
+        def own(obj, *methods, _cleanups=cleanups):
+            _cleanups.append((obj, methods))
             return obj
         signal.alarm(CASE_ALARM)
         try:

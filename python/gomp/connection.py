@@ -402,7 +402,7 @@ def _end_of_file(in_frame):
     return OSError('got end of file during message') if in_frame else EOFError()
 
 
-class _SocketChannel(object):
+class _SocketChannel:
     """Client()'s view of a blocking socket that is not a Connection yet: the
     send_bytes()/recv_bytes() of a Connection for the handshake's few small
     frames, in plain socket calls (the Go core is not involved before the
@@ -432,7 +432,7 @@ class _SocketChannel(object):
         return b''.join(chunks)
 
 
-class _Handshake(object):
+class _Handshake:
     """An accepted peer going through the listener's side of the handshake
     (challenge, then answer), without blocking: the socket is non-blocking,
     the listener waits for all its peers at once and calls advance() on a
@@ -497,7 +497,7 @@ class _Handshake(object):
                                  'within %s seconds' % self.timeout)
 
 
-class _Handshakes(object):
+class _Handshakes:
     """The authenticating half of a Listener: accepts peers and runs their
     handshakes in parallel, so that a peer that is silent, slow or hostile
     never holds up a good one.
