@@ -13,7 +13,6 @@ import _socket  # socket is imported by the functions that make sockets
 import _struct
 import itertools
 import os
-import select
 import time
 
 from . import _gomp
@@ -349,15 +348,22 @@ def SocketClient(address):
 
 # ---- Listener and Client -------------------------------------------------------------------
 
-# How long Listener.accept() gives a connected peer to complete the
-# authentication handshake. The stdlib waits without limit, so one peer that
-# connects and then stays silent (or sends half a message) blocks accept() for
-# every other client forever. A peer that runs Client() answers within
-# microseconds; the limit only has to be generous enough for a badly
-# overloaded machine. When it passes, accept() closes that connection and
-# raises AuthenticationError (which is also a TimeoutError); the next accept()
-# serves the next peer. None restores the stdlib's unlimited wait.
+# How long an accepted peer has to complete the authentication handshake.
+# The stdlib waits without limit, so one peer that connects and then stays
+# silent (or sends half a message) blocks its accept() for every other client
+# forever. A peer that runs Client() answers within microseconds; the limit
+# only has to be generous enough for a badly overloaded machine. When it
+# passes, the listener closes that connection and an accept() raises
+# AuthenticationError (which is also a TimeoutError) for it. None restores
+# the stdlib's unlimited wait. Read when the listener accepts the peer.
 HANDSHAKE_TIMEOUT = CONNECTION_TIMEOUT
+
+# How many accepted peers may be in the middle of their handshake at once. A
+# further peer waits in the kernel's backlog until one of them finishes or
+# times out: a flood of connections that never speak costs the listener at
+# most this many descriptors, and a good client is delayed only once that
+# many silent ones are ahead of it.
+MAX_PENDING_HANDSHAKES = 64
 
 
 class _HandshakeTimeout(AuthenticationError, TimeoutError):
@@ -368,20 +374,242 @@ class _HandshakeTimeout(AuthenticationError, TimeoutError):
     accept loops in the stdlib's style already catch)."""
 
 
-def _hand_over(sock, authkey, timeout, we_accepted):
-    """The Connection for a fresh stream socket, once both sides proved they
-    know authkey (if there is one). The side that accepted challenges first.
-    On any failure the socket is closed and the error propagates."""
-    with sock:                         # closes it unless detached below
-        if authkey is not None:
-            channel = _SocketChannel(sock, timeout)
-            if we_accepted:
-                deliver_challenge(channel, authkey)
-                answer_challenge(channel, authkey)
-            else:
-                answer_challenge(channel, authkey)
-                deliver_challenge(channel, authkey)
-        return Connection(sock.detach())
+_INT32 = _struct.Struct('!i')
+
+
+def _frame(payload):
+    """A handshake message in the connection frame format (always small)."""
+    return _INT32.pack(len(payload)) + payload
+
+
+def _handshake_frame_size(head):
+    """The payload size in a handshake frame's 4-byte header, refused when no
+    handshake message can have it: before anything is allocated for it."""
+    size, = _INT32.unpack(head)
+    if size > _MAX_HANDSHAKE_MESSAGE or size == -1:     # -1: an 8-byte length follows
+        raise OSError('bad message length')
+    if size < 0:
+        # The stdlib reads such a frame as an empty message and then refuses
+        # it as the wrong answer: the same type, a message that says why.
+        raise AuthenticationError('protocol error: the peer announced a message of %d bytes'
+                                  % size)
+    return size
+
+
+def _end_of_file(in_frame):
+    """End of file from the peer: EOFError between frames (it left), OSError
+    within one (it broke off), as Connection.recv_bytes() raises."""
+    return OSError('got end of file during message') if in_frame else EOFError()
+
+
+class _SocketChannel:
+    """Client()'s view of a blocking socket that is not a Connection yet: the
+    send_bytes()/recv_bytes() of a Connection for the handshake's few small
+    frames, in plain socket calls (the Go core is not involved before the
+    connection is handed over). It never reads beyond a frame: the listener
+    may send data right after the handshake."""
+
+    __slots__ = ('_sock',)
+
+    def __init__(self, sock):
+        self._sock = sock
+
+    def send_bytes(self, buf):
+        self._sock.sendall(_frame(buf))
+
+    def recv_bytes(self, maxlength):
+        size = _handshake_frame_size(self._recv_exactly(4, False))
+        return self._recv_exactly(size, True) if size else b''
+
+    def _recv_exactly(self, n, in_frame):
+        chunks = []
+        while n:
+            got = self._sock.recv(n)
+            if not got:
+                raise _end_of_file(in_frame or bool(chunks))
+            chunks.append(got)
+            n -= len(got)
+        return b''.join(chunks)
+
+
+class _Handshake:
+    """An accepted peer going through the listener's side of the handshake
+    (challenge, then answer), without blocking: the socket is non-blocking,
+    the listener waits for all its peers at once and calls advance() on a
+    readable one, which reads what has arrived and feeds each complete frame
+    to the protocol. Reads stop exactly at the end of a frame (the peer may
+    send its first message right after the handshake). The deadline covers
+    the whole handshake: a peer that trickles bytes does not extend it."""
+
+    __slots__ = ('sock', 'fd', 'address', 'timeout', 'deadline', '_steps', '_buf', '_size')
+
+    def __init__(self, sock, address, family, authkey, timeout):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.address = address
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self._buf = b''
+        self._size = None           # None: reading a header
+        if family != 'AF_UNIX':
+            _set_nodelay(sock)
+        sock.setblocking(False)
+        self._steps = _listener_steps(self._send, authkey)
+        self._steps.send(None)      # sends the challenge
+
+    def _send(self, payload):
+        # The listener sends three messages of at most a hundred bytes each
+        # into a fresh socket: the kernel takes each one whole (a peer that
+        # does not read cannot fill the buffers with so little).
+        data = _frame(payload)
+        if self.sock.send(data) != len(data):
+            raise OSError('the peer does not take the handshake messages')
+
+    def advance(self):
+        """Read what the peer sent. True once the handshake has succeeded,
+        False while it waits for more; raises the handshake's error."""
+        recv = self.sock.recv
+        while True:
+            want = (4 if self._size is None else self._size) - len(self._buf)
+            try:
+                got = recv(want)
+            except BlockingIOError:
+                return False
+            if not got:
+                raise _end_of_file(self._size is not None or bool(self._buf))
+            self._buf += got
+            if len(got) < want:
+                continue
+            if self._size is None:
+                size = _handshake_frame_size(self._buf)
+                self._buf = b''
+                if size:
+                    self._size = size
+                    continue
+            frame, self._buf, self._size = self._buf, b'', None
+            try:
+                self._steps.send(frame)
+            except StopIteration:
+                return True
+
+    def timed_out(self):
+        return _HandshakeTimeout('the peer did not complete the authentication handshake '
+                                 'within %s seconds' % self.timeout)
+
+
+class _Handshakes:
+    """The authenticating half of a Listener: accepts peers and runs their
+    handshakes in parallel, so that a peer that is silent, slow or hostile
+    never holds up a good one.
+
+    next() returns the first peer that completed its handshake (socket and
+    address). Each peer that fails (wrong key, garbage, end of file, deadline)
+    is closed, and its error is raised by one next() call, as the stdlib's
+    accept() raises it for that peer; but a completed peer always goes first,
+    so a failure never delays a good client, and a caller that catches
+    AuthenticationError and calls accept() again loses no one. Peers that are
+    half-way when next() returns stay here for the next call.
+
+    While nobody is half-way, next() is a plain blocking accept() (as the
+    stdlib's); otherwise it waits in _gomp.wait_readable for the listening
+    socket and every pending peer at once, up to the nearest deadline: with
+    the GIL released and interruptible. An exception from that wait (Ctrl-C,
+    a signal handler's) closes the pending peers: the caller has stopped
+    accepting."""
+
+    def __init__(self, server, authkey):
+        import _thread
+        self._server = server
+        self._authkey = authkey
+        self._pending = []                  # _Handshake objects under way
+        self._done = []                     # (socket, address), authenticated
+        self._failed = []                   # errors not raised yet
+        # One accept() at a time drives the handshakes; a second thread's
+        # accept() waits for the lock (interruptibly) and then for its peer.
+        self._lock = _thread.allocate_lock()
+        util.register_after_fork(self, _Handshakes._after_fork)
+
+    def _after_fork(self):
+        # A forked child starts afresh: a lock that a thread of the parent
+        # held stays held in the child, and the peers half-way are the
+        # parent's (the child's copies of their sockets are closed).
+        import _thread
+        self._lock = _thread.allocate_lock()
+        self.close()
+
+    def next(self):
+        with self._lock:
+            while True:
+                if self._done:
+                    return self._done.pop(0)
+                if self._failed:
+                    raise self._failed.pop(0)
+                if self._pending:
+                    self._wait_round()
+                else:
+                    self._start(*self._server._socket.accept())
+
+    def _start(self, sock, address):
+        try:
+            handshake = _Handshake(sock, address, self._server._family, self._authkey,
+                                   HANDSHAKE_TIMEOUT)
+        except Exception as exc:
+            sock.close()
+            self._failed.append(exc)
+        except BaseException:
+            sock.close()
+            raise
+        else:
+            self._pending.append(handshake)
+
+    def _fail(self, handshake, exc):
+        self._pending.remove(handshake)
+        handshake.sock.close()
+        self._failed.append(exc)
+
+    def _wait_round(self):
+        pending = self._pending
+        fds = [h.fd for h in pending]
+        listening = len(pending) < MAX_PENDING_HANDSHAKES
+        if listening:
+            fds.append(self._server._socket.fileno())
+        deadlines = [h.deadline for h in pending if h.deadline is not None]
+        timeout = max(0., min(deadlines) - time.monotonic()) if deadlines else None
+        try:
+            ready = set(_gomp.wait_readable(fds, timeout))
+            for handshake in list(pending):
+                if handshake.fd in ready:
+                    try:
+                        finished = handshake.advance()
+                    except Exception as exc:
+                        self._fail(handshake, exc)
+                        continue
+                    if finished:
+                        pending.remove(handshake)
+                        self._done.append((handshake.sock, handshake.address))
+        except BaseException:
+            self.close_pending()
+            raise
+        # Expire before accepting, so that a peer accepted now is not
+        # checked against a clock read before it came.
+        now = time.monotonic()
+        for handshake in list(pending):
+            if handshake.deadline is not None and handshake.deadline <= now:
+                self._fail(handshake, handshake.timed_out())
+        if listening and fds[-1] in ready:
+            # Readable: a peer is waiting, so this accept() returns at once.
+            self._start(*self._server._socket.accept())
+
+    def close_pending(self):
+        pending, self._pending = self._pending, []
+        for handshake in pending:
+            handshake.sock.close()
+
+    def close(self):
+        self.close_pending()
+        done, self._done = self._done, []
+        for sock, _ in done:
+            sock.close()
 
 
 class Listener(_Closing):
@@ -392,8 +620,10 @@ class Listener(_Closing):
     arbitrary_address). An AF_UNIX address that starts with a NUL byte is a
     Linux abstract socket. With an authkey (bytes), accept() authenticates
     every peer (an HMAC challenge in each direction) before returning its
-    connection; without one (None, the default, as in the stdlib), it does
-    not authenticate at all."""
+    connection, many peers in parallel (see _Handshakes); without one (None,
+    the default, as in the stdlib), it does not authenticate at all."""
+
+    _handshakes = None
 
     def __init__(self, address=None, family=None, backlog=1, authkey=None):
         if not family:
@@ -402,21 +632,33 @@ class Listener(_Closing):
         _check_authkey(authkey)
         self._authkey = authkey
         self._listener = SocketListener(address or arbitrary_address(family), family, backlog)
+        if authkey is not None:
+            self._handshakes = _Handshakes(self._listener, authkey)
 
     def accept(self):
         """Wait for a peer and return its Connection, authenticated if this
-        listener has an authkey. A peer that fails the handshake (wrong key,
-        garbage, end of file, no answer within HANDSHAKE_TIMEOUT seconds) is
-        disconnected and its error is raised; the listener stays usable."""
+        listener has an authkey: the first peer to complete the handshake.
+        A peer that fails it (wrong key, garbage, end of file, no answer
+        within HANDSHAKE_TIMEOUT seconds) is disconnected, and one accept()
+        raises its error (AuthenticationError, or EOFError/OSError for a
+        peer that left or sent a broken frame, as the stdlib's), unless a
+        good peer is ready at that moment; the listener stays usable."""
         server = self._listener
         if server is None:
             raise OSError('listener is closed')
-        return _hand_over(server._accept_socket(), self._authkey, HANDSHAKE_TIMEOUT, True)
+        if self._handshakes is None:
+            return server.accept()
+        sock, server._last_accepted = self._handshakes.next()
+        sock.setblocking(True)
+        return Connection(sock.detach())
 
     def close(self):
-        """Close the listening socket (and remove its file)."""
+        """Close the listening socket (and remove its file), and the
+        connections of peers still in their handshake."""
         server, self._listener = self._listener, None
         if server is not None:
+            if self._handshakes is not None:
+                self._handshakes.close()
             server.close()
 
     address = property(lambda self: self._listener._address,
@@ -432,104 +674,11 @@ def Client(address, family=None, authkey=None):
     _validate_family(family or address_type(address))
     _check_authkey(authkey)
     # No time limit here: the listener may call accept() much later.
-    return _hand_over(_connected_socket(address), authkey, None, False)
-
-
-_INT32 = _struct.Struct('!i')
-
-
-class _SocketChannel(object):
-    """The handshake's view of a socket that is not a Connection yet: the
-    send_bytes()/recv_bytes() of a Connection, in the same frames, with
-    plain socket calls (the handshake's few small messages need no more, and
-    the Go core is not involved before the connection is handed over).
-    recv_bytes() refuses a frame longer than its maxlength as soon as the
-    header is in, before anything is allocated for it, and it never reads
-    beyond the frame (the peer may send data right after the handshake).
-
-    With a timeout, every wait of the handshake shares one deadline, so that
-    a peer that stays silent or stalls inside a frame cannot hold accept()
-    longer than that. The socket stays in blocking mode: a wait is a poll()
-    for what is left of the deadline, after which recv() returns what has
-    arrived without blocking. (Measured: this costs less than bounding the
-    blocking receives with SO_RCVTIMEO, whose two setsockopt() calls per
-    connection are slower than the polls.)"""
-
-    __slots__ = ('_sock', '_deadline', '_timeout', '_poller')
-
-    def __init__(self, sock, timeout):
-        self._sock = sock
-        self._timeout = timeout
-        self._deadline = None if timeout is None else time.monotonic() + timeout
-        self._poller = None
-
-    def send_bytes(self, buf):
-        n = len(buf)
-        header = _struct.pack('!iQ', -1, n) if n > 0x7fffffff else _INT32.pack(n)
-        if n < 16384:
-            self._sock.sendall(header + buf)
-        else:
-            self._sock.sendall(header)
-            self._sock.sendall(buf)
-
-    def recv_bytes(self, maxlength):
-        recv = self._sock.recv
-        if self._deadline is None:
-            head = recv(4)
-        else:
-            self._wait()
-            head = recv(4)
-        if len(head) != 4:
-            head = self._complete(head, 4, False)
-        size, = _INT32.unpack(head)
-        # -1 announces an 8-byte length (above 2 GiB); any other negative
-        # value is no frame at all. Both are over every handshake limit.
-        if size < 0 or size > maxlength:
-            raise OSError('bad message length')
-        if size == 0:
-            return b''
-        if self._deadline is None:
-            data = recv(size)
-        else:
-            try:
-                # The rest of a frame usually came with its header.
-                data = recv(size, _socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                self._wait()
-                data = recv(size)
-        if len(data) != size:
-            data = self._complete(data, size, True)
-        return data
-
-    def _complete(self, got, n, in_frame):
-        """Finish a receive of n bytes whose first recv() returned got."""
-        chunks = []
-        while True:
-            if not got:
-                if not in_frame and not chunks:
-                    raise EOFError
-                raise OSError('got end of file during message')
-            chunks.append(got)
-            n -= len(got)
-            if n == 0:
-                return b''.join(chunks)
-            if self._deadline is not None:
-                self._wait()
-            got = self._sock.recv(n)
-
-    def _wait(self):
-        """Wait until the socket is readable; raise _HandshakeTimeout if the
-        deadline passes first."""
-        left = self._deadline - time.monotonic()
-        if left > 0:
-            poller = self._poller
-            if poller is None:
-                poller = self._poller = select.poll()
-                poller.register(self._sock, select.POLLIN)
-            if poller.poll(int(left * 1000) + 1):
-                return
-        raise _HandshakeTimeout('the peer did not complete the authentication handshake '
-                                'within %s seconds' % self._timeout)
+    with _connected_socket(address) as sock:       # closed unless detached
+        if authkey is not None:
+            channel = _SocketChannel(sock)
+            _run_steps(channel, _client_steps(channel.send_bytes, authkey))
+        return Connection(sock.detach())
 
 
 # ---- authentication ------------------------------------------------------------------------
@@ -586,29 +735,17 @@ def _hmac(authkey, message, digest_name):
     return hmac.new(authkey, message, digest_name).digest()
 
 
-def _receive_challenge(connection):
-    """The challenge message the peer sent, without its marker."""
-    message = connection.recv_bytes(_MAX_HANDSHAKE_MESSAGE)
-    if not message.startswith(_CHALLENGE):
-        raise AuthenticationError('protocol error: expected a challenge, got %r'
-                                  % (message[:64],))
-    message = message[len(_CHALLENGE):]
-    if len(message) < _MD5ONLY_MESSAGE_LENGTH:
-        raise AuthenticationError('challenge too short: %d bytes' % len(message))
-    return message
-
-
-def _send_failure(connection):
+def _send_failure(send):
     # Tell the peer, if it still listens: the error to raise is the failed
     # authentication, not a broken pipe from a peer that already left.
     try:
-        connection.send_bytes(_FAILURE)
+        send(_FAILURE)
     except OSError:
         pass
 
 
-def _receive_verdict(connection):
-    if connection.recv_bytes(_MAX_HANDSHAKE_MESSAGE) != _WELCOME:
+def _check_verdict(verdict):
+    if verdict != _WELCOME:
         raise AuthenticationError('digest sent was rejected')
 
 
@@ -657,60 +794,108 @@ def _verify_challenge(authkey, message, response):
         raise AuthenticationError('digest received was wrong')
 
 
+# The two halves of the protocol are generators: each sends with send() and
+# receives a frame by `yield`, so that one implementation serves both the
+# blocking calls below (deliver_challenge/answer_challenge on a connection, and
+# Client()) and the listener, which drives many handshakes at once from its
+# readiness loop (_Handshake). A half raises AuthenticationError (or the
+# frame reader's OSError/EOFError) on failure.
+
+def _check_challenge(frame):
+    """The challenge message in the peer's frame, without its marker."""
+    if not frame.startswith(_CHALLENGE):
+        raise AuthenticationError('protocol error: expected a challenge, got %r'
+                                  % (frame[:64],))
+    message = frame[len(_CHALLENGE):]
+    if len(message) < _MD5ONLY_MESSAGE_LENGTH:
+        raise AuthenticationError('challenge too short: %d bytes' % len(message))
+    return message
+
+
 if _LEGACY_HANDSHAKE:
     MESSAGE_LENGTH = _MD5ONLY_MESSAGE_LENGTH
     CHALLENGE = _CHALLENGE
     WELCOME = _WELCOME
     FAILURE = _FAILURE
 
+    def _challenge_steps(send, authkey):
+        import hmac
+        message = os.urandom(MESSAGE_LENGTH)
+        send(_CHALLENGE + message)
+        response = yield
+        if not hmac.compare_digest(response, _hmac(authkey, message, 'md5')):
+            _send_failure(send)
+            raise AuthenticationError('digest received was wrong')
+        send(_WELCOME)
+
+    def _answer_steps(send, authkey):
+        message = _check_challenge((yield))
+        send(_hmac(authkey, message, 'md5'))
+        _check_verdict((yield))
+
     def deliver_challenge(connection, authkey):
         """Challenge the peer to prove it knows authkey (HMAC-MD5 of 20 random
         bytes, Python <= 3.11's scheme); raise AuthenticationError if not."""
-        import hmac
         _authkey_bytes(authkey)
-        message = os.urandom(MESSAGE_LENGTH)
-        connection.send_bytes(_CHALLENGE + message)
-        response = connection.recv_bytes(_MAX_HANDSHAKE_MESSAGE)
-        if not hmac.compare_digest(response, _hmac(authkey, message, 'md5')):
-            _send_failure(connection)
-            raise AuthenticationError('digest received was wrong')
-        connection.send_bytes(_WELCOME)
-
-    def answer_challenge(connection, authkey):
-        """Answer the peer's challenge with authkey (HMAC-MD5); raise
-        AuthenticationError if the peer rejects the answer or sends no
-        valid challenge."""
-        _authkey_bytes(authkey)
-        message = _receive_challenge(connection)
-        connection.send_bytes(_hmac(authkey, message, 'md5'))
-        _receive_verdict(connection)
+        _run_steps(connection, _challenge_steps(connection.send_bytes, authkey))
 
 else:
     MESSAGE_LENGTH = 40
+
+    def _challenge_steps(send, authkey, digest_name='sha256'):
+        message = b'{%s}%s' % (digest_name.encode('ascii'), os.urandom(MESSAGE_LENGTH))
+        send(_CHALLENGE + message)
+        response = yield
+        try:
+            _verify_challenge(authkey, message, response)
+        except AuthenticationError:
+            _send_failure(send)
+            raise
+        send(_WELCOME)
+
+    def _answer_steps(send, authkey):
+        message = _check_challenge((yield))
+        send(_create_response(authkey, message))
+        _check_verdict((yield))
 
     def deliver_challenge(connection, authkey, digest_name='sha256'):
         """Challenge the peer to prove it knows authkey, asking for an
         HMAC-digest_name (Python >= 3.12's scheme; an older peer's HMAC-MD5
         answer is accepted too); raise AuthenticationError if it does not."""
         _authkey_bytes(authkey)
-        message = b'{%s}%s' % (digest_name.encode('ascii'), os.urandom(MESSAGE_LENGTH))
-        connection.send_bytes(_CHALLENGE + message)
-        response = connection.recv_bytes(_MAX_HANDSHAKE_MESSAGE)
-        try:
-            _verify_challenge(authkey, message, response)
-        except AuthenticationError:
-            _send_failure(connection)
-            raise
-        connection.send_bytes(_WELCOME)
+        _run_steps(connection, _challenge_steps(connection.send_bytes, authkey, digest_name))
 
-    def answer_challenge(connection, authkey):
-        """Answer the peer's challenge with authkey, with the digest it asks
-        for (HMAC-MD5 for an older peer); raise AuthenticationError if the
-        peer rejects the answer or sends no valid challenge."""
-        _authkey_bytes(authkey)
-        message = _receive_challenge(connection)
-        connection.send_bytes(_create_response(authkey, message))
-        _receive_verdict(connection)
+
+def answer_challenge(connection, authkey):
+    """Answer the peer's challenge with authkey, with the digest it asks for
+    (HMAC-MD5 for a Python up to 3.11); raise AuthenticationError if the peer
+    rejects the answer or sends no valid challenge."""
+    _authkey_bytes(authkey)
+    _run_steps(connection, _answer_steps(connection.send_bytes, authkey))
+
+
+def _listener_steps(send, authkey):
+    """The accepting side: challenge first, then answer."""
+    yield from _challenge_steps(send, authkey)
+    yield from _answer_steps(send, authkey)
+
+
+def _client_steps(send, authkey):
+    """The connecting side: answer first, then challenge."""
+    yield from _answer_steps(send, authkey)
+    yield from _challenge_steps(send, authkey)
+
+
+def _run_steps(connection, steps):
+    """Run a protocol generator to its end over a blocking connection (or
+    anything with send_bytes and recv_bytes(maxlength)), feeding it the
+    frames it waits for."""
+    try:
+        steps.send(None)
+        while True:
+            steps.send(connection.recv_bytes(_MAX_HANDSHAKE_MESSAGE))
+    except StopIteration:
+        pass
 
 
 # ---- waiting on several objects ------------------------------------------------------------
@@ -724,9 +909,24 @@ def wait(object_list, timeout=None):
     seconds pass first (None: no limit)."""
     fds = []
     for o in object_list:
-        fds.append(o if isinstance(o, int) else o.fileno())
+        fds.append(o if isinstance(o, int) and o >= 0 else _fileno_of(o))
     ready = set(_gomp.wait_readable(fds, timeout))
     return [o for o, fd in zip(object_list, fds) if fd in ready]
+
+
+def _fileno_of(o):
+    # The stdlib's errors for an object that is neither a descriptor nor has
+    # a usable fileno(): ValueError (a closed connection's OSError passes).
+    if isinstance(o, int):
+        fd = o
+    else:
+        try:
+            fd = o.fileno().__index__()
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError('Invalid file object: %r' % (o,)) from None
+    if fd < 0:
+        raise ValueError('Invalid file descriptor: %d' % fd)
+    return fd
 
 
 # ---- pickling connections to other processes -----------------------------------------------

@@ -706,7 +706,7 @@ class BaseManager:
     def _create(self, typeid, /, *args, **kwds):
         """Create a shared object; return its Token and exposed names."""
         if self._state.value != State.STARTED:
-            raise ProcessError('server not yet started')
+            raise AssertionError('server not yet started')     # the stdlib's type
         ident, exposed = self._call_server('create', typeid, *args, **kwds)
         return Token(typeid, self._address, ident), exposed
 

@@ -356,8 +356,9 @@ class ShareableList:
         if not isinstance(value, (str, bytes)):
             fmt = self._types_mapping.get(type(value))
             if fmt is None:
-                raise TypeError('ShareableList cannot store an item of type %s'
-                                % type(value).__name__)
+                # KeyError, as the stdlib raises (its lookup of the type fails).
+                raise KeyError('ShareableList cannot store an item of type %s (only int, '
+                               'float, bool, str, bytes and None)' % type(value).__name__)
             return fmt, value
         data = value if isinstance(value, bytes) else value.encode(_encoding)
         if room is None:

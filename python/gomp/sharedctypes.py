@@ -92,6 +92,11 @@ def RawArray(typecode_or_type, size_or_initializer):
         return _shared_instance(item_type * size_or_initializer)
     items = size_or_initializer
     if not hasattr(items, '__len__'):
+        try:
+            items = iter(items)
+        except TypeError:
+            raise TypeError('size_or_initializer must be an int or a sequence, not %s'
+                            % type(items).__name__) from None
         items = tuple(items)
     array = _shared_instance(item_type * len(items))
     array.__init__(*items)
@@ -145,8 +150,9 @@ def _wrapper_class(ctype):
     if wrapper is None:
         fields = getattr(ctype, '_fields_', None)
         if fields is None:
-            raise TypeError('cannot synchronize %r: not a ctypes simple type, array '
-                            'or structure' % ctype)
+            # AttributeError, as the stdlib raises (it looks up _fields_).
+            raise AttributeError('cannot synchronize %r: not a ctypes simple type, array '
+                                 'or structure (no _fields_)' % ctype)
         # One locked property per field of the structure.
         wrapper = class_cache[ctype] = type(
             'Synchronized' + ctype.__name__, (SynchronizedBase,),
