@@ -7,8 +7,10 @@ Storage and sharing
     classes subclass the C type; `lock._semlock` is the lock itself): a few
     words of shared memory. Objects made for the fork start method live in an
     anonymous shared mapping (a forked child inherits it; they cannot be
-    pickled for spawn). Objects made for spawn or forkserver are files in a
-    private directory, /dev/shm/gomp-sem-UID/ (or under $GOMP_SHM_DIR): they
+    pickled for spawn). Objects made for spawn or forkserver are files
+    /dev/shm/gomp-sem.NAME (or in $GOMP_SHM_DIR) with random names, made
+    with O_EXCL and mode 0600 and checked for owner and mode when opened, so
+    another local user can neither take a name first nor plant a file: they
     are pickled for a child that is being started (and only then:
     context.assert_spawning), the child opens them again by name, and the
     name is removed when the creating object is garbage collected or its
@@ -56,10 +58,21 @@ When the holder of a Lock or RLock dies (beyond the standard library)
     namespace) is never declared dead: its locks behave like the standard
     library's.
 
+When a waiter dies (beyond the standard library)
+    A process killed while waiting in Condition.wait(), Event.wait() or
+    Barrier.wait() does not hang the others: Condition keeps a table of its
+    waiters, so notify() and notify_all() (and Event.set()) never wait for a
+    waiter to acknowledge, and notify(n) passes over a waiter whose process
+    is gone (see Condition). Barrier honours the timeout in every wait and
+    gives up on a party that died: BrokenBarrierError if it died while the
+    barrier filled, and the next round goes on if it died after the barrier
+    tripped (see Barrier). The standard library's Condition, Event and
+    Barrier hang for good in these cases, timeouts notwithstanding.
+
 Beyond the standard library, Lock and RLock have locked() (Python 3.14), and
 Event and Barrier keep their state next to their lock in the same shared
-region (an Event is one lock and its condition's three semaphores; the
-stdlib's has a fifth semaphore for the flag)."""
+region (an Event is one lock and its condition's table of waiters; the
+stdlib's has five semaphores)."""
 
 import os
 import sys
@@ -280,6 +293,7 @@ def _rebuild_condition(cls, parts):
 _HIGH = 0            # slots 0..HIGH-1 may be in use
 _TICKET = 1          # the next ticket (wraps at 2**32): the order of waits
 _OCCUPIED = 2        # slots in use
+_REAPED_AT = 3       # when a periodic _reap last ran (CLOCK_MONOTONIC ms, wraps)
 _HEADER_WORDS = 4
 _SLOT_WORDS = 4      # state, owner id, ticket, tag
 _FREE, _WAITING, _NOTIFIED = 0, 1, 2
@@ -437,10 +451,18 @@ class Condition(object):
         return [at for at in range(_HEADER_WORDS, _HEADER_WORDS + _SLOT_WORDS * w[_HIGH],
                                    _SLOT_WORDS) if w[at] == state]
 
-    def _reap(self):
+    def _reap(self, every=None):
         """Frees the slots of waiters whose process is gone; returns the
-        (state, tag) pair of each."""
+        (state, tag) pair of each. With every (seconds), does nothing if any
+        process sharing the table did it less than that long ago: waiters
+        that look for dead ones periodically share the work."""
         w = self._words
+        if every is not None:
+            # CLOCK_MONOTONIC is one clock for every process of the machine.
+            now = int(time.monotonic() * 1000) & _MASK
+            if (now - w[_REAPED_AT]) & _MASK < every * 1000:
+                return []
+            w[_REAPED_AT] = now
         me = self._table._owner_token()
         dead = []
         for at in range(_HEADER_WORDS, _HEADER_WORDS + _SLOT_WORDS * w[_HIGH], _SLOT_WORDS):
@@ -620,7 +642,7 @@ class Barrier(_StateInLock, threading.Barrier):
     # Tags of the waits in the condition's table: a wait to enter (not yet
     # counted) and a wait for the barrier to trip (counted in _count).
     _ENTERING, _COUNTED = 0, 1
-    _REAP_INTERVAL = 0.25
+    _REAP_INTERVAL = 0.5
 
     def __init__(self, parties, action=None, timeout=None, *, ctx):
         ctx = _context(ctx)
@@ -683,13 +705,14 @@ class Barrier(_StateInLock, threading.Barrier):
             self._cond._wait_tagged(left, tag)
             if predicate():
                 return True
-            self._give_up_on_dead()
+            self._give_up_on_dead(self._REAP_INTERVAL)
 
-    def _give_up_on_dead(self):
+    def _give_up_on_dead(self, every=None):
         """Takes the parties that died while waiting off the count; breaks the
         barrier if one died while it was filling (the others could only
-        hang or trip without it)."""
-        dead = sum(1 for _state, tag in self._cond._reap() if tag == self._COUNTED)
+        hang or trip without it). With every, at most once per `every`
+        seconds among all the waiting parties (Condition._reap)."""
+        dead = sum(1 for _state, tag in self._cond._reap(every) if tag == self._COUNTED)
         if not dead:
             return
         self._count -= dead
