@@ -393,3 +393,42 @@ def test_wrong_arguments_match_the_stdlib():
     got = {k: _raises(f) for k, f in ours.items()}
     want = {k: _raises(f) for k, f in theirs.items()}
     assert got == want
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_condition_table_full_of_dead_waiters_is_reclaimed(method):
+    # A table of three slots, all left by killed waiters: the next wait()
+    # frees them; a fourth live waiter, past a full table, waits by polling
+    # for a slot and is still notified.
+    out = _run("""
+    from gomp import synchronize
+    synchronize._TABLE_BYTES = 64
+    cond, ready, result = ctx.Condition(), ctx.Semaphore(0), ctx.Semaphore(0)
+    for _ in range(3):
+        dead = ctx.Process(target=h.wait_on_condition, args=(cond, ready))
+        dead.start()
+        assert ready.acquire(timeout=30)
+        with cond:
+            pass
+        kill(dead)
+    print('full', sleepers(cond))
+    lives = [ctx.Process(target=h.wait_on_condition_and_report, args=(cond, ready, result))
+             for _ in range(4)]
+    for p in lives:
+        p.start()
+        assert ready.acquire(timeout=30)
+    with cond:
+        pass
+    until(lambda: sleepers(cond) == 3)
+    woken = 0
+    end = time.monotonic() + 30
+    while woken < 4 and time.monotonic() < end:
+        with cond:
+            cond.notify_all()
+        woken += result.acquire(timeout=0.05)
+    print('woken', woken)
+    for p in lives:
+        p.join(30)
+    print('left', sleepers(cond))
+    """, method)
+    assert out == ["full", "3", "woken", "4", "left", "0"], out

@@ -298,8 +298,7 @@ _HEADER_WORDS = 4
 _SLOT_WORDS = 4      # state, owner id, ticket, tag
 _FREE, _WAITING, _NOTIFIED = 0, 1, 2
 _MASK = 0xffffffff
-_TABLE_BYTES = 16384 - 64     # the whole region is 16 KiB (64 bytes of header)
-_NSLOTS = (_TABLE_BYTES - 4 * _HEADER_WORDS) // (4 * _SLOT_WORDS)
+_TABLE_BYTES = 16384 - 64     # the whole region is 16 KiB (64 bytes of header): 1019 slots
 
 
 class _WaiterTable(SemLock):
@@ -360,6 +359,7 @@ class Condition(object):
         self._lock = lock
         self._table = table
         self._words = memoryview(table).cast('I')
+        self._nslots = (len(self._words) - _HEADER_WORDS) // _SLOT_WORDS
         # The lock's own methods: no Python frame in between.
         self.acquire = lock.acquire
         self.release = lock.release
@@ -418,7 +418,7 @@ class Condition(object):
             while i < high and w[_HEADER_WORDS + _SLOT_WORDS * i] != _FREE:
                 i += 1
             if i == high:
-                if high == _NSLOTS:
+                if high == self._nslots:
                     if attempt == 0:
                         self._reap()
                     continue
