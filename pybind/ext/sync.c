@@ -805,10 +805,17 @@ static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
         return -1;
     *timeout = a[1];
     if (a[0] != NULL) {
-        int b = PyObject_IsTrue(a[0]);
-        if (b < 0)
+        /* An integer (bool is one), as the stdlib's C signature takes it:
+         * block=None or 'x' is a TypeError, not a truth value. */
+        int overflow;
+        long b = PyLong_AsLongAndOverflow(a[0], &overflow);
+        if (b == -1 && PyErr_Occurred())
             return -1;
-        *blocking = b;
+        if (overflow || b > INT_MAX || b < INT_MIN) {
+            PyErr_SetString(PyExc_OverflowError, "Python int too large to convert to C int");
+            return -1;
+        }
+        *blocking = b != 0;
     }
     return 0;
 }
@@ -816,9 +823,8 @@ static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
 /* The timeout of acquire() in seconds, NO_TIMEOUT for None. It is converted
  * before any attempt, also when block is false or the lock is free: a
  * timeout of a wrong type is a TypeError every time, as with the stdlib, not
- * only when it would have been used. NaN is OSError(EINVAL), the stdlib's
- * type (sem_timedwait refuses it), with a message that says what is wrong.
- * Returns 0, or -1 with the exception set. */
+ * only when it would have been used. (NaN is refused only when acquire()
+ * would wait: acquire_slow.) Returns 0, or -1 with the exception set. */
 #define NO_TIMEOUT (-INFINITY)
 static int convert_timeout(PyObject *timeout, double *out)
 {
@@ -828,14 +834,6 @@ static int convert_timeout(PyObject *timeout, double *out)
     double t = PyFloat_AsDouble(timeout);
     if (t == -1.0 && PyErr_Occurred())
         return -1;
-    if (isnan(t)) {
-        PyObject *exc = Py_BuildValue("(is)", EINVAL, "timeout must not be NaN");
-        if (exc != NULL) {
-            PyErr_SetObject(PyExc_OSError, exc);
-            Py_DECREF(exc);
-        }
-        return -1;
-    }
     *out = t == NO_TIMEOUT ? 0 : t; /* -inf: do not wait */
     return 0;
 }
@@ -851,6 +849,17 @@ acquire_slow(SemLockObject *s, uint32_t id, int blocking, double t)
     if (!blocking)
         Py_RETURN_FALSE;
     gomp_deadline d;
+    if (isnan(t)) {
+        /* OSError(EINVAL), the stdlib's type (sem_timedwait refuses it), with a
+         * message that says what is wrong; as with the stdlib, only when the
+         * lock is taken and acquire() would wait. */
+        PyObject *exc = Py_BuildValue("(is)", EINVAL, "timeout must not be NaN");
+        if (exc != NULL) {
+            PyErr_SetObject(PyExc_OSError, exc);
+            Py_DECREF(exc);
+        }
+        return NULL;
+    }
     if (t != NO_TIMEOUT) {
         if (t <= 0)
             Py_RETURN_FALSE; /* tried once already, as sem_timedwait with a past deadline does */
