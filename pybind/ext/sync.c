@@ -5,8 +5,8 @@
  * The state of a semaphore is a small region of shared memory (struct
  * semshm below): an anonymous MAP_SHARED mapping when the SemLock is unlinked
  * at once (the fork start method: children inherit the mapping), otherwise a
- * file in a private directory on /dev/shm that spawn and forkserver children
- * open again by name (see "named semaphores" below).
+ * file with an unguessable name in /dev/shm that spawn and forkserver
+ * children open again by name (see "named semaphores" below).
  *
  * Fast path in C, on purpose: an uncontended acquire+release must not cost
  * more than the stdlib's, and one call from C into Go costs more than that
