@@ -1,6 +1,7 @@
 """Locks, semaphores, conditions, events and barriers (gomp.synchronize and
 the SemLock type of gomp._multiprocessing)."""
 
+import errno
 import gc
 import os
 import pickle
@@ -21,7 +22,7 @@ import sync_helpers as h
 from conftest import HERE, run_python
 
 METHODS = ["fork", "spawn", "forkserver"]
-SEM_DIR = "/dev/shm/gomp-sem-%d" % os.getuid()
+SEM_FILE = "/dev/shm/gomp-sem."  # + the name without its leading slash
 SemLock = _multiprocessing.SemLock
 
 
@@ -70,8 +71,9 @@ def test_module_stands_in_for_multiprocessing():
 def test_semlock_arguments():
     with pytest.raises(ValueError, match="unrecognized kind"):
         SemLock(2, 1, 1, unique(), True)
-    with pytest.raises(ValueError, match=">= 0"):
+    with pytest.raises(OSError, match=">= 0") as e:
         SemLock(1, -1, 10, unique(), True)
+    assert e.value.errno == errno.EINVAL
     with pytest.raises(OverflowError):
         SemLock(1, 2**31, 10, unique(), True)
     with pytest.raises(ValueError, match="maxvalue 1"):
@@ -97,12 +99,12 @@ def test_semlock_subclass_and_names():
     s = Sub(1, 0, 10, name, False)
     try:
         assert type(s) is Sub and s.name == name
-        # Stored in gomp's private directory, where no POSIX semaphore
-        # (/dev/shm/sem.NAME) or shm_open segment (no slash allowed) can be.
-        path = os.path.join(SEM_DIR, name.lstrip("/"))
+        # A file of its own in /dev/shm, named apart from POSIX semaphores
+        # (/dev/shm/sem.NAME), readable by its owner only.
+        path = SEM_FILE + name.lstrip("/")
         assert os.path.isfile(path)
         assert not os.path.exists("/dev/shm/sem." + name.lstrip("/"))
-        assert oct(os.stat(SEM_DIR).st_mode & 0o777) == "0o700"
+        assert oct(os.stat(path).st_mode & 0o777) == "0o600"
         with pytest.raises(FileExistsError):
             SemLock(1, 0, 10, name, False)
         with pytest.raises(FileExistsError):
@@ -123,7 +125,7 @@ def test_semlock_subclass_and_names():
         SemLock._rebuild(0, 1, 10, name)
     with pytest.raises(ValueError, match="unnamed"):
         SemLock._rebuild(0, 1, 10, None)
-    for bad in ("", "/", "a/b", "/..", "x\0y"):
+    for bad in ("", "/", "a/b", "/../x", "x\0y"):
         with pytest.raises(OSError) as e:
             SemLock(1, 0, 1, bad, False)
         assert e.value.errno == 22, bad
@@ -134,17 +136,17 @@ def test_semlock_subclass_and_names():
 
 def test_rebuild_refuses_foreign_files():
     name = unique()
-    path = os.path.join(SEM_DIR, name.lstrip("/"))
-    s = SemLock(1, 0, 1, name, False)  # makes sure the directory exists
+    path = SEM_FILE + name.lstrip("/")
+    s = SemLock(1, 0, 1, name, False)
     _multiprocessing.sem_unlink(name)
-    with open(path, "wb") as f:
+    with open(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600), "wb") as f:
         f.write(b"not a semaphore".ljust(128, b"\0"))
     try:
         with pytest.raises(ValueError, match="not a gomp semaphore"):
             SemLock._rebuild(0, 1, 1, name)
     finally:
         os.unlink(path)
-    with open(path, "wb") as f:
+    with open(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600), "wb") as f:
         f.write(b"short")
     try:
         with pytest.raises(OSError):
@@ -154,40 +156,50 @@ def test_rebuild_refuses_foreign_files():
     del s
 
 
-def test_private_directory_is_enforced(tmp_path):
+def test_semaphore_files_are_checked(tmp_path):
     # In a directory of its own (GOMP_SHM_DIR), not to disturb other users of
-    # the real one.
+    # the real one. The files are 0600; a directory others may write to must
+    # be sticky; a file not ours, shared with others or not a regular file is
+    # refused when opened by name (and left alone by sem_unlink).
     out = run_python("""
         import os, sys
         from gomp import _multiprocessing as M
+        d = sys.argv[1]
         s = M.SemLock(1, 0, 1, '/x', False)
-        d = os.path.join(sys.argv[1], 'gomp-sem-%d' % os.getuid())
-        print(sorted(os.listdir(d)), oct(os.stat(d).st_mode & 0o777))
-        os.chmod(d, 0o755)
-        try:
-            M.SemLock(1, 0, 1, '/y', False)
-        except OSError as e:
-            print(e)
-        M.SemLock(1, 0, 1, '/y', True)  # unnamed ones need no directory
-        os.chmod(d, 0o700)
-        os.rename(d, d + '.real')
-        os.symlink(d + '.real', d)
-        for f in (lambda: M.SemLock(1, 0, 1, '/z', False), lambda: M.sem_unlink('/x'),
-                  lambda: M.SemLock._rebuild(0, 1, 1, '/x')):
+        print(sorted(os.listdir(d)), oct(os.stat(os.path.join(d, 'gomp-sem.x')).st_mode & 0o777))
+        os.chmod(d, 0o777)
+        for f in (lambda: M.SemLock(1, 0, 1, '/y', False), lambda: M.SemLock._rebuild(0, 1, 1, '/x')):
             try:
                 f()
-            except OSError as e:
+            except PermissionError as e:
                 print(e)
-        os.unlink(d)
+        M.SemLock(1, 0, 1, '/y', True)  # unnamed ones need no file
+        os.chmod(d, 0o1777)
+        M.SemLock._rebuild(0, 1, 1, '/x')
+        os.chmod(os.path.join(d, 'gomp-sem.x'), 0o644)
+        for f in (lambda: M.SemLock._rebuild(0, 1, 1, '/x'), lambda: M.sem_unlink('/x')):
+            try:
+                f()
+            except PermissionError as e:
+                print(e)
+        os.unlink(os.path.join(d, 'gomp-sem.x'))
+        os.symlink('/dev/null', os.path.join(d, 'gomp-sem.x'))
+        try:
+            M.SemLock._rebuild(0, 1, 1, '/x')
+        except OSError as e:
+            print(e.errno)
+        os.unlink(os.path.join(d, 'gomp-sem.x'))
         try:
             M.SemLock._rebuild(0, 1, 1, '/x')
         except FileNotFoundError as e:
             print(e)
     """, str(tmp_path), env={"GOMP_SHM_DIR": str(tmp_path)}).stdout.splitlines()
-    assert out[0] == "['x'] 0o700"
-    assert "must be owned by uid %d with mode 0700" % os.getuid() in out[1]
-    assert len(out) == 6 and all("it is not a directory" in line for line in out[2:5]), out
-    assert out[5] == "[Errno 2] No such file or directory: '/x'"
+    assert out[0] == "['gomp-sem.x'] 0o600"
+    assert all("not sticky" in line for line in out[1:3]), out
+    assert "found owner %d and mode 0644" % os.getuid() in out[3], out
+    assert "found owner %d and mode 0644" % os.getuid() in out[4], out
+    assert out[5] == str(errno.ELOOP)
+    assert out[6] == "[Errno 2] No such file or directory: '/x'"
 
 
 def test_acquire_arguments():
@@ -205,7 +217,7 @@ def test_acquire_arguments():
         s.acquire(True, block=True)
     with pytest.raises(TypeError):
         s.acquire(True, "soon")
-    with pytest.raises(ValueError):
+    with pytest.raises(OSError, match="NaN"):
         s.acquire(True, float("nan"))
     s.release()
     assert s.acquire(1, None) is True
@@ -306,7 +318,7 @@ def test_semaphores():
     with pytest.raises(ValueError):
         bsem.release()
     assert bsem.get_value() == 2
-    with pytest.raises(ValueError):
+    with pytest.raises(OSError, match=">= 0"):
         gomp.Semaphore(-1)
     top = gomp.Semaphore(synchronize.SEM_VALUE_MAX)
     with pytest.raises(ValueError):
@@ -526,12 +538,12 @@ def test_pickling_rules(ctx):
         assert lock.name is None
     else:
         assert lock.name.startswith("/mp-")
-        assert os.path.exists(os.path.join(SEM_DIR, lock.name[1:]))
+        assert os.path.exists(SEM_FILE + lock.name[1:])
 
 
 def test_named_semaphore_is_removed_when_collected():
     lock = gomp.get_context("spawn").Lock()
-    path = os.path.join(SEM_DIR, lock.name[1:])
+    path = SEM_FILE + lock.name[1:]
     assert os.path.exists(path)
     del lock
     gc.collect()
@@ -547,7 +559,7 @@ def test_named_semaphore_is_removed_when_its_process_is_killed():
     """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
     try:
         name = proc.stdout.readline().strip()
-        path = os.path.join(SEM_DIR, name[1:])
+        path = SEM_FILE + name[1:]
         assert os.path.exists(path)
     finally:
         proc.kill()

@@ -5,8 +5,8 @@
  * The state of a semaphore is a small region of shared memory (struct
  * semshm below): an anonymous MAP_SHARED mapping when the SemLock is unlinked
  * at once (the fork start method: children inherit the mapping), otherwise a
- * file in a private directory on /dev/shm that spawn and forkserver children
- * open again by name (see "named semaphores" below).
+ * file with an unguessable name in /dev/shm that spawn and forkserver
+ * children open again by name (see "named semaphores" below).
  *
  * Fast path in C, on purpose: an uncontended acquire+release must not cost
  * more than the stdlib's, and one call from C into Go costs more than that
@@ -72,9 +72,10 @@ enum { PROTO_SEM = 0, PROTO_MUTEX = 1 };
 #define GOMP_SEM_VALUE_MAX INT_MAX
 
 #define SEMSHM_MAGIC 0x53504d47u /* "GMPS" */
-#define SEMSHM_VERSION 3
-#define SEMSHM_SIZE 128
-#define USER_SIZE 64
+#define SEMSHM_VERSION 4
+#define SEMSHM_SIZE 128 /* the header and the default user region */
+#define USER_SIZE 64    /* the default user region */
+#define HEADER_SIZE (SEMSHM_SIZE - USER_SIZE)
 
 /* Owner ids (gomp/owner; ARCHITECTURE.md, "Owner ids"): pid in bits 0..21,
  * start-time tag in bits 22..30. */
@@ -105,12 +106,14 @@ typedef struct {
     uint8_t kind;
     uint8_t flags; /* SHM_ROBUST */
     int32_t maxvalue;
-    uint32_t pad1;
+    uint32_t size;          /* of the whole region: the header and the user region */
     uint64_t pidns;         /* pid namespace (inode) of the creator: owner ids are its pids */
     _Atomic uint64_t sem;   /* PROTO_SEM word */
     _Atomic uint64_t mutex; /* PROTO_MUTEX word */
     uint32_t pad2[6];
-    /* For the Python layer (a Barrier's state), through the buffer protocol. */
+    /* For the Python layer (a Barrier's state, a Condition's table of
+     * waiters), through the buffer protocol: USER_SIZE bytes, or more when
+     * the SemLock was made with a larger user_size (up to size). */
     unsigned char user[USER_SIZE];
 } semshm;
 
@@ -130,6 +133,7 @@ typedef struct {
     uint32_t dead_seen;     /* the dead owner this process already warned about */
     unsigned long fork_gen; /* fork_generation when count was last valid */
     PyObject *name;         /* str, or None once unlinked at creation */
+    size_t size;            /* of the mapping */
 } SemLockObject;
 
 static PyTypeObject SemLockType;
@@ -242,9 +246,11 @@ static inline void check_fork(SemLockObject *s)
 
 /* ---- the shared region ---------------------------------------------------------------- */
 
-static void shm_init(semshm *m, int proto, int kind, int value, int maxvalue, int robust)
+static void shm_init(semshm *m, size_t size, int proto, int kind, int value, int maxvalue,
+                     int robust)
 {
     m->version = SEMSHM_VERSION;
+    m->size = (uint32_t)size;
     m->proto = (uint8_t)proto;
     m->flags = robust ? SHM_ROBUST : 0;
     m->kind = (uint8_t)kind;
@@ -257,38 +263,58 @@ static void shm_init(semshm *m, int proto, int kind, int value, int maxvalue, in
     atomic_store_explicit((_Atomic uint32_t *)&m->magic, SEMSHM_MAGIC, memory_order_release);
 }
 
-static semshm *shm_map(int fd)
+static semshm *shm_map(int fd, size_t size)
 {
     int flags = fd < 0 ? MAP_SHARED | MAP_ANONYMOUS : MAP_SHARED;
-    void *p = mmap(NULL, SEMSHM_SIZE, PROT_READ | PROT_WRITE, flags, fd, 0);
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
     return p == MAP_FAILED ? NULL : (semshm *)p;
 }
 
-/* ---- named semaphores: files in a private directory ---------------------------------- */
+/* ---- named semaphores: files with unguessable names in /dev/shm ------------------------- */
 
-/* A named semaphore is a file in /dev/shm/gomp-sem-UID/ (or under
- * $GOMP_SHM_DIR), named after the SemLock's name without its leading
- * slashes. The directory keeps these names apart from every POSIX object:
- * sem_open(3) and shm_open(3) names cannot contain a slash, so no POSIX
- * semaphore (/dev/shm/sem.NAME) or shared memory segment (/dev/shm/NAME) can
- * be one of these files. The directory must be a real directory owned by the
- * user with no access for others (otherwise another user could plant or read
- * files in it); it is opened once per operation (O_NOFOLLOW, checked with
- * fstat) and the file is reached relative to that descriptor, so it cannot
- * be swapped between the check and the use.
+/* A named semaphore is a file directly in /dev/shm (or in $GOMP_SHM_DIR),
+ * called "gomp-sem." followed by the SemLock's name without its leading
+ * slashes. SemLock names carry 48 random bits (synchronize.SemLock._make_name),
+ * so another local user cannot guess a name to take it first; and should a
+ * file of that name exist anyway, creation fails with FileExistsError
+ * (O_CREAT|O_EXCL: an existing file is never adopted) and SemLock._create
+ * draws another name. There is no shared directory of ours to squat: an
+ * earlier design kept the files in /dev/shm/gomp-sem-UID/, a name any local
+ * user could create first, which made every named semaphore of that uid fail
+ * (a local denial of service).
+ *
+ * /dev/shm is sticky (mode 1777): nobody but the owner of a file may remove
+ * or rename it, so once created the file stays ours. A directory that others
+ * may write to without the sticky bit is refused (another user could replace
+ * our files there). The file is made with mode 0600 and O_NOFOLLOW; opening
+ * an existing one (a spawned child attaching by name) checks with fstat that
+ * it is a regular file owned by our effective uid with no access for others,
+ * so a file planted by another user under a name we use is refused rather
+ * than used. sem_unlink removes only a file we own.
+ *
+ * The names share /dev/shm with POSIX shared memory (shm_open("/NAME") is
+ * /dev/shm/NAME) and POSIX semaphores (/dev/shm/sem.NAME). No POSIX semaphore
+ * can be one of our files (theirs start with "sem."); a shm_open name could
+ * only coincide if some program of the same user chose "gomp-sem.*" on
+ * purpose, and then O_EXCL makes us pick another name and the magic number
+ * in the region makes _rebuild refuse a foreign file.
  *
  * These few system calls are made here, not in the Go core, on purpose:
  * loading the Go runtime costs milliseconds and megabytes in a process that
- * would otherwise not need it (ARCHITECTURE.md), and a spawned child that only unpickles a
- * lock, the resource tracker that removes a leaked name, or a fork server
- * whose preloaded __main__ makes a lock (the server must never start Go)
+ * would otherwise not need it (ARCHITECTURE.md), and a spawned child that only
+ * unpickles a lock, the resource tracker that removes a leaked name, or a fork
+ * server whose preloaded __main__ makes a lock (the server must never start Go)
  * would pay it just to open, create or remove a file. */
 
-#define SEM_NAME_MAX 255
+#define SEM_FILE_PREFIX "gomp-sem."
+#define SEM_NAME_MAX (255 - (int)(sizeof SEM_FILE_PREFIX - 1))
+/* The largest shared region a SemLock may have (user_size + the header). */
+#define SEMSHM_MAX_SIZE (1 << 20)
 
-/* Checks and converts a SemLock name to its file name. Returns 0, or -1 with
- * OSError (EINVAL, ENAMETOOLONG) set. */
-static int sem_file_name(PyObject *name, char out[SEM_NAME_MAX + 1])
+/* Checks and converts a SemLock name to its file name (SEM_FILE_PREFIX and
+ * the name without its leading slashes). Returns 0, or -1 with OSError
+ * (EINVAL, ENAMETOOLONG) set. */
+static int sem_file_name(PyObject *name, char out[256])
 {
     Py_ssize_t len;
     const char *p = PyUnicode_AsUTF8AndSize(name, &len);
@@ -299,92 +325,79 @@ static int sem_file_name(PyObject *name, char out[SEM_NAME_MAX + 1])
         p++;
     size_t n = (size_t)(end - p);
     int err = 0;
-    if (n == 0 || memchr(p, '/', n) || memchr(p, 0, n) || (n == 1 && p[0] == '.') ||
-        (n == 2 && p[0] == '.' && p[1] == '.'))
+    if (n == 0 || memchr(p, '/', n) || memchr(p, 0, n))
         err = EINVAL;
-    else if (n > SEM_NAME_MAX)
+    else if (n > (size_t)SEM_NAME_MAX)
         err = ENAMETOOLONG;
     if (err) {
         errno = err;
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
         return -1;
     }
-    memcpy(out, p, n);
-    out[n] = 0;
+    memcpy(out, SEM_FILE_PREFIX, sizeof SEM_FILE_PREFIX - 1);
+    memcpy(out + sizeof SEM_FILE_PREFIX - 1, p, n);
+    out[sizeof SEM_FILE_PREFIX - 1 + n] = 0;
     return 0;
 }
 
-/* Opens the directory of named semaphores, creating it if create. Returns a
- * descriptor, or -1 with an exception set (FileNotFoundError naming the
- * semaphore if the directory does not exist and !create). */
-static int sem_dir_open(int create, PyObject *name)
+/* Opens the directory of named semaphores (/dev/shm or $GOMP_SHM_DIR).
+ * Returns a descriptor, or -1 with OSError set. A directory that other users
+ * may write to must be sticky (as /dev/shm and /tmp are). */
+static int sem_dir_open(void)
 {
-    char path[PATH_MAX];
     const char *base = getenv("GOMP_SHM_DIR");
     if (base == NULL || base[0] == 0)
         base = "/dev/shm";
-    uid_t uid = geteuid();
-    if ((size_t)snprintf(path, sizeof path, "%s/gomp-sem-%u", base, (unsigned)uid) >= sizeof path) {
-        errno = ENAMETOOLONG;
+    int fd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        errno = e;
         PyErr_SetFromErrnoWithFilename(PyExc_OSError, base);
         return -1;
     }
-    for (int attempt = 0;; attempt++) {
-        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd >= 0) {
-            struct stat st;
-            if (fstat(fd, &st) < 0) {
-                int e = errno;
-                close(fd);
-                errno = e;
-                PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
-                return -1;
-            }
-            if (st.st_uid == uid && (st.st_mode & 077) == 0)
-                return fd;
-            close(fd);
-            PyErr_Format(PyExc_OSError,
-                         "gomp: refusing the semaphore directory %s: it must be owned by uid %u "
-                         "with mode 0700 (found owner %u, mode %04o); remove it or fix its "
-                         "permissions",
-                         path, (unsigned)uid, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
-            return -1;
-        }
-        if (errno == ELOOP || errno == ENOTDIR) {
-            PyErr_Format(PyExc_OSError,
-                         "gomp: refusing the semaphore directory %s: it is not a directory (a "
-                         "symlink or a file is in its place); remove it",
-                         path);
-            return -1;
-        }
-        if (errno == ENOENT && !create) {
-            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
-            return -1;
-        }
-        if (errno != ENOENT || attempt > 0) {
-            PyErr_Format(PyExc_OSError, "gomp: cannot use the semaphore directory %s: %s", path,
-                         strerror(errno));
-            return -1;
-        }
-        if (mkdir(path, 0700) == 0)
-            chmod(path, 0700); /* the umask may have taken bits away */
-        else if (errno != EEXIST) {
-            PyErr_Format(PyExc_OSError, "gomp: cannot create the semaphore directory %s: %s", path,
-                         strerror(errno));
-            return -1;
-        }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
+        close(fd);
+        PyErr_Format(PyExc_PermissionError,
+                     "gomp: refusing %s for semaphores: other users may write to it and it is "
+                     "not sticky (chmod +t it, or set GOMP_SHM_DIR to another directory)",
+                     base);
+        return -1;
     }
+    return fd;
+}
+
+/* Whether st is a file this process may trust as its own semaphore: a regular
+ * file owned by our effective uid that no other user may read or write.
+ * Sets OSError naming the SemLock (EACCES, with what is wrong) if not. */
+static int sem_file_trusted(const struct stat *st, PyObject *name)
+{
+    uid_t uid = geteuid();
+    if (S_ISREG(st->st_mode) && st->st_uid == uid && (st->st_mode & 077) == 0)
+        return 1;
+    char why[160];
+    if (!S_ISREG(st->st_mode))
+        snprintf(why, sizeof why, "it is not a regular file");
+    else
+        snprintf(why, sizeof why,
+                 "it must be owned by uid %u with no access for others, found owner %u and "
+                 "mode 0%03o",
+                 (unsigned)uid, (unsigned)st->st_uid, (unsigned)(st->st_mode & 0777));
+    PyErr_Format(PyExc_PermissionError, "gomp: refusing the semaphore file of %R: %s", name, why);
+    return 0;
 }
 
 /* Creates (create) or opens the file of a named semaphore and maps it.
- * Returns the mapping, or NULL with an exception set; *created tells whether
- * the file was made here (the caller initializes it). */
-static semshm *sem_file_map(PyObject *name, int create)
+ * size is the size of the region to create; opening maps the file's size.
+ * Returns the mapping (its size in *mapped), or NULL with an exception set. */
+static semshm *sem_file_map(PyObject *name, int create, size_t size, size_t *mapped)
 {
-    char fname[SEM_NAME_MAX + 1];
+    char fname[256];
     if (sem_file_name(name, fname) < 0)
         return NULL;
-    int dfd = sem_dir_open(create, name);
+    int dfd = sem_dir_open();
     if (dfd < 0)
         return NULL;
     int flags = O_RDWR | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
@@ -394,20 +407,28 @@ static semshm *sem_file_map(PyObject *name, int create)
     if (fd < 0)
         goto fail;
     if (create) {
-        if (ftruncate(fd, SEMSHM_SIZE) < 0)
+        /* The umask cannot have added bits to 0600; fchmod only makes sure. */
+        if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)size) < 0)
             goto fail;
     } else {
         if (fstat(fd, &st) < 0)
             goto fail;
-        if (!S_ISREG(st.st_mode) || st.st_size < SEMSHM_SIZE) {
+        if (!sem_file_trusted(&st, name)) {
+            close(fd);
+            close(dfd);
+            return NULL;
+        }
+        if (st.st_size < SEMSHM_SIZE || st.st_size > SEMSHM_MAX_SIZE) {
             errno = EINVAL;
             goto fail;
         }
+        size = (size_t)st.st_size;
     }
-    if ((m = shm_map(fd)) == NULL)
+    if ((m = shm_map(fd, size)) == NULL)
         goto fail;
     close(fd);
     close(dfd);
+    *mapped = size;
     return m;
 fail:;
     int e = errno;
@@ -422,16 +443,25 @@ fail:;
     return NULL;
 }
 
-/* Removes the file of a named semaphore; 0, or -1 with an exception set. */
+/* Removes the file of a named semaphore; 0, or -1 with an exception set. A
+ * file that is not ours (another user's, under a name we once used) is left
+ * alone: PermissionError. */
 static int sem_file_unlink(PyObject *name)
 {
-    char fname[SEM_NAME_MAX + 1];
+    char fname[256];
     if (sem_file_name(name, fname) < 0)
         return -1;
-    int dfd = sem_dir_open(0, name);
+    int dfd = sem_dir_open();
     if (dfd < 0)
         return -1;
-    int r = unlinkat(dfd, fname, 0);
+    struct stat st;
+    int r = fstatat(dfd, fname, &st, AT_SYMLINK_NOFOLLOW);
+    if (r == 0 && !sem_file_trusted(&st, name)) {
+        close(dfd);
+        return -1;
+    }
+    if (r == 0)
+        r = unlinkat(dfd, fname, 0);
     int e = errno;
     close(dfd);
     if (r < 0) {
@@ -442,14 +472,15 @@ static int sem_file_unlink(PyObject *name)
     return 0;
 }
 
-static PyObject *new_semlock(PyTypeObject *type, semshm *m, PyObject *name)
+static PyObject *new_semlock(PyTypeObject *type, semshm *m, size_t size, PyObject *name)
 {
     SemLockObject *s = (SemLockObject *)type->tp_alloc(type, 0);
     if (s == NULL) {
-        munmap(m, SEMSHM_SIZE);
+        munmap(m, size);
         return NULL;
     }
     s->shm = m;
+    s->size = size;
     s->kind = m->kind;
     s->maxvalue = m->maxvalue;
     s->proto = m->proto;
@@ -465,21 +496,35 @@ static PyObject *new_semlock(PyTypeObject *type, semshm *m, PyObject *name)
 
 static PyObject *semlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"kind",   "value",   "maxvalue", "name",
-                             "unlink", "tracked", "robust",   NULL};
+    static char *kwlist[] = {"kind",    "value",  "maxvalue",  "name", "unlink",
+                             "tracked", "robust", "user_size", NULL};
     int kind, value, maxvalue, unlink, tracked = 0, robust = 0;
+    Py_ssize_t user_size = USER_SIZE;
     PyObject *name;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iiiUp|$pp:SemLock", kwlist, &kind, &value,
-                                     &maxvalue, &name, &unlink, &tracked, &robust))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iiiUp|$ppn:SemLock", kwlist, &kind, &value,
+                                     &maxvalue, &name, &unlink, &tracked, &robust, &user_size))
         return NULL;
     if (kind != RECURSIVE_MUTEX && kind != SEMAPHORE) {
         PyErr_SetString(PyExc_ValueError, "unrecognized kind");
         return NULL;
     }
     if (value < 0) {
-        PyErr_Format(PyExc_ValueError, "semaphore initial value must be >= 0, not %d", value);
+        /* The stdlib's type (sem_open fails with EINVAL), a clearer message. */
+        PyObject *exc = Py_BuildValue(
+            "(iN)", EINVAL,
+            PyUnicode_FromFormat("semaphore initial value must be >= 0, not %d", value));
+        if (exc != NULL) {
+            PyErr_SetObject(PyExc_OSError, exc);
+            Py_DECREF(exc);
+        }
         return NULL;
     }
+    if (user_size < USER_SIZE || user_size > SEMSHM_MAX_SIZE - HEADER_SIZE) {
+        PyErr_Format(PyExc_ValueError, "user_size must be in %d..%d", USER_SIZE,
+                     SEMSHM_MAX_SIZE - HEADER_SIZE);
+        return NULL;
+    }
+    size_t size = (size_t)user_size + HEADER_SIZE;
     int proto = (kind == RECURSIVE_MUTEX || tracked || robust) ? PROTO_MUTEX : PROTO_SEM;
     if (proto == PROTO_MUTEX && (maxvalue != 1 || value > 1)) {
         PyErr_SetString(PyExc_ValueError,
@@ -494,21 +539,21 @@ static PyObject *semlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (unlink) {
         /* Shared only by inheritance (fork): an anonymous shared mapping, no
          * name to create and remove, and no need for the Go core. */
-        if ((m = shm_map(-1)) == NULL)
+        if ((m = shm_map(-1, size)) == NULL)
             return PyErr_SetFromErrno(PyExc_OSError);
-        shm_init(m, proto, kind, value, maxvalue, robust);
-        return new_semlock(type, m, Py_None);
+        shm_init(m, size, proto, kind, value, maxvalue, robust);
+        return new_semlock(type, m, size, Py_None);
     }
-    if ((m = sem_file_map(name, 1)) == NULL)
+    if ((m = sem_file_map(name, 1, size, &size)) == NULL)
         return NULL;
-    shm_init(m, proto, kind, value, maxvalue, robust);
-    return new_semlock(type, m, name);
+    shm_init(m, size, proto, kind, value, maxvalue, robust);
+    return new_semlock(type, m, size, name);
 }
 
 static void semlock_dealloc(SemLockObject *s)
 {
     if (s->shm != NULL)
-        munmap(s->shm, SEMSHM_SIZE);
+        munmap(s->shm, s->size);
     Py_XDECREF(s->name);
     Py_TYPE(s)->tp_free((PyObject *)s);
 }
@@ -534,22 +579,23 @@ static PyObject *semlock_rebuild(PyObject *cls, PyObject *args)
     }
     if (self_pidns == 0)
         self_pidns = read_pidns();
-    semshm *m = sem_file_map(name, 0);
+    size_t size;
+    semshm *m = sem_file_map(name, 0, 0, &size);
     if (m == NULL)
         return NULL;
     uint32_t magic = atomic_load_explicit((_Atomic uint32_t *)&m->magic, memory_order_acquire);
     const char *bad = NULL;
     if (magic != SEMSHM_MAGIC || m->version != SEMSHM_VERSION ||
-        (m->proto != PROTO_SEM && m->proto != PROTO_MUTEX))
+        (m->proto != PROTO_SEM && m->proto != PROTO_MUTEX) || m->size != size)
         bad = "is not a gomp semaphore of this version";
     else if (m->kind != kind || m->maxvalue != maxvalue)
         bad = "has another kind or maxvalue than the pickled SemLock";
     if (bad != NULL) {
-        munmap(m, SEMSHM_SIZE);
+        munmap(m, size);
         PyErr_Format(PyExc_ValueError, "the semaphore %R %s", name, bad);
         return NULL;
     }
-    return new_semlock((PyTypeObject *)cls, m, name);
+    return new_semlock((PyTypeObject *)cls, m, size, name);
 }
 
 /* ---- acquire ----------------------------------------------------------------------------- */
@@ -624,13 +670,13 @@ typedef struct {
 /* The end of this slice as an absolute CLOCK_MONOTONIC time: gomp_run's
  * slice (ms, rounded up), cut to the deadline, so that a timeout is honoured
  * to the microsecond rather than to the next millisecond. */
-static struct timespec slice_end(const wait_ctx *w, int ms)
+static struct timespec slice_end(const gomp_deadline *d, int ms)
 {
     struct timespec now, end;
     clock_gettime(CLOCK_MONOTONIC, &now);
     double t = (double)now.tv_sec + now.tv_nsec * 1e-9 + ms * 1e-3;
-    if (!w->d->infinite && w->d->end < t)
-        t = w->d->end;
+    if (!d->infinite && d->end < t)
+        t = d->end;
     end.tv_sec = (time_t)t;
     end.tv_nsec = (long)((t - (double)end.tv_sec) * 1e9);
     if (end.tv_nsec >= 1000000000L) {
@@ -678,7 +724,7 @@ static int64_t sem_step(void *c, int ms)
 {
     wait_ctx *w = c;
     _Atomic uint64_t *word = &w->shm->sem;
-    struct timespec end = slice_end(w, ms);
+    struct timespec end = slice_end(w->d, ms);
     atomic_fetch_add(word, SEM_WAITER);
     for (;;) {
         uint64_t v = atomic_load(word);
@@ -712,7 +758,7 @@ static int64_t mutex_step(void *c, int ms)
         w->calls--;
         return SYNC_NEED_CORE;
     }
-    struct timespec end = slice_end(w, ms);
+    struct timespec end = slice_end(w->d, ms);
     atomic_fetch_add(word, SEM_WAITER);
     for (;;) {
         uint64_t v = atomic_load(word);
@@ -749,7 +795,7 @@ static int release_word(SemLockObject *s);
 
 static const char *const acquire_names[] = {"block", "timeout"};
 
-/* acquire(block=True, timeout=None): *blocking and *timeout (Py_None if not
+/* acquire(block=True, timeout=None): *blocking and *timeout (NULL if not
  * given). */
 static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int *blocking,
                          PyObject **timeout)
@@ -757,14 +803,38 @@ static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
     PyObject *a[2];
     if (gomp_parse_args("acquire", args, nargs, kwnames, acquire_names, 2, 0, a) < 0)
         return -1;
-    if (a[1] != NULL)
-        *timeout = a[1];
+    *timeout = a[1];
     if (a[0] != NULL) {
-        int b = PyObject_IsTrue(a[0]);
-        if (b < 0)
+        /* An integer (bool is one), as the stdlib's C signature takes it:
+         * block=None or 'x' is a TypeError, not a truth value. */
+        int overflow;
+        long b = PyLong_AsLongAndOverflow(a[0], &overflow);
+        if (b == -1 && PyErr_Occurred())
             return -1;
-        *blocking = b;
+        if (overflow || b > INT_MAX || b < INT_MIN) {
+            PyErr_SetString(PyExc_OverflowError, "Python int too large to convert to C int");
+            return -1;
+        }
+        *blocking = b != 0;
     }
+    return 0;
+}
+
+/* The timeout of acquire() in seconds, NO_TIMEOUT for None. It is converted
+ * before any attempt, also when block is false or the lock is free: a
+ * timeout of a wrong type is a TypeError every time, as with the stdlib, not
+ * only when it would have been used. (NaN is refused only when acquire()
+ * would wait: acquire_slow.) Returns 0, or -1 with the exception set. */
+#define NO_TIMEOUT (-INFINITY)
+static int convert_timeout(PyObject *timeout, double *out)
+{
+    *out = NO_TIMEOUT;
+    if (timeout == NULL || timeout == Py_None)
+        return 0;
+    double t = PyFloat_AsDouble(timeout);
+    if (t == -1.0 && PyErr_Occurred())
+        return -1;
+    *out = t == NO_TIMEOUT ? 0 : t; /* -inf: do not wait */
     return 0;
 }
 
@@ -774,19 +844,23 @@ static int warn_owner_died_holding(SemLockObject *s, uint32_t dead);
 /* The part of acquire() that may wait, out of line so that the fast path
  * stays small. */
 static PyObject *__attribute__((noinline))
-acquire_slow(SemLockObject *s, uint32_t id, int blocking, PyObject *timeout)
+acquire_slow(SemLockObject *s, uint32_t id, int blocking, double t)
 {
     if (!blocking)
         Py_RETURN_FALSE;
     gomp_deadline d;
-    if (timeout != Py_None) {
-        double t = PyFloat_AsDouble(timeout);
-        if (t == -1.0 && PyErr_Occurred())
-            return NULL;
-        if (isnan(t)) {
-            PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
-            return NULL;
+    if (isnan(t)) {
+        /* OSError(EINVAL), the stdlib's type (sem_timedwait refuses it), with a
+         * message that says what is wrong; as with the stdlib, only when the
+         * lock is taken and acquire() would wait. */
+        PyObject *exc = Py_BuildValue("(is)", EINVAL, "timeout must not be NaN");
+        if (exc != NULL) {
+            PyErr_SetObject(PyExc_OSError, exc);
+            Py_DECREF(exc);
         }
+        return NULL;
+    }
+    if (t != NO_TIMEOUT) {
         if (t <= 0)
             Py_RETURN_FALSE; /* tried once already, as sem_timedwait with a past deadline does */
         gomp_deadline_set(&d, t);
@@ -823,10 +897,11 @@ static PyObject *semlock_acquire(SemLockObject *s, PyObject *const *args, Py_ssi
                                  PyObject *kwnames)
 {
     int blocking = 1;
-    PyObject *timeout = Py_None;
+    PyObject *timeout_arg = NULL;
+    double timeout;
     if (nargs == 1 && kwnames == NULL && PyBool_Check(args[0]))
         blocking = args[0] == Py_True; /* acquire(False): Condition and Event do it a lot */
-    else if ((nargs || kwnames) && parse_acquire(args, nargs, kwnames, &blocking, &timeout) < 0)
+    else if ((nargs || kwnames) && parse_acquire(args, nargs, kwnames, &blocking, &timeout_arg) < 0)
         return NULL;
     check_fork(s);
     unsigned long tid = thread_id();
@@ -836,8 +911,10 @@ static PyObject *semlock_acquire(SemLockObject *s, PyObject *const *args, Py_ssi
             return NULL;
         }
         s->count++;
-        Py_RETURN_TRUE;
+        Py_RETURN_TRUE; /* the timeout is not looked at, as with the stdlib */
     }
+    if (convert_timeout(timeout_arg, &timeout) < 0)
+        return NULL;
     uint32_t id = s->proto == PROTO_MUTEX ? owner_id(s) : 0;
     if (__builtin_expect(!try_acquire(s, id), 0))
         return acquire_slow(s, id, blocking, timeout);
@@ -1002,6 +1079,119 @@ static PyObject *semlock_owner(SemLockObject *s, PyObject *unused)
     return PyLong_FromLong((long)(w & PID_MASK));
 }
 
+/* ---- words of the user region as futexes (Condition) ----------------------------------- *
+ *
+ * gomp.synchronize.Condition keeps a table of its waiters in the user region
+ * of one of its SemLocks (made with a larger user_size): each waiter sleeps on
+ * the state word of its own slot until a notifier changes it, and records
+ * its owner id there, so that a notifier can tell a waiter that was killed
+ * from one that sleeps (see synchronize.py). These methods are the waiting,
+ * the waking and the owner ids that table needs; the table itself is
+ * Python. */
+
+typedef struct {
+    _Atomic uint32_t *word;
+    uint32_t val;
+    const gomp_deadline *d;
+} word_wait_ctx;
+
+/* One slice of waiting while *word == val: 0 when it differs. */
+static int64_t word_step(void *c, int ms)
+{
+    word_wait_ctx *w = c;
+    if (ms == 0)
+        /* Only a look (the attempt with the GIL held): a futex wait with a
+         * deadline that has passed still sleeps for the timer slack, about
+         * 50 us, which made a wait(0) cost that much. */
+        return atomic_load(w->word) == w->val ? GOMP_EAGAIN : 0;
+    struct timespec end = slice_end(w->d, ms);
+    while (atomic_load(w->word) == w->val)
+        if (futex_wait_until((void *)w->word, w->val, &end) != 0)
+            return GOMP_EAGAIN;
+    return 0;
+}
+
+/* The address of the 32-bit word at index of the user region; NULL with
+ * IndexError if out of range. */
+static _Atomic uint32_t *user_word(SemLockObject *s, Py_ssize_t index)
+{
+    if (index < 0 || (size_t)index >= (s->size - HEADER_SIZE) / 4) {
+        PyErr_SetString(PyExc_IndexError, "word index out of range");
+        return NULL;
+    }
+    return (_Atomic uint32_t *)(s->shm->user + 4 * index);
+}
+
+static const char *const wait_word_names[] = {"index", "value", "timeout"};
+
+/* _wait_word(index, value, timeout=None) -> bool: sleeps while the 32-bit
+ * word at index of the user region equals value (unsigned), GIL released and
+ * interruptible; True once it differs, False when timeout seconds passed. */
+static PyObject *semlock_wait_word(SemLockObject *s, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    PyObject *a[3];
+    if (gomp_parse_args("_wait_word", args, nargs, kwnames, wait_word_names, 3, 2, a) < 0)
+        return NULL;
+    Py_ssize_t index = PyLong_AsSsize_t(a[0]);
+    if (index == -1 && PyErr_Occurred())
+        return NULL;
+    unsigned long val = PyLong_AsUnsignedLong(a[1]);
+    if (val == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    _Atomic uint32_t *word = user_word(s, index);
+    if (word == NULL)
+        return NULL;
+    gomp_deadline d;
+    if (gomp_deadline_init(&d, a[2]) < 0)
+        return NULL;
+    word_wait_ctx w = {word, (uint32_t)val, &d};
+    int64_t r = gomp_run(word_step, &w, &d, 1);
+    if (r == GOMP_TIMEDOUT)
+        Py_RETURN_FALSE;
+    if (r < 0)
+        return gomp_run_error(r);
+    Py_RETURN_TRUE;
+}
+
+/* _wake_word(index, n) -> None: wakes up to n sleepers of _wait_word(index). */
+static PyObject *semlock_wake_word(SemLockObject *s, PyObject *args)
+{
+    Py_ssize_t index;
+    int n;
+    if (!PyArg_ParseTuple(args, "ni:_wake_word", &index, &n))
+        return NULL;
+    _Atomic uint32_t *word = user_word(s, index);
+    if (word == NULL)
+        return NULL;
+    futex_wake((void *)word, n);
+    Py_RETURN_NONE;
+}
+
+/* _owner_token() -> int: this process's owner id as this SemLock's processes
+ * know it (the id a lock records; NO_OWNER in another pid namespace). */
+static PyObject *semlock_owner_token(SemLockObject *s, PyObject *unused)
+{
+    return PyLong_FromUnsignedLong(owner_id(s));
+}
+
+/* _owner_alive(token) -> bool: False only when the process of an owner id
+ * from _owner_token() is sure to be gone (the Go core judges, as for a
+ * lock's owner; it is loaded on first use). True for an id that cannot be
+ * checked (NO_OWNER, or this process is in another pid namespace than the
+ * SemLock's creator). */
+static PyObject *semlock_owner_alive(SemLockObject *s, PyObject *arg)
+{
+    unsigned long id = PyLong_AsUnsignedLong(arg);
+    if (id == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (s->foreign || (id & PID_MASK) == 0 || id > OWNER_MASK)
+        Py_RETURN_TRUE;
+    if (gomp_core_ready() < 0)
+        return NULL;
+    return PyBool_FromLong(gomp_core.owner_alive((uint32_t)id) != 0);
+}
+
 static PyObject *semlock_get_handle(SemLockObject *s, void *closure)
 {
     return PyLong_FromVoidPtr(s->shm);
@@ -1022,17 +1212,25 @@ static PyObject *semlock_get_maxvalue(SemLockObject *s, void *closure)
     return PyLong_FromLong(s->maxvalue);
 }
 
+static PyObject *semlock_get_user_size(SemLockObject *s, void *closure)
+{
+    return PyLong_FromSize_t(s->size - HEADER_SIZE);
+}
+
 static PyObject *semlock_get_robust(SemLockObject *s, void *closure)
 {
     return PyBool_FromLong(s->robust);
 }
 
-/* The buffer protocol exposes the USER_SIZE spare bytes of the shared region
- * (zeros at creation): gomp.synchronize.Barrier keeps its state there. A
- * memoryview holds a reference to the SemLock, so the mapping outlives it. */
+/* The buffer protocol exposes the user region of the shared region (zeros
+ * at creation; USER_SIZE bytes unless made with a larger user_size):
+ * gomp.synchronize.Barrier and Event keep their state there, Condition its
+ * table of waiters. A memoryview holds a reference to the SemLock, so the
+ * mapping outlives it. */
 static int semlock_getbuffer(SemLockObject *s, Py_buffer *view, int flags)
 {
-    return PyBuffer_FillInfo(view, (PyObject *)s, s->shm->user, USER_SIZE, 0, flags);
+    return PyBuffer_FillInfo(view, (PyObject *)s, s->shm->user, (Py_ssize_t)(s->size - HEADER_SIZE),
+                             0, flags);
 }
 
 static PyBufferProcs semlock_as_buffer = {(getbufferproc)semlock_getbuffer, NULL};
@@ -1055,6 +1253,15 @@ static PyMethodDef semlock_methods[] = {
      "reset the acquisition count (done automatically in a forked child)."},
     {"_owner", (PyCFunction)semlock_owner, METH_NOARGS,
      "pid of the process holding a Lock/RLock (0: free, -1: unknown); None for a semaphore."},
+    {"_wait_word", (PyCFunction)(void (*)(void))semlock_wait_word, METH_FASTCALL | METH_KEYWORDS,
+     "_wait_word(index, value, timeout=None) -> bool: sleep while the u32 word at index of "
+     "the user region equals value; False on timeout."},
+    {"_wake_word", (PyCFunction)semlock_wake_word, METH_VARARGS,
+     "_wake_word(index, n): wake up to n sleepers of _wait_word(index)."},
+    {"_owner_token", (PyCFunction)semlock_owner_token, METH_NOARGS,
+     "_owner_token() -> int: this process's owner id for this SemLock."},
+    {"_owner_alive", (PyCFunction)semlock_owner_alive, METH_O,
+     "_owner_alive(token) -> bool: False only if that process is sure to be gone."},
     {"_rebuild", (PyCFunction)semlock_rebuild, METH_VARARGS | METH_CLASS,
      "_rebuild(handle, kind, maxvalue, name): attach to a named semaphore."},
     {NULL, NULL, 0, NULL},
@@ -1066,6 +1273,8 @@ static PyGetSetDef semlock_getset[] = {
     {"kind", (getter)semlock_get_kind, NULL, "RECURSIVE_MUTEX (0) or SEMAPHORE (1)", NULL},
     {"maxvalue", (getter)semlock_get_maxvalue, NULL, "the largest value release() allows", NULL},
     {"name", (getter)semlock_get_name, NULL, "the name, or None if unlinked at creation", NULL},
+    {"user_size", (getter)semlock_get_user_size, NULL,
+     "the size of the user region (the buffer interface)", NULL},
     {"robust", (getter)semlock_get_robust, NULL,
      "whether a waiter takes the lock over when its holder died (robust=True)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -1081,7 +1290,8 @@ static PyTypeObject SemLockType = {
     .tp_dealloc = (destructor)semlock_dealloc,
     .tp_as_buffer = &semlock_as_buffer,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "SemLock(kind, value, maxvalue, name, unlink, *, tracked=False, robust=False)\n\n"
+    .tp_doc = "SemLock(kind, value, maxvalue, name, unlink, *, tracked=False, robust=False,\n"
+              "        user_size=64)\n\n"
               "A semaphore (kind SEMAPHORE) or recursive lock (kind RECURSIVE_MUTEX) in shared\n"
               "memory, as _multiprocessing.SemLock. With unlink=True it has no name and is\n"
               "shared by fork only; otherwise spawned children re-attach to it by name.\n"
@@ -1090,7 +1300,8 @@ static PyTypeObject SemLockType = {
               "first waiter to find the holder dead warns (OwnerDiedWarning) with its pid.\n"
               "robust=True (implies tracked for a SEMAPHORE) makes it a robust mutex: a waiter\n"
               "takes the lock of a dead holder over and is warned (OwnerDiedWarning), so that\n"
-              "it can repair what the lock protects.",
+              "it can repair what the lock protects.\n"
+              "user_size is the size of the spare shared bytes the buffer interface exposes.",
     .tp_methods = semlock_methods,
     .tp_getset = semlock_getset,
     .tp_new = semlock_new,

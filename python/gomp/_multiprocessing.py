@@ -5,7 +5,7 @@ SemLock(kind, value, maxvalue, name, unlink, *, tracked=False, robust=False)
 is a semaphore (kind SEMAPHORE = 1) or recursive lock (kind RECURSIVE_MUTEX =
 0) whose state lives in shared memory: an anonymous shared mapping when unlink
 is true (the object is then shared by fork only and its name is None),
-otherwise a file named after `name` in a private directory on /dev/shm, which
+otherwise a file /dev/shm/gomp-sem.NAME (made with O_EXCL, mode 0600), which
 a spawned child re-attaches to with SemLock._rebuild(handle, kind, maxvalue,
 name). sem_unlink(name) removes that file (FileNotFoundError if there is
 none).

@@ -7,8 +7,10 @@ Storage and sharing
     classes subclass the C type; `lock._semlock` is the lock itself): a few
     words of shared memory. Objects made for the fork start method live in an
     anonymous shared mapping (a forked child inherits it; they cannot be
-    pickled for spawn). Objects made for spawn or forkserver are files in a
-    private directory, /dev/shm/gomp-sem-UID/ (or under $GOMP_SHM_DIR): they
+    pickled for spawn). Objects made for spawn or forkserver are files
+    /dev/shm/gomp-sem.NAME (or in $GOMP_SHM_DIR) with random names, made
+    with O_EXCL and mode 0600 and checked for owner and mode when opened, so
+    another local user can neither take a name first nor plant a file: they
     are pickled for a child that is being started (and only then:
     context.assert_spawning), the child opens them again by name, and the
     name is removed when the creating object is garbage collected or its
@@ -56,10 +58,21 @@ When the holder of a Lock or RLock dies (beyond the standard library)
     namespace) is never declared dead: its locks behave like the standard
     library's.
 
+When a waiter dies (beyond the standard library)
+    A process killed while waiting in Condition.wait(), Event.wait() or
+    Barrier.wait() does not hang the others: Condition keeps a table of its
+    waiters, so notify() and notify_all() (and Event.set()) never wait for a
+    waiter to acknowledge, and notify(n) passes over a waiter whose process
+    is gone (see Condition). Barrier honours the timeout in every wait and
+    gives up on a party that died: BrokenBarrierError if it died while the
+    barrier filled, and the next round goes on if it died after the barrier
+    tripped (see Barrier). The standard library's Condition, Event and
+    Barrier hang for good in these cases, timeouts notwithstanding.
+
 Beyond the standard library, Lock and RLock have locked() (Python 3.14), and
 Event and Barrier keep their state next to their lock in the same shared
-region (an Event is one lock and its condition's three semaphores; the
-stdlib's has a fifth semaphore for the flag)."""
+region (an Event is one lock and its condition's table of waiters; the
+stdlib's has five semaphores)."""
 
 import os
 import sys
@@ -104,7 +117,7 @@ class SemLock(_multiprocessing.SemLock):
     _rand = iter(lambda: os.urandom(4).hex(), None)
 
     @classmethod
-    def _create(cls, kind, value, maxvalue, ctx, robust=False, tracked=False):
+    def _create(cls, kind, value, maxvalue, ctx, robust=False, tracked=False, user_size=64):
         if ctx is None:
             ctx = context._default_context.get_context()
         is_fork_ctx = ctx.get_start_method() == 'fork'
@@ -113,7 +126,8 @@ class SemLock(_multiprocessing.SemLock):
             try:
                 self = _multiprocessing.SemLock.__new__(cls, kind, value, maxvalue,
                                                          cls._make_name(), is_fork_ctx,
-                                                         robust=robust, tracked=tracked)
+                                                         robust=robust, tracked=tracked,
+                                                         user_size=user_size)
             except FileExistsError:
                 continue
             break
@@ -267,53 +281,85 @@ def _release_n(sem, n):
         sem.release()
 
 
-def _drain(sem):
-    """Take every unit sem has, without blocking; return how many there were."""
-    taken = 0
-    while sem.acquire(False):
-        taken += 1
-    return taken
-
-
 def _rebuild_condition(cls, parts):
     self = cls.__new__(cls)
     self._adopt(*parts)
     return self
 
 
+# The table of a Condition's waiters: 32-bit words in the shared user region
+# of a SemLock of its own (_WaiterTable). Words 0..3 are the header, then
+# _SLOT_WORDS words per slot.
+_HIGH = 0            # slots 0..HIGH-1 may be in use
+_TICKET = 1          # the next ticket (wraps at 2**32): the order of waits
+_OCCUPIED = 2        # slots in use
+_REAPED_AT = 3       # when a periodic _reap last ran (CLOCK_MONOTONIC ms, wraps)
+_HEADER_WORDS = 4
+_SLOT_WORDS = 4      # state, owner id, ticket, tag
+_FREE, _WAITING, _NOTIFIED = 0, 1, 2
+_MASK = 0xffffffff
+_TABLE_BYTES = 16384 - 64     # the whole region is 16 KiB (64 bytes of header): 1019 slots
+
+
+class _WaiterTable(SemLock):
+    """The shared memory of a Condition's table of waiters (a SemLock only
+    for its storage, its name and its pickling: its value stays 0). Pages of
+    it that no slot reaches are never touched, so they cost no memory."""
+
+    def __new__(cls, *, ctx):
+        return cls._create(SEMAPHORE, 0, 1, ctx, user_size=_TABLE_BYTES)
+
+    def get_value(self):
+        return self._get_value()
+
+
+class _Reading(object):
+    """A read-only stand-in with get_value(), for the stdlib's layout of a
+    Condition (_sleeping_count, _woken_count), which tests inspect."""
+
+    __slots__ = ('get_value',)
+
+    def __init__(self, get_value):
+        self.get_value = get_value
+
+
 class Condition(object):
     """A condition variable shared between processes.
 
-    It is its lock and three counting semaphores that only it uses:
+    It is its lock and a table of waiters in shared memory (_WaiterTable):
+    one slot per wait() in progress, holding its state (waiting, notified),
+    the owner id of its process (pid and start time, as a Lock records its
+    owner), a ticket giving the order of the waits, and a tag (Barrier uses
+    it). The table is read and written only with the lock held.
 
-    _sleeping_count  one unit for every wait() that began: the waiter
-                     releases it while it still holds the lock;
-    _woken_count     one unit for every wait() that ended, notified or
-                     timed out: the waiter releases it before it takes the
-                     lock back;
-    _wait_semaphore  wake-up tokens, on which waiters sleep.
+    wait() takes a free slot, releases the lock and sleeps on the slot's
+    state word (a futex) until a notifier changes it or the timeout passes;
+    then it takes the lock back, reads whether it was notified, and frees
+    the slot. notify(n) marks the n oldest waiting slots notified and wakes
+    each. It never waits for the woken to acknowledge, so it cannot hang on
+    a waiter that was killed, and a wait() that begins later cannot take a
+    notification meant for an earlier waiter (it has a slot of its own). A
+    waiter that times out at the moment it is notified returns True: the
+    notification was its and is not lost.
 
-    notify() runs with the lock held, so no wait() begins meanwhile. It
-    first retires the waits that ended on their own (timed out): a unit off
-    each count. _sleeping_count then counts the waiters still asleep; notify
-    hands out a token to up to n of them, taking their units off
-    _sleeping_count, and waits for as many units of _woken_count. So when
-    it returns, the waiters it woke have left their sleep, and a wait() that
-    begins later cannot take a token meant for them. A waiter that timed out
-    at the same moment may have reported without taking its token; notify
-    takes such a token back. With nobody waiting, _sleeping_count -
-    _woken_count and _wait_semaphore are both 0 (the CPython suite checks
-    this)."""
+    A waiter killed while waiting leaves its slot behind. notify(n) with
+    more waiters than n checks that the waiters it chose are alive (the Go
+    core judges, as for a Lock's owner) and gives a dead one's notification
+    to the next waiter; the slot of a dead waiter is freed then, or when the
+    table is full. Barrier asks the table for dead waiters (_reap) to give
+    up on a party that died. The standard library's Condition instead waits
+    in notify() for each woken waiter to acknowledge, and hangs for good
+    when one was killed."""
 
     def __init__(self, lock=None, *, ctx):
         ctx = _context(ctx)
-        self._adopt(lock or ctx.RLock(), ctx.Semaphore(0), ctx.Semaphore(0), ctx.Semaphore(0))
+        self._adopt(lock or ctx.RLock(), _WaiterTable(ctx=ctx))
 
-    def _adopt(self, lock, sleeping, woken, tokens):
+    def _adopt(self, lock, table):
         self._lock = lock
-        self._sleeping_count = sleeping
-        self._woken_count = woken
-        self._wait_semaphore = tokens
+        self._table = table
+        self._words = memoryview(table).cast('I')
+        self._nslots = (len(self._words) - _HEADER_WORDS) // _SLOT_WORDS
         # The lock's own methods: no Python frame in between.
         self.acquire = lock.acquire
         self.release = lock.release
@@ -321,12 +367,26 @@ class Condition(object):
 
     def __reduce__(self):
         context.assert_spawning(self)
-        parts = (self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore)
-        return _rebuild_condition, (type(self), parts)
+        return _rebuild_condition, (type(self), (self._lock, self._table))
+
+    # The stdlib's layout: waits that began minus waits that ended, and a
+    # semaphore of wake-up tokens (always 0 here). The CPython suite checks
+    # both are 0 when nobody waits.
+    @property
+    def _sleeping_count(self):
+        return _Reading(lambda: self._words[_OCCUPIED])
+
+    @property
+    def _woken_count(self):
+        return _Reading(lambda: 0)
+
+    @property
+    def _wait_semaphore(self):
+        return self._table
 
     def __repr__(self):
         try:
-            waiting = self._sleeping_count.get_value() - self._woken_count.get_value()
+            waiting = self._words[_OCCUPIED]
         except Exception:
             waiting = 'unknown'
         return '<%s(%s, %s)>' % (type(self).__name__, self._lock, waiting)
@@ -346,32 +406,129 @@ class Condition(object):
     def __exit__(self, *exc_info):
         return self._lock.__exit__(*exc_info)
 
+    # ---- the table (the lock held) ----
+
+    def _take_slot(self, tag):
+        """A free slot filled for a wait of this process, or None if the
+        table is full even after freeing the slots of dead waiters."""
+        w = self._words
+        for attempt in (0, 1):
+            high = w[_HIGH]
+            i = 0
+            while i < high and w[_HEADER_WORDS + _SLOT_WORDS * i] != _FREE:
+                i += 1
+            if i == high:
+                if high == self._nslots:
+                    if attempt == 0:
+                        self._reap()
+                    continue
+                w[_HIGH] = high + 1
+            at = _HEADER_WORDS + _SLOT_WORDS * i
+            w[at + 1] = self._table._owner_token()
+            w[at + 2] = w[_TICKET]
+            w[_TICKET] = (w[_TICKET] + 1) & _MASK
+            w[at + 3] = tag
+            w[at] = _WAITING
+            w[_OCCUPIED] += 1
+            return at
+        return None
+
+    def _free_slot(self, at):
+        """Frees the slot at word `at`; returns its state before."""
+        w = self._words
+        state = w[at]
+        w[at] = _FREE
+        w[_OCCUPIED] -= 1
+        high = w[_HIGH]
+        while high and w[_HEADER_WORDS + _SLOT_WORDS * (high - 1)] == _FREE:
+            high -= 1
+        w[_HIGH] = high
+        return state
+
+    def _slots(self, state):
+        """The word offsets of the slots in that state."""
+        w = self._words
+        return [at for at in range(_HEADER_WORDS, _HEADER_WORDS + _SLOT_WORDS * w[_HIGH],
+                                   _SLOT_WORDS) if w[at] == state]
+
+    def _reap(self, every=None):
+        """Frees the slots of waiters whose process is gone; returns the
+        (state, tag) pair of each. With every (seconds), does nothing if any
+        process sharing the table did it less than that long ago: waiters
+        that look for dead ones periodically share the work."""
+        w = self._words
+        if every is not None:
+            # CLOCK_MONOTONIC is one clock for every process of the machine.
+            now = int(time.monotonic() * 1000) & _MASK
+            if (now - w[_REAPED_AT]) & _MASK < every * 1000:
+                return []
+            w[_REAPED_AT] = now
+        me = self._table._owner_token()
+        dead = []
+        for at in range(_HEADER_WORDS, _HEADER_WORDS + _SLOT_WORDS * w[_HIGH], _SLOT_WORDS):
+            if w[at] != _FREE and w[at + 1] != me and not self._table._owner_alive(w[at + 1]):
+                dead.append((w[at], w[at + 3]))
+                self._free_slot(at)
+        return dead
+
+    # ---- the API ----
+
     def wait(self, timeout=None):
         """Release the lock, wait until notified or until timeout seconds
         passed, take the lock again; return False on timeout."""
+        return self._wait_tagged(timeout, 0)
+
+    def _wait_tagged(self, timeout, tag):
         depth = self._held_depth('must acquire() condition before using wait()')
-        self._sleeping_count.release()
+        at = self._take_slot(tag)
+        if at is None:
+            # The table is full of live waiters (a thousand): try again for
+            # a slot every few milliseconds, within the timeout.
+            end = None if timeout is None else time.monotonic() + timeout
+            while at is None:
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                _release_n(self._lock, depth)
+                try:
+                    time.sleep(0.005 if left is None else min(0.005, left))
+                finally:
+                    _acquire_n(self._lock, depth)
+                at = self._take_slot(tag)
+            timeout = None if end is None else max(0, end - time.monotonic())
         _release_n(self._lock, depth)
         try:
-            return self._wait_semaphore.acquire(True, timeout)
+            self._table._wait_word(at, _WAITING, timeout)
         finally:
-            self._woken_count.release()
             _acquire_n(self._lock, depth)
+            notified = self._free_slot(at) == _NOTIFIED
+        return notified
 
     def notify(self, n=1):
         """Wake up to n waiters (the caller must hold the lock)."""
         self._held_depth('lock is not owned')
-        if not self._sleeping_count.get_value():
-            return      # every wait that began was retired already: nobody to wake
-        timed_out = _drain(self._woken_count)
-        asleep = self._sleeping_count.get_value() - timed_out
-        woken = min(n, asleep)
-        # Units the semaphores have: these acquisitions do not block.
-        _acquire_n(self._sleeping_count, timed_out + woken)
-        if woken > 0:
-            _release_n(self._wait_semaphore, woken)
-            _acquire_n(self._woken_count, woken)
-            _drain(self._wait_semaphore)
+        if not n > 0 or not self._words[_OCCUPIED]:
+            return
+        w = self._words
+        waiting = self._slots(_WAITING)
+        if len(waiting) > n:
+            # The oldest first (the largest distance back from the next
+            # ticket); a waiter that was killed gets no notification: its
+            # slot is freed and the next one gets it.
+            ticket = w[_TICKET]
+            waiting.sort(key=lambda at: (ticket - w[at + 2]) & _MASK, reverse=True)
+            chosen = []
+            for at in waiting:
+                if len(chosen) >= n:
+                    break
+                if self._table._owner_alive(w[at + 1]):
+                    chosen.append(at)
+                else:
+                    self._free_slot(at)
+            waiting = chosen
+        for at in waiting:
+            w[at] = _NOTIFIED
+            self._table._wake_word(at, 1)
 
     def notify_all(self):
         """Wake every waiter."""
@@ -467,10 +624,25 @@ class Event(_StateInLock):
 class Barrier(_StateInLock, threading.Barrier):
     """A barrier shared between processes: threading.Barrier's algorithm on a
     shared Condition, with its state (filling, draining, resetting, broken)
-    and count of waiters kept in the shared region of the condition's lock."""
+    and count of waiters kept in the shared region of the condition's lock.
+
+    Unlike threading.Barrier (and the standard library's multiprocessing
+    Barrier), a party that dies while waiting does not hang the others.
+    Every wait honours the timeout, also the wait for the previous round to
+    drain (which threading.Barrier does without one), and a waiting party
+    looks for dead parties in the condition's table of waiters every
+    _REAP_INTERVAL seconds: a party that died while the barrier was filling
+    breaks it (the others get BrokenBarrierError, as when a wait times out);
+    one that died after the barrier tripped is only taken off the count, so
+    that the next round can begin."""
 
     _state = _Word(0)     # 0 at creation: filling
     _count = _Word(1)
+
+    # Tags of the waits in the condition's table: a wait to enter (not yet
+    # counted) and a wait for the barrier to trip (counted in _count).
+    _ENTERING, _COUNTED = 0, 1
+    _REAP_INTERVAL = 0.5
 
     def __init__(self, parties, action=None, timeout=None, *, ctx):
         ctx = _context(ctx)
@@ -478,3 +650,73 @@ class Barrier(_StateInLock, threading.Barrier):
         self._action = action
         self._timeout = timeout
         self._attach(ctx.Condition(ctx.Lock()))
+
+    def wait(self, timeout=None):
+        """Wait until `parties` parties have called wait(); return this
+        party's index (0 to parties-1). BrokenBarrierError if the barrier is
+        broken or reset meanwhile, or if timeout (default: the barrier's)
+        passes first, which breaks it."""
+        if timeout is None:
+            timeout = self._timeout
+        start = time.monotonic()
+        with self._cond:
+            self._enter_within(start, timeout)
+            index = self._count
+            self._count += 1
+            try:
+                if index + 1 == self._parties:
+                    self._release()
+                else:
+                    if not self._sleep(lambda: self._state != 0, self._COUNTED, start, timeout):
+                        self._break()
+                        raise threading.BrokenBarrierError
+                    if self._state < 0:
+                        raise threading.BrokenBarrierError
+                return index
+            finally:
+                self._count -= 1
+                self._exit()
+
+    def _enter_within(self, start, timeout):
+        """threading.Barrier._enter with the timeout: wait while the barrier
+        drains or resets, then refuse a broken one."""
+        if not self._sleep(lambda: self._state not in (-1, 1), self._ENTERING, start, timeout):
+            self._break()
+            raise threading.BrokenBarrierError
+        if self._state < 0:
+            raise threading.BrokenBarrierError
+
+    def _sleep(self, predicate, tag, start, timeout):
+        """Waits (the lock held) until predicate() is true; False if timeout
+        seconds since start passed first. Between slices of _REAP_INTERVAL,
+        gives up on parties that died."""
+        if predicate():
+            return True
+        # As threading.Barrier, the deadline is computed only when a wait
+        # is needed: a timeout of a wrong type is a TypeError only then.
+        end = None if timeout is None else start + timeout
+        while True:
+            left = self._REAP_INTERVAL
+            if end is not None:
+                left = min(left, end - time.monotonic())
+                if left <= 0:
+                    self._give_up_on_dead()
+                    return predicate()
+            self._cond._wait_tagged(left, tag)
+            if predicate():
+                return True
+            self._give_up_on_dead(self._REAP_INTERVAL)
+
+    def _give_up_on_dead(self, every=None):
+        """Takes the parties that died while waiting off the count; breaks the
+        barrier if one died while it was filling (the others could only
+        hang or trip without it). With every, at most once per `every`
+        seconds among all the waiting parties (Condition._reap)."""
+        dead = sum(1 for _state, tag in self._cond._reap(every) if tag == self._COUNTED)
+        if not dead:
+            return
+        self._count -= dead
+        if self._state == 0:
+            self._break()
+        else:
+            self._exit()
