@@ -26,11 +26,7 @@ RUN_GUARD = 600
 
 # Cases whose mismatch another branch fixes: marked xfail(strict=True) here,
 # so the merge of that branch turns them into failures until the mark goes.
-FIXED_ELSEWHERE = {
-    'Semaphore(-1)': 'fixed on branch f16-sync',
-    'BoundedSemaphore(-1)': 'fixed on branch f16-sync',
-    'Lock.acquire(timeout=str)': 'fixed on branch f16-sync',
-}
+FIXED_ELSEWHERE = {}
 
 # Cases where gomp deliberately does not raise the stdlib's error, with the
 # outcome gomp has instead and why.
