@@ -39,9 +39,11 @@ WARNINGS = ["-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-ini
 # UndefinedBehaviorSanitizer (`make test-asan`; see the Makefile for how the
 # interpreter is run with it). Its objects go to build/sanitize so that they
 # never mix with those of a normal build (setuptools skips a compile whose
-# object is newer than its sources, whatever the flags).
+# object is newer than its sources, whatever the flags). -fno-wrapv undoes
+# the -fwrapv of CPython's own CFLAGS (which every extension inherits), for
+# UBSan to check our C for signed overflow too: gomp's C never relies on it.
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-                  "-fno-sanitize-recover=undefined", "-g"]
+                  "-fno-sanitize-recover=undefined", "-fno-wrapv", "-g"]
 
 
 def env_flag(name):

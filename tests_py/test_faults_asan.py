@@ -47,3 +47,6 @@ def test_gomp_sanitize_compiles_and_links_with_asan_and_ubsan(setup_env):
         assert SANITIZERS in args
         assert "-fno-sanitize-recover=undefined" in args
     assert "-fno-omit-frame-pointer" in compile_args
+    # CPython's CFLAGS (inherited by every extension) define signed overflow
+    # with -fwrapv; undone so that UBSan checks for it in gomp's C.
+    assert "-fno-wrapv" in compile_args
