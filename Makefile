@@ -69,13 +69,18 @@ test-py: install
 # servers): each report goes to a file under ASAN_LOGS and the run fails if
 # one exists, because a report in a child only kills that child, which a
 # test may tolerate (or the child may be a daemon nobody waits for).
-#  - The interpreter is not built with ASan, so the sanitizer runtimes must
-#    be the first libraries loaded: LD_PRELOAD. Children inherit it with the
-#    environment: fork copies the process, and spawn/forkserver exec
-#    sys.executable with our environ.
-#  - UBSan's reports reach their files through tests_py/tools/asan_ubsan_log.py
-#    (installed with a .pth into the venv; its docstring says why
-#    UBSAN_OPTIONS=log_path alone does not work next to ASan).
+#  - Built with clang (ASAN_CC; Debian: clang-19 and libclang-rt-19-dev),
+#    not gcc 12: gcc 12's ASan runtime does not hold its allocator's locks
+#    across fork() (fixed in LLVM 18, llvm/llvm-project#75290), so a child
+#    forked while another thread of the parent was inside malloc could wait
+#    forever (1 run in 30 of a fork ProcessPoolExecutor here; none in 260
+#    with clang 19's runtime). gcc also puts UBSan in a second runtime whose
+#    reports ignore log_path and stay on stderr; clang's ASan runtime has
+#    UBSan inside and writes both kinds of report to log_path.
+#  - The interpreter is not built with ASan, so the runtime must be the first
+#    library loaded: LD_PRELOAD. Children inherit it with the environment:
+#    fork copies the process, and spawn/forkserver exec sys.executable with
+#    our environ.
 #  - detect_leaks=0: LeakSanitizer would report the many allocations a
 #    CPython process keeps to the end on purpose (interned strings, static
 #    types, module state), none of them gomp's, and cannot see leaked Python
@@ -88,40 +93,31 @@ test-py: install
 #    Go from installing them and a recoverable Go panic kills the process.
 #  - abort_on_error=1 and -fno-sanitize-recover: the first report ends the
 #    process (with SIGABRT, so no exit status hides it).
-#  - A failing test is run once more, and fails the target only if it fails
-#    again: gcc 12's ASan runtime (Debian 12) does not hold its allocator's
-#    locks across fork() (fixed in LLVM 18, llvm/llvm-project#75290), so a
-#    child forked while another thread of the parent is inside malloc can
-#    wait forever for a lock nobody in it holds (seen about once in 30 runs
-#    of a ProcessPoolExecutor with the fork method; glibc's own malloc resets
-#    its locks in the child, so normal runs do not hang). A sanitizer report
-#    fails the target whatever the rerun says.
+#  - build/sanitize is removed first: setuptools does not recompile an object
+#    that is newer than its sources, whatever compiler or flags made it.
 #  - Left out: test_libs_clients.py (third-party suites in the venv of
 #    make test-clients, which is not sanitized) and test_build.py (it builds
 #    fresh unsanitized copies with pip, so no sanitized code runs; make
 #    test-py runs it).
+ASAN_CC ?= clang-19
 ASAN_VENV ?= .venv-asan
 ASAN_VPY := $(abspath $(ASAN_VENV))/bin/python
 ASAN_LOGS ?= $(abspath build/asan-logs)
-SANITIZER_LIBS = $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-name=libubsan.so)
-ASAN_PYTEST_ARGS ?= -q -o cache_dir=$(abspath build/asan-pytest-cache) -m "not clients" \
+ASAN_RUNTIME = $(shell $(ASAN_CC) -print-file-name=libclang_rt.asan-$(shell uname -m).so 2>/dev/null)
+ASAN_PYTEST_ARGS ?= -q -p no:cacheprovider -m "not clients" \
 	--ignore=tests_py/test_libs_clients.py --ignore=tests_py/test_build.py tests_py
 test-asan:
-	@for lib in $(SANITIZER_LIBS); do case "$$lib" in /*) ;; *) \
-		echo "test-asan: gcc has no $$lib (Debian: apt-get install gcc, which brings libasan8 and libubsan1)"; exit 1;; esac; done
+	@case "$(ASAN_RUNTIME)" in /*) ;; *) echo "test-asan: needs $(ASAN_CC) and its ASan runtime" \
+		"(Debian: apt-get install --no-install-recommends clang-19 libclang-rt-19-dev)"; exit 1;; esac
 	test -x $(ASAN_VPY) || $(PY) -m venv $(ASAN_VENV)
 	$(ASAN_VPY) -m pip install -q --disable-pip-version-check "pytest>=7" setuptools
-	GOMP_SANITIZE=1 $(ASAN_VPY) -m pip install -q --disable-pip-version-check .
-	@site=$$($(ASAN_VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
-		cp tests_py/tools/asan_ubsan_log.py "$$site/" && echo "import asan_ubsan_log" > "$$site/asan_ubsan_log.pth"
+	rm -rf build/sanitize
+	CC=$(ASAN_CC) GOMP_SANITIZE=1 $(ASAN_VPY) -m pip install -q --disable-pip-version-check .
 	rm -rf $(ASAN_LOGS) && mkdir -p $(ASAN_LOGS)
-	@export LD_PRELOAD="$(SANITIZER_LIBS)" GOMP_UBSAN_LOG=$(ASAN_LOGS)/ubsan \
-		ASAN_OPTIONS=detect_leaks=0:allow_user_segv_handler=1:abort_on_error=1:log_path=$(ASAN_LOGS)/asan \
-		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1; \
-	rc=0; $(ASAN_VPY) -m pytest $(ASAN_PYTEST_ARGS) || { \
-		echo "test-asan: running the failed tests once more (see the Makefile)"; \
-		$(ASAN_VPY) -m pytest --last-failed --last-failed-no-failures none $(ASAN_PYTEST_ARGS) || rc=$$?; }; \
-	unset LD_PRELOAD; \
+	@rc=0; LD_PRELOAD="$(ASAN_RUNTIME)" \
+		ASAN_OPTIONS=detect_leaks=0:allow_user_segv_handler=1:abort_on_error=1:log_path=$(ASAN_LOGS)/report \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(ASAN_VPY) -m pytest $(ASAN_PYTEST_ARGS) || rc=$$?; \
 	if [ -n "$$(ls -A $(ASAN_LOGS))" ]; then \
 		for f in $(ASAN_LOGS)/*; do echo "== $$f"; cat "$$f"; done; \
 		echo "test-asan: sanitizer reports above (files in $(ASAN_LOGS))"; exit 1; \
