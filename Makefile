@@ -5,7 +5,7 @@ VENV ?= .venv
 VPY := $(abspath $(VENV))/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all install demo test test-newer test-go test-py test-suite test-clients test-cpython lint lint-c lint-py provenance bench fuzz clean
+.PHONY: all install demo test test-newer test-go test-py test-asan test-suite test-clients test-cpython lint lint-c lint-py provenance bench fuzz clean
 
 all: install
 
@@ -22,7 +22,7 @@ demo: install
 
 # CLIENTS=0 leaves out test-clients (it needs PyPI the first time).
 CLIENTS ?= 1
-test: lint-c test-go test-py test-suite $(if $(filter 1,$(CLIENTS)),test-clients) test-newer
+test: lint-c test-go test-py test-asan test-suite $(if $(filter 1,$(CLIENTS)),test-clients) test-newer
 
 # CPython 3.14 and 3.15 (Debian's, in a Debian-unstable chroot made once by
 # .ci/sid-pythons.sh and reused): gomp's own tests and CPython's suite on each,
@@ -60,6 +60,69 @@ test-go:
 
 test-py: install
 	$(VPY) -m pytest -q tests_py
+
+# gomp's own tests against an AddressSanitizer + UndefinedBehaviorSanitizer
+# build of the C extension (GOMP_SANITIZE=1, see setup.py; the Go core is
+# built with go build -asan), in its own venv so the normal build is
+# untouched. Fails on a failing test and on any sanitizer report, in this
+# process or in any child (fork, spawn, forkserver, pool workers, manager
+# servers): each report goes to a file under ASAN_LOGS and the run fails if
+# one exists, because a report in a child only kills that child, which a
+# test may tolerate (or the child may be a daemon nobody waits for).
+#  - Built with clang (ASAN_CC; Debian: clang-19 and libclang-rt-19-dev),
+#    not gcc 12: gcc 12's ASan runtime does not hold its allocator's locks
+#    across fork() (fixed in LLVM 18, llvm/llvm-project#75290), so a child
+#    forked while another thread of the parent was inside malloc could wait
+#    forever (1 run in 30 of a fork ProcessPoolExecutor here; none in 260
+#    with clang 19's runtime). gcc also puts UBSan in a second runtime whose
+#    reports ignore log_path and stay on stderr; clang's ASan runtime has
+#    UBSan inside and writes both kinds of report to log_path.
+#  - The interpreter is not built with ASan, so the runtime must be the first
+#    library loaded: LD_PRELOAD. Children inherit it with the environment:
+#    fork copies the process, and spawn/forkserver exec sys.executable with
+#    our environ.
+#  - detect_leaks=0: LeakSanitizer would report the many allocations a
+#    CPython process keeps to the end on purpose (interned strings, static
+#    types, module state), none of them gomp's, and cannot see leaked Python
+#    objects (pymalloc's arenas are mmap()ed); gomp's leaks are tested by
+#    counting (tests_py/test_libs_leaks.py).
+#  - allow_user_segv_handler=1: the Go runtime installs its own SIGSEGV,
+#    SIGBUS and SIGFPE handlers (a nil dereference in Go code becomes a
+#    panic the core recovers) and forwards a fault outside Go to the handler
+#    it replaced, ASan's, which reports it as usual. Without it ASan keeps
+#    Go from installing them and a recoverable Go panic kills the process.
+#  - abort_on_error=1 and -fno-sanitize-recover: the first report ends the
+#    process (with SIGABRT, so no exit status hides it).
+#  - build/sanitize is removed first: setuptools does not recompile an object
+#    that is newer than its sources, whatever compiler or flags made it.
+#  - Left out: test_libs_clients.py (third-party suites in the venv of
+#    make test-clients, which is not sanitized) and test_build.py (it builds
+#    fresh unsanitized copies with pip, so no sanitized code runs; make
+#    test-py runs it).
+ASAN_CC ?= clang-19
+ASAN_VENV ?= .venv-asan
+ASAN_VPY := $(abspath $(ASAN_VENV))/bin/python
+ASAN_LOGS ?= $(abspath build/asan-logs)
+ASAN_RUNTIME = $(shell $(ASAN_CC) -print-file-name=libclang_rt.asan-$(shell uname -m).so 2>/dev/null)
+ASAN_PYTEST_ARGS ?= -q -p no:cacheprovider -m "not clients" \
+	--ignore=tests_py/test_libs_clients.py --ignore=tests_py/test_build.py tests_py
+test-asan:
+	@case "$(ASAN_RUNTIME)" in /*) ;; *) echo "test-asan: needs $(ASAN_CC) and its ASan runtime" \
+		"(Debian: apt-get install --no-install-recommends clang-19 libclang-rt-19-dev)"; exit 1;; esac
+	test -x $(ASAN_VPY) || $(PY) -m venv $(ASAN_VENV)
+	$(ASAN_VPY) -m pip install -q --disable-pip-version-check "pytest>=7" setuptools
+	rm -rf build/sanitize
+	CC=$(ASAN_CC) GOMP_SANITIZE=1 $(ASAN_VPY) -m pip install -q --disable-pip-version-check .
+	rm -rf $(ASAN_LOGS) && mkdir -p $(ASAN_LOGS)
+	@rc=0; LD_PRELOAD="$(ASAN_RUNTIME)" \
+		ASAN_OPTIONS=detect_leaks=0:allow_user_segv_handler=1:abort_on_error=1:log_path=$(ASAN_LOGS)/report \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(ASAN_VPY) -m pytest $(ASAN_PYTEST_ARGS) || rc=$$?; \
+	if [ -n "$$(ls -A $(ASAN_LOGS))" ]; then \
+		for f in $(ASAN_LOGS)/*; do echo "== $$f"; cat "$$f"; done; \
+		echo "test-asan: sanitizer reports above (files in $(ASAN_LOGS))"; exit 1; \
+	fi; \
+	exit $$rc
 
 # CPython's own multiprocessing test suite against gomp, for fork, spawn and
 # forkserver, plus test_multiprocessing_main_handling. Fails on any test that
@@ -115,4 +178,4 @@ bench: install
 	$(VPY) tests_py/bench/bench_pool.py
 
 clean:
-	rm -rf build dist *.egg-info python/*.egg-info $(VENV) .venv-3.* $(CLIENTS_VENV)
+	rm -rf build dist *.egg-info python/*.egg-info $(VENV) .venv-3.* $(CLIENTS_VENV) $(ASAN_VENV)

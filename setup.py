@@ -25,6 +25,38 @@ CORE_NAME = "libgompcore.so"
 PTH_NAME = "gomp.pth"
 PTH_SOURCE = os.path.join("python", PTH_NAME)
 
+# Warnings. The C is compiled with -Wall -Wextra always, less the two checks
+# CPython turns off for its own C (CONFIGURE_CFLAGS_NODIST): unused
+# parameters (every METH_NOARGS function has one, and so has cgo's own
+# runtime/cgo C) and missing field initializers (PyModuleDef, PyMethodDef
+# sentinels). Warnings are errors only where we choose the compiler: in CI
+# (CI=true, which CI services set) or on request (GOMP_WERROR=1). A user's
+# `pip install` must not fail because a newer gcc or clang than ours has
+# learnt a new warning; CI is where a new warning gets fixed.
+WARNINGS = ["-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+
+# GOMP_SANITIZE=1 builds the extension with AddressSanitizer and
+# UndefinedBehaviorSanitizer (`make test-asan`; see the Makefile for how the
+# interpreter is run with it). Its objects go to build/sanitize so that they
+# never mix with those of a normal build (setuptools skips a compile whose
+# object is newer than its sources, whatever the flags). -fno-wrapv undoes
+# the -fwrapv of CPython's own CFLAGS (which every extension inherits), for
+# UBSan to check our C for signed overflow too: gomp's C never relies on it.
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                  "-fno-sanitize-recover=undefined", "-fno-wrapv", "-g"]
+
+
+def env_flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def werror():
+    return env_flag("GOMP_WERROR") or env_flag("CI")
+
+
+def sanitize():
+    return env_flag("GOMP_SANITIZE")
+
 
 class BuildError(SystemExit):
     """Stops the build with one line, without a traceback."""
@@ -74,8 +106,16 @@ class BuildGomp(build_ext):
     def build_core(self, outdir):
         out = os.path.join(outdir, CORE_NAME)
         env = dict(os.environ, CGO_ENABLED="1", CC=os.environ.get("CC", self._cc))
+        flags = []
+        if werror():  # the cgo C: runtime/cgo's and the export wrappers of pybind/
+            cflags = os.environ.get("CGO_CFLAGS", "-O2 -g").split()
+            env["CGO_CFLAGS"] = " ".join(cflags + WARNINGS + ["-Werror"])
+        if sanitize():
+            # Go's -asan: the Go code's reads and writes of C memory (the
+            # buffers the extension hands the core) are checked too.
+            flags.append("-asan")
         cmd = [self._go, "build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false",
-               "-ldflags=-s -w", "-o", out, "./pybind"]
+               "-ldflags=-s -w"] + flags + ["-o", out, "./pybind"]
         self.announce("building the Go core: " + " ".join(cmd), level=2)
         try:
             subprocess.run(cmd, cwd=HERE, env=env, check=True)
@@ -133,7 +173,20 @@ class BuildPyWithPth(build_py):
         return super().get_source_files() + [PTH_SOURCE]
 
 
+def extension_flags():
+    """The extra compile and link arguments of gomp._gomp."""
+    compile_args = ["-O2", "-std=gnu11"] + WARNINGS
+    link_args = []
+    if werror():
+        compile_args.append("-Werror")
+    if sanitize():
+        compile_args += SANITIZE_FLAGS
+        link_args += SANITIZE_FLAGS
+    return compile_args, link_args
+
+
 def main():
+    compile_args, link_args = extension_flags()
     setup(
         packages=find_packages("python"),
         package_dir={"": "python"},
@@ -144,11 +197,12 @@ def main():
                 depends=sorted(glob.glob("pybind/*.h") + glob.glob("pybind/ext/*.h")),
                 include_dirs=["pybind"],
                 libraries=["dl"],
-                extra_compile_args=["-O2", "-std=gnu11", "-Wall",
-                                    "-Wno-missing-field-initializers"],
+                extra_compile_args=compile_args,
+                extra_link_args=link_args,
             )
         ],
         cmdclass={"build_ext": BuildGomp, "build_py": BuildPyWithPth},
+        options={"build": {"build_base": os.path.join("build", "sanitize")}} if sanitize() else {},
         zip_safe=False,
     )
 

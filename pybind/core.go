@@ -8,7 +8,7 @@ package main
 
 /*
 #include "gompcore.h"
-static const char *gomp_signature(void) { return GOMPCORE_SIGNATURE; }
+static inline const char *gomp_signature(void) { return GOMPCORE_SIGNATURE; }
 */
 import "C"
 

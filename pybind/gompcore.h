@@ -1,6 +1,6 @@
-/* The C ABI between the extension gomp._gomp (pybind/ext/*.c) and the Go core
- * library (the Go files of pybind/, built with -buildmode=c-shared); see
- * ARCHITECTURE.md, "The core's C ABI".
+/* The C ABI between the extension gomp._gomp (the C files in pybind/ext/) and
+ * the Go core library (the Go files of pybind/, built with -buildmode=c-shared);
+ * see ARCHITECTURE.md, "The core's C ABI".
  *
  * The extension never links the core: it dlopen()s it on first use and, in a
  * forked child, loads a fresh copy (see gomp_core_load in pybind/ext/_gomp.c). Every function

@@ -85,8 +85,13 @@ static int compare_ints(const void *a, const void *b)
 }
 
 /* The passed descriptors as a sorted array of distinct ints > 2 (0-2 are
- * always inherited). Returns the count, or -1 with an exception set. */
-static int read_keep(PyObject *seq, int **out)
+ * always inherited). Returns the count, or -1 with an exception set.
+ *
+ * Kept out of line: inlined into m_spawnv_passfds, its locals would live in
+ * the frame that vfork() returns into twice, and gcc's -Wclobbered flags
+ * them (a false alarm, the parent reads none of them after vfork(), but
+ * -Werror builds must stay quiet). */
+static __attribute__((noinline)) int read_keep(PyObject *seq, int **out)
 {
     PyObject *fast = PySequence_Fast(seq, "passfds must be a sequence of file descriptors");
     if (fast == NULL)
