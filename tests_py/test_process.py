@@ -653,3 +653,34 @@ def test_threads_joining_one_child_all_see_its_exit():
             t.join()
         assert errors == []
         assert p.exitcode == 0
+
+
+def test_cleanup_survives_a_child_started_during_poll():
+    # poll() may let another thread run and start a process (a
+    # ProcessPoolExecutor's manager thread does): _cleanup must not iterate
+    # over the live set of children.
+    import gomp.process as P
+
+    class Popen:
+        def __init__(self, on_poll=None):
+            self.on_poll = on_poll
+
+        def poll(self):
+            if self.on_poll:
+                self.on_poll()
+            return 0
+
+    class Child:
+        def __init__(self, popen):
+            self._popen = popen
+
+    added = Child(Popen())
+    polling = Child(Popen(on_poll=lambda: P._children.add(added)))
+    saved = set(P._children)
+    P._children.add(polling)
+    try:
+        P._cleanup()
+        assert polling not in P._children
+    finally:
+        P._children.clear()
+        P._children.update(saved)

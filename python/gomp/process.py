@@ -36,7 +36,9 @@ def active_children():
 
 def _cleanup():
     """Forget the children known to have exited."""
-    exited = [child for child in _children
+    # A snapshot: poll() may let another thread run, and it may start a
+    # child (a ProcessPoolExecutor's manager thread does) meanwhile.
+    exited = [child for child in tuple(_children)
               if child._popen is not None and child._popen.poll() is not None]
     _children.difference_update(exited)
 
