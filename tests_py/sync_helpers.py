@@ -158,6 +158,17 @@ def count_for(lock, counter, slot, seconds):
     counter[slot] = n
 
 
+def count_until_stopped(lock, counter, slot, stop_slot):
+    """Count under the lock into counter[0] and counter[slot] (both under
+    the lock, so they stay in step) until counter[stop_slot] is set."""
+    import warnings
+    warnings.simplefilter('ignore')  # takeovers from killed holders are expected
+    while counter[stop_slot] == 0:
+        with lock:
+            counter[0] = counter[0] + 1
+            counter[slot] = counter[slot] + 1
+
+
 def hold_repeatedly(lock):
     while True:
         lock.acquire()
