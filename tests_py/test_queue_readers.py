@@ -528,17 +528,20 @@ def test_stdlib_connection_wait_on_a_gomp_reader():
     q = ctx.SimpleQueue()
     p = ctx.Process(target=H.put_at_random_times, args=(q, 500, 3, 2000))
     p.start()
-    got = []
+    got, woke_for_items = [], 0
     while len(got) < 500:
         # (A missed wake-up fails here, after a generous wait.)
         ready = std_connection.wait([q._reader, p.sentinel], HANG_GUARD)
         assert ready, "no wake-up: %d of 500 items got" % len(got)
+        woke_for_items += q._reader in ready
         while q._reader.poll():
             got.append(q._reader.recv())
         assert p.sentinel not in ready or len(got) == 500, \
             "the producer is gone, %d of 500 items got" % len(got)
     p.join(30)
     assert got == list(range(500))
+    # The items woke the wait, not just the producer's exit.
+    assert woke_for_items > 0
     assert std_connection.wait([q._reader], 0) == []
 
 
