@@ -99,14 +99,16 @@ def stdlib_peer(name):
 def wait_until(predicate, what, timeout=HANG_GUARD, interval=0.01):
     """Poll predicate() until it returns something true and return that; if it
     is still false after `timeout` seconds (a hang guard, not a speed claim),
-    fail the test saying what never happened."""
+    fail the test saying what never happened (`what`: a string, or a function
+    that makes one then)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            pytest.fail("hung: %s (still not the case after %s s)" % (what, timeout))
+            pytest.fail("hung: %s (still not the case after %s s)"
+                        % (what() if callable(what) else what, timeout))
         time.sleep(interval)
 
 

@@ -187,7 +187,8 @@ def test_reaper_races_the_parent_without_losing_a_status():
     finally:
         _gomp.proc_reaper_grace(prev)
     wait_until(lambda: _gomp.proc_reaper_state() == (0, 0),
-               "the reaper left with nothing kept (now %r)" % (_gomp.proc_reaper_state(),))
+               lambda: "the reaper left with nothing kept (it keeps %r)"
+               % (_gomp.proc_reaper_state(),))
 
 
 def test_starting_processes_does_not_load_the_go_core():
@@ -388,7 +389,9 @@ def test_daemon_children_are_terminated_at_exit(tmp_path):
     path = write_script(tmp_path, "daemons.py", """
         import gomp, time, sys
         if __name__ == "__main__":
-            p = gomp.Process(target=time.sleep, args=(60,), daemon=True)
+            # (Longer than any guard: a daemon left alive would keep the
+            # parent in its exit join and the child would not go.)
+            p = gomp.Process(target=time.sleep, args=(3600,), daemon=True)
             p.start()
             print(p.pid, flush=True)
     """)

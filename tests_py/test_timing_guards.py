@@ -89,3 +89,5 @@ def test_wait_until_returns_the_value_or_fails():
     assert wait_until(lambda: 42, "the answer") == 42
     with pytest.raises(pytest.fail.Exception, match="hung: never true"):
         wait_until(lambda: False, "never true", timeout=0.1)
+    with pytest.raises(pytest.fail.Exception, match="hung: said when it failed"):
+        wait_until(lambda: False, lambda: "said when it failed", timeout=0.1)
