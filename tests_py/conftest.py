@@ -4,17 +4,27 @@ The tests import the installed gomp (make install puts it into the venv);
 the source tree's python/ directory is not on sys.path."""
 
 import contextlib
+import importlib
 import os
 import signal
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import threading
+import time
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+
+# Seconds a test waits for something that must happen before it calls it a
+# hang. Tests assert what happened, never how fast: a generous watchdog only
+# turns a hang into a failure (speed is for tests_py/bench/).
+HANG_GUARD = 60
+
+ALIAS_VAR = "GOMP_AS_MULTIPROCESSING"
 
 
 def pytest_addoption(parser):
@@ -22,7 +32,33 @@ def pytest_addoption(parser):
                      help="also run tests marked slow (for example the >2 GiB message)")
 
 
+def alias_in_effect():
+    """Why `multiprocessing` would mean gomp in this process or in the
+    interpreters the tests start with its environment; None if it would not."""
+    value = os.environ.get(ALIAS_VAR, "")
+    if value not in ("", "0"):  # what gomp.pth reads at interpreter start
+        return "%s=%s is set in the environment" % (ALIAS_VAR, value)
+    alias = sys.modules.get("gomp._alias")
+    if alias is not None and alias.installed():
+        return "gomp.install() has aliased multiprocessing in this process"
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and mp.__name__ != "multiprocessing":
+        return "sys.modules['multiprocessing'] is %s" % mp.__name__
+    return None
+
+
 def pytest_configure(config):
+    # gomp's tests compare it with the standard library in this process and
+    # in children that inherit its environment. Under the alias the "stdlib"
+    # side would be gomp again and every comparison would pass against
+    # itself: refuse to run instead. (Tests that want the alias set it in
+    # their own subprocesses.)
+    why = alias_in_effect()
+    if why:
+        raise pytest.UsageError(
+            "gomp's tests must run without the multiprocessing alias (%s): the stdlib peers "
+            "they compare with would be gomp itself. Run them with the variable removed, e.g. "
+            "`env -u %s make test`." % (why, ALIAS_VAR))
     # A shell runs background commands with SIGINT ignored, and a Python that
     # starts with SIGINT ignored installs no KeyboardInterrupt handler; nor do
     # the children it starts (an ignored signal stays ignored across exec).
@@ -42,6 +78,61 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def stdlib_peer(name):
+    """The standard library's module `name` (multiprocessing or one of its
+    submodules), imported in this process as the other side of an interop
+    comparison. Fails if the alias (or anything else) put gomp or some other
+    module in its place, so that gomp is never compared with itself."""
+    module = importlib.import_module(name)
+    where = os.path.realpath(getattr(module, "__file__", None) or "?")
+    stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
+    parts = where.split(os.sep)
+    if (module.__name__ != name or not where.startswith(stdlib + os.sep)
+            or "site-packages" in parts or "dist-packages" in parts):
+        raise AssertionError("the stdlib peer %s is not the standard library's: it is %s from %s"
+                             % (name, module.__name__, where))
+    return module
+
+
+def wait_until(predicate, what, timeout=HANG_GUARD, interval=0.01):
+    """Poll predicate() until it returns something true and return that; if it
+    is still false after `timeout` seconds (a hang guard, not a speed claim),
+    fail the test saying what never happened (`what`: a string, or a function
+    that makes one then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail("hung: %s (still not the case after %s s)"
+                        % (what() if callable(what) else what, timeout))
+        time.sleep(interval)
+
+
+def returns(fn, *args, what=None, hang_guard=HANG_GUARD, **kwargs):
+    """Call fn(*args, **kwargs) in a daemon thread and return its result (or
+    raise its exception). A call still running after `hang_guard` seconds
+    fails the test as hung: the way to check that a call returns rather than
+    blocks, without asserting how fast it does."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # re-raised in the caller's thread
+            box["error"] = e
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(hang_guard)
+    if thread.is_alive():
+        pytest.fail("hung: %s still running after %s s" % (what or getattr(fn, "__qualname__", fn),
+                                                         hang_guard))
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def run_python(code, *args, timeout=60, env=None, check=True, cwd=None):

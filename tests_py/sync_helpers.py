@@ -146,16 +146,15 @@ def use_uncontended_and_report_core(lock, sem, conn):
     conn.send(_gomp._core_info()['loaded'])
 
 
-def count_for(lock, counter, slot, seconds):
+def count_until_stopped(lock, counter, slot, stop_slot):
+    """Count under the lock into counter[0] and counter[slot] (both under
+    the lock, so they stay in step) until counter[stop_slot] is set."""
     import warnings
     warnings.simplefilter('ignore')  # takeovers from killed holders are expected
-    end = time.monotonic() + seconds
-    n = 0
-    while time.monotonic() < end:
+    while counter[stop_slot] == 0:
         with lock:
             counter[0] = counter[0] + 1
-            n += 1
-    counter[slot] = n
+            counter[slot] = counter[slot] + 1
 
 
 def hold_repeatedly(lock):

@@ -3,7 +3,6 @@ byte-for-byte interoperability with the stdlib's Connection on the same
 socketpair or pipe."""
 
 import array
-import multiprocessing.connection as std_connection  # the peer, for interop only
 import os
 import pickle
 import socket
@@ -15,6 +14,11 @@ import pytest
 import gomp
 from gomp import connection
 from gomp.connection import Connection, Pipe
+
+from conftest import stdlib_peer
+
+# The peer, for interop only: the standard library's, never gomp under the alias.
+std_connection = stdlib_peer("multiprocessing.connection")
 
 SIZES = [0, 1, 100, 16384, 16385, 65536, 1 << 20, 16 << 20, 64 << 20]
 

@@ -13,7 +13,7 @@ import gomp
 from gomp import _gomp
 from gomp.connection import Pipe
 
-from conftest import ROOT, run_python
+from conftest import ROOT, run_python, wait_until
 
 # These tests call os.fork() themselves in a process that runs the Go core's
 # threads: Python 3.12+ warns about exactly that, which is what they test.
@@ -241,18 +241,17 @@ def test_child_blocked_in_recv_dies_on_sigterm():
         finally:
             os._exit(3)
     time.sleep(0.3)
-    t0 = time.monotonic()
     os.kill(pid, signal.SIGTERM)
-    deadline = t0 + 10
-    while time.monotonic() < deadline:
+
+    def reaped():
         wpid, status = os.waitpid(pid, os.WNOHANG)
-        if wpid:
-            break
-        time.sleep(0.002)
-    else:
+        return [status] if wpid else None
+    try:
+        [status] = wait_until(reaped, "the child blocked in recv() dying of SIGTERM")
+    except BaseException:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        pytest.fail("the child blocked in recv() survived SIGTERM")
+        raise
     assert os.waitstatus_to_exitcode(status) == -signal.SIGTERM
     a.close()
     b.close()
@@ -275,11 +274,14 @@ def test_sigint_interrupts_blocking_recv_in_main_thread():
             else:
                 raise SystemExit('recv returned')
             t.join()
-        print(max(latencies) * 1000)
+        print(len(latencies), 'interrupted; at most %.1f ms after the signal'
+              % (max(latencies) * 1000))
     """, timeout=60)
-    # The interrupt arrives; how fast is measured and reported, not asserted
-    # here (bench_signals.py prints the distribution).
-    assert float(out.stdout) < 5000
+    # Every recv() was interrupted (one that ignored Ctrl-C would block until
+    # the timeout above). How fast is measured, not asserted: bench_latency.py
+    # prints the distribution.
+    print(out.stdout)
+    assert out.stdout.split()[:2] == ["10", "interrupted;"]
 
 
 def test_sigint_interrupts_poll_with_timeout():
@@ -288,10 +290,11 @@ def test_sigint_interrupts_poll_with_timeout():
         import gomp
         a, b = gomp.Pipe()
         threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
-        t0 = time.monotonic()
         try:
-            b.poll(30)
+            b.poll(3600)
         except KeyboardInterrupt:
-            print('interrupted', time.monotonic() - t0 < 10)
+            print('interrupted')
     """, timeout=60)
-    assert out.stdout.split() == ["interrupted", "True"]
+    # A poll that ignored Ctrl-C would wait an hour (and then raise it): the
+    # timeout of 60 s above catches it.
+    assert out.stdout.split() == ["interrupted"]

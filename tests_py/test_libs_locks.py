@@ -18,6 +18,7 @@ from gomp import synchronize
 from gomp._gomp import SemLock
 
 import sync_helpers as h
+from conftest import stdlib_peer
 
 RECURSIVE_MUTEX, SEMAPHORE = 0, 1
 
@@ -59,9 +60,7 @@ def test_rlock_of_a_dead_holder_stays_held(method):
 
 def test_the_stdlib_does_the_same():
     # The behaviour the default copies, observed on the standard library.
-    import multiprocessing
-    if multiprocessing.__name__ != "multiprocessing":
-        pytest.skip("multiprocessing is aliased to gomp here")
+    multiprocessing = stdlib_peer("multiprocessing")
     ctx = multiprocessing.get_context("fork")
     lock = ctx.RLock()
     r, w = ctx.Pipe()

@@ -17,6 +17,7 @@ import gomp.pool
 from gomp.pool import MaybeEncodingError, RemoteTraceback, WorkerLostError
 
 import pool_helpers as h
+from conftest import wait_until
 
 METHODS = ['fork', 'spawn', 'forkserver']
 KINDS = METHODS + ['threads']
@@ -250,19 +251,14 @@ def test_unpicklable_result(method):
 # ---- dead workers --------------------------------------------------------------------------
 
 def _wait_for_path(path):
-    deadline = time.monotonic() + LONG
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, 'the task never started'
-        time.sleep(0.01)
+    wait_until(lambda: os.path.exists(path), 'the task started', LONG)
     with open(path) as f:
         return int(f.read())
 
 
 def _wait_for_pool_size(p, n):
-    deadline = time.monotonic() + LONG
-    while not (len(p._pool) == n and all(w.is_alive() for w in p._pool)):
-        assert time.monotonic() < deadline, 'the pool was not repopulated'
-        time.sleep(0.01)
+    wait_until(lambda: len(p._pool) == n and all(w.is_alive() for w in p._pool),
+               'the pool repopulated', LONG)
 
 
 def test_sigkill_during_task(method, tmp_path):

@@ -6,7 +6,6 @@ import os
 import pickle
 import signal
 import threading
-import time
 import types
 
 import pytest
@@ -215,10 +214,8 @@ def test_dummy_connections():
     assert not a.poll() and not a.poll(0.01)
     b.send({'x': 1})
     assert a.poll() and a.recv() == {'x': 1}
-    t0 = time.monotonic()
     threading.Timer(0.05, b.send_bytes, (b'late',)).start()
     assert a.poll(30) and a.recv_bytes() == b'late'
-    assert time.monotonic() - t0 < 30
     with dconn.Listener() as listener:
         def serve():
             with listener.accept() as conn:

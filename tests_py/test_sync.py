@@ -1,6 +1,7 @@
 """Locks, semaphores, conditions, events and barriers (gomp.synchronize and
 the SemLock type of gomp._multiprocessing)."""
 
+import contextlib
 import errno
 import gc
 import os
@@ -19,7 +20,7 @@ import gomp
 from gomp import _gomp, _multiprocessing, synchronize
 
 import sync_helpers as h
-from conftest import HERE, run_python
+from conftest import HERE, held_by_another_thread, returns, run_python, wait_until
 
 METHODS = ["fork", "spawn", "forkserver"]
 SEM_FILE = "/dev/shm/gomp-sem."  # + the name without its leading slash
@@ -329,14 +330,17 @@ def test_semaphores():
 @pytest.mark.parametrize("timeout", [0.05, 0.25, 0.5])
 def test_timeouts_are_honoured(timeout):
     for prim in (gomp.Lock(), gomp.RLock(), gomp.Semaphore(0)):
-        if not isinstance(prim, synchronize.Semaphore):
-            t = threading.Thread(target=prim.acquire)
-            t.start()
-            t.join()
-        t0 = time.monotonic()
-        assert prim.acquire(timeout=timeout) is False
-        elapsed = time.monotonic() - t0
-        assert timeout <= elapsed < timeout + 1.0, (prim, elapsed)
+        # Waits at least the timeout, and returns (a hang guard, not a speed
+        # check: bench_latency.py measures how far past the timeout it wakes).
+        # The holder stays alive: a new thread may get a dead one's ident,
+        # and with it an RLock's ownership.
+        with (held_by_another_thread(prim) if not isinstance(prim, synchronize.Semaphore)
+              else contextlib.nullcontext()):
+            t0 = time.monotonic()
+            assert returns(prim.acquire, timeout=timeout, what="%r.acquire(timeout=%s)"
+                           % (prim, timeout)) is False
+            elapsed = time.monotonic() - t0
+        assert elapsed >= timeout, (prim, elapsed)
 
 
 def test_threads_of_one_process_exclude_each_other(counter):
@@ -400,20 +404,27 @@ def test_attaching_in_a_child_does_not_load_the_go_core(method):
 
 
 def test_blocked_acquire_releases_the_gil():
-    # If the waiting thread kept the GIL, the main thread could never run the
-    # release and the child would hang (the parent's timeout would fire).
+    # If the waiting thread kept the GIL, the main thread could never run
+    # again once it waits, the release would never come and the child would
+    # hang (the parent's timeout would fire). The main thread sees the flag
+    # the waiter raises just before its acquire() twice, with a sleep between
+    # (the waiter then has the GIL and runs into its acquire): the second look
+    # needs the GIL back while the waiter waits.
     run_python("""
         import threading, time, gomp
         lock = gomp.Lock()
         lock.acquire()
-        t = threading.Thread(target=lock.acquire)
+        waiting = []
+        def waiter():
+            waiting.append(1)
+            lock.acquire()
+        t = threading.Thread(target=waiter)
         t.start()
-        time.sleep(0.2)
-        n = 0
-        end = time.monotonic() + 0.2
-        while time.monotonic() < end:
-            n += 1
-        assert n > 1000, n
+        seen = 0
+        while seen < 2:
+            time.sleep(0.001)
+            seen += bool(waiting)
+        assert t.is_alive() and lock.locked()
         lock.release()
         t.join()
         assert lock.locked()
@@ -801,21 +812,23 @@ def test_owner_died_as_error_leaves_lock_free():
 @pytest.mark.parametrize("kind", ["Lock", "RLock"])
 def test_holders_killed_under_contention(counter, kind):
     # Workers count under the lock while holders are SIGKILLed again and
-    # again: nobody hangs, and no increment is lost or doubled.
+    # again: nobody hangs (each worker counts on after the last kill), and
+    # no increment is lost or doubled.
     ctx = gomp.get_context("fork")
     lock = robust_lock(ctx, kind)
-    workers = [started(ctx, h.count_for, lock, counter, i + 1, 2.0) for i in range(3)]
-    kills = 0
-    end = time.monotonic() + 1.5
-    while time.monotonic() < end:
+    stop = 4  # the counter slot that tells the workers to stop
+    workers = [started(ctx, h.count_until_stopped, lock, counter, i + 1, stop) for i in range(3)]
+    for _ in range(10):
         victim = started(ctx, h.hold_repeatedly, lock)
         time.sleep(0.05)
         victim.kill()
         victim.join(30)
-        kills += 1
+    after_kills = [counter[i] for i in (1, 2, 3)]
+    wait_until(lambda: all(counter[i] > after_kills[i - 1] for i in (1, 2, 3)),
+               "every worker counting after the last holder was killed")
+    counter[stop] = 1
     joined(*workers)
     assert counter[0] == counter[1] + counter[2] + counter[3]
-    assert min(counter[1], counter[2], counter[3]) > 0 and kills > 5
     assert not lock.locked()
 
 
@@ -881,12 +894,10 @@ def test_ctrl_c_interrupts_blocking_calls(what):
     try:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(0.3)  # let it block
-        t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
+        # A hang guard shorter than the 60 s timeout above: a wait that
+        # ignores Ctrl-C fails here (bench_latency.py measures how fast it is).
         out, err = proc.communicate(timeout=30)
-        elapsed = time.monotonic() - t0
     finally:
         proc.kill()
     assert out.strip() == "interrupted" and proc.returncode == 0, err
-    print("%s interrupted after %.3f s" % (what, elapsed))
-    assert elapsed < 5

@@ -2,7 +2,6 @@
 library does where gomp promises the same behaviour."""
 
 import gc
-import multiprocessing.util as std_util
 import os
 import sys
 import textwrap
@@ -12,7 +11,9 @@ import pytest
 import gomp
 from gomp import popen_spawn_posix, resource_sharer, spawn, util
 
-from conftest import run_python
+from conftest import run_python, stdlib_peer
+
+std_util = stdlib_peer("multiprocessing.util")  # the standard library's, never gomp
 
 
 class _Obj:
@@ -151,6 +152,7 @@ def test_preparation_data_matches_the_stdlib(tmp_path):
         import multiprocessing, gomp
         from multiprocessing import spawn as std_spawn
         from gomp import spawn
+        assert std_spawn.__name__ == "multiprocessing.spawn"  # the stdlib's, not gomp's
         def compare():
             ours, theirs = spawn.get_preparation_data("x"), std_spawn.get_preparation_data("x")
             same = ("name", "sys_argv", "sys_path", "orig_dir", "dir", "init_main_from_path",

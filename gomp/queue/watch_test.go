@@ -2,17 +2,35 @@ package queue
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
+	"github.com/gomp-dev/gomp/gomp/futex"
 	"golang.org/x/sys/unix"
 )
+
+// sleepsOn tells whether thread tid of this process is in a futex wait on
+// word, from the system call it is blocked in (/proc/self/task/TID/syscall:
+// the number, then the arguments in hex).
+func sleepsOn(t *testing.T, tid int, word *uint32) bool {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/syscall", tid))
+	if err != nil {
+		t.Skipf("cannot read the thread's system call: %v", err)
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 1 && f[0] == strconv.Itoa(unix.SYS_FUTEX) &&
+		f[1] == fmt.Sprintf("0x%x", uintptr(unsafe.Pointer(word)))
+}
 
 // readable polls fd for at most d.
 func readable(t *testing.T, fd int, d time.Duration) bool {
@@ -435,7 +453,7 @@ func TestGetReportsAnItemCutShort(t *testing.T) {
 	gs.Report = 1
 	buf := make([]byte, 1<<16)
 	var err error
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+	for end := time.Now().Add(hangGuard); time.Now().Before(end); { // a hang guard
 		if _, err = c.Get(buf, &gs, 50*time.Millisecond); err != ErrAgain {
 			break
 		}
@@ -477,13 +495,39 @@ func TestDiscardDropsTheOverflow(t *testing.T) {
 	if err := q.Flush(50 * time.Millisecond); err != ErrAgain {
 		t.Fatalf("Flush = %v, want ErrAgain (no room)", err)
 	}
-	start := time.Now()
-	q.Discard()
-	if err := q.Flush(5 * time.Second); err != nil {
-		t.Fatalf("Flush after Discard = %v", err)
+	// Discard wakes whoever sleeps for room on the head word, the feeder
+	// first of all, so that it gives up at once rather than at the end of
+	// its slice. A sleeper of the test's own that would sleep an hour shows
+	// it (how soon the feeder gives up is a speed, not a test's business).
+	head := q.r.headWord()
+	h := atomic.LoadUint32(head)
+	tids, woken := make(chan int, 1), make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tids <- unix.Gettid()
+		woken <- futex.Wait(head, h, time.Hour)
+	}()
+	tid := <-tids
+	for end := time.Now().Add(hangGuard); !sleepsOn(t, tid, head); {
+		if time.Now().After(end) {
+			t.Fatal("hung: the test's sleeper never went to sleep")
+		}
+		time.Sleep(time.Millisecond)
 	}
-	if d := time.Since(start); d > 500*time.Millisecond {
-		t.Fatalf("the feeder took %v to give up", d)
+	q.Discard()
+	select {
+	case err := <-woken:
+		if err != nil {
+			t.Fatalf("the test's sleeper: %v, want woken", err)
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("hung: Discard woke nobody sleeping on the head word")
+	}
+	// The feeder gives up (still no room: without Discard the Flush would
+	// time out); the generous timeout is only a hang guard.
+	if err := q.Flush(hangGuard); err != nil {
+		t.Fatalf("Flush after Discard = %v", err)
 	}
 	if q.Pending() != 0 || atomic.LoadInt64(q.r.overflow()) != 0 {
 		t.Fatalf("pending %d, overflow count %d", q.Pending(), atomic.LoadInt64(q.r.overflow()))
