@@ -194,9 +194,6 @@ const (
 // the producer lock and checked the room. A bounded put checks the bound
 // under rlock with the publish (errNoSlot when full: nothing is published).
 func (r *Ring) pushWhole(item []byte, mode writeMode, d *deadline) error {
-	if mode == writeBounded && r.count() >= r.maxsize {
-		return errNoSlot
-	}
 	t := atomic.LoadUint64(r.tail())
 	n := uint64(len(item))
 	// Beyond tail, the area is the lock holder's: the copy need not wait
@@ -208,11 +205,11 @@ func (r *Ring) pushWhole(item []byte, mode writeMode, d *deadline) error {
 			return err
 		}
 		if r.count() >= r.maxsize {
-			unlock(r.rlock())
+			r.unlockR()
 			return errNoSlot
 		}
 		r.publish(t+recordSize(n), 1, false)
-		unlock(r.rlock())
+		r.unlockR()
 		return nil
 	}
 	r.publish(t+recordSize(n), 1, false)
@@ -281,9 +278,6 @@ func (r *Ring) write(item []byte, st *PutState, d *deadline, mode writeMode) err
 	whole := n <= maxRecord && recordSize(n) <= r.capacity/2
 	for {
 		if st.Locked == 0 {
-			if mode == writeBounded && st.Frag == 0 && r.count() >= r.maxsize {
-				return errNoSlot
-			}
 			if err := r.lockP(d); err != nil {
 				return err
 			}
