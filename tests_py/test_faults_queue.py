@@ -260,6 +260,9 @@ def test_kill_storm(tmp_path):
             t[k] += r[k]
         if r["problem"]:
             t["stuck"] += 1
+        print("  %s seed %d: kills %d, lost %d (consumer kills %d), buffered %d, dups %d, bad %d, "
+              "%s" % (kind, seed, r["kills"], r["lost"], r["consumer_kills"], r["buffered"],
+                      r["dups"], r["bad"], r["problem"] or "not stuck"), flush=True)
         if r["problem"] or r["over"] or r["dups"] or r["bad"]:
             failures.append("%s, seed %d: %s; lost %d with %d consumer kills, dups %d, bad %d" % (
                 kind, seed, r["problem"], r["lost"], r["consumer_kills"], r["dups"], r["bad"]))

@@ -59,9 +59,9 @@ func (q *Queue) Ring() *Ring { return q.r }
 // items of this process already wait there (they go first), when st.Mode
 // has PutMayBuffer (the caller will not wait longer: put_nowait, or its
 // timeout ran out) and a slot is free, or when no consumer has taken
-// anything for stallLimit (half a second): with nobody consuming, the ring cannot make room,
-// and a producer that fills its own queue before it starts the consumers
-// must not block where the stdlib's does not.
+// anything for stallLimit (half a second): with nobody consuming, the ring
+// cannot make room, and a producer that fills its own queue before it
+// starts the consumers must not block where the stdlib's does not.
 func (q *Queue) Put(item []byte, st *PutState, d time.Duration) (bool, error) {
 	if q.r.flags&FlagBounded == 0 {
 		if q.npending.Load() == 0 && q.r.tryPut(item) {
