@@ -370,12 +370,21 @@ func (r *Ring) Full() bool {
 	return r.flags&FlagBounded != 0 && r.Qsize() >= r.maxsize
 }
 
-// Unfinished is the count of a joinable queue's unfinished tasks: P + H - D.
-func (r *Ring) Unfinished() int64 {
+// unfinished is P + H - D, read so that it is never too low.
+func (r *Ring) unfinished() int64 {
 	d := atomic.LoadUint64(r.doneCount())
 	h := r.held()
 	p := atomic.LoadUint64(r.putCount())
 	return int64(p-d) + h
+}
+
+// Unfinished is the count of a joinable queue's unfinished tasks, after the
+// items held by dead processes are forgotten.
+func (r *Ring) Unfinished() int64 {
+	if r.held() != 0 {
+		r.reclaim(true)
+	}
+	return r.unfinished()
 }
 
 func (r *Ring) wakeJoiners() {
@@ -388,17 +397,26 @@ func (r *Ring) wakeJoiners() {
 	}
 }
 
-// TaskDone marks one task of a joinable queue done (D grows by one).
+// TaskDone marks one task of a joinable queue done (D grows by one). A task
+// is normally that of an item got, which is in P; an item still held
+// outside the ring counts too (as the stdlib counts the items in its
+// buffers), unless its process is dead: that item will never come, so its
+// task cannot be done.
 func (r *Ring) TaskDone() error {
 	d := r.doneCount()
 	for {
 		v := atomic.LoadUint64(d)
-		u := int64(atomic.LoadUint64(r.putCount())-v) + r.held()
-		if u <= 0 {
-			return ErrTooManyTaskDone
+		if int64(atomic.LoadUint64(r.putCount())-v) <= 0 {
+			if r.held() == 0 {
+				return ErrTooManyTaskDone
+			}
+			r.reclaim(true)
+			if int64(atomic.LoadUint64(r.putCount())-v)+r.held() <= 0 {
+				return ErrTooManyTaskDone
+			}
 		}
 		if atomic.CompareAndSwapUint64(d, v, v+1) {
-			if u == 1 {
+			if r.unfinished() <= 0 {
 				r.wakeJoiners()
 			}
 			return nil
@@ -415,7 +433,7 @@ func (r *Ring) Join(d time.Duration) error {
 	waiters := r.u32(offJoinWait)
 	for {
 		s := atomic.LoadUint32(seq)
-		if r.Unfinished() <= 0 {
+		if r.unfinished() <= 0 {
 			return nil
 		}
 		left := dl.left()
@@ -426,7 +444,7 @@ func (r *Ring) Join(d time.Duration) error {
 			continue
 		}
 		atomic.AddUint32(waiters, 1)
-		if r.Unfinished() > 0 {
+		if r.unfinished() > 0 {
 			futex.Wait(seq, s, min(left, slotWaitMost))
 		}
 		leave(waiters)

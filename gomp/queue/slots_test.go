@@ -64,8 +64,8 @@ func TestJoinForgetsTheTasksOfADeadProducer(t *testing.T) {
 	q, _ := newTestQueue(t, 4096, 0, FlagJoinable)
 	put(t, q, []byte("a"))
 	deadEntry(t, q.r, 1)
-	if q.r.Unfinished() != 2 {
-		t.Fatalf("unfinished %d", q.r.Unfinished())
+	if q.r.unfinished() != 2 {
+		t.Fatalf("unfinished %d", q.r.unfinished())
 	}
 	mustGet(t, q, time.Second)
 	if err := q.r.TaskDone(); err != nil {
@@ -76,6 +76,32 @@ func TestJoinForgetsTheTasksOfADeadProducer(t *testing.T) {
 	}
 	if err := q.r.TaskDone(); err != ErrTooManyTaskDone {
 		t.Fatalf("extra task_done = %v", err)
+	}
+}
+
+// The task of an item a dead producer held cannot be done: task_done()
+// for it is one too many, and the count never goes below zero.
+func TestTaskDoneSkipsTheItemsOfDeadProcesses(t *testing.T) {
+	q, _ := newTestQueue(t, 4096, 0, FlagJoinable)
+	put(t, q, []byte("a"))
+	deadEntry(t, q.r, 1)
+	mustGet(t, q, time.Second)
+	if err := q.r.TaskDone(); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.r.TaskDone(); err != ErrTooManyTaskDone {
+		t.Fatalf("task_done for a dead producer's item = %v", err)
+	}
+	if u := q.r.Unfinished(); u != 0 {
+		t.Fatalf("unfinished %d", u)
+	}
+	put(t, q, []byte("b"))
+	mustGet(t, q, time.Second)
+	if err := q.r.TaskDone(); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.r.Join(time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 
