@@ -30,6 +30,7 @@ takes the next. A few iterations by default; GOMP_SLOW=1 runs 1,000.
 
 import hashlib
 import os
+import pickle
 import queue as stdqueue
 import random
 import signal
@@ -112,9 +113,11 @@ def _read_reports(paths):
 
 def _get(q, kind, timeout):
     if kind == "simple":
-        if not q._reader.poll(timeout):
-            raise stdqueue.Empty
-        return q.get()
+        # SimpleQueue.get() has no timeout; its C base's _get_bytes does.
+        # (Not _reader.poll() then get(): the ring may hold the first part of
+        # an item whose producer was killed, which get() drops before it
+        # waits for the next item, as readiness may be spurious.)
+        return pickle.loads(q._get_bytes(True, timeout))
     return q.get(timeout=timeout)
 
 
