@@ -6,7 +6,14 @@
 /* Progress of one put across slices (see queue.PutState). */
 typedef struct {
     int64_t phase, done, locked, frag;
+    int64_t mode; /* in: GOMP_QPUT_MAY_BUFFER */
+    int64_t head, since;
 } gomp_qput;
+
+/* gomp_qput.mode: a bounded put that cannot complete in the ring now keeps
+ * the item in the process's overflow when a slot is free (its timeout ran
+ * out, or put_nowait) instead of failing with Full. */
+#define GOMP_QPUT_MAY_BUFFER 1
 
 /* Progress of one get across slices (see queue.GetState). */
 typedef struct {

@@ -57,11 +57,13 @@ func queueSlice(ms C.int) time.Duration {
 }
 
 func putState(st *C.gomp_qput) queue.PutState {
-	return queue.PutState{Phase: int64(st.phase), Done: int64(st.done), Locked: int64(st.locked), Frag: int64(st.frag)}
+	return queue.PutState{Phase: int64(st.phase), Done: int64(st.done), Locked: int64(st.locked), Frag: int64(st.frag),
+		Mode: int64(st.mode), Head: int64(st.head), Since: int64(st.since)}
 }
 
 func savePut(st *C.gomp_qput, s queue.PutState) {
 	st.phase, st.done, st.locked, st.frag = C.int64_t(s.Phase), C.int64_t(s.Done), C.int64_t(s.Locked), C.int64_t(s.Frag)
+	st.head, st.since = C.int64_t(s.Head), C.int64_t(s.Since)
 }
 
 func getState(st *C.gomp_qget) queue.GetState {
@@ -113,7 +115,8 @@ func gompcore_queue_release(h C.int64_t) (ret C.int64_t) {
 
 // gompcore_queue_put puts the n bytes at buf into a Queue: 0 when written
 // into the ring, 1 when kept in this process's overflow, GOMP_EAGAIN when a
-// bounded queue had no slot before the slice ended.
+// bounded put did not complete before the slice ended (its progress in *st;
+// see queue.Queue.Put).
 //
 //export gompcore_queue_put
 func gompcore_queue_put(h C.int64_t, buf unsafe.Pointer, n C.int64_t, st *C.gomp_qput, sliceMs C.int) C.int64_t {
@@ -138,7 +141,8 @@ func gompcore_queue_write(h C.int64_t, buf unsafe.Pointer, n C.int64_t, st *C.go
 	})
 }
 
-// gompcore_queue_put_abort gives up a queue_write in progress.
+// gompcore_queue_put_abort gives up a queue_put or queue_write in progress
+// (the producer lock and a bounded put's slot are given back).
 //
 //export gompcore_queue_put_abort
 func gompcore_queue_put_abort(h C.int64_t, st *C.gomp_qput) C.int64_t {

@@ -44,23 +44,103 @@ func newQueue(r *Ring) *Queue {
 // Ring returns the shared ring.
 func (q *Queue) Ring() *Ring { return q.r }
 
-// Put puts a pickled item into a Queue (not a SimpleQueue): it reserves a
-// slot (a bounded queue waits for one until d: ErrAgain then, with st.Phase
-// still 0), then writes the item straight into the ring when it fits and
-// nothing of this process waits before it, or else appends a copy to the
-// overflow, which never blocks. It returns true when the item went to the
-// overflow.
+// Put puts a pickled item into a Queue (not a SimpleQueue) and reports
+// whether it went to this process's overflow.
+//
+// An unbounded queue's put never waits: the item goes straight into the
+// ring when it fits and nothing of this process waits before it, else a copy
+// goes to the overflow, which a goroutine feeds into the ring.
+//
+// A bounded queue's put returns once its item is complete in the ring, so
+// that a producer killed afterwards loses nothing: it waits for a slot, for
+// the producer lock and for room (streaming an item larger than half the
+// ring), ErrAgain at the end of each slice with its progress in st. It
+// keeps the item in the overflow instead (and holds its slot there) when
+// items of this process already wait there (they go first), when st.Mode
+// has PutMayBuffer (the caller will not wait longer: put_nowait, or its
+// timeout ran out) and a slot is free, or when no consumer has taken
+// anything for stallLimit (half a second): with nobody consuming, the ring
+// cannot make room, and a producer that fills its own queue before it
+// starts the consumers must not block where the stdlib's does not.
 func (q *Queue) Put(item []byte, st *PutState, d time.Duration) (bool, error) {
-	if st.Phase == 0 {
-		dl := newDeadline(d)
-		if err := q.r.reserve(&dl); err != nil {
+	if q.r.flags&FlagBounded == 0 {
+		if q.npending.Load() == 0 && q.r.tryPut(item) {
+			return false, nil
+		}
+		q.r.hold(1)
+		q.enqueue(item)
+		return true, nil
+	}
+	return q.putBounded(item, st, d)
+}
+
+// stallLimit is how long a bounded put waits for room that no consumer makes
+// (head does not move) before it keeps its item in the overflow.
+const stallLimit = 500 * time.Millisecond
+
+func (q *Queue) putBounded(item []byte, st *PutState, d time.Duration) (bool, error) {
+	r := q.r
+	dl := newDeadline(d)
+	for {
+		if st.Phase == 0 && q.npending.Load() != 0 {
+			return q.buffer(item, st, &dl)
+		}
+		err := r.write(item, st, &dl, writeBounded)
+		switch err {
+		case nil:
+			return false, nil
+		case errNoSlot:
+			if st.Mode&PutMayBuffer != 0 {
+				return false, ErrAgain
+			}
+			if err := r.waitSlot(&dl); err != nil {
+				return false, err
+			}
+		case ErrAgain:
+			// No room (or no producer lock) before the slice ended.
+			if st.Mode&PutMayBuffer != 0 || q.stalled(st) {
+				return q.buffer(item, st, &dl)
+			}
+			return false, ErrAgain
+		default:
+			r.endPut(st)
 			return false, err
 		}
-		st.Phase = 1
 	}
-	if q.npending.Load() == 0 && q.r.tryPut(item) {
-		return false, nil
+}
+
+// stalled tells whether head has not moved for stallLimit while this put
+// waited (a bounded put waiting for room).
+func (q *Queue) stalled(st *PutState) bool {
+	h := int64(atomic.LoadUint64(q.r.head()))
+	now := monoNow()
+	if st.Since == 0 || st.Head != h {
+		st.Head, st.Since = h, now
+		return false
 	}
+	return now-st.Since >= int64(stallLimit)
+}
+
+// buffer puts a bounded queue's item into the overflow, with a slot: the
+// one its stream holds (the stream is cut short: the consumers drop what
+// went through), or a free one (ErrAgain when there is none).
+func (q *Queue) buffer(item []byte, st *PutState, d *deadline) (bool, error) {
+	q.r.endPut(st)
+	if st.Phase == 0 {
+		if err := q.r.takeSlot(d); err != nil {
+			if err == errNoSlot {
+				if st.Mode&PutMayBuffer != 0 {
+					return false, ErrAgain
+				}
+				if err := q.r.waitSlot(d); err != nil {
+					return false, err
+				}
+				return false, ErrAgain
+			}
+			return false, err
+		}
+	}
+	st.Phase = 0
 	q.enqueue(item)
 	return true, nil
 }
@@ -69,12 +149,19 @@ func (q *Queue) Put(item []byte, st *PutState, d time.Duration) (bool, error) {
 // ErrAgain when d ends first, with the progress in st.
 func (q *Queue) Write(item []byte, st *PutState, d time.Duration) error {
 	dl := newDeadline(d)
-	return q.r.write(item, st, &dl)
+	return q.r.write(item, st, &dl, writeDirect)
 }
 
-// AbortPut gives up a Write: the producer lock is released; a streamed item
-// cut short is dropped by the consumers.
-func (q *Queue) AbortPut(st *PutState) { q.r.endPut(st) }
+// AbortPut gives up a put or Write in progress: the producer lock is
+// released (a streamed item cut short is dropped by the consumers) and the
+// slot it held is given back.
+func (q *Queue) AbortPut(st *PutState) {
+	q.r.endPut(st)
+	if st.Phase == 1 {
+		q.r.unhold(1)
+		st.Phase = 0
+	}
+}
 
 // Get takes the next item (see Ring.read).
 func (q *Queue) Get(buf []byte, st *GetState, d time.Duration) (int64, error) {
@@ -87,16 +174,19 @@ func (q *Queue) Get(buf []byte, st *GetState, d time.Duration) (int64, error) {
 // AbortGet gives up a Get; a streamed item being assembled is lost.
 func (q *Queue) AbortGet(st *GetState) { q.r.endGet(st) }
 
+// enqueue appends a copy of item to the overflow; the caller made it held
+// in the process's entry (see slots.go), which the feeder undoes once the
+// item is in the ring.
 func (q *Queue) enqueue(item []byte) {
 	c := getBuf(len(item))
 	copy(c, item)
 	q.mu.Lock()
 	if q.discarded {
 		q.mu.Unlock()
+		q.r.unhold(1)
 		putBuf(c)
 		return
 	}
-	atomic.AddInt64(q.r.overflow(), 1)
 	q.pending = append(q.pending, c)
 	q.npending.Add(1)
 	if !q.feeding {
@@ -138,7 +228,7 @@ func (q *Queue) feed() {
 			for {
 				dl := newDeadline(time.Second)
 				dl.stop = &q.discardFlag
-				err := q.r.write(batch[0], &st, &dl)
+				err := q.r.write(batch[0], &st, &dl, writeFed)
 				if err == nil {
 					break
 				}
@@ -148,6 +238,7 @@ func (q *Queue) feed() {
 					// delivered (a streamed item cut short is dropped by
 					// the consumers).
 					q.r.endPut(&st)
+					q.r.unhold(1)
 					break
 				}
 			}
@@ -161,7 +252,6 @@ func (q *Queue) feed() {
 		}
 		q.pending = q.pending[n:]
 		q.npending.Add(int64(-n))
-		atomic.AddInt64(q.r.overflow(), int64(-n))
 		q.mu.Unlock()
 		clear(batch)
 	}
@@ -269,7 +359,7 @@ func (q *Queue) dropPendingLocked(keep int) {
 	}
 	q.pending = q.pending[:keep]
 	q.npending.Add(int64(keep - n))
-	atomic.AddInt64(q.r.overflow(), int64(keep-n))
+	q.r.unhold(int64(n - keep))
 }
 
 // release drops the handle's use: the mapping (and the eventfd) goes now,

@@ -20,11 +20,23 @@ const maxRecord = 1 << 30
 
 // PutState is the progress of one put across slices (kept by the caller).
 type PutState struct {
-	Phase  int64 // 0: no slot reserved yet; 1: reserved
+	Phase  int64 // 1: this put holds a slot in the process's entry (a bounded stream begun)
 	Done   int64 // payload bytes published so far (streamed items)
 	Locked int64 // the caller holds the producer lock
 	Frag   int64 // the item is being streamed
+	// Set by the caller: PutMayBuffer.
+	Mode int64
+	// A bounded put waiting for room: head when last seen moving, and when
+	// (monoNow), to tell consumers that are slow from none at all.
+	Head  int64
+	Since int64
 }
+
+// PutMayBuffer (PutState.Mode): a bounded put that cannot complete in the
+// ring now keeps the item in the process's overflow if a slot is free (the
+// caller's timeout ran out, or it does not wait: put_nowait), rather than
+// failing with Full: Full means maxsize items, as with the stdlib.
+const PutMayBuffer = 1
 
 // GetState is the progress of one get across slices (kept by the caller).
 type GetState struct {
@@ -49,35 +61,8 @@ func (r *Ring) head() *uint64        { return r.u64(offHead) }
 func (r *Ring) dataWaiters() *uint32 { return r.u32(offDataWait) }
 func (r *Ring) spaceWaiter() *uint32 { return r.u32(offSpaceWait) }
 func (r *Ring) spaceNeed() *uint64   { return r.u64(offSpaceNeed) }
-func (r *Ring) size() *int64         { return r.i64(offSize) }
-func (r *Ring) overflow() *int64     { return r.i64(offOverflow) }
-func (r *Ring) unfinished() *int64   { return r.i64(offUnfinish) }
 
 // ---- producers ---------------------------------------------------------------------------
-
-// reserve takes a slot of a bounded queue (waiting for one until d) and
-// counts an unfinished task of a joinable one.
-func (r *Ring) reserve(d *deadline) error {
-	if r.flags&FlagBounded != 0 {
-		sz := r.size()
-		for {
-			s := atomic.LoadInt64(sz)
-			if s < r.maxsize {
-				if atomic.CompareAndSwapInt64(sz, s, s+1) {
-					break
-				}
-				continue
-			}
-			if err := r.waitSpace(d, 0, func() bool { return atomic.LoadInt64(sz) < r.maxsize }); err != nil {
-				return err
-			}
-		}
-	}
-	if r.flags&FlagJoinable != 0 {
-		atomic.AddInt64(r.unfinished(), 1)
-	}
-	return nil
-}
 
 // free is the room in the ring as seen by the producer lock holder.
 func (r *Ring) free() uint64 {
@@ -192,33 +177,50 @@ func (s sleepers) wake(word *uint32, n int, misses *int32) {
 	}
 }
 
-// publish makes the records up to newTail visible, wakes consumers and
-// makes the queue's eventfd readable when a watcher needs it (see
-// watch.go), all before the put returns; the caller holds the producer lock.
-func (r *Ring) publish(newTail uint64, all bool) {
-	atomic.StoreUint64(r.tail(), newTail)
-	n := 1
-	if all {
-		n = math.MaxInt32
-	}
-	r.dataSleepers().wake(r.tailWord(), n, &r.dataMisses)
-	r.notify()
-}
+// How a write accounts for its item (see slots.go).
+type writeMode int
 
-// pushWhole writes item as one record; the caller holds the producer lock
-// and checked the room.
-func (r *Ring) pushWhole(item []byte) {
+const (
+	// writeDirect: nothing held; the item counts once complete (SimpleQueue).
+	writeDirect writeMode = iota
+	// writeFed: an item from this process's overflow, held in its entry.
+	writeFed
+	// writeBounded: a bounded put, which takes its slot with its first
+	// record (a whole item under rlock; a streamed one in the entry).
+	writeBounded
+)
+
+// pushWhole writes item as one record and publishes it; the caller holds
+// the producer lock and checked the room. A bounded put checks the bound
+// under rlock with the publish (errNoSlot when full: nothing is published).
+func (r *Ring) pushWhole(item []byte, mode writeMode, d *deadline) error {
 	t := atomic.LoadUint64(r.tail())
 	n := uint64(len(item))
+	// Beyond tail, the area is the lock holder's: the copy need not wait
+	// for rlock.
 	r.putHeader(t, uint32(n), kindWhole)
 	r.writeAt(t+recHdr, item)
-	pc := r.u64(offPutCount)
-	atomic.StoreUint64(pc, atomic.LoadUint64(pc)+1)
-	r.publish(t+recordSize(n), false)
+	if mode == writeBounded {
+		if err := r.lockR(d); err != nil {
+			return err
+		}
+		if r.count() >= r.maxsize {
+			r.unlockR()
+			return errNoSlot
+		}
+		r.publish(t+recordSize(n), 1, false)
+		r.unlockR()
+		return nil
+	}
+	r.publish(t+recordSize(n), 1, false)
+	if mode == writeFed {
+		r.unhold(1)
+	}
+	return nil
 }
 
 // tryPut writes item as one record if the producer lock is free and the
-// ring has room now; it never waits.
+// ring has room now; it never waits (an unbounded Queue's put).
 func (r *Ring) tryPut(item []byte) bool {
 	n := uint64(len(item))
 	if n > maxRecord || recordSize(n) > r.capacity/2 {
@@ -229,18 +231,19 @@ func (r *Ring) tryPut(item []byte) bool {
 	}
 	ok := recordSize(n) <= r.free()
 	if ok {
-		r.pushWhole(item)
+		r.pushWhole(item, writeDirect, nil)
 	}
 	unlock(r.plock())
 	return ok
 }
 
-// putMany writes as many of items, in order, as fit in the ring now, as
-// WHOLE records under one producer lock, publishes them at once and returns
-// how many. It waits for the lock (the feeder's path) but not for room.
+// putMany writes as many of items (from this process's overflow), in order,
+// as fit in the ring now, as WHOLE records under one producer lock,
+// publishes them at once and returns how many. It waits for the lock (the
+// feeder's path) but not for room.
 func (r *Ring) putMany(items [][]byte) int {
 	dl := newDeadline(time.Second)
-	if _, err := lock(r.plock(), &dl); err != nil {
+	if err := r.lockP(&dl); err != nil {
 		return 0
 	}
 	t := atomic.LoadUint64(r.tail())
@@ -258,9 +261,8 @@ func (r *Ring) putMany(items [][]byte) int {
 		n++
 	}
 	if n > 0 {
-		pc := r.u64(offPutCount)
-		atomic.StoreUint64(pc, atomic.LoadUint64(pc)+uint64(n))
-		r.publish(t, n > 1)
+		r.publish(t, uint64(n), n > 1)
+		r.unhold(int64(n))
 	}
 	unlock(r.plock())
 	return n
@@ -268,13 +270,15 @@ func (r *Ring) putMany(items [][]byte) int {
 
 // write puts item into the ring, waiting for room and streaming it in
 // fragments when it is large. It returns ErrAgain when d ends first, with
-// its progress in st (the producer lock stays held once streaming began).
-func (r *Ring) write(item []byte, st *PutState, d *deadline) error {
+// its progress in st (the producer lock stays held once streaming began),
+// and, for a bounded put, errNoSlot when the queue is full (the lock is
+// released then).
+func (r *Ring) write(item []byte, st *PutState, d *deadline, mode writeMode) error {
 	n := uint64(len(item))
 	whole := n <= maxRecord && recordSize(n) <= r.capacity/2
 	for {
 		if st.Locked == 0 {
-			if _, err := lock(r.plock(), d); err != nil {
+			if err := r.lockP(d); err != nil {
 				return err
 			}
 			st.Locked = 1
@@ -284,9 +288,9 @@ func (r *Ring) write(item []byte, st *PutState, d *deadline) error {
 			if whole {
 				need := recordSize(n)
 				if need <= free {
-					r.pushWhole(item)
+					err := r.pushWhole(item, mode, d)
 					r.endPut(st)
-					return nil
+					return err
 				}
 				// Wait for room without the lock: other producers may go on.
 				r.endPut(st)
@@ -304,6 +308,15 @@ func (r *Ring) write(item []byte, st *PutState, d *deadline) error {
 				}
 				continue
 			}
+			if mode == writeBounded && st.Phase == 0 {
+				// The slot is held in this process's entry while the item
+				// streams: a kill gives it back (see slots.go).
+				if err := r.takeSlot(d); err != nil {
+					r.endPut(st)
+					return err
+				}
+				st.Phase = 1
+			}
 			chunk := min(n, free-recHdr-8, maxRecord)
 			t := atomic.LoadUint64(r.tail())
 			r.putHeader(t, uint32(chunk+8), kindFirst)
@@ -311,7 +324,7 @@ func (r *Ring) write(item []byte, st *PutState, d *deadline) error {
 			r.writeAt(t+recHdr+8, item[:chunk])
 			st.Frag = 1
 			st.Done = int64(chunk)
-			r.publish(t+recordSize(chunk+8), true)
+			r.publish(t+recordSize(chunk+8), 0, true)
 			continue
 		}
 		rem := n - uint64(st.Done)
@@ -333,20 +346,22 @@ func (r *Ring) write(item []byte, st *PutState, d *deadline) error {
 		r.writeAt(t+recHdr, item[st.Done:uint64(st.Done)+chunk])
 		st.Done += int64(chunk)
 		if kind == kindLast {
-			pc := r.u64(offPutCount)
-			atomic.StoreUint64(pc, atomic.LoadUint64(pc)+1)
-		}
-		r.publish(t+recordSize(chunk), true)
-		if kind == kindLast {
+			r.publish(t+recordSize(chunk), 1, true)
+			if mode == writeFed || st.Phase == 1 {
+				r.unhold(1)
+				st.Phase = 0
+			}
 			r.endPut(st)
 			return nil
 		}
+		r.publish(t+recordSize(chunk), 0, true)
 	}
 }
 
 // endPut releases the producer lock held by st and clears its streaming
-// state. A consumer assembling an item that was cut short drops it when it
-// meets the next record (or appends an ABORT itself, see waitFragment).
+// state (a slot st holds stays held: see Queue.AbortPut). A consumer
+// assembling an item that was cut short drops it when it meets the next
+// record (or appends an ABORT itself, see abortIfProducerGone).
 func (r *Ring) endPut(st *PutState) {
 	if st.Locked != 0 {
 		st.Locked = 0
@@ -376,15 +391,18 @@ func (r *Ring) waitData(head uint64, d *deadline, most time.Duration) error {
 	return err
 }
 
-// consume moves head past a record; item tells whether it ends an item.
+// consume moves head past a record; item tells whether it ends an item
+// (then G grows after head, with the consumer lock's journal: see slots.go).
 func (r *Ring) consume(newHead uint64, item bool) {
 	if item {
-		gc := r.u64(offGetCount)
-		atomic.StoreUint64(gc, atomic.LoadUint64(gc)+1)
-	}
-	atomic.StoreUint64(r.head(), newHead)
-	if item && r.flags&FlagBounded != 0 {
-		atomic.AddInt64(r.size(), -1)
+		*r.u64(offCJHead) = newHead
+		*r.u64(offCJGet) = atomic.LoadUint64(r.getCount()) + 1
+		*r.u32(offCJValid) = 1
+		atomic.StoreUint64(r.head(), newHead)
+		atomic.StoreUint64(r.getCount(), *r.u64(offCJGet))
+		*r.u32(offCJValid) = 0
+	} else {
+		atomic.StoreUint64(r.head(), newHead)
 	}
 	if atomic.LoadUint32(r.spaceWaiter()) != 0 {
 		// Wake the producers once the room the least needy of them asked
@@ -412,12 +430,15 @@ func (r *Ring) endGet(st *GetState) {
 // owner dead), no producer is writing the item any more, and it appends an
 // ABORT record so that the item is dropped.
 func (r *Ring) abortIfProducerGone(head uint64) {
-	if !tryLock(r.plock()) && !stealIfDead(r.plock()) {
-		return
+	if !tryLock(r.plock()) {
+		if !stealIfDead(r.plock()) {
+			return
+		}
+		r.replayP()
 	}
 	if atomic.LoadUint64(r.tail()) == head {
 		r.putHeader(head, 0, kindAbort)
-		r.publish(head+recHdr, true)
+		r.publish(head+recHdr, 0, true)
 	}
 	unlock(r.plock())
 }
@@ -429,7 +450,7 @@ func (r *Ring) abortIfProducerGone(head uint64) {
 func (r *Ring) read(buf []byte, st *GetState, d *deadline) (int64, error) {
 	for {
 		if st.Locked == 0 {
-			if _, err := lock(r.clock(), d); err != nil {
+			if err := r.lockC(d); err != nil {
 				return 0, err
 			}
 			st.Locked = 1
@@ -448,6 +469,11 @@ func (r *Ring) read(buf []byte, st *GetState, d *deadline) (int64, error) {
 				continue
 			}
 			r.endGet(st)
+			if atomic.LoadUint32(r.plock()) != 0 {
+				// A producer killed between its two stores left an item
+				// counted but not visible (see replayP).
+				r.reclaim(false)
+			}
 			if err := r.waitData(head, d, 0); err == ErrAgain {
 				return 0, err
 			}
@@ -535,68 +561,4 @@ func (r *Ring) read(buf []byte, st *GetState, d *deadline) (int64, error) {
 // Empty tells whether the ring holds no record.
 func (r *Ring) Empty() bool {
 	return atomic.LoadUint64(r.head()) == atomic.LoadUint64(r.tail())
-}
-
-// Full tells whether a bounded queue has all its slots taken.
-func (r *Ring) Full() bool {
-	return r.flags&FlagBounded != 0 && atomic.LoadInt64(r.size()) >= r.maxsize
-}
-
-// Qsize is the number of items put and not yet got (including those still
-// in producers' overflow buffers).
-func (r *Ring) Qsize() int64 {
-	if r.flags&FlagBounded != 0 {
-		return max(atomic.LoadInt64(r.size()), 0)
-	}
-	g := atomic.LoadUint64(r.u64(offGetCount))
-	o := atomic.LoadInt64(r.overflow())
-	p := atomic.LoadUint64(r.u64(offPutCount))
-	return max(int64(p-g)+o, 0)
-}
-
-// Unfinished is the count of a joinable queue's unfinished tasks.
-func (r *Ring) Unfinished() int64 { return atomic.LoadInt64(r.unfinished()) }
-
-// TaskDone marks one task of a joinable queue done.
-func (r *Ring) TaskDone() error {
-	u := r.unfinished()
-	for {
-		v := atomic.LoadInt64(u)
-		if v <= 0 {
-			return ErrTooManyTaskDone
-		}
-		if atomic.CompareAndSwapInt64(u, v, v-1) {
-			if v == 1 {
-				seq := r.u32(offJoinSeq)
-				atomic.AddUint32(seq, 1)
-				if atomic.LoadUint32(r.u32(offJoinWait)) != 0 {
-					futex.Wake(seq, math.MaxInt32)
-				}
-			}
-			return nil
-		}
-	}
-}
-
-// Join waits until every task of a joinable queue is done, at most d
-// (ErrAgain then).
-func (r *Ring) Join(d time.Duration) error {
-	dl := newDeadline(d)
-	seq := r.u32(offJoinSeq)
-	waiters := r.u32(offJoinWait)
-	for {
-		s := atomic.LoadUint32(seq)
-		if atomic.LoadInt64(r.unfinished()) <= 0 {
-			return nil
-		}
-		left := dl.left()
-		if left <= 0 {
-			return ErrAgain
-		}
-		atomic.AddUint32(waiters, 1)
-		if atomic.LoadInt64(r.unfinished()) > 0 {
-			futex.Wait(seq, s, left)
-		}
-		leave(waiters)
-	}
 }

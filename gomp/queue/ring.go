@@ -8,15 +8,16 @@
 // one side only where possible, then the data area (a power of two bytes):
 //
 //	line 0  magic, version, capacity, maxsize, flags          (constant)
-//	line 1  tail, plock, putCount, plock's owner tag           (producers)
-//	line 2  head, clock, getCount, clock's owner tag           (consumers)
+//	line 1  tail, plock, putCount, plock's owner tag, journal  (producers)
+//	line 2  head, clock, getCount, clock's owner tag, journal  (consumers)
 //	line 3  dataWaiters: consumers sleeping on tail             (consumers)
 //	line 4  spaceWaiters, spaceNeed: producers sleeping on head (producers)
-//	line 5  size (bounded queues), overflow                    (both, slow paths)
-//	line 6  unfinished, joinSeq, joinWaiters                   (JoinableQueue)
+//	line 6  done (task_done calls), joinSeq, joinWaiters       (JoinableQueue)
 //	line 7  pids of the consumers asleep in waitData
 //	line 8  pids of the producers asleep in waitSpace
 //	line 9  readiness: state, watchers, nlock and its owner tag (see watch.go)
+//	line 10 rlock (the bound's lock), entryHi, rlock's owner tag
+//	12-19   per-process entries: items held outside the ring (see slots.go)
 //
 // head and tail are byte positions that only grow; tail-head bytes are in
 // use. The data area holds records, each an 8-byte header (payload length,
@@ -34,7 +35,8 @@
 // start-time tag). A process killed while it holds a lock is detected by the
 // waiters (the pid is gone, a zombie, or was recycled by a process started
 // later) and the lock is taken over: positions are only published once a
-// record is complete, so the ring is consistent at every instant. A producer that dies in the middle of a streamed item
+// record is complete, so the ring is consistent at every instant (the counts
+// too: see slots.go). A producer that dies in the middle of a streamed item
 // leaves its fragments behind; whoever takes the producer lock next appends
 // an ABORT record, and a consumer that was assembling the item drops it. A
 // consumer that dies in the middle of a streamed item leaves the rest of its
@@ -70,7 +72,7 @@ import (
 
 const (
 	magicValue    = 0x716d6f67 // "gomq"
-	layoutVer     = 4          // 4: owner tags are gomp/owner ids
+	layoutVer     = 5          // 5: counts that survive a killed process (slots.go)
 	headerSize    = 4096
 	recHdr        = 8
 	minCapacity   = 4096
@@ -83,15 +85,19 @@ const (
 	offTail       = 64
 	offPlock      = 72
 	offPutCount   = 80
+	offPJValid    = 96 // the producer lock's journal (see slots.go)
+	offPJTail     = 104
+	offPJPut      = 112
 	offHead       = 128
 	offClock      = 136
 	offGetCount   = 144
+	offCJValid    = 160 // the consumer lock's journal
+	offCJHead     = 168
+	offCJGet      = 176
 	offDataWait   = 192
 	offSpaceWait  = 256
 	offSpaceNeed  = 264
-	offSize       = 320
-	offOverflow   = 328
-	offUnfinish   = 384
+	offDone       = 384 // task_done calls (JoinableQueue)
 	offJoinSeq    = 392
 	offJoinWait   = 396
 	offDataSlots  = 448 // [waitSlots]uint32: pids of sleeping consumers
@@ -99,6 +105,9 @@ const (
 	offReady      = 576 // readiness state (see watch.go)
 	offWatchers   = 580 // handles watching the eventfd
 	offNlock      = 584 // lock of the resets; its owner tag at 600
+	offRlock      = 640 // the bound's lock; its owner tag at 656
+	offEntryHi    = 648 // entries ever claimed (a bound for scans)
+	offEntries    = 768 // [numEntries]uint64: owner id << 32 | items held
 )
 
 // Record kinds.
@@ -112,7 +121,7 @@ const (
 
 // Flags of a ring (constant after creation).
 const (
-	FlagBounded  = 1 // maxsize > 0: puts reserve a slot in size
+	FlagBounded  = 1 // maxsize > 0: puts take a slot (see slots.go)
 	FlagJoinable = 2 // puts count unfinished tasks
 )
 
@@ -132,6 +141,8 @@ type Ring struct {
 	// Wake-ups in a row that found nobody asleep (see sleepers.wake).
 	dataMisses  int32
 	spaceMisses int32
+	ent         atomic.Int32 // this process's entry + 1 (0: not claimed yet)
+	lastReclaim atomic.Int64 // monoNow of the last look for dead processes
 }
 
 func (r *Ring) u32(off uintptr) *uint32 { return (*uint32)(unsafe.Pointer(&r.mem[off])) }
@@ -217,6 +228,7 @@ func Create(capacity uint64, maxsize int64, flags uint32) (*Ring, int, error) {
 	*r.i64(offMaxsize) = maxsize
 	*r.u32(offFlags) = flags
 	*r.u64(offSpaceNeed) = math.MaxUint64
+	r.initEntries()
 	*r.u32(offVersion) = layoutVer
 	atomic.StoreUint32(r.u32(offMagic), magicValue)
 	if err := r.load(); err != nil {

@@ -529,8 +529,8 @@ func TestDiscardDropsTheOverflow(t *testing.T) {
 	if err := q.Flush(hangGuard); err != nil {
 		t.Fatalf("Flush after Discard = %v", err)
 	}
-	if q.Pending() != 0 || atomic.LoadInt64(q.r.overflow()) != 0 {
-		t.Fatalf("pending %d, overflow count %d", q.Pending(), atomic.LoadInt64(q.r.overflow()))
+	if q.Pending() != 0 || q.r.held() != 0 {
+		t.Fatalf("pending %d, held %d", q.Pending(), q.r.held())
 	}
 	// Later items that do not fit are dropped too; the exit does not wait.
 	put(t, q, item(1, 200, 1024))

@@ -338,15 +338,24 @@ static int64_t put_data(QCore *self, const void *buf, Py_ssize_t n, gomp_deadlin
 {
     put_ctx p = {self->h, buf, n, {0}};
     int64_t r = gomp_run(self->simple ? write_step : put_step, &p, d, 1);
+    if (r == GOMP_TIMEDOUT && !self->simple) {
+        /* A bounded put waits for its item to be in the ring; out of time,
+         * it keeps the item in this process's overflow if a slot is free:
+         * Full means maxsize items, as with the stdlib. */
+        p.st.mode = GOMP_QPUT_MAY_BUFFER;
+        r = put_step(&p, 0);
+        if (r == GOMP_EAGAIN)
+            r = GOMP_TIMEDOUT;
+    }
     if (r >= 0)
         return r;
+    /* Give back the producer lock (a streamed item cut short is dropped by
+     * the consumers) and the slot a bounded put may hold. */
+    gomp_core.queue_put_abort(self->h, &p.st);
     if (r == GOMP_TIMEDOUT)
         set_queue_error("Full", &exc_full);
-    else {
-        if (self->simple)
-            gomp_core.queue_put_abort(self->h, &p.st);
+    else
         gomp_run_error(r);
-    }
     return -1;
 }
 
@@ -698,8 +707,7 @@ static PyObject *q_put_raw(QCore *self, PyObject *arg)
     int64_t r = gomp_run(self->simple ? write_step : put_step, &p, &d, 1);
     PyBuffer_Release(&view);
     if (r < 0) {
-        if (self->simple)
-            gomp_core.queue_put_abort(self->h, &p.st);
+        gomp_core.queue_put_abort(self->h, &p.st);
         return gomp_run_error(r);
     }
     return PyLong_FromLongLong(r);

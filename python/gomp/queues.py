@@ -16,9 +16,28 @@ wake-ups: no feeder thread, no pipe, no lock round trips.
 - At the normal exit of a process, whatever its overflow still holds is fed
   before the process ends, unless cancel_join_thread() was called; close()
   followed by join_thread() waits for it explicitly.
+- A bounded queue's put() returns once its item is in the shared ring, so
+  that killing the producer afterwards loses nothing: it waits for room in
+  the ring as well as for a slot. Two exceptions keep the stdlib's meaning
+  of Full (maxsize items) and of a put that nobody consumes: an item that
+  would fail with Full while a slot is free (put_nowait(), or the timeout
+  ran out), or that waits for room no consumer has made for half a second,
+  waits in the process's overflow instead, as in the stdlib's feeder
+  buffer.
 - get() waits with the GIL released and can be interrupted (Ctrl-C).
-- A process killed in the middle of a put or get loses at most the item it
-  was putting or getting; the others keep using the queue.
+- Processes killed at any point (gomp/queue/slots.go has the design): a
+  producer killed in put() loses the item it was putting and the items
+  waiting in its overflow (as the stdlib's buffer loses them), never an
+  item in the ring; the slots of a bounded queue and the task counts of a
+  JoinableQueue it held for them come back. A consumer killed in get()
+  loses the item only if it had received it: an item is received once the
+  consumer has copied it out of the ring and moved the ring's head past it
+  (an item larger than half the ring, streamed in fragments: once it took
+  the first fragment). A received item counts as got and, in a
+  JoinableQueue, stays unfinished until task_done(): a consumer killed
+  before task_done() leaves its task to the program, as with the stdlib.
+  The others keep using the queue: qsize(), full(), put() and join() are
+  right again within milliseconds.
 """
 
 import os
