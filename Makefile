@@ -22,7 +22,7 @@ demo: install
 
 # CLIENTS=0 leaves out test-clients (it needs PyPI the first time).
 CLIENTS ?= 1
-test: lint-c test-go test-py test-asan test-suite $(if $(filter 1,$(CLIENTS)),test-clients) test-newer
+test: lint-c lint-py test-go test-py test-asan test-suite $(if $(filter 1,$(CLIENTS)),test-clients) test-newer
 
 # CPython 3.14 and 3.15 (Debian's, in a Debian-unstable chroot made once by
 # .ci/sid-pythons.sh and reused): gomp's own tests and CPython's suite on each,
@@ -37,11 +37,14 @@ test-newer:
 		.ci/sid-pythons.sh run "make test-py test-suite PY=/usr/bin/python$$v VENV=.venv-$$v SUITE_TIMEOUT=$(SUITE_TIMEOUT)" || exit 1; \
 	done
 
-# Style checks: C with clang-format (.clang-format), Python with ruff
-# ([tool.ruff] in pyproject.toml; ruff is installed into the venv). make test
-# runs the C part; the Python part joins it once python/gomp is formatted.
+# Style checks, both in make test: C with clang-format (.clang-format),
+# Python with ruff ([tool.ruff] in pyproject.toml; ruff is installed into the
+# venv).
 C_SOURCES := $(wildcard pybind/ext/*.c pybind/ext/*.h pybind/*.h)
 CLANG_FORMAT ?= clang-format
+
+# Pinned: a newer ruff may format differently and fail a run by itself.
+RUFF_VERSION := 0.17.6
 
 lint: lint-c lint-py
 
@@ -49,7 +52,8 @@ lint-c:
 	$(CLANG_FORMAT) --dry-run -Werror $(C_SOURCES)
 
 lint-py: $(VENV)/bin/python
-	@$(VPY) -m ruff --version >/dev/null 2>&1 || $(VPY) -m pip install -q --disable-pip-version-check ruff
+	@test "$$($(VPY) -m ruff --version 2>/dev/null)" = "ruff $(RUFF_VERSION)" || \
+		$(VPY) -m pip install -q --disable-pip-version-check ruff==$(RUFF_VERSION)
 	$(VPY) -m ruff check python tests_py
 	$(VPY) -m ruff format --check python tests_py
 

@@ -28,8 +28,12 @@ ALIAS_VAR = "GOMP_AS_MULTIPROCESSING"
 
 
 def pytest_addoption(parser):
-    parser.addoption("--run-slow", action="store_true", default=False,
-                     help="also run tests marked slow (for example the >2 GiB message)")
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        default=False,
+        help="also run tests marked slow (for example the >2 GiB message)",
+    )
 
 
 def alias_in_effect():
@@ -58,17 +62,22 @@ def pytest_configure(config):
         raise pytest.UsageError(
             "gomp's tests must run without the multiprocessing alias (%s): the stdlib peers "
             "they compare with would be gomp itself. Run them with the variable removed, e.g. "
-            "`env -u %s make test`." % (why, ALIAS_VAR))
+            "`env -u %s make test`." % (why, ALIAS_VAR)
+        )
     # A shell runs background commands with SIGINT ignored, and a Python that
     # starts with SIGINT ignored installs no KeyboardInterrupt handler; nor do
     # the children it starts (an ignored signal stays ignored across exec).
     # The Ctrl-C tests need the ordinary disposition, whoever launched us.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    config.addinivalue_line("markers", "slow: needs minutes or many GiB; run with --run-slow "
-                                       "or GOMP_RUN_SLOW=1")
-    config.addinivalue_line("markers", "clients: third-party suites (joblib, pebble) in their own "
-                                       "venv (make test-clients); deselect with -m 'not clients'")
+    config.addinivalue_line(
+        "markers", "slow: needs minutes or many GiB; run with --run-slow or GOMP_RUN_SLOW=1"
+    )
+    config.addinivalue_line(
+        "markers",
+        "clients: third-party suites (joblib, pebble) in their own "
+        "venv (make test-clients); deselect with -m 'not clients'",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -89,10 +98,16 @@ def stdlib_peer(name):
     where = os.path.realpath(getattr(module, "__file__", None) or "?")
     stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
     parts = where.split(os.sep)
-    if (module.__name__ != name or not where.startswith(stdlib + os.sep)
-            or "site-packages" in parts or "dist-packages" in parts):
-        raise AssertionError("the stdlib peer %s is not the standard library's: it is %s from %s"
-                             % (name, module.__name__, where))
+    if (
+        module.__name__ != name
+        or not where.startswith(stdlib + os.sep)
+        or "site-packages" in parts
+        or "dist-packages" in parts
+    ):
+        raise AssertionError(
+            "the stdlib peer %s is not the standard library's: it is %s from %s"
+            % (name, module.__name__, where)
+        )
     return module
 
 
@@ -107,8 +122,10 @@ def wait_until(predicate, what, timeout=HANG_GUARD, interval=0.01):
         if value:
             return value
         if time.monotonic() >= deadline:
-            pytest.fail("hung: %s (still not the case after %s s)"
-                        % (what() if callable(what) else what, timeout))
+            pytest.fail(
+                "hung: %s (still not the case after %s s)"
+                % (what() if callable(what) else what, timeout)
+            )
         time.sleep(interval)
 
 
@@ -124,12 +141,15 @@ def returns(fn, *args, what=None, hang_guard=HANG_GUARD, **kwargs):
             box["value"] = fn(*args, **kwargs)
         except BaseException as e:  # re-raised in the caller's thread
             box["error"] = e
+
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     thread.join(hang_guard)
     if thread.is_alive():
-        pytest.fail("hung: %s still running after %s s" % (what or getattr(fn, "__qualname__", fn),
-                                                         hang_guard))
+        pytest.fail(
+            "hung: %s still running after %s s"
+            % (what or getattr(fn, "__qualname__", fn), hang_guard)
+        )
     if "error" in box:
         raise box["error"]
     return box["value"]
@@ -141,12 +161,19 @@ def run_python(code, *args, timeout=60, env=None, check=True, cwd=None):
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args],
-                          capture_output=True, text=True, timeout=timeout, env=full_env,
-                          cwd=cwd or HERE)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd or HERE,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError("child failed (%d):\nstdout:\n%s\nstderr:\n%s"
-                             % (proc.returncode, proc.stdout, proc.stderr))
+        raise AssertionError(
+            "child failed (%d):\nstdout:\n%s\nstderr:\n%s"
+            % (proc.returncode, proc.stdout, proc.stderr)
+        )
     return proc
 
 
@@ -154,6 +181,7 @@ def run_python(code, *args, timeout=60, env=None, check=True, cwd=None):
 def tracker():
     """A resource tracker of the test's own, running, stopped afterwards."""
     from gomp.resource_tracker import ResourceTracker
+
     t = ResourceTracker()
     t.ensure_running()
     yield t
@@ -169,6 +197,7 @@ def held_by_another_thread(lock):
         with lock:
             held.set()
             done.wait()
+
     thread = threading.Thread(target=hold)
     thread.start()
     held.wait()

@@ -45,7 +45,7 @@ def use_every_proxy(objs, out):
     sem = objs['semaphore']
     seen['semaphore'] = sem.acquire(timeout=30)
     bsem = objs['bsemaphore']
-    bsem.release()      # the parent acquired it once
+    bsem.release()  # the parent acquired it once
     cond = objs['condition']
     with cond:
         cond.notify_all()
@@ -72,7 +72,7 @@ def connect_with(address, authkey):
     m.connect()
 
 
-class Maths(object):
+class Maths:
     """A registered type with public, private and failing methods."""
 
     def __init__(self, base=0):
@@ -133,7 +133,7 @@ class MathsManager(BaseManager):
 
 
 MathsManager.register('Maths', Maths, MathsProxy)
-MathsManager.register('AutoMaths', Maths)        # an AutoProxy: public methods
+MathsManager.register('AutoMaths', Maths)  # an AutoProxy: public methods
 MathsManager.register('Counting', Maths, method_to_typeid={'numbers': 'Numbers'})
 MathsManager.register('Numbers', exposed=('__next__',), create_method=False)
 MathsManager.register('get_shared', get_shared)

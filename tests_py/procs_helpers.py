@@ -35,12 +35,23 @@ def wait_for_interrupt(conn):
 
 def report(conn, *args, **kwargs):
     import gomp
-    conn.send((os.getpid(), os.getppid(), gomp.current_process().name,
-               gomp.parent_process().pid, gomp.get_start_method(), args, kwargs))
+
+    conn.send(
+        (
+            os.getpid(),
+            os.getppid(),
+            gomp.current_process().name,
+            gomp.parent_process().pid,
+            gomp.get_start_method(),
+            args,
+            kwargs,
+        )
+    )
 
 
 def core_state(conn):
     from gomp import _gomp
+
     before = _gomp._core_info()
     _gomp._core_load()
     conn.send((before, _gomp._core_info()))
@@ -48,6 +59,7 @@ def core_state(conn):
 
 def grandchild_report(conn):
     import gomp
+
     p = gomp.Process(target=report, args=(conn, "grandchild"))
     p.start()
     p.join()
@@ -66,6 +78,7 @@ def stdin_report(conn, method, close_then_start_child):
     """Send what this process's stdin reads and names; then, if asked, close
     it and start a child (same start method) that does the same."""
     import gomp
+
     conn.send((sys.stdin.read(), os.readlink("/proc/self/fd/%d" % sys.stdin.fileno())))
     if close_then_start_child:
         sys.stdin.close()
@@ -76,23 +89,25 @@ def stdin_report(conn, method, close_then_start_child):
 
 def parent_liveness(conn):
     import gomp
+
     conn.send(gomp.parent_process().is_alive())
     gomp.parent_process().join(10)
     conn.send("parent gone")
 
 
 def send_handle_back(conn, fd):
-    from gomp import reduction
     conn.send(os.read(fd, 100))
 
 
 def kill_self():
     import signal
+
     os.kill(os.getpid(), signal.SIGKILL)
 
 
 def recv_handle_and_read(conn):
     from gomp import reduction
+
     fd = reduction.recv_handle(conn)
     conn.send(os.read(fd, 100))
     os.close(fd)

@@ -89,17 +89,19 @@ def get_into_pipe(q, fd):
 
 
 def use_simple(q, n):
-    for i in range(n):
+    for _ in range(n):
         q.put(q.empty())
 
 
 # ---- test_queue_readers.py ---------------------------------------------------------------
+
 
 def put_at_random_times(q, n, seed, max_pause_us=300):
     """Put 0..n-1, pausing a random time (0..max_pause_us microseconds)
     before most items, so that they land while the reader sleeps or while
     it is about to sleep."""
     import random
+
     rnd = random.Random(seed)
     for i in range(n):
         r = rnd.random()
@@ -140,6 +142,7 @@ def take_from_reader(q, out, n):
     """In a child: wait for the queue's reader and recv n items; report them
     with the eventfd-id of its descriptor and the ids of all its eventfds."""
     from gomp.connection import wait
+
     got = []
     for _ in range(n):
         if not wait([q._reader], 30):
@@ -156,6 +159,7 @@ def report_eventfd(q, out):
 
 
 # Targets of concurrent.futures workers.
+
 
 def cf_square(x):
     return x * x
@@ -189,6 +193,7 @@ def cf_sleep(t):
 
 def cf_kill_self(_=None, delay=0.0):
     import signal
+
     time.sleep(delay)
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -200,7 +205,6 @@ def cf_len(b):
 
 def cf_bytes(n):
     return b"r" * n
-
 
 
 def cf_ident(x):

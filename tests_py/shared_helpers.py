@@ -75,23 +75,32 @@ def allocate_in_child(conn, wrapper):
     """A forked child allocates from its own heap while holding inherited
     blocks: report what it sees and whether its new blocks overlap."""
     from gomp import heap
+
     inherited = bytes(wrapper.create_memoryview())
     mine = [heap.BufferWrapper(100) for _ in range(50)]
     for i, w in enumerate(mine):
         w.create_memoryview()[:] = bytes([i]) * 100
     ok = all(bytes(w.create_memoryview()) == bytes([i]) * 100 for i, w in enumerate(mine))
     h = heap.BufferWrapper._heap
-    conn.send((inherited, ok, h._lastpid == os.getpid(), h._n_mallocs,
-               bytes(wrapper.create_memoryview()) == inherited))
+    conn.send(
+        (
+            inherited,
+            ok,
+            h._lastpid == os.getpid(),
+            h._n_mallocs,
+            bytes(wrapper.create_memoryview()) == inherited,
+        )
+    )
 
 
 def shm_write(name_or_shm, data):
     from gomp import shared_memory
+
     if isinstance(name_or_shm, str):
         shm = shared_memory.SharedMemory(name_or_shm)
     else:
         shm = name_or_shm
-    shm.buf[:len(data)] = data
+    shm.buf[: len(data)] = data
     shm.close()
 
 
@@ -103,6 +112,7 @@ def shareable_list_edit(sl):
 
 def shm_create_and_hold(conn):
     from gomp import shared_memory
+
     shm = shared_memory.SharedMemory(create=True, size=4096)
     shm.buf[:5] = b'child'
     conn.send(shm.name)
@@ -123,6 +133,7 @@ def nested(method, outer):
     """A child that passes an inherited Value and one of its own to a
     grandchild started with method."""
     import gomp
+
     ctx = gomp.get_context(method)
     mine = ctx.Value('q', 100)
     p = ctx.Process(target=add_one, args=(outer, mine))

@@ -7,7 +7,7 @@ import struct
 import time
 
 
-class Counter(object):
+class Counter:
     """Integers in a file that every process maps (fork, spawn, forkserver
     alike). Increments are read-modify-write on purpose: only a lock keeps
     them exact."""
@@ -138,6 +138,7 @@ def rlock_state(lock, conn):
 
 def use_uncontended_and_report_core(lock, sem, conn):
     from gomp import _gomp
+
     for _ in range(100):
         with lock:
             pass
@@ -150,6 +151,7 @@ def count_until_stopped(lock, counter, slot, stop_slot):
     """Count under the lock into counter[0] and counter[slot] (both under
     the lock, so they stay in step) until counter[stop_slot] is set."""
     import warnings
+
     warnings.simplefilter('ignore')  # takeovers from killed holders are expected
     while counter[stop_slot] == 0:
         with lock:

@@ -36,7 +36,9 @@ def test_old_go_is_refused(monkeypatch, tmp_path):
     fake.write_text("#!/bin/sh\necho go1.19.4\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("GO", str(fake))
-    with pytest.raises(SystemExit, match=r"Go 1\.22 or newer is needed to build gomp, found 'go1\.19\.4'"):
+    with pytest.raises(
+        SystemExit, match=r"Go 1\.22 or newer is needed to build gomp, found 'go1\.19\.4'"
+    ):
         setup.go_toolchain()
 
 
@@ -57,11 +59,27 @@ def test_pip_install_without_go_fails_with_the_sentence(tmp_path):
     env = dict(os.environ, PATH=str(venv / "bin") + ":/usr/bin:/bin")
     env.pop("GO", None)
     assert shutil.which("go", path=env["PATH"]) is None or pytest.skip("go is in /usr/bin")
-    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "wheel", "--no-deps",
-                           "--disable-pip-version-check", "-w", str(tmp_path / "w"), ROOT],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-w",
+            str(tmp_path / "w"),
+            ROOT,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode != 0
-    assert "the Go toolchain (go 1.22 or newer) is needed to build gomp" in proc.stdout + proc.stderr
+    assert (
+        "the Go toolchain (go 1.22 or newer) is needed to build gomp" in proc.stdout + proc.stderr
+    )
 
 
 def test_editable_install_works(tmp_path):
@@ -69,19 +87,37 @@ def test_editable_install_works(tmp_path):
     venv = tmp_path / "v"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = str(venv / "bin" / "python")
-    proc = subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                           "-e", ROOT], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-e", ROOT],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = subprocess.run([py, "-c", "import gomp, gomp._gomp as g; a, b = gomp.Pipe(); "
-                          "a.send([1, 2]); print(b.recv(), gomp.__file__, g.core_path)"],
-                         capture_output=True, text=True, cwd=str(tmp_path), timeout=60)
+    out = subprocess.run(
+        [
+            py,
+            "-c",
+            "import gomp, gomp._gomp as g; a, b = gomp.Pipe(); "
+            "a.send([1, 2]); print(b.recv(), gomp.__file__, g.core_path)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     init, core = out.stdout.split()[-2:]
     assert out.stdout.startswith("[1, 2] ")
     assert init.startswith(os.path.join(ROOT, "python", "gomp"))
     assert core == os.path.join(ROOT, "python", "gomp", "libgompcore.so")
     # The whole-program opt-in (gomp.pth) is installed by an editable install too.
-    alias = subprocess.run([py, "-I", "-c", "import multiprocessing as m; print(m.__name__)"],
-                           capture_output=True, text=True, cwd=str(tmp_path), timeout=60,
-                           env=dict(os.environ, GOMP_AS_MULTIPROCESSING="1"))
+    alias = subprocess.run(
+        [py, "-I", "-c", "import multiprocessing as m; print(m.__name__)"],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        timeout=60,
+        env=dict(os.environ, GOMP_AS_MULTIPROCESSING="1"),
+    )
     assert alias.returncode == 0 and alias.stdout.split() == ["gomp"], alias.stderr

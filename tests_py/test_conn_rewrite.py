@@ -12,9 +12,8 @@ import time
 import pytest
 
 import gomp
-from gomp import connection, reduction
-
 import sync_helpers as h
+from gomp import connection, reduction
 
 
 def check_no_sleepers(cond):
@@ -24,10 +23,11 @@ def check_no_sleepers(cond):
 
 # ---- Condition ----------------------------------------------------------------------------------
 
+
 def test_timed_out_waiter_does_not_absorb_a_later_notify():
     cond = gomp.Condition()
     with cond:
-        assert cond.wait(0.01) is False      # reported, never notified
+        assert cond.wait(0.01) is False  # reported, never notified
     woke = []
     ready = threading.Event()
 
@@ -39,7 +39,7 @@ def test_timed_out_waiter_does_not_absorb_a_later_notify():
     t = threading.Thread(target=sleeper)
     t.start()
     ready.wait(60)
-    with cond:                               # the sleeper is inside wait() now
+    with cond:  # the sleeper is inside wait() now
         cond.notify()
     t.join(60)
     assert woke == [True]
@@ -49,14 +49,15 @@ def test_timed_out_waiter_does_not_absorb_a_later_notify():
 def test_notify_n_wakes_exactly_n_threads():
     cond = gomp.Condition(gomp.Lock())
     sleeping, woken = gomp.Semaphore(0), gomp.Semaphore(0)
-    threads = [threading.Thread(target=h.cond_waiter, args=(cond, sleeping, woken))
-               for _ in range(3)]
+    threads = [
+        threading.Thread(target=h.cond_waiter, args=(cond, sleeping, woken)) for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for _ in threads:
         assert sleeping.acquire(timeout=60)
     with cond:
-        cond.notify(2)                       # returns once both have left their sleep
+        cond.notify(2)  # returns once both have left their sleep
     assert woken.acquire(timeout=60) and woken.acquire(timeout=60)
     time.sleep(0.05)
     assert woken.get_value() == 0
@@ -82,6 +83,7 @@ def test_condition_is_only_pickled_for_a_child():
 
 
 # ---- Event and Barrier: state in the lock's shared bytes ---------------------------------------
+
 
 def _set_event_and_report(event, barrier, conn):
     conn.send((event.is_set(), barrier.parties, barrier.n_waiting, barrier.broken))
@@ -115,6 +117,7 @@ def test_event_wait_timeout_returns_false():
 
 
 # ---- connections ------------------------------------------------------------------------------
+
 
 def test_direction_and_closed_errors():
     r, w = gomp.Pipe(duplex=False)
@@ -151,7 +154,7 @@ def test_arbitrary_address_and_address_type():
     assert connection.address_type("\\\\.\\pipe\\x") == "AF_PIPE"
     with pytest.raises(ValueError, match="unrecognized"):
         connection.address_type(b"path as bytes")
-    with pytest.raises(TypeError):           # as the stdlib's (from util)
+    with pytest.raises(TypeError):  # as the stdlib's (from util)
         connection.address_type(42)
 
 
@@ -165,6 +168,7 @@ def test_listener_path_removed_on_close_and_address_after_close():
 
 
 # ---- reduction --------------------------------------------------------------------------------
+
 
 def test_recvfds_checks_the_count_byte():
     a, b = socket.socketpair()
@@ -180,7 +184,17 @@ def test_abstract_reducer_has_the_module_api():
         pass
 
     Reducer()
-    for name in ("ForkingPickler", "register", "dump", "send_handle", "recv_handle",
-                 "sendfds", "recvfds", "DupFd", "_reduce_socket", "_rebuild_socket"):
+    for name in (
+        "ForkingPickler",
+        "register",
+        "dump",
+        "send_handle",
+        "recv_handle",
+        "sendfds",
+        "recvfds",
+        "DupFd",
+        "_reduce_socket",
+        "_rebuild_socket",
+    ):
         assert hasattr(Reducer, name), name
     assert reduction.ForkingPickler._extra_reducers[socket.socket] is reduction._reduce_socket

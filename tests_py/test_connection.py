@@ -12,10 +12,9 @@ import threading
 import pytest
 
 import gomp
+from conftest import stdlib_peer
 from gomp import connection
 from gomp.connection import Connection, Pipe
-
-from conftest import stdlib_peer
 
 # The peer, for interop only: the standard library's, never gomp under the alias.
 std_connection = stdlib_peer("multiprocessing.connection")
@@ -62,6 +61,7 @@ def in_thread(fn, *args):
 
 
 # ---- API ---------------------------------------------------------------------------------
+
 
 def test_pipe_duplex_roundtrip():
     a, b = Pipe()
@@ -156,8 +156,15 @@ def test_closed_handle_errors():
     a.close()
     a.close()  # twice is fine
     assert a.closed
-    for call in (lambda: a.send(1), a.recv, a.poll, a.fileno, lambda: a.send_bytes(b"x"),
-                 a.recv_bytes, lambda: a.recv_bytes_into(bytearray(1))):
+    for call in (
+        lambda: a.send(1),
+        a.recv,
+        a.poll,
+        a.fileno,
+        lambda: a.send_bytes(b"x"),
+        a.recv_bytes,
+        lambda: a.recv_bytes_into(bytearray(1)),
+    ):
         with pytest.raises(OSError, match="handle is closed"):
             call()
     with pytest.raises(OSError):
@@ -191,6 +198,7 @@ def test_negative_maxlength():
 
 # ---- interoperability with the stdlib -------------------------------------------------------
 
+
 def make_pair(kind, gomp_sends):
     """A (sender, receiver) pair over a fresh channel: one end gomp, the other
     the stdlib's Connection."""
@@ -215,8 +223,20 @@ def test_interop_raw_bytes(kind, gomp_sends):
 @pytest.mark.parametrize("kind", ["socketpair", "pipe"])
 @pytest.mark.parametrize("gomp_sends", [True, False], ids=["gomp->stdlib", "stdlib->gomp"])
 def test_interop_objects(kind, gomp_sends):
-    objects = [None, 0, -1, 2 ** 80, 1.5, "text é", b"bytes", (1, (2, [3])), {"a": {1, 2}},
-               list(range(100000)), pattern(3 << 20), ValueError("boom")]
+    objects = [
+        None,
+        0,
+        -1,
+        2**80,
+        1.5,
+        "text é",
+        b"bytes",
+        (1, (2, [3])),
+        {"a": {1, 2}},
+        list(range(100000)),
+        pattern(3 << 20),
+        ValueError("boom"),
+    ]
     sender, receiver = make_pair(kind, gomp_sends)
     with sender, receiver:
         join = in_thread(lambda: [sender.send(o) for o in objects])
@@ -276,6 +296,7 @@ def test_message_over_2_gib():
 
 # ---- bad input ----------------------------------------------------------------------------
 
+
 def raw_writer():
     """A gomp reading Connection and the raw fd writing to it."""
     r, w = socket.socketpair()
@@ -292,8 +313,9 @@ def test_eof_at_frame_boundary_is_eoferror():
             conn.recv_bytes()
 
 
-@pytest.mark.parametrize("partial", [b"\x00\x00", struct.pack("!i", 10) + b"abc",
-                                     b"\xff\xff\xff\xff\x00\x00\x00"])
+@pytest.mark.parametrize(
+    "partial", [b"\x00\x00", struct.pack("!i", 10) + b"abc", b"\xff\xff\xff\xff\x00\x00\x00"]
+)
 def test_eof_mid_frame_is_oserror(partial):
     conn, w = raw_writer()
     with conn:
@@ -386,6 +408,7 @@ def test_fd_closed_behind_the_connections_back():
 
 
 # ---- wait() ---------------------------------------------------------------------------------
+
 
 def test_wait_on_connections_sockets_and_fds():
     a, b = Pipe()

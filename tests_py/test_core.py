@@ -4,21 +4,19 @@ and interruptible waits."""
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-import gomp
+from conftest import run_python, wait_until
 from gomp import _gomp
 from gomp.connection import Pipe
-
-from conftest import ROOT, run_python, wait_until
 
 # These tests call os.fork() themselves in a process that runs the Go core's
 # threads: Python 3.12+ warns about exactly that, which is what they test.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
+    "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"
+)
 
 
 def test_import_does_not_start_the_go_runtime():
@@ -100,6 +98,7 @@ def test_errno_mapping():
 
 # ---- fork rebirth ---------------------------------------------------------------------------
 
+
 def fork_run(fn, timeout=30):
     """Run fn() in a forked child; return its exit code (fn's return value
     or 70 for an exception); a child still running after timeout is killed
@@ -160,9 +159,11 @@ def test_200_forks_with_go_heavy_children():
     assert _gomp._selftest(3) > 0
     outcomes = []
     for i in range(200):
+
         def child(i=i):
             w.send((i, _gomp._selftest(3)))
             return 0
+
         outcomes.append(fork_run(child, timeout=30))
         assert r.recv()[0] == i
     assert outcomes.count(0) == 200, {o: outcomes.count(o) for o in set(outcomes)}
@@ -246,6 +247,7 @@ def test_child_blocked_in_recv_dies_on_sigterm():
     def reaped():
         wpid, status = os.waitpid(pid, os.WNOHANG)
         return [status] if wpid else None
+
     try:
         [status] = wait_until(reaped, "the child blocked in recv() dying of SIGTERM")
     except BaseException:
@@ -258,7 +260,8 @@ def test_child_blocked_in_recv_dies_on_sigterm():
 
 
 def test_sigint_interrupts_blocking_recv_in_main_thread():
-    out = run_python("""
+    out = run_python(
+        """
         import os, signal, threading, time
         import gomp
         a, b = gomp.Pipe()
@@ -276,7 +279,9 @@ def test_sigint_interrupts_blocking_recv_in_main_thread():
             t.join()
         print(len(latencies), 'interrupted; at most %.1f ms after the signal'
               % (max(latencies) * 1000))
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     # Every recv() was interrupted (one that ignored Ctrl-C would block until
     # the timeout above). How fast is measured, not asserted: bench_latency.py
     # prints the distribution.
@@ -285,7 +290,8 @@ def test_sigint_interrupts_blocking_recv_in_main_thread():
 
 
 def test_sigint_interrupts_poll_with_timeout():
-    out = run_python("""
+    out = run_python(
+        """
         import os, signal, threading, time
         import gomp
         a, b = gomp.Pipe()
@@ -294,7 +300,9 @@ def test_sigint_interrupts_poll_with_timeout():
             b.poll(3600)
         except KeyboardInterrupt:
             print('interrupted')
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     # A poll that ignored Ctrl-C would wait an hour (and then raise it): the
     # timeout of 60 s above catches it.
     assert out.stdout.split() == ["interrupted"]

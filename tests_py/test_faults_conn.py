@@ -64,7 +64,8 @@ def read_frame(sock):
                 raise EOFError
             data += chunk
         return data
-    n, = struct.unpack('!i', exactly(4))
+
+    (n,) = struct.unpack('!i', exactly(4))
     return exactly(n)
 
 
@@ -116,7 +117,7 @@ def connect_silent(listener, n):
 
 def test_ten_silent_peers_do_not_delay_a_good_client(family):
     with Listener(family=family, authkey=KEY) as l:
-        first = Background(l.accept)        # accepting before anyone connects
+        first = Background(l.accept)  # accepting before anyone connects
         silent = connect_silent(l, 10)
         good = Background(Client, l.address, family, KEY)
         with first.result() as server_end, good.result() as client_end:
@@ -133,15 +134,19 @@ def test_ten_silent_peers_do_not_delay_a_good_client(family):
 def test_slow_honest_peer_is_served_by_the_next_accept(family):
     with Listener(family=family, authkey=KEY) as l:
         first = Background(l.accept)
-        (slow, challenge), = connect_silent(l, 1)
+        ((slow, challenge),) = connect_silent(l, 1)
         good = Background(Client, l.address, family, KEY)
         with first.result(), good.result():
             pass
         # The slow peer now finishes its handshake; the listener kept it.
         assert still_open_and_quiet(slow)
         peer = FinishLater(slow, challenge)
-        finish = Background(lambda: (connection.answer_challenge(peer, KEY),
-                                     connection.deliver_challenge(peer, KEY)))
+        finish = Background(
+            lambda: (
+                connection.answer_challenge(peer, KEY),
+                connection.deliver_challenge(peer, KEY),
+            )
+        )
         with l.accept() as server_end:
             finish.result()
             peer.send_bytes(b'late but fine')
@@ -185,9 +190,10 @@ def test_each_failure_is_raised_once_and_good_clients_are_all_served():
         bad = Background(Client, l.address, None, b'wrong key')
         with pytest.raises(AuthenticationError):
             bad.result()
-        for s, _ in silent:                # one sends garbage, one a negative length
-            s.sendall(struct.pack('!i', 40) + b'x' * 40 if s is silent[0][0]
-                      else struct.pack('!i', -7))
+        for s, _ in silent:  # one sends garbage, one a negative length
+            s.sendall(
+                struct.pack('!i', 40) + b'x' * 40 if s is silent[0][0] else struct.pack('!i', -7)
+            )
         hangup = raw_connect(l.address)
         read_frame(hangup)
         hangup.close()
@@ -197,8 +203,12 @@ def test_each_failure_is_raised_once_and_good_clients_are_all_served():
         server.result()
         assert sorted(results) == [0, 1, 2]
         kinds = sorted(type(e).__name__ for e in errors)
-        assert kinds == ['AuthenticationError', 'AuthenticationError', 'AuthenticationError',
-                         'EOFError'], errors
+        assert kinds == [
+            'AuthenticationError',
+            'AuthenticationError',
+            'AuthenticationError',
+            'EOFError',
+        ], errors
         for s, _ in silent:
             s.close()
 
@@ -222,10 +232,10 @@ def test_two_threads_accepting_share_the_peers():
 def test_close_drops_pending_peers():
     l = Listener(authkey=KEY)
     first = Background(l.accept)
-    (s, _), = connect_silent(l, 1)
+    ((s, _),) = connect_silent(l, 1)
     good = Background(Client, l.address, None, KEY)
     with first.result(), good.result():
         pass
     l.close()
-    assert s.recv(1) == b''               # the half-way peer was disconnected
+    assert s.recv(1) == b''  # the half-way peer was disconnected
     s.close()

@@ -62,18 +62,26 @@ def _alive(pid):
             stat = f.read()
     except FileNotFoundError:
         return False
-    return stat[stat.rindex(b')') + 2:][:1] not in (b'Z', b'X', b'x')
+    return stat[stat.rindex(b')') + 2 :][:1] not in (b'Z', b'X', b'x')
 
 
-class Owner(object):
+class Owner:
     """The owner script, running; its report (the JSON line) in .info."""
 
     def __init__(self, tmp_path, body):
         script = tmp_path / 'owner.py'
-        script.write_text(PRELUDE + "\nif __name__ == '__main__':\n"
-                          + textwrap.indent(textwrap.dedent(body), '    '))
-        self.proc = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        script.write_text(
+            PRELUDE
+            + "\nif __name__ == '__main__':\n"
+            + textwrap.indent(textwrap.dedent(body), '    ')
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script)],
+            cwd=str(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.spared = []  # pids the test ends itself afterwards
         line = self.proc.stdout.readline()
         if not line:
@@ -112,6 +120,7 @@ def owners(tmp_path):
         owner = Owner(tmp_path, body)
         started.append(owner)
         return owner
+
     yield start
     for owner in started:
         owner.finish()
@@ -147,13 +156,16 @@ METHODS = ['fork', 'spawn', 'forkserver']
 def test_pool_workers_end_with_their_owner(owners, method, signum):
     # maxtasksperchild=1: the workers reported are replacements, started by
     # the pool's supervisor thread, not by the thread that made the pool.
-    owner = owners('''
+    owner = owners(
+        '''
         ctx = gomp.get_context(%r)
         pool = ctx.Pool(2, maxtasksperchild=1)
         retiring = pool.map(pid_of, range(6), chunksize=1)
         report(workers=settled_workers(pool, 2, retiring))
         time.sleep(600)
-    ''' % method)
+    '''
+        % method
+    )
     workers = owner.pids('workers')
     assert len(workers) == 2 and all(_alive(p) for p in workers)
     since = owner.kill(signum)
@@ -178,14 +190,15 @@ def test_fork_server_ends_with_its_owner(owners, signum):
     assert len(server) == 1 and _alive(server[0])
     since = owner.kill(signum)
     _gone_within_guard(server, since, 'fork server')
-    child, = owner.pids('child')
+    (child,) = owner.pids('child')
     assert _alive(child), 'the owner\'s own Process was ended with it'
 
 
 @pytest.mark.parametrize('signum', SIGNALS)
 @pytest.mark.parametrize('method', ['fork', 'spawn'])
 def test_resource_tracker_ends_with_its_owner_and_cleans_up(owners, method, signum):
-    owner = owners('''
+    owner = owners(
+        '''
         from gomp import shared_memory
         shm = shared_memory.SharedMemory(create=True, size=4096)  # leaked
         ctx = gomp.get_context(%r)
@@ -193,7 +206,9 @@ def test_resource_tracker_ends_with_its_owner_and_cleans_up(owners, method, sign
         assert pool.map(square, range(4)) == [0, 1, 4, 9]
         report(shm=shm.name, workers=settled_workers(pool, 2))
         time.sleep(600)
-    ''' % method)
+    '''
+        % method
+    )
     tracker = owner.pids('tracker')
     assert len(tracker) == 1 and _alive(tracker[0])
     assert _shm_exists(owner.info['shm'])
@@ -205,14 +220,17 @@ def test_resource_tracker_ends_with_its_owner_and_cleans_up(owners, method, sign
 @pytest.mark.parametrize('signum', SIGNALS)
 @pytest.mark.parametrize('method', METHODS)
 def test_manager_server_ends_with_its_owner(owners, method, signum):
-    owner = owners('''
+    owner = owners(
+        '''
         ctx = gomp.get_context(%r)
         manager = ctx.Manager()
         shared = manager.dict(a=1)
         assert shared['a'] == 1
         report(manager=manager._process.pid)
         time.sleep(600)
-    ''' % method)
+    '''
+        % method
+    )
     server = owner.pids('manager')
     assert len(server) == 1 and _alive(server[0])
     since = owner.kill(signum)
@@ -241,7 +259,8 @@ def test_shared_memory_manager_unlinks_its_segments_when_its_owner_dies(owners):
 def test_plain_process_outlives_a_killed_owner_as_with_the_stdlib(owners, method):
     # Only processes that serve their owner follow it: a Process the user
     # started lives on, as with the standard library.
-    owner = owners('''
+    owner = owners(
+        '''
         ctx = gomp.get_context(%r)
         child = ctx.Process(target=sleep, args=(600,))
         child.start()
@@ -249,10 +268,12 @@ def test_plain_process_outlives_a_killed_owner_as_with_the_stdlib(owners, method
         assert pool.apply(square, (3,)) == 9
         report(child=child.pid, workers=settled_workers(pool, 1))
         time.sleep(600)
-    ''' % method)
+    '''
+        % method
+    )
     since = owner.kill(signal.SIGKILL)
     _gone_within_guard(owner.pids('workers'), since, 'pool worker (%s)' % method)
-    child, = owner.pids('child')
+    (child,) = owner.pids('child')
     assert _alive(child)
 
 
@@ -262,7 +283,8 @@ def test_normal_exit_behaves_as_before(owners, tmp_path):
     # workers, the manager's server and the fork server are stopped, and the
     # tracker removes the leaked segment with its usual warning.
     marker = tmp_path / 'child-done'
-    owner = owners('''
+    owner = owners(
+        '''
         from gomp import shared_memory
         shm = shared_memory.SharedMemory(create=True, size=4096)  # leaked
         ctx = gomp.get_context('forkserver')
@@ -273,11 +295,16 @@ def test_normal_exit_behaves_as_before(owners, tmp_path):
         time.sleep(0.5)
         child.start()
         report(workers=settled_workers(pool, 2), manager=manager._process.pid, shm=shm.name)
-    ''' % str(marker))
+    '''
+        % str(marker)
+    )
     assert owner.proc.wait(HANG_GUARD) == 0
     stderr = owner.proc.stderr.read()
     assert marker.exists(), 'the non-daemonic child was not joined:\n' + stderr
-    _gone_within_guard(owner.pids('workers', 'manager', 'forkserver', 'tracker'), time.monotonic(),
-                       'children after a normal exit')
+    _gone_within_guard(
+        owner.pids('workers', 'manager', 'forkserver', 'tracker'),
+        time.monotonic(),
+        'children after a normal exit',
+    )
     assert not _shm_exists(owner.info['shm'])
     assert 'leaked shared_memory' in stderr, stderr

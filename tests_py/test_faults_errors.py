@@ -21,7 +21,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CASE_ALARM = 30          # seconds; a guard against a case that hangs, nothing is timed
+CASE_ALARM = 30  # seconds; a guard against a case that hangs, nothing is timed
 RUN_GUARD = 600
 
 # Cases whose mismatch another branch fixes: marked xfail(strict=True) here,
@@ -41,8 +41,20 @@ DELIBERATE = {
 class M:
     """The package under test (gomp or multiprocessing) and its modules."""
 
-    MODULES = ('connection', 'context', 'heap', 'managers', 'pool', 'process', 'queues',
-               'reduction', 'shared_memory', 'sharedctypes', 'synchronize', 'util')
+    MODULES = (
+        'connection',
+        'context',
+        'heap',
+        'managers',
+        'pool',
+        'process',
+        'queues',
+        'reduction',
+        'shared_memory',
+        'sharedctypes',
+        'synchronize',
+        'util',
+    )
 
     def __init__(self, name):
         self.name = name
@@ -66,6 +78,7 @@ def case(name):
         assert name not in CASES, name
         CASES[name] = fn
         return fn
+
     return register
 
 
@@ -146,11 +159,13 @@ def _pipe(m, own, duplex=True):
 
 def conn_case(name, call, duplex=True, sent=None):
     """call(a, b) on the two ends of a fresh Pipe; sent is sent b -> a first."""
+
     def run(m, own):
         a, b = _pipe(m, own, duplex)
         if sent is not None:
             b.send_bytes(sent)
         call(a, b)
+
     CASES[name] = run
 
 
@@ -166,14 +181,24 @@ conn_case('Connection.send(unpicklable)', lambda a, b: a.send(lambda: 0))
 conn_case('Connection.recv_bytes(maxlength=-1)', lambda a, b: a.recv_bytes(-1))
 conn_case('Connection.recv_bytes(maxlength=str)', lambda a, b: a.recv_bytes('x'))
 conn_case('Connection.recv_bytes(maxlength<len)', lambda a, b: a.recv_bytes(2), sent=b'abcdef')
-conn_case('Connection.recv_bytes_into(bytes)', lambda a, b: a.recv_bytes_into(b'immutable'),
-          sent=b'abc')
-conn_case('Connection.recv_bytes_into(offset=-1)',
-          lambda a, b: a.recv_bytes_into(bytearray(10), -1), sent=b'abc')
-conn_case('Connection.recv_bytes_into(offset>len)',
-          lambda a, b: a.recv_bytes_into(bytearray(10), 11), sent=b'abc')
-conn_case('Connection.recv_bytes_into(short)',
-          lambda a, b: a.recv_bytes_into(bytearray(2)), sent=b'abcdef')
+conn_case(
+    'Connection.recv_bytes_into(bytes)', lambda a, b: a.recv_bytes_into(b'immutable'), sent=b'abc'
+)
+conn_case(
+    'Connection.recv_bytes_into(offset=-1)',
+    lambda a, b: a.recv_bytes_into(bytearray(10), -1),
+    sent=b'abc',
+)
+conn_case(
+    'Connection.recv_bytes_into(offset>len)',
+    lambda a, b: a.recv_bytes_into(bytearray(10), 11),
+    sent=b'abc',
+)
+conn_case(
+    'Connection.recv_bytes_into(short)',
+    lambda a, b: a.recv_bytes_into(bytearray(2)),
+    sent=b'abcdef',
+)
 conn_case('Connection.poll(str)', lambda a, b: a.poll('x'))
 conn_case('Connection.send on read-only end', lambda a, b: a.send(1), duplex=False)
 conn_case('Connection.recv on write-only end', lambda a, b: b.recv(), duplex=False)
@@ -203,8 +228,10 @@ def _(m, own):
 
 simple('Connection(-1)', lambda m: m.connection.Connection(-1))
 simple('Connection(str)', lambda m: m.connection.Connection('x'))
-simple('Connection(neither readable nor writable)',
-       lambda m: m.connection.Connection(0, readable=False, writable=False))
+simple(
+    'Connection(neither readable nor writable)',
+    lambda m: m.connection.Connection(0, readable=False, writable=False),
+)
 
 
 # -- connection.wait and helpers
@@ -212,8 +239,10 @@ simple('connection.wait([float])', lambda m: m.connection.wait([1.5]))
 simple('connection.wait(int)', lambda m: m.connection.wait(5))
 simple('connection.wait([str])', lambda m: m.connection.wait(['x']))
 simple('connection.wait([-1])', lambda m: m.connection.wait([-1], 0))
-simple('connection.wait([fileno() -> str])',
-       lambda m: m.connection.wait([type('F', (), {'fileno': lambda self: 'x'})()], 0))
+simple(
+    'connection.wait([fileno() -> str])',
+    lambda m: m.connection.wait([type('F', (), {'fileno': lambda self: 'x'})()], 0),
+)
 
 
 @case('connection.wait([closed connection])')
@@ -224,13 +253,16 @@ def _(m, own):
 
 
 simple('connection.wait([], timeout=str)', lambda m: m.connection.wait([], 'x'))
-simple('connection.arbitrary_address(unknown)',
-       lambda m: m.connection.arbitrary_address('AF_NOPE'))
+simple('connection.arbitrary_address(unknown)', lambda m: m.connection.arbitrary_address('AF_NOPE'))
 simple('connection.address_type(int)', lambda m: m.connection.address_type(5))
-simple('connection.deliver_challenge(authkey=str)',
-       lambda m: m.connection.deliver_challenge(None, 'text'))
-simple('connection.answer_challenge(authkey=bytearray)',
-       lambda m: m.connection.answer_challenge(None, bytearray(b'x')))
+simple(
+    'connection.deliver_challenge(authkey=str)',
+    lambda m: m.connection.deliver_challenge(None, 'text'),
+)
+simple(
+    'connection.answer_challenge(authkey=bytearray)',
+    lambda m: m.connection.answer_challenge(None, bytearray(b'x')),
+)
 
 
 # -- Listener and Client
@@ -271,7 +303,7 @@ def _raw_peer(address, payload):
             s.connect(address)
             s.recv(1000)
             s.sendall(payload)
-            s.shutdown(socket.SHUT_WR)          # then end of file
+            s.shutdown(socket.SHUT_WR)  # then end of file
             # Wait for the verdict or the close, so that the listener does
             # not meet a broken pipe; but not for ever: the stdlib's
             # listener keeps the socket open while the error's traceback
@@ -281,6 +313,7 @@ def _raw_peer(address, payload):
                 s.recv(100)
             except OSError:
                 pass
+
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t
@@ -294,6 +327,7 @@ def accept_garbage_case(name, payload):
             l.accept()
         finally:
             t.join(CASE_ALARM)
+
     CASES[name] = run
 
 
@@ -307,6 +341,7 @@ accept_garbage_case('Listener.accept() fed end of file', b'')
 @case('Client() with the wrong key')
 def _(m, own):
     import threading
+
     l = _listener(m, own, authkey=b'right')
     t = threading.Thread(target=lambda: _swallow(l.accept), daemon=True)
     t.start()
@@ -444,19 +479,17 @@ shm_case('SharedMemory() without name', lambda m, own: _shm(m, own))
 shm_case('SharedMemory(size=0)', lambda m, own: _shm(m, own, create=True, size=0))
 shm_case('SharedMemory(size=-1)', lambda m, own: _shm(m, own, create=True, size=-1))
 shm_case('SharedMemory(size=str)', lambda m, own: _shm(m, own, create=True, size='x'))
-shm_case('SharedMemory(missing name)',
-         lambda m, own: _shm(m, own, 'gomp_test_no_such_segment'))
+shm_case('SharedMemory(missing name)', lambda m, own: _shm(m, own, 'gomp_test_no_such_segment'))
 shm_case('SharedMemory(name=int)', lambda m, own: _shm(m, own, 5))
-shm_case('SharedMemory(name too long)',
-         lambda m, own: _shm(m, own, 'n' * 300, create=True, size=10))
+shm_case(
+    'SharedMemory(name too long)', lambda m, own: _shm(m, own, 'n' * 300, create=True, size=10)
+)
 shm_case('ShareableList([object()])', lambda m, own: _sl(m, own, [object()]))
 shm_case('ShareableList(int)', lambda m, own: _sl(m, own, 5))
-shm_case('ShareableList([huge int])', lambda m, own: _sl(m, own, [2 ** 70]))
-shm_case('ShareableList(missing name)',
-         lambda m, own: _sl(m, own, name='gomp_test_no_such_list'))
+shm_case('ShareableList([huge int])', lambda m, own: _sl(m, own, [2**70]))
+shm_case('ShareableList(missing name)', lambda m, own: _sl(m, own, name='gomp_test_no_such_list'))
 shm_case('ShareableList[out of range]', lambda m, own: _sl(m, own, [1])[5])
-shm_case('ShareableList[0]=too long',
-         lambda m, own: _sl(m, own, ['ab']).__setitem__(0, 'x' * 100))
+shm_case('ShareableList[0]=too long', lambda m, own: _sl(m, own, ['ab']).__setitem__(0, 'x' * 100))
 shm_case('ShareableList[0]=object()', lambda m, own: _sl(m, own, [1]).__setitem__(0, object()))
 shm_case('ShareableList.index(missing)', lambda m, own: _sl(m, own, [1]).index(2))
 shm_case('ShareableList[str]', lambda m, own: _sl(m, own, [1])['x'])
@@ -497,26 +530,29 @@ pool_case('ThreadPool.map(f, int)', lambda p: p.map(abs, 5))
 pool_case('ThreadPool.map(chunksize=str)', lambda p: p.map(abs, [1], 'x'))
 pool_case('ThreadPool.map(chunksize=0)', lambda p: p.map(abs, [1, 2], 0))
 pool_case('ThreadPool.imap(chunksize=0)', lambda p: list(p.imap(abs, [1], 0)))
-pool_case('ThreadPool.imap_unordered(chunksize=0)',
-          lambda p: list(p.imap_unordered(abs, [1], 0)))
+pool_case('ThreadPool.imap_unordered(chunksize=0)', lambda p: list(p.imap_unordered(abs, [1], 0)))
 pool_case('ThreadPool.imap(f, int)', lambda p: list(p.imap(abs, 5)))
 pool_case('ThreadPool.starmap(f, [int])', lambda p: p.starmap(abs, [1]))
 pool_case('ThreadPool.apply(f, int)', lambda p: p.apply(abs, 5))
 pool_case('ThreadPool.apply(f, (), int)', lambda p: p.apply(abs, (1,), 5))
 pool_case('ThreadPool.apply_async(f, int).get()', lambda p: p.apply_async(abs, 5).get(CASE_ALARM))
-pool_case('ThreadPool.apply_async().get(timeout=str)',
-          lambda p: p.apply_async(abs, (1,)).get('x'))
-pool_case('ThreadPool.apply_async().successful() early',
-          lambda p: p.apply_async(_block_briefly).successful())
+pool_case('ThreadPool.apply_async().get(timeout=str)', lambda p: p.apply_async(abs, (1,)).get('x'))
+pool_case(
+    'ThreadPool.apply_async().successful() early',
+    lambda p: p.apply_async(_block_briefly).successful(),
+)
 pool_case('ThreadPool.apply after close', lambda p: (p.close(), p.apply(abs, (1,))))
 pool_case('ThreadPool.map after terminate', lambda p: (p.terminate(), p.map(abs, [1])))
 pool_case('ThreadPool.join() before close', lambda p: p.join())
-pool_case('ThreadPool.map_async(error_callback=int)',
-          lambda p: p.map_async(abs, [1], error_callback=5).get(CASE_ALARM))
+pool_case(
+    'ThreadPool.map_async(error_callback=int)',
+    lambda p: p.map_async(abs, [1], error_callback=5).get(CASE_ALARM),
+)
 
 
 def _block_briefly():
     import time
+
     time.sleep(0.5)
 
 
@@ -532,15 +568,20 @@ def manager_case(name, call):
 
 simple('BaseManager(authkey=str)', lambda m: m.managers.BaseManager(authkey='x'))
 simple('BaseManager(serializer=unknown)', lambda m: m.managers.BaseManager(serializer='nope'))
-simple('BaseManager(address=int).connect()',
-       lambda m: m.managers.BaseManager(address=5, authkey=b'k').connect())
-simple('BaseManager(missing path).connect()',
-       lambda m: m.managers.BaseManager(address='/nonexistent/gomp-mgr',
-                                        authkey=b'k').connect())
+simple(
+    'BaseManager(address=int).connect()',
+    lambda m: m.managers.BaseManager(address=5, authkey=b'k').connect(),
+)
+simple(
+    'BaseManager(missing path).connect()',
+    lambda m: m.managers.BaseManager(address='/nonexistent/gomp-mgr', authkey=b'k').connect(),
+)
 simple('SyncManager.dict() unstarted', lambda m: m.managers.SyncManager().dict())
 simple('SyncManager.shutdown() unstarted', lambda m: m.managers.SyncManager().shutdown())
-simple('BaseManager.register(callable=int)',
-       lambda m: type('Mgr', (m.managers.BaseManager,), {}).register('x', 5)())
+simple(
+    'BaseManager.register(callable=int)',
+    lambda m: type('Mgr', (m.managers.BaseManager,), {}).register('x', 5)(),
+)
 manager_case('Manager.start() twice', lambda mgr: mgr.start())
 manager_case('Manager.dict()[missing]', lambda mgr: mgr.dict()['missing'])
 manager_case('Manager.list()[out of range]', lambda mgr: mgr.list()[10])
@@ -560,13 +601,11 @@ manager_case('Manager.Event().wait(timeout=str)', lambda mgr: mgr.Event().wait('
 
 # -- util
 simple('util.Finalize(None, f) without exitpriority', lambda m: m.util.Finalize(None, abs))
-simple('util.Finalize(exitpriority=str)',
-       lambda m: m.util.Finalize(None, abs, exitpriority='x'))
+simple('util.Finalize(exitpriority=str)', lambda m: m.util.Finalize(None, abs, exitpriority='x'))
 simple('util.Finalize(int, f)', lambda m: m.util.Finalize(5, abs))
 simple('util.register_after_fork(int, f)', lambda m: m.util.register_after_fork(5, abs))
 simple('util.log_to_stderr(level=unknown)', lambda m: m.util.log_to_stderr('NOPE'))
-simple('util.is_abstract_socket_namespace(int)',
-       lambda m: m.util.is_abstract_socket_namespace(5))
+simple('util.is_abstract_socket_namespace(int)', lambda m: m.util.is_abstract_socket_namespace(5))
 
 
 # -- context and process module functions
@@ -578,8 +617,7 @@ simple('context.get_context(unknown)', lambda m: m.mp.get_context().get_context(
 simple('set_forkserver_preload(int)', lambda m: m.mp.set_forkserver_preload(5))
 simple('set_forkserver_preload([int])', lambda m: m.mp.set_forkserver_preload([5]))
 simple('current_process().name=int', lambda m: setattr(m.mp.current_process(), 'name', 5))
-simple('current_process().authkey=str',
-       lambda m: setattr(m.mp.current_process(), 'authkey', 'x'))
+simple('current_process().authkey=str', lambda m: setattr(m.mp.current_process(), 'authkey', 'x'))
 simple('active_children(arg)', lambda m: m.mp.active_children(1))
 simple('cpu_count(arg)', lambda m: m.mp.cpu_count(1))
 
@@ -592,16 +630,21 @@ def _(m, own):
 
 
 # -- reduction
-simple('reduction.ForkingPickler.dumps(unpicklable)',
-       lambda m: m.reduction.ForkingPickler.dumps(lambda: 0))
-simple('reduction.ForkingPickler.loads(garbage)',
-       lambda m: m.reduction.ForkingPickler.loads(b'not a pickle'))
+simple(
+    'reduction.ForkingPickler.dumps(unpicklable)',
+    lambda m: m.reduction.ForkingPickler.dumps(lambda: 0),
+)
+simple(
+    'reduction.ForkingPickler.loads(garbage)',
+    lambda m: m.reduction.ForkingPickler.loads(b'not a pickle'),
+)
 simple('reduction.DupFd(str)', lambda m: m.reduction.DupFd('x'))
 
 
 @case('reduction.send_handle(fd=str)')
 def _(m, own):
     import socket
+
     a, b = socket.socketpair()
     own(a, 'close')
     own(b, 'close')
@@ -611,6 +654,7 @@ def _(m, own):
 @case('reduction.recvfds(size=str)')
 def _(m, own):
     import socket
+
     a, b = socket.socketpair()
     own(a, 'close')
     own(b, 'close')
@@ -618,6 +662,7 @@ def _(m, own):
 
 
 # ---- the runner (one interpreter per package) --------------------------------------------------
+
 
 class _Hang(BaseException):
     pass
@@ -636,7 +681,7 @@ def _type_key(exc_type):
         return exc_type.__qualname__
     if module == 'builtins':
         return exc_type.__qualname__
-    if module == '_pickle':             # pickle's errors come from the C module or not
+    if module == '_pickle':  # pickle's errors come from the C module or not
         module = 'pickle'
     return '%s.%s' % (module, exc_type.__qualname__)
 
@@ -645,6 +690,7 @@ def _comparable_message(exc):
     """str(exc) without what always differs: object addresses, the
     package's name, and a manager's remote traceback (its last line stays)."""
     import re
+
     msg = str(exc)
     if 'Traceback (most recent call last)' in msg:
         lines = [line for line in msg.splitlines() if line.strip() and set(line) != {'-'}]
@@ -657,6 +703,7 @@ def _comparable_message(exc):
 def run_cases(package):
     """Run every case with package; return {name: (type key or None, message)}."""
     import warnings
+
     warnings.simplefilter('ignore')
     m = M(package)
     signal.signal(signal.SIGALRM, _alarm)
@@ -667,6 +714,7 @@ def run_cases(package):
         def own(obj, *methods, _cleanups=cleanups):
             _cleanups.append((obj, methods))
             return obj
+
         signal.alarm(CASE_ALARM)
         try:
             fn(m, own)
@@ -690,9 +738,15 @@ def run_cases(package):
 
 def _run_in_fresh_interpreter(package):
     env = dict(os.environ)
-    env.pop('GOMP_AS_MULTIPROCESSING', None)    # 'multiprocessing' must be the stdlib
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), '--run', package],
-                         env=env, cwd=HERE, capture_output=True, text=True, timeout=RUN_GUARD)
+    env.pop('GOMP_AS_MULTIPROCESSING', None)  # 'multiprocessing' must be the stdlib
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), '--run', package],
+        env=env,
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=RUN_GUARD,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     return json.loads(out.stdout.splitlines()[-1])
 
@@ -718,8 +772,9 @@ def _print_table(rows):
         elif gm != sm:
             msg_diffs += 1
             print('msg   %-45s gomp %r  stdlib %r' % (name, gm, sm))
-    print('%d cases, %d type mismatches, %d message differences'
-          % (len(rows), type_diffs, msg_diffs))
+    print(
+        '%d cases, %d type mismatches, %d message differences' % (len(rows), type_diffs, msg_diffs)
+    )
 
 
 if __name__ == '__main__':
@@ -766,5 +821,9 @@ def test_same_exception_type_as_stdlib(table, name):
     if name in DELIBERATE:
         assert (gomp_type, std_type) == DELIBERATE[name]
         return
-    assert gomp_type == std_type, ('gomp raised %s(%r), the stdlib %s(%r)'
-                                   % (gomp_type, gomp_msg, std_type, std_msg))
+    assert gomp_type == std_type, 'gomp raised %s(%r), the stdlib %s(%r)' % (
+        gomp_type,
+        gomp_msg,
+        std_type,
+        std_msg,
+    )

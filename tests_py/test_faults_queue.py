@@ -134,7 +134,12 @@ def _not_stuck(q, kind):
                 q.put(("probe", i), timeout=HANG_GUARD)
         except stdqueue.Full:
             return "put %d of %d timed out (qsize %d, full %s, empty %s)" % (
-                i + 1, n, q.qsize(), q.full(), q.empty())
+                i + 1,
+                n,
+                q.qsize(),
+                q.full(),
+                q.empty(),
+            )
     for i in range(n):
         try:
             got = _get(q, kind, HANG_GUARD)
@@ -186,7 +191,7 @@ def _storm(kind, seed, tmp):
         start(role)
     time.sleep(rng.uniform(0.0, 0.05))
     # The end of the iteration kills the rest at a random point too.
-    for pid, (p, role) in procs.items():
+    for pid, (_p, role) in procs.items():
         os.kill(pid, signal.SIGKILL)
         kills[role] += 1
     for p, _ in procs.values():
@@ -231,7 +236,9 @@ def _storm(kind, seed, tmp):
         res["unfinished"] = left
         if not 0 <= left <= kills["consumer"]:
             res["problem"] = "%d unfinished tasks after %d consumer kills" % (
-                left, kills["consumer"])
+                left,
+                kills["consumer"],
+            )
         else:
             for _ in range(left):
                 q.task_done()
@@ -263,19 +270,38 @@ def test_kill_storm(tmp_path):
             t[k] += r[k]
         if r["problem"]:
             t["stuck"] += 1
-        print("  %s seed %d: kills %d, lost %d (consumer kills %d), buffered %d, dups %d, bad %d, "
-              "%s" % (kind, seed, r["kills"], r["lost"], r["consumer_kills"], r["buffered"],
-                      r["dups"], r["bad"], r["problem"] or "not stuck"), flush=True)
+        print(
+            "  %s seed %d: kills %d, lost %d (consumer kills %d), buffered %d, dups %d, bad %d, "
+            "%s"
+            % (
+                kind,
+                seed,
+                r["kills"],
+                r["lost"],
+                r["consumer_kills"],
+                r["buffered"],
+                r["dups"],
+                r["bad"],
+                r["problem"] or "not stuck",
+            ),
+            flush=True,
+        )
         if r["problem"] or r["over"] or r["dups"] or r["bad"]:
-            failures.append("%s, seed %d: %s; lost %d with %d consumer kills, dups %d, bad %d" % (
-                kind, seed, r["problem"], r["lost"], r["consumer_kills"], r["dups"], r["bad"]))
+            failures.append(
+                "%s, seed %d: %s; lost %d with %d consumer kills, dups %d, bad %d"
+                % (kind, seed, r["problem"], r["lost"], r["consumer_kills"], r["dups"], r["bad"])
+            )
     for kind in KINDS:
         print("\nkill storm %s (GOMP_STORM_SEED=%d): %s" % (kind, base, totals[kind]))
     assert not failures, "kill storm (GOMP_STORM_SEED=%d): %s; totals %s" % (
-        base, failures[:5], totals)
+        base,
+        failures[:5],
+        totals,
+    )
 
 
 # ---- deterministic cases -------------------------------------------------------------------
+
 
 def _fill_then(q, n, path, die):
     """Put n items of 400 KiB, reporting each put once it returned; then

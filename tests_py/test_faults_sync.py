@@ -11,7 +11,6 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-import threading
 
 import pytest
 
@@ -22,6 +21,7 @@ NOBODY = 65534
 
 
 # ---- a squatting second user ----------------------------------------------------------------
+
 
 def _as_nobody(action):
     """Runs action() in a forked child that switched to uid/gid 65534."""
@@ -94,8 +94,9 @@ def test_squatter_cannot_block_named_semaphores(shared_dir, method):
         os.mkdir(os.path.join(shared_dir, "gomp-sem-%d" % uid), 0o777)
         os.chmod(os.path.join(shared_dir, "gomp-sem-%d" % uid), 0o777)
         os.symlink("/etc/passwd", os.path.join(shared_dir, "gomp-sem"))
-        fd = os.open(os.path.join(shared_dir, "gomp-sem.mp-squatted"),
-                     os.O_CREAT | os.O_WRONLY, 0o666)
+        fd = os.open(
+            os.path.join(shared_dir, "gomp-sem.mp-squatted"), os.O_CREAT | os.O_WRONLY, 0o666
+        )
         os.ftruncate(fd, 4096)
         os.fchmod(fd, 0o666)
         os.close(fd)
@@ -112,7 +113,8 @@ def test_squatter_cannot_block_named_semaphores(shared_dir, method):
 
 
 def test_semaphore_file_is_private_and_unlinked_only_if_ours(shared_dir):
-    out = run_python("""
+    out = run_python(
+        """
         import os, sys, stat
         from gomp import _multiprocessing as M
         d = sys.argv[1]
@@ -125,7 +127,10 @@ def test_semaphore_file_is_private_and_unlinked_only_if_ours(shared_dir):
         except PermissionError:
             print('kept')
         print(os.path.exists(os.path.join(d, 'gomp-sem.mp-mine')))
-    """, shared_dir, env={"GOMP_SHM_DIR": shared_dir}).stdout.split()
+    """,
+        shared_dir,
+        env={"GOMP_SHM_DIR": shared_dir},
+    ).stdout.split()
     assert out == ["0o600", "True", "kept", "True"]
 
 
@@ -163,7 +168,8 @@ def _run(body, method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_condition_notify_with_a_killed_waiter(method):
-    out = _run("""
+    out = _run(
+        """
     cond, ready, result = ctx.Condition(), ctx.Semaphore(0), ctx.Semaphore(0)
     dead = ctx.Process(target=h.wait_on_condition, args=(cond, ready))
     dead.start()
@@ -195,13 +201,16 @@ def test_condition_notify_with_a_killed_waiter(method):
         cond.notify_all()
     until(lambda: sleepers(cond) <= 1)
     print(repr(cond).split()[-1])
-    """, method)
+    """,
+        method,
+    )
     assert out[:4] == ["returned", "live", "woken", "True"], out
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_event_set_with_a_killed_waiter(method):
-    out = _run("""
+    out = _run(
+        """
     ev, ready = ctx.Event(), ctx.Semaphore(0)
     dead = ctx.Process(target=h.wait_on_event, args=(ev, ready))
     dead.start()
@@ -215,13 +224,16 @@ def test_event_set_with_a_killed_waiter(method):
     ev.clear()
     ev.set()
     print('again', ev.wait(0))
-    """, method)
+    """,
+        method,
+    )
     assert out == ["set", "True", "True", "again", "True"], out
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_barrier_timeout_with_a_killed_party(method):
-    out = _run("""
+    out = _run(
+        """
     b = ctx.Barrier(3)
     dead = ctx.Process(target=h.wait_on_barrier, args=(b,))
     dead.start()
@@ -242,7 +254,9 @@ def test_barrier_timeout_with_a_killed_party(method):
     for t in threads:
         t.join(30)
     print('n_waiting', b.n_waiting, b.broken)
-    """, method)
+    """,
+        method,
+    )
     assert out == ["broken", "True", "index", "True", "n_waiting", "0", "False"], out
 
 
@@ -250,7 +264,8 @@ def test_barrier_timeout_with_a_killed_party(method):
 def test_barrier_without_timeout_breaks_when_a_party_dies(method):
     # The stdlib would wait forever for the third party; gomp gives up on a
     # barrier that can no longer fill as designed, as if it had timed out.
-    out = _run("""
+    out = _run(
+        """
     b = ctx.Barrier(3)
     dead = ctx.Process(target=h.wait_on_barrier, args=(b,))
     live = ctx.Process(target=h.wait_on_barrier, args=(b,))
@@ -267,7 +282,9 @@ def test_barrier_without_timeout_breaks_when_a_party_dies(method):
         b.wait()
     except threading.BrokenBarrierError:
         print('broken')
-    """, method)
+    """,
+        method,
+    )
     assert out == ["live", "3", "broken"], out
 
 
@@ -275,7 +292,8 @@ def test_barrier_without_timeout_breaks_when_a_party_dies(method):
 def test_barrier_next_round_after_a_party_died_draining(method):
     # Barrier(2): the dead party had arrived, the parent trips the barrier;
     # the dead party never leaves, so the barrier would drain forever.
-    out = _run("""
+    out = _run(
+        """
     b = ctx.Barrier(2)
     dead = ctx.Process(target=h.wait_on_barrier, args=(b,))
     dead.start()
@@ -288,11 +306,14 @@ def test_barrier_next_round_after_a_party_died_draining(method):
     t.start()
     print('next', b.wait(30) in (0, 1))
     t.join(30)
-    """, method)
+    """,
+        method,
+    )
     assert out == ["tripped", "1", "next", "True"], out
 
 
 # ---- the stdlib's exception types --------------------------------------------------------------
+
 
 def _raises(call):
     try:
@@ -358,6 +379,7 @@ def test_wrong_arguments_match_the_stdlib():
     """A table of wrong arguments to the constructors and methods of
     synchronize: gomp raises the stdlib's exception type (or nothing when
     the stdlib raises nothing)."""
+
     def cases(mod):
         return {
             "Semaphore(-1)": lambda: mod.Semaphore(-1),
@@ -365,7 +387,8 @@ def test_wrong_arguments_match_the_stdlib():
             "Lock().acquire(timeout='x')": lambda: mod.Lock().acquire(timeout="x"),
             "Lock().acquire(False, 'x')": lambda: mod.Lock().acquire(False, "x"),
             "Condition().notify('x')": lambda: (lambda c: (c.acquire(), c.notify("x")))(
-                mod.Condition()),
+                mod.Condition()
+            ),
             "Semaphore('x')": lambda: mod.Semaphore("x"),
             "Semaphore(1.5)": lambda: mod.Semaphore(1.5),
             "Semaphore(None)": lambda: mod.Semaphore(None),
@@ -386,9 +409,11 @@ def test_wrong_arguments_match_the_stdlib():
             "Condition().wait()": lambda: mod.Condition().wait(),
             "Condition().notify()": lambda: mod.Condition().notify(),
             "Condition().wait('x')": lambda: (lambda c: (c.acquire(), c.wait("x")))(
-                mod.Condition()),
+                mod.Condition()
+            ),
             "Condition().wait_for(1)": lambda: (lambda c: (c.acquire(), c.wait_for(1)))(
-                mod.Condition()),
+                mod.Condition()
+            ),
             "Event().wait('x')": lambda: mod.Event().wait("x"),
             "Barrier(1).wait('x')": lambda: mod.Barrier(1).wait("x"),
             "Barrier(2).wait('x')": lambda: mod.Barrier(2).wait("x"),
@@ -396,6 +421,7 @@ def test_wrong_arguments_match_the_stdlib():
             "Barrier(2, timeout='x').wait()": lambda: mod.Barrier(2, timeout="x").wait(),
             "Barrier(1, action=5).wait()": lambda: mod.Barrier(1, action=5).wait(),
         }
+
     ours, theirs = cases(gomp), cases(multiprocessing)
     got = {k: _raises(f) for k, f in ours.items()}
     want = {k: _raises(f) for k, f in theirs.items()}
@@ -407,7 +433,8 @@ def test_condition_table_full_of_dead_waiters_is_reclaimed(method):
     # A table of three slots, all left by killed waiters: the next wait()
     # frees them; a fourth live waiter, past a full table, waits by polling
     # for a slot and is still notified.
-    out = _run("""
+    out = _run(
+        """
     from gomp import synchronize
     synchronize._TABLE_BYTES = 64
     cond, ready, result = ctx.Condition(), ctx.Semaphore(0), ctx.Semaphore(0)
@@ -437,5 +464,7 @@ def test_condition_table_full_of_dead_waiters_is_reclaimed(method):
     for p in lives:
         p.join(30)
     print('left', sleepers(cond))
-    """, method)
+    """,
+        method,
+    )
     assert out == ["full", "3", "woken", "4", "left", "0"], out

@@ -11,10 +11,9 @@ import textwrap
 import pytest
 
 import gomp
-from gomp import connection, forkserver
-
 import procs_helpers as h
 from conftest import run_python
+from gomp import connection, forkserver
 
 
 @pytest.fixture
@@ -65,8 +64,9 @@ def test_unauthenticated_request_forks_nothing(server):
             s.connect(server._forkserver_address)
             s.settimeout(60)
             answer = struct.pack("!i", 40) + b"x" * 40  # one framed message
-            s.sendmsg([answer], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                  array.array("i", [r, w, r, w]))])
+            s.sendmsg(
+                [answer], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [r, w, r, w]))]
+            )
             received = b""
             while True:  # its challenge, its refusal, then end of file
                 chunk = s.recv(4096)
@@ -98,7 +98,8 @@ def test_preload_sees_argv_and_output_is_written_once(tmp_path):
     large for a command line) and flushes what that printed before forking,
     so each line appears once."""
     script = tmp_path / "preload_argv.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import sys
         import gomp
         print(__name__, len(sys.argv), sys.argv[-1], end=";")
@@ -114,13 +115,19 @@ def test_preload_sees_argv_and_output_is_written_once(tmp_path):
                 p.start()
                 p.join()
                 assert p.exitcode == 0
-    """))
+    """)
+    )
     import subprocess
-    out = subprocess.run([sys.executable, str(script), "a"], capture_output=True,
-                         text=True, timeout=120, cwd=str(tmp_path))
+
+    out = subprocess.run(
+        [sys.executable, str(script), "a"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(tmp_path),
+    )
     assert out.returncode == 0, out.stderr
-    assert out.stdout == ("__main__ 2 a;__mp_main__ 4002 last;"
-                          "work 4002;work 4002;")
+    assert out.stdout == ("__main__ 2 a;__mp_main__ 4002 last;work 4002;work 4002;")
     assert out.stderr == "__main__;__mp_main__;"
 
 
@@ -128,12 +135,15 @@ def test_import_gomp_loads_no_heavy_modules():
     """`import gomp` loads none of tempfile, shutil, subprocess (CPython's
     suite checks the same of multiprocessing from 3.14) and chooses no
     start method."""
-    out = run_python("""
+    out = run_python(
+        """
         import sys
         import gomp
         print(sorted({"tempfile", "shutil", "subprocess"} & set(sys.modules)))
         print(gomp.get_start_method(allow_none=True))
-    """, env={"PYTHONWARNINGS": ""})
+    """,
+        env={"PYTHONWARNINGS": ""},
+    )
     assert out.stdout.split("\n")[:2] == ["[]", "None"]
 
 

@@ -5,14 +5,14 @@ import os
 import signal
 
 import pytest
-from conftest import held_by_another_thread
 
 import gomp
+from conftest import held_by_another_thread
 from gomp import forkserver, resource_tracker, shared_memory
 from gomp.resource_tracker import ReentrantCallError, ResourceTracker
 
-
 # ---- the resource tracker -------------------------------------------------------------------
+
 
 def test_tracker_refuses_a_reentrant_call(tracker):
     with tracker._lock:
@@ -94,6 +94,7 @@ def test_tracker_removes_a_leaked_segment(capfd):
 
 # ---- the fork server ------------------------------------------------------------------------
 
+
 def _report_sigint_handler(conn):
     conn.send(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 
@@ -150,7 +151,7 @@ def test_too_many_fds_is_refused():
 def test_signed_numbers_round_trip():
     r, w = os.pipe()
     try:
-        for n in (0, -9, 2 ** 40):
+        for n in (0, -9, 2**40):
             forkserver.write_signed(w, n)
             assert forkserver.read_signed(r) == n
         os.close(w)

@@ -6,9 +6,9 @@ import os
 import signal
 
 import pytest
-from conftest import held_by_another_thread
 
 import gomp
+from conftest import held_by_another_thread
 from gomp import resource_tracker
 from gomp.resource_tracker import ResourceTracker, _json_line, _parse, _simple_line
 
@@ -29,7 +29,10 @@ class _Capture(ResourceTracker):
 
 @pytest.mark.parametrize('name', ['/plain', 'a:b', ':x:', 'new\nline', 'caf\u00e9'])
 def test_both_formats_round_trip(name):
-    for line in (_simple_line('REGISTER', name, 'semaphore'), _json_line('REGISTER', name, 'semaphore')):
+    for line in (
+        _simple_line('REGISTER', name, 'semaphore'),
+        _json_line('REGISTER', name, 'semaphore'),
+    ):
         if line is not None:
             assert line.endswith(b'\n') and line.count(b'\n') == 1
             assert _parse(line) == ('REGISTER', name, 'semaphore')

@@ -23,7 +23,6 @@ that time out on a loaded machine."""
 import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
@@ -62,14 +61,23 @@ def run_suite(args, alias, cwd, test_timeout, timeout=1800):
     env.pop("PYTHONPATH", None)
     if alias:
         env[ALIAS] = "1"
-    cmd = [client_python(), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=short",
-           "-rA", "-o", "console_output_style=classic"]
+    cmd = [
+        client_python(),
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--tb=short",
+        "-rA",
+        "-o",
+        "console_output_style=classic",
+    ]
     if test_timeout:
         cmd.append("--timeout=%d" % test_timeout)
     cmd += list(args)
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     took = time.monotonic() - t0
     outcomes = {}
     for line in proc.stdout.splitlines():
@@ -78,8 +86,10 @@ def run_suite(args, alias, cwd, test_timeout, timeout=1800):
             outcomes[m.group(2)] = m.group(1)
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-2000:]
     if not outcomes:
-        pytest.fail("the suite did not run (%s):\n%s\n%s" % (" ".join(cmd), proc.stdout[-3000:],
-                                                           proc.stderr[-3000:]))
+        pytest.fail(
+            "the suite did not run (%s):\n%s\n%s"
+            % (" ".join(cmd), proc.stdout[-3000:], proc.stderr[-3000:])
+        )
     return outcomes, summary, took
 
 
@@ -104,14 +114,21 @@ def compare(args, cwd, test_timeout=None):
 
 def test_joblib_parallel_and_memmapping():
     python = client_python()
-    probe = subprocess.run([python, "-c", "import gomp.synchronize as s; "
-                            "print(hasattr(s.SemLock, '_rand'))"],
-                           capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        [python, "-c", "import gomp.synchronize as s; print(hasattr(s.SemLock, '_rand'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     if probe.stdout.strip() != "True":
         # loky names its semaphores with multiprocessing.synchronize.SemLock._rand.
         pytest.xfail("needs synchronize.py change: SemLock._rand (issue 15)")
-    proc = subprocess.run([python, "-c", "import joblib, os; print(os.path.dirname(joblib.__file__))"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [python, "-c", "import joblib, os; print(os.path.dirname(joblib.__file__))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     # Run from joblib's test directory, so that test ids are relative to it
     # and a rerun finds them.
     files = ["test_parallel.py", "test_memmapping.py"]

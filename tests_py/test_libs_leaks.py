@@ -4,8 +4,6 @@ ResourceWarning at exit under -X dev with warnings as errors (issue 15)."""
 import subprocess
 import sys
 
-import pytest
-
 SCRIPT = """
 import gomp
 def noop():
@@ -24,7 +22,12 @@ if __name__ == "__main__":
 def test_fork_children_leave_no_unclosed_file(tmp_path):
     script = tmp_path / "prog.py"
     script.write_text(SCRIPT)
-    proc = subprocess.run([sys.executable, "-X", "dev", "-W", "error", str(script)],
-                          capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(tmp_path),
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
     assert "ResourceWarning" not in proc.stderr, proc.stderr

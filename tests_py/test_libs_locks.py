@@ -14,11 +14,10 @@ import warnings
 import pytest
 
 import gomp
-from gomp import synchronize
-from gomp._gomp import SemLock
-
 import sync_helpers as h
 from conftest import stdlib_peer
+from gomp import synchronize
+from gomp._gomp import SemLock
 
 RECURSIVE_MUTEX, SEMAPHORE = 0, 1
 
@@ -102,10 +101,15 @@ def test_warning_as_error_raises_and_leaves_the_lock_held():
 def test_robust_flag_travels_with_the_lock_to_a_spawned_child():
     # The flag lives in the shared region, so a child that attaches by name
     # agrees with its creator.
-    ctx = gomp.get_context("spawn")
     for robust in (False, True):
-        lock = SemLock(RECURSIVE_MUTEX, 1, 1, "/gomp-libs-test-%d-%d" % (os.getpid(), robust),
-                       False, robust=robust)
+        lock = SemLock(
+            RECURSIVE_MUTEX,
+            1,
+            1,
+            "/gomp-libs-test-%d-%d" % (os.getpid(), robust),
+            False,
+            robust=robust,
+        )
         try:
             again = SemLock._rebuild(lock.handle, RECURSIVE_MUTEX, 1, lock.name)
             assert (lock.robust, again.robust) == (robust, robust)

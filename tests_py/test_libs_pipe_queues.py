@@ -89,7 +89,9 @@ def check_child_state(q, conn):
 
 def test_class_choice():
     ctx = gomp.get_context("fork")
-    assert issubclass(FeederQueue, PipeQueue) and not issubclass(FeederQueue, gomp.queues._gomp.QueueCore)
+    assert issubclass(FeederQueue, PipeQueue) and not issubclass(
+        FeederQueue, gomp.queues._gomp.QueueCore
+    )
     assert issubclass(HookOnlyQueue, gomp.queues._gomp.QueueCore)
     assert issubclass(WrappedSimpleQueue, PipeSimpleQueue)
     assert issubclass(WithPrivateState, PipeJoinableQueue)
@@ -208,6 +210,7 @@ def put_from_child_simple(q, items):
 def test_sentinel_is_shared():
     # loky's feeder compares with multiprocessing.queues._sentinel.
     from gomp import _pipe_queues
+
     assert _pipe_queues._sentinel is queues._sentinel
 
 

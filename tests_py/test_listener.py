@@ -6,7 +6,6 @@ connections and sockets into children of every start method.
 Interoperability with stdlib peers of every installed Python is in
 test_listener_interop.py."""
 
-import gc
 import os
 import pickle
 import signal
@@ -80,7 +79,7 @@ def read_frame(sock):
         if not chunk:
             raise EOFError
         head += chunk
-    n, = struct.unpack('!i', head)
+    (n,) = struct.unpack('!i', head)
     data = b''
     while len(data) < n:
         chunk = sock.recv(n - len(data))
@@ -92,8 +91,12 @@ def read_frame(sock):
 
 def served_after(listener, authkey=KEY):
     """Check that the listener still serves a well-behaved client."""
-    client = Background(Client, listener.address, 'AF_INET' if isinstance(
-        listener.address, tuple) else None, authkey)
+    client = Background(
+        Client,
+        listener.address,
+        'AF_INET' if isinstance(listener.address, tuple) else None,
+        authkey,
+    )
     with listener.accept() as server_end:
         with client.result() as c:
             c.send(['still', 'serving'])
@@ -120,6 +123,7 @@ def family(request):
 
 # ---- families and addresses ------------------------------------------------------------------
 
+
 def test_families_and_defaults():
     assert connection.families == ['AF_INET', 'AF_UNIX']
     assert connection.default_family == 'AF_UNIX'
@@ -138,20 +142,23 @@ def test_address_type():
     assert connection.address_type('\0abstract') == 'AF_UNIX'
     assert connection.address_type(b'\0abstract') == 'AF_UNIX'
     assert connection.address_type(r'\\.\pipe\x') == 'AF_PIPE'
-    with pytest.raises(TypeError):        # as the stdlib (from util)
+    with pytest.raises(TypeError):  # as the stdlib (from util)
         connection.address_type(42)
     with pytest.raises(ValueError):
         connection.address_type(b'/tmp/not-abstract')
 
 
-@pytest.mark.parametrize('bad', [
-    dict(address=r'\\.\test'),                      # a Windows pipe name
-    dict(family='AF_PIPE'),
-    dict(address='/tmp/x', family='AF_PIPE'),
-    dict(address='/tmp/x', family='AF_NOSUCH'),     # the stdlib: AttributeError
-    dict(family='AF_NOSUCH'),
-    dict(address=('localhost', 0), family='INET'),
-])
+@pytest.mark.parametrize(
+    'bad',
+    [
+        dict(address=r'\\.\test'),  # a Windows pipe name
+        dict(family='AF_PIPE'),
+        dict(address='/tmp/x', family='AF_PIPE'),
+        dict(address='/tmp/x', family='AF_NOSUCH'),  # the stdlib: AttributeError
+        dict(family='AF_NOSUCH'),
+        dict(address=('localhost', 0), family='INET'),
+    ],
+)
 def test_invalid_family(bad):
     with pytest.raises(ValueError):
         Listener(**bad)
@@ -193,9 +200,9 @@ def test_listener_basics(family):
                     assert l.last_accepted == s.getsockname()
     with pytest.raises(OSError):
         l.accept()
-    l.close()     # a second close is harmless
+    l.close()  # a second close is harmless
     if family == 'AF_UNIX':
-        assert not os.path.exists(address)       # the socket file is removed
+        assert not os.path.exists(address)  # the socket file is removed
     elif family == 'AF_INET':
         with pytest.raises(ConnectionRefusedError):
             Client(address)
@@ -239,6 +246,7 @@ def test_backlog_queues_several_clients():
 
 # ---- socket modes ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize('fam', ['AF_INET', 'AF_UNIX'])
 def test_sockets_blocking_despite_default_timeout(fam):
     old = socket.getdefaulttimeout()
@@ -268,6 +276,7 @@ def test_tcp_nodelay_on_both_ends():
 
 # ---- authentication --------------------------------------------------------------------------
 
+
 def test_authenticated_exchange(family):
     with make_listener(family, authkey=KEY) as l:
         client = Background(Client, l.address, None, KEY)
@@ -278,7 +287,7 @@ def test_authenticated_exchange(family):
             assert c.recv() == ('reply', b'\0' * 1000)
             c.send_bytes(b'raw bytes')
             assert d.recv_bytes() == b'raw bytes'
-            d.send_bytes(b'x' * 60000)       # fits in the socket buffer
+            d.send_bytes(b'x' * 60000)  # fits in the socket buffer
             assert c.recv_bytes() == b'x' * 60000
 
 
@@ -295,10 +304,12 @@ def test_wrong_key_fails_on_both_sides_and_listener_keeps_serving(family):
 
 def test_listener_key_client_without_key():
     with Listener(authkey=KEY) as l:
+
         def plain_client():
             with Client(l.address) as c:
-                c.send('not authenticated')   # taken as the answer to the challenge
+                c.send('not authenticated')  # taken as the answer to the challenge
                 return c.recv_bytes()
+
         client = Background(plain_client)
         with pytest.raises(AuthenticationError):
             l.accept()
@@ -325,7 +336,7 @@ def test_authkey_must_be_bytes(tmp_path):
     path = str(tmp_path / 'sock')
     with pytest.raises(TypeError):
         Listener(path, authkey='text')
-    assert not os.path.exists(path)       # refused before binding
+    assert not os.path.exists(path)  # refused before binding
     with Listener() as l:
         with pytest.raises(TypeError):
             Client(l.address, authkey='text')
@@ -355,6 +366,7 @@ def test_handshake_names_follow_host_python():
         assert not hasattr(connection, 'CHALLENGE')
         assert connection.MESSAGE_LENGTH == 40
         import inspect
+
         sig = inspect.signature(connection.deliver_challenge)
         assert sig.parameters['digest_name'].default == 'sha256'
     assert connection._CHALLENGE == b'#CHALLENGE#'
@@ -385,6 +397,7 @@ def test_fake_connections_as_in_the_suite():
 
 def test_challenge_message_of_host_scheme():
     import hmac
+
     r = Recorder(b'')
     with pytest.raises(AuthenticationError):
         connection.deliver_challenge(r, b'key')
@@ -392,7 +405,7 @@ def test_challenge_message_of_host_scheme():
     assert verdict == b'#FAILURE#'
     assert r.maxlengths == [256]
     assert challenge.startswith(b'#CHALLENGE#')
-    message = challenge[len(b'#CHALLENGE#'):]
+    message = challenge[len(b'#CHALLENGE#') :]
     if sys.version_info < (3, 12):
         assert len(message) == 20
         expected = hmac.new(b'key', message, 'md5').digest()
@@ -405,13 +418,16 @@ def test_challenge_message_of_host_scheme():
     assert a.maxlengths == [256, 256]
 
 
-@pytest.mark.parametrize('challenge', [
-    b'',                                   # empty
-    b'#CHALLENGE',                         # truncated marker
-    b'#CHALLENGE#' + b'x' * 19,            # shorter than any real challenge
-    b'#WELCOME#' + b'x' * 20,              # not a challenge
-    os.urandom(100),
-])
+@pytest.mark.parametrize(
+    'challenge',
+    [
+        b'',  # empty
+        b'#CHALLENGE',  # truncated marker
+        b'#CHALLENGE#' + b'x' * 19,  # shorter than any real challenge
+        b'#WELCOME#' + b'x' * 20,  # not a challenge
+        os.urandom(100),
+    ],
+)
 def test_answer_refuses_bad_challenges(challenge):
     r = Recorder(challenge)
     with pytest.raises(AuthenticationError):
@@ -429,6 +445,7 @@ def test_modern_response_and_verification():
     # _create_response / _verify_challenge implement Python 3.12+'s scheme;
     # gomp has them on every version (the suite of 3.12+ calls them).
     import hmac
+
     key = b'supadupasecretkey'
     legacy = b'is-twenty-bytes-long'
     assert connection._create_response(key, legacy) == hmac.new(key, legacy, 'md5').digest()
@@ -442,8 +459,15 @@ def test_modern_response_and_verification():
         # An older answerer sends a raw HMAC-MD5 of the whole message.
         connection._verify_challenge(key, msg, hmac.new(key, msg, 'md5').digest())
     msg = b'{sha256}' + b'm' * 40
-    for bad in (b'', b'{sha256}', b'{sha256}' + b'\0' * 31, b'{sha1}' + b'\0' * 20,
-                b'{nosuch}' + b'\0' * 32, b'x' * 17, b'{' + b'a' * 200):
+    for bad in (
+        b'',
+        b'{sha256}',
+        b'{sha256}' + b'\0' * 31,
+        b'{sha1}' + b'\0' * 20,
+        b'{nosuch}' + b'\0' * 32,
+        b'x' * 17,
+        b'{' + b'a' * 200,
+    ):
         with pytest.raises(AuthenticationError):
             connection._verify_challenge(key, msg, bad)
     with pytest.raises(AuthenticationError):
@@ -454,8 +478,9 @@ def test_modern_response_and_verification():
 
 # ---- bad peers against a Listener ------------------------------------------------------------
 
+
 def bad_client_cases():
-    big = struct.pack('!i', 0x7fffffff)
+    big = struct.pack('!i', 0x7FFFFFFF)
     return {
         'close at once': [],
         'garbage answer': [frame(os.urandom(40))],
@@ -472,6 +497,7 @@ def bad_client_cases():
 
 class PoisonPill:
     """Unpickling it sets a flag: it must never happen before authentication."""
+
     hit = False
 
     def __reduce__(self):
@@ -487,18 +513,19 @@ def _poison():
 def test_bad_client_refused_listener_keeps_serving(case, family):
     sends = bad_client_cases()[case]
     with make_listener(family, authkey=KEY) as l:
+
         def bad_client():
             with raw_connect(l.address) as s:
-                first = read_frame(s)             # the challenge
+                first = read_frame(s)  # the challenge
                 assert first.startswith(b'#CHALLENGE#')
                 try:
                     for chunk in sends:
                         s.sendall(chunk)
-                    s.shutdown(socket.SHUT_WR)    # then end of file
-                except OSError:                   # the listener reset it already
+                    s.shutdown(socket.SHUT_WR)  # then end of file
+                except OSError:  # the listener reset it already
                     return b''
                 rest = b''
-                while True:                       # the listener must close it
+                while True:  # the listener must close it
                     try:
                         chunk = s.recv(1024)
                     except ConnectionResetError:  # closed with our bytes unread
@@ -506,6 +533,7 @@ def test_bad_client_refused_listener_keeps_serving(case, family):
                     if not chunk:
                         return rest
                     rest += chunk
+
         client = Background(bad_client)
         tracemalloc.start()
         try:
@@ -525,27 +553,28 @@ def test_bad_client_refused_listener_keeps_serving(case, family):
 def test_stalled_client_times_out_and_others_are_served(stall, monkeypatch):
     monkeypatch.setattr(connection, 'HANDSHAKE_TIMEOUT', 0.5)
     with Listener(authkey=KEY) as l:
+
         def stalled_client():
             with raw_connect(l.address) as s:
-                challenge = read_frame(s)[len(b'#CHALLENGE#'):]
+                challenge = read_frame(s)[len(b'#CHALLENGE#') :]
                 if stall == 'half header':
                     s.sendall(b'\0\0')
                 elif stall == 'half frame':
                     s.sendall(struct.pack('!i', 16) + b'12345')
                 elif stall == 'after answer':
-                    import hmac
                     s.sendall(frame(connection._create_response(KEY, challenge)))
                     assert read_frame(s) == b'#WELCOME#'
                     # ... and never sends its own challenge.
                 s.settimeout(HANG_GUARD)
                 try:
-                    return s.recv(100)            # b'': the listener closed it
-                except ConnectionResetError:      # ... with our bytes unread
+                    return s.recv(100)  # b'': the listener closed it
+                except ConnectionResetError:  # ... with our bytes unread
                     return b''
+
         client = Background(stalled_client)
         err = Background(l.accept).exception()
         assert isinstance(err, AuthenticationError)
-        assert isinstance(err, TimeoutError)      # also an OSError
+        assert isinstance(err, TimeoutError)  # also an OSError
         assert client.result() == b''
         served_after(l)
 
@@ -566,6 +595,7 @@ def test_handshake_timeout_is_whole_handshake(monkeypatch):
                         s.send(bytes([b]))
                 except OSError:
                     return
+
         client = Background(trickler)
         err = Background(l.accept).exception()
         stop.set()
@@ -593,8 +623,8 @@ def test_handshake_wait_is_interruptible():
             with pytest.raises(Alarm):
                 l.accept()
             s.settimeout(HANG_GUARD)
-            read_frame(s)                  # the challenge
-            assert s.recv(10) == b''       # then the listener closed it
+            read_frame(s)  # the challenge
+            assert s.recv(10) == b''  # then the listener closed it
             s.close()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -604,9 +634,11 @@ def test_handshake_wait_is_interruptible():
 def test_no_timeout_when_handshake_timeout_is_none(monkeypatch):
     monkeypatch.setattr(connection, 'HANDSHAKE_TIMEOUT', None)
     with Listener(authkey=KEY) as l:
+
         def slow_client():
             time.sleep(0.3)
             return Client(l.address, authkey=KEY)
+
         client = Background(slow_client)
         with l.accept() as d, client.result() as c:
             c.send('slow but fine')
@@ -614,6 +646,7 @@ def test_no_timeout_when_handshake_timeout_is_none(monkeypatch):
 
 
 # ---- bad listeners against a Client ---------------------------------------------------------
+
 
 def fake_server(script):
     """A raw listening socket whose first connection gets script(sock)."""
@@ -630,22 +663,32 @@ def fake_server(script):
                 s.settimeout(HANG_GUARD)
                 try:
                     return s.recv(100)
-                except ConnectionResetError:      # closed with bytes unread
+                except ConnectionResetError:  # closed with bytes unread
                     return b''
         finally:
             srv.close()
             os.unlink(path)
+
     return path, Background(serve)
 
 
-@pytest.mark.parametrize('case', [
-    'close', 'huge header', 'huge 8-byte header', 'garbage', 'short challenge',
-    'cut short', 'no welcome', 'failure',
-])
+@pytest.mark.parametrize(
+    'case',
+    [
+        'close',
+        'huge header',
+        'huge 8-byte header',
+        'garbage',
+        'short challenge',
+        'cut short',
+        'no welcome',
+        'failure',
+    ],
+)
 def test_client_refuses_bad_listener(case):
     def script(s):
         if case == 'huge header':
-            s.sendall(struct.pack('!i', 0x7ffffff0))
+            s.sendall(struct.pack('!i', 0x7FFFFFF0))
         elif case == 'huge 8-byte header':
             s.sendall(struct.pack('!iQ', -1, 1 << 40))
         elif case == 'garbage':
@@ -659,6 +702,7 @@ def test_client_refuses_bad_listener(case):
             read_frame(s)
             s.sendall(frame(b'#FAILURE#' if case == 'failure' else pickle.dumps(PoisonPill())))
         s.shutdown(socket.SHUT_WR)
+
     path, server = fake_server(script)
     tracemalloc.start()
     try:
@@ -668,7 +712,7 @@ def test_client_refuses_bad_listener(case):
     finally:
         tracemalloc.stop()
     assert peak < 1 << 20
-    assert server.result() == b''        # the client closed its end
+    assert server.result() == b''  # the client closed its end
     assert not PoisonPill.hit
 
 
@@ -679,7 +723,7 @@ def test_recv_bytes_maxlength_refuses_before_allocating():
     with a, b:
         ca = connection.Connection(os.dup(a.fileno()))
         with ca:
-            for header in (struct.pack('!i', 0x7fffffff), struct.pack('!iQ', -1, 1 << 50)):
+            for header in (struct.pack('!i', 0x7FFFFFFF), struct.pack('!iQ', -1, 1 << 50)):
                 b.sendall(header)
                 tracemalloc.start()
                 try:
@@ -698,6 +742,7 @@ def test_recv_bytes_maxlength_refuses_before_allocating():
 
 
 # ---- pickling connections and sockets into children ----------------------------------------
+
 
 def _child_use_conn(conn, sock, report):
     conn.send(('child got', conn.recv()))
@@ -759,7 +804,7 @@ def test_pickle_connection_and_socket_into_child(method, how):
                 p = ctx.Process(target=_child_receive_and_use, args=(child_end,))
                 p.start()
                 child_end.close()
-                report_r.send(server_conn)     # resource_sharer hands the fds over
+                report_r.send(server_conn)  # resource_sharer hands the fds over
                 report_r.send(s_server)
             server_conn.close()
             s_server.close()
@@ -774,11 +819,13 @@ def test_pickle_connection_and_socket_into_child(method, how):
             s_server.close()
     if how == 'through a pipe':
         from gomp import resource_sharer
+
         resource_sharer.stop(timeout=HANG_GUARD)
 
 
 def test_resource_sharer_stop_and_restart():
-    from gomp import reduction, resource_sharer
+    from gomp import resource_sharer
+
     for _ in range(2):
         r, w = os.pipe()
         try:

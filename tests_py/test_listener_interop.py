@@ -103,8 +103,13 @@ INTERPRETERS = interpreters()
 
 
 def peer_version(exe):
-    out = subprocess.run([exe, '-c', 'import sys; print("%d.%d" % sys.version_info[:2])'],
-                         capture_output=True, text=True, timeout=HANG_GUARD, env=peer_env())
+    out = subprocess.run(
+        [exe, '-c', 'import sys; print("%d.%d" % sys.version_info[:2])'],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+        env=peer_env(),
+    )
     return out.stdout.strip()
 
 
@@ -116,9 +121,13 @@ def peer_env():
 
 
 def start_peer(exe, role, arg, key):
-    return subprocess.Popen([exe, '-c', PEER, role, arg, key.hex() if key is not None else '-'],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=peer_env())
+    return subprocess.Popen(
+        [exe, '-c', PEER, role, arg, key.hex() if key is not None else '-'],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=peer_env(),
+    )
 
 
 def finish(p):
@@ -140,6 +149,7 @@ class Background:
                 self.value = fn(*args)
             except BaseException as e:
                 self.error = e
+
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
 

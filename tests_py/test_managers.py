@@ -13,11 +13,10 @@ import threading
 import pytest
 
 import gomp
-from gomp import managers, shared_memory
-from gomp.managers import BaseManager, RemoteError, SyncManager
-
 import manager_helpers as h
 from conftest import HERE
+from gomp import managers, shared_memory
+from gomp.managers import RemoteError, SyncManager
 
 METHODS = ["fork", "spawn", "forkserver"]
 KEY = b'manager test key'
@@ -41,6 +40,7 @@ def stdlib_env():
 
 
 # ---- every SyncManager type, used from a child of each start method ------------------------
+
 
 def test_every_proxy_type_across_processes(ctx):
     with ctx.Manager() as m:
@@ -97,7 +97,7 @@ def test_every_proxy_type_across_processes(ctx):
         assert repr(objs['event']).startswith("<EventProxy object, typeid 'Event' at 0x")
         del objs, inner, seen, cond, p
         gc.collect()
-        assert m._number_of_objects() == 1      # out
+        assert m._number_of_objects() == 1  # out
         del out
         gc.collect()
         assert m._number_of_objects() == 0
@@ -128,6 +128,7 @@ def test_list_and_dict_proxies_behave_like_their_referents():
         assert s.issubset({1, 2, 3})
         assert isinstance(d, managers.DictProxy)
         import collections.abc
+
         assert isinstance(d, collections.abc.MutableMapping)
         # a dict nested in a dict: the inner proxy is resolved by the server
         inner = m.dict(x=1)
@@ -138,6 +139,7 @@ def test_list_and_dict_proxies_behave_like_their_referents():
 
 
 # ---- custom managers -------------------------------------------------------------------------
+
 
 def test_custom_manager_register_and_initializer(ctx):
     m = h.MathsManager(ctx=ctx)
@@ -211,8 +213,9 @@ def test_get_server_serve_forever_in_a_script(tmp_path):
         print('serving', flush=True)
         server.serve_forever()
     ''')
-    proc = subprocess.Popen([sys.executable, '-c', script, address], cwd=HERE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, '-c', script, address], cwd=HERE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == 'serving'
         m = h.MathsManager(address=address, authkey=b'k')
@@ -235,7 +238,7 @@ def test_shutdown_while_proxies_are_held(ctx):
     m.join(30)
     with pytest.raises((EOFError, OSError)):
         lst.append(2)
-    del lst             # the finalizer knows the manager is gone: no hang, no error
+    del lst  # the finalizer knows the manager is gone: no hang, no error
     gc.collect()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
@@ -250,6 +253,7 @@ def test_xmlrpclib_serializer():
 
 def test_shared_memory_manager():
     from gomp.managers import SharedMemoryManager
+
     with SharedMemoryManager() as smm:
         shm = smm.SharedMemory(64)
         sl = smm.ShareableList([1, 'x', 2.5])
@@ -269,8 +273,10 @@ def test_shared_memory_manager():
 def test_threads_share_no_connection():
     with SyncManager() as m:
         lst = m.list()
-        threads = [threading.Thread(target=lambda i=i: [lst.append(i) for _ in range(50)])
-                   for i in range(4)]
+        threads = [
+            threading.Thread(target=lambda i=i: [lst.append(i) for _ in range(50)])
+            for i in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -338,12 +344,21 @@ def test_stdlib_client_against_gomp_server(tmp_path):
     gomp.current_process()._manager_server = server
     t.start()
     try:
-        proc = subprocess.run([sys.executable, '-c', STDLIB_CLIENT, address, KEY.hex()],
-                              capture_output=True, text=True, timeout=120, env=stdlib_env())
+        proc = subprocess.run(
+            [sys.executable, '-c', STDLIB_CLIENT, address, KEY.hex()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=stdlib_env(),
+        )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith('__main__ <ListProxy object'), proc.stdout
-        assert _box == {'list': [1, 2, 3], 'dict': {'a': 1, 'b': [1, 2, 3]}, 'value': 6,
-                        'keys': ['a', 'b']}
+        assert _box == {
+            'list': [1, 2, 3],
+            'dict': {'a': 1, 'b': [1, 2, 3]},
+            'value': 6,
+            'keys': ['a', 'b'],
+        }
         # Everything the stdlib client made was released when it exited.
         assert server.number_of_objects(None) == 0
     finally:
@@ -354,12 +369,17 @@ def test_stdlib_client_against_gomp_server(tmp_path):
 
 def test_gomp_client_against_stdlib_server(tmp_path):
     address = str(tmp_path / 'stdlib-server.sock')
-    proc = subprocess.Popen([sys.executable, '-c', STDLIB_SERVER, address, KEY.hex()],
-                            stdout=subprocess.PIPE, text=True, env=stdlib_env())
+    proc = subprocess.Popen(
+        [sys.executable, '-c', STDLIB_SERVER, address, KEY.hex()],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=stdlib_env(),
+    )
     try:
         where = proc.stdout.readline()
         assert 'gomp' not in where and where.rstrip().endswith(
-            os.path.join('multiprocessing', 'managers.py')), where
+            os.path.join('multiprocessing', 'managers.py')
+        ), where
         assert proc.stdout.readline().strip() == 'serving'
         m = GompBoxManager(address=address, authkey=KEY)
         m.connect()
@@ -371,7 +391,7 @@ def test_gomp_client_against_stdlib_server(tmp_path):
         v.value += 1
         box = m.get_box()
         box['list'] = lst[:]
-        box['keys'] = sorted(d)        # a '#PROXY' reply from the stdlib server
+        box['keys'] = sorted(d)  # a '#PROXY' reply from the stdlib server
         assert isinstance(lst, managers.ListProxy)
         assert d.copy() == {'a': 1, 'b': [1, 2, 3]}
         assert v.value == 6
@@ -392,14 +412,16 @@ def test_gomp_client_against_stdlib_server(tmp_path):
 # operations whose replies carry only builtin types (a '#PROXY' reply names
 # gomp.managers.Token, which such a peer cannot import).
 
+
 def other_pythons():
     found, seen = [], {os.path.realpath(getattr(sys, '_base_executable', sys.executable))}
     for exe in sorted(glob.glob('/root/.pyenv/versions/3.*/bin/python3')):
         real = os.path.realpath(exe)
         if real not in seen:
             seen.add(real)
-            found.append(pytest.param(exe, id=os.path.basename(os.path.dirname(
-                os.path.dirname(exe)))))
+            found.append(
+                pytest.param(exe, id=os.path.basename(os.path.dirname(os.path.dirname(exe))))
+            )
     return found
 
 
@@ -422,8 +444,13 @@ def test_stdlib_client_of_other_pythons_against_gomp_server(exe, tmp_path):
     server = SyncManager(address=address, authkey=KEY).get_server()
     threading.Thread(target=server.accepter, daemon=True).start()
     try:
-        proc = subprocess.run([exe, '-c', VERSIONED_CLIENT, address, KEY.hex()],
-                              capture_output=True, text=True, timeout=120, env=stdlib_env())
+        proc = subprocess.run(
+            [exe, '-c', VERSIONED_CLIENT, address, KEY.hex()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=stdlib_env(),
+        )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == repr(([1, 2], {'a': [1, 2]}, 4, 2, 4))
         assert server.number_of_objects(None) == 0
@@ -444,8 +471,12 @@ server.serve_forever()
 @pytest.mark.parametrize('exe', other_pythons())
 def test_gomp_client_against_stdlib_servers_of_other_pythons(exe, tmp_path):
     address = str(tmp_path / 'stdlib-server.sock')
-    proc = subprocess.Popen([exe, '-c', VERSIONED_SERVER, address, KEY.hex()],
-                            stdout=subprocess.PIPE, text=True, env=stdlib_env())
+    proc = subprocess.Popen(
+        [exe, '-c', VERSIONED_SERVER, address, KEY.hex()],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=stdlib_env(),
+    )
     try:
         assert proc.stdout.readline().strip() == 'serving'
         m = SyncManager(address=address, authkey=KEY)
@@ -460,7 +491,12 @@ def test_gomp_client_against_stdlib_servers_of_other_pythons(exe, tmp_path):
         ev = m.Event()
         ev.set()
         assert (lst[:], d.copy(), v.value, q.get(), ev.is_set()) == (
-            [1, 2], {'a': [1, 2]}, 4, 'item', True)
+            [1, 2],
+            {'a': [1, 2]},
+            4,
+            'item',
+            True,
+        )
         assert m._number_of_objects() == 5
         del lst, d, v, q, ev
         gc.collect()

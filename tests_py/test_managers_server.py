@@ -74,8 +74,9 @@ def test_one_object_created_twice_has_one_id_and_counts_both(server):
 
 def test_decref_of_an_unknown_id_is_a_remote_error(server):
     with pytest.raises(RemoteError, match='KeyError'):
-        managers._server_call(server.address, KEY, managers.listener_client['pickle'][1],
-                              'decref', ('no such id',))
+        managers._server_call(
+            server.address, KEY, managers.listener_client['pickle'][1], 'decref', ('no such id',)
+        )
 
 
 def test_str_of_a_proxy_whose_referent_cannot_be_printed(server):
@@ -124,12 +125,19 @@ def test_dispatch_raises_the_remote_error_without_a_reference_cycle():
         gc.enable()
 
 
-@pytest.mark.parametrize('reply, error, text', [
-    (('#TRACEBACK', 'Traceback: boom\n'), RemoteError, 'boom'),
-    (('#UNSERIALIZABLE', 'cannot pickle\n'), RemoteError, 'Unserializable message: cannot pickle'),
-    (('#PROXY', ((), None)), ValueError, 'Unrecognized message type'),
-    (('#TRACEBACK', 42), TypeError, 'not str'),
-])
+@pytest.mark.parametrize(
+    'reply, error, text',
+    [
+        (('#TRACEBACK', 'Traceback: boom\n'), RemoteError, 'boom'),
+        (
+            ('#UNSERIALIZABLE', 'cannot pickle\n'),
+            RemoteError,
+            'Unserializable message: cannot pickle',
+        ),
+        (('#PROXY', ((), None)), ValueError, 'Unrecognized message type'),
+        (('#TRACEBACK', 42), TypeError, 'not str'),
+    ],
+)
 def test_replies_that_stand_for_errors(reply, error, text):
     with pytest.raises(error, match=text):
         managers.dispatch(_Replying(reply), None, 'anything')

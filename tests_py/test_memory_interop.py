@@ -6,15 +6,26 @@ import os
 
 import pytest
 
-from gomp import shared_memory
-
 from conftest import run_python
+from gomp import shared_memory
 
 STDLIB = {'GOMP_AS_MULTIPROCESSING': '0'}
 
 # Items of every kind, with str and bytes of several lengths (slot sizes).
-ITEMS = [7, -2 ** 63, 2.5, True, False, None, '', 'howdy', 'exactly8', b'', b'\x00bytes',
-         b'nine byte']
+ITEMS = [
+    7,
+    -(2**63),
+    2.5,
+    True,
+    False,
+    None,
+    '',
+    'howdy',
+    'exactly8',
+    b'',
+    b'\x00bytes',
+    b'nine byte',
+]
 
 
 @pytest.fixture
@@ -32,7 +43,8 @@ def made():
 def test_gomp_list_has_the_stdlib_layout(made):
     sl = shared_memory.ShareableList(ITEMS)
     made.append(sl)
-    out = run_python("""
+    out = run_python(
+        """
         import sys
         from multiprocessing import resource_tracker, shared_memory
         items = eval(sys.argv[1])
@@ -41,19 +53,23 @@ def test_gomp_list_has_the_stdlib_layout(made):
         print(bytes(sl.shm.buf[:n]).hex(), n, sl.format)
         sl.shm.close()
         sl.shm.unlink()
-        """, repr(ITEMS), env=STDLIB).stdout.split()
+        """,
+        repr(ITEMS),
+        env=STDLIB,
+    ).stdout.split()
     stdlib_bytes, stdlib_size, stdlib_format = bytes.fromhex(out[0]), int(out[1]), out[2]
     assert sl.format == stdlib_format
     # Segments are rounded up to pages: compare the list's own bytes.
     used = len(stdlib_bytes.rstrip(b'\x00'))
     assert bytes(sl.shm.buf[:used]) == stdlib_bytes[:used]
-    assert not any(sl.shm.buf[used:min(stdlib_size, sl.shm.size)])
+    assert not any(sl.shm.buf[used : min(stdlib_size, sl.shm.size)])
 
 
 def test_stdlib_reads_and_changes_a_gomp_list(made):
     sl = shared_memory.ShareableList(ITEMS)
     made.append(sl)
-    out = run_python("""
+    out = run_python(
+        """
         import sys
         from multiprocessing import resource_tracker, shared_memory
         sl = shared_memory.ShareableList(name=sys.argv[1])
@@ -64,7 +80,10 @@ def test_stdlib_reads_and_changes_a_gomp_list(made):
         sl[-1] = None
         sl.shm.close()
         resource_tracker.unregister(sl.shm._name, 'shared_memory')
-        """, sl.shm.name, env=STDLIB).stdout
+        """,
+        sl.shm.name,
+        env=STDLIB,
+    ).stdout
     assert eval(out) == ITEMS
     expected = list(ITEMS)
     expected[0], expected[5], expected[7], expected[-1] = 1.25, 'abc', 'hi', None
@@ -73,25 +92,34 @@ def test_stdlib_reads_and_changes_a_gomp_list(made):
 
 def test_gomp_changes_a_stdlib_list(made):
     name = 'gomp-interop-%d' % os.getpid()
-    proc = run_python("""
+    proc = run_python(
+        """
         import sys
         from multiprocessing import resource_tracker, shared_memory
         sl = shared_memory.ShareableList(eval(sys.argv[2]), name=sys.argv[1])
         sl.shm.close()
         resource_tracker.unregister(sl.shm._name, 'shared_memory')
-        """, name, repr(ITEMS), env=STDLIB)
+        """,
+        name,
+        repr(ITEMS),
+        env=STDLIB,
+    )
     assert proc.returncode == 0
     sl = shared_memory.ShareableList(name=name)
     made.append(sl)
     assert list(sl) == ITEMS and len(sl) == len(ITEMS)
     sl[3] = 42
     sl[8] = b'8 bytes!'
-    out = run_python("""
+    out = run_python(
+        """
         import sys
         from multiprocessing import resource_tracker, shared_memory
         sl = shared_memory.ShareableList(name=sys.argv[1])
         print(repr((sl[3], sl[8], sl.format)))
         sl.shm.close()
         resource_tracker.unregister(sl.shm._name, 'shared_memory')
-        """, name, env=STDLIB).stdout
+        """,
+        name,
+        env=STDLIB,
+    ).stdout
     assert eval(out) == (42, b'8 bytes!', sl.format)

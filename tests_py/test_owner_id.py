@@ -6,9 +6,8 @@ import os
 
 import pytest
 
-from gomp import _gomp
-
 from conftest import ROOT
+from gomp import _gomp
 
 VECTORS = os.path.join(ROOT, "gomp", "owner", "testdata", "stat_vectors.txt")
 

@@ -14,10 +14,9 @@ import pytest
 
 import gomp
 import gomp.pool
-from gomp.pool import MaybeEncodingError, RemoteTraceback, WorkerLostError
-
 import pool_helpers as h
 from conftest import wait_until
+from gomp.pool import MaybeEncodingError, RemoteTraceback, WorkerLostError
 
 METHODS = ['fork', 'spawn', 'forkserver']
 KINDS = METHODS + ['threads']
@@ -51,6 +50,7 @@ def method(request):
 
 
 # ---- the API -------------------------------------------------------------------------------
+
 
 def test_apply(pool):
     assert pool.apply(h.square, (7,)) == 49
@@ -182,6 +182,7 @@ def test_callbacks(pool):
 def test_callback_raising_does_not_break_the_pool(pool, capfd):
     def bad(value):
         raise ZeroDivisionError('callback broke')
+
     r = pool.apply_async(h.square, (4,), callback=bad)
     assert r.get(LONG) == 16
     r = pool.apply_async(h.fail, (4,), error_callback=bad)
@@ -197,6 +198,7 @@ def test_callback_can_submit_more_work(pool):
 
     def chain(value):
         results.append(pool.apply_async(h.square, (value,)))
+
     pool.apply_async(h.square, (3,), callback=chain).get(LONG)
     deadline = time.monotonic() + LONG
     while not results and time.monotonic() < deadline:
@@ -217,7 +219,8 @@ def test_private_names(pool, kind):
 
 # ---- unpicklable data ----------------------------------------------------------------------
 
-class Unpicklable(object):
+
+class Unpicklable:
     def __reduce__(self):
         raise RuntimeError('cannot pickle this')
 
@@ -250,6 +253,7 @@ def test_unpicklable_result(method):
 
 # ---- dead workers --------------------------------------------------------------------------
 
+
 def _wait_for_path(path):
     wait_until(lambda: os.path.exists(path), 'the task started', LONG)
     with open(path) as f:
@@ -257,8 +261,11 @@ def _wait_for_path(path):
 
 
 def _wait_for_pool_size(p, n):
-    wait_until(lambda: len(p._pool) == n and all(w.is_alive() for w in p._pool),
-               'the pool repopulated', LONG)
+    wait_until(
+        lambda: len(p._pool) == n and all(w.is_alive() for w in p._pool),
+        'the pool repopulated',
+        LONG,
+    )
 
 
 def test_sigkill_during_task(method, tmp_path):
@@ -315,6 +322,7 @@ def test_dead_worker_while_closing(method):
 
 # ---- worker lifetime, initializer ----------------------------------------------------------
 
+
 def test_maxtasksperchild(method):
     p = make_pool(method, 2, maxtasksperchild=3)
     first = {w.pid for w in p._pool}
@@ -362,6 +370,7 @@ def test_bad_arguments():
 
 
 # ---- lifetime ------------------------------------------------------------------------------
+
 
 def test_close_join_finishes_work(kind):
     p = make_pool(kind, 2)
@@ -411,10 +420,12 @@ def test_terminate_with_pipe_task_queue_full():
         "assert p.map(h.square, range(10)) == [x * x for x in range(10)]\n"
         "p.map_async(h.sleep_with_payload, [(0.5, b'x' * 262144)] * 64, chunksize=1)\n"
         "import time; time.sleep(0.5)\n"
-        "p.terminate(); p.join(); print('terminated')\n")
+        "p.terminate(); p.join(); print('terminated')\n"
+    )
     env = dict(os.environ, PYTHONPATH=os.path.dirname(__file__))
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "terminated"
 
@@ -432,8 +443,12 @@ def test_with_statement_terminates(kind):
 
 
 def test_states():
-    assert (gomp.pool.INIT, gomp.pool.RUN, gomp.pool.CLOSE, gomp.pool.TERMINATE) == \
-        ('INIT', 'RUN', 'CLOSE', 'TERMINATE')
+    assert (gomp.pool.INIT, gomp.pool.RUN, gomp.pool.CLOSE, gomp.pool.TERMINATE) == (
+        'INIT',
+        'RUN',
+        'CLOSE',
+        'TERMINATE',
+    )
 
 
 def test_resource_warning_for_unclosed_pool(kind):
@@ -445,8 +460,11 @@ def test_resource_warning_for_unclosed_pool(kind):
         warnings.simplefilter('always')
         p = None
         gc.collect()
-    assert any(issubclass(w.category, ResourceWarning)
-               and 'unclosed running multiprocessing pool' in str(w.message) for w in caught)
+    assert any(
+        issubclass(w.category, ResourceWarning)
+        and 'unclosed running multiprocessing pool' in str(w.message)
+        for w in caught
+    )
 
 
 def test_abandoned_pool_is_terminated(method):
@@ -464,12 +482,14 @@ def test_abandoned_pool_is_terminated(method):
 
 def test_pool_not_picklable(pool):
     import pickle
+
     with pytest.raises(NotImplementedError):
         pickle.dumps(pool)
 
 
 def test_dummy_pool_uses_threads():
     import gomp.dummy
+
     p = gomp.dummy.Pool(2)
     try:
         assert isinstance(p, gomp.pool.ThreadPool)
@@ -481,6 +501,7 @@ def test_dummy_pool_uses_threads():
 
 def test_no_threads_left_after_join(kind):
     import threading
+
     before = set(threading.enumerate())
     p = make_pool(kind, 2)
     p.map(h.square, range(10))

@@ -10,11 +10,10 @@ import time
 import pytest
 
 import gomp
-from gomp import connection, util
-from gomp._versions import V
-
 import procs_helpers as h
-from conftest import HERE, run_python, wait_until
+from conftest import run_python, wait_until
+from gomp import connection
+from gomp._versions import V
 
 METHODS = ["fork", "spawn", "forkserver"]
 
@@ -32,6 +31,7 @@ def started(ctx, target, *args, **kwargs):
 
 # ---- the Process API ------------------------------------------------------------------------
 
+
 def test_child_sees_its_identity(ctx):
     r, w = ctx.Pipe()
     p = ctx.Process(target=h.report, args=(w, 1, "two"), kwargs={"k": 3}, name="worker-x")
@@ -47,13 +47,21 @@ def test_child_sees_its_identity(ctx):
     assert args == (1, "two") and kwargs == {"k": 3}
     assert p.exitcode == 0 and not p.is_alive()
     assert repr(p) == "<%s name='worker-x' pid=%d parent=%d stopped exitcode=0>" % (
-        type(p).__name__, p.pid, os.getpid())
+        type(p).__name__,
+        p.pid,
+        os.getpid(),
+    )
     assert type(p).__name__.lower().startswith(ctx.get_start_method())
 
 
 def test_exit_codes(ctx):
-    cases = [(h.noop, (), 0), (h.exit_with, (7,), 7), (h.exit_with, (None,), 0),
-             (h.exit_with, ("text",), 1), (h.kill_self, (), -signal.SIGKILL)]
+    cases = [
+        (h.noop, (), 0),
+        (h.exit_with, (7,), 7),
+        (h.exit_with, (None,), 0),
+        (h.exit_with, ("text",), 1),
+        (h.kill_self, (), -signal.SIGKILL),
+    ]
     procs = [(started(ctx, t, *a), want) for t, a, want in cases]
     for p, want in procs:
         p.join(30)
@@ -62,15 +70,19 @@ def test_exit_codes(ctx):
 
 def test_signals(ctx):
     r, w = ctx.Pipe()
-    for method, want in (("terminate", -signal.SIGTERM), ("kill", -signal.SIGKILL),
-                         ("interrupt", 1)):
+    for method, want in (
+        ("terminate", -signal.SIGTERM),
+        ("kill", -signal.SIGKILL),
+        ("interrupt", 1),
+    ):
         p = started(ctx, h.wait_for_interrupt, w)
         assert r.recv() == "ready"
         getattr(p, method)()
         p.join(30)
         assert p.exitcode == want, method
-        assert ("exitcode=%s" % ("-SIGTERM" if want == -15 else "-SIGKILL" if want == -9 else 1)
-                in repr(p))
+        assert "exitcode=%s" % (
+            "-SIGTERM" if want == -15 else "-SIGKILL" if want == -9 else 1
+        ) in repr(p)
 
 
 def test_join_timeout_is_honoured(ctx):
@@ -104,7 +116,7 @@ def test_misuse_errors(ctx):
     with pytest.raises(AssertionError, match="can only join a started process"):
         p.join()
     with pytest.raises(ValueError, match="process not started"):
-        p.sentinel
+        _ = p.sentinel
     p.start()
     with pytest.raises(AssertionError, match="cannot start a process twice"):
         p.start()
@@ -172,6 +184,7 @@ def test_reaper_races_the_parent_without_losing_a_status():
     whoever reaps, join() reports the exit code, and the reaper keeps
     nothing once the statuses are collected."""
     from gomp import _gomp
+
     ctx = gomp.get_context("fork")
     prev = _gomp.proc_reaper_grace(0.001)
     try:
@@ -186,9 +199,10 @@ def test_reaper_races_the_parent_without_losing_a_status():
             assert p.exitcode == i % 5
     finally:
         _gomp.proc_reaper_grace(prev)
-    wait_until(lambda: _gomp.proc_reaper_state() == (0, 0),
-               lambda: "the reaper left with nothing kept (it keeps %r)"
-               % (_gomp.proc_reaper_state(),))
+    wait_until(
+        lambda: _gomp.proc_reaper_state() == (0, 0),
+        lambda: "the reaper left with nothing kept (it keeps %r)" % (_gomp.proc_reaper_state(),),
+    )
 
 
 def test_starting_processes_does_not_load_the_go_core():
@@ -263,8 +277,19 @@ def test_child_stdin_is_dev_null(ctx):
 # Modules that some programs need and a process that only starts processes
 # does not: a spawned child imported all of them, about 20 of the 60 ms it took to
 # start here.
-_LAZY_MODULES = {"socket", "selectors", "pickle", "re", "enum", "signal", "runpy", "pkgutil",
-                 "typing", "tempfile", "struct"}
+_LAZY_MODULES = {
+    "socket",
+    "selectors",
+    "pickle",
+    "re",
+    "enum",
+    "signal",
+    "runpy",
+    "pkgutil",
+    "typing",
+    "tempfile",
+    "struct",
+}
 
 
 def test_import_and_spawned_child_load_only_what_they_use(tmp_path):
@@ -273,7 +298,8 @@ def test_import_and_spawned_child_load_only_what_they_use(tmp_path):
     interpreter has. Sockets are pickled through gomp's reducer all the same
     (registered on first use), even with the stdlib's reduction module (which
     has its own) loaded."""
-    out = run_python("""
+    out = run_python(
+        """
         import sys
         bare = set(sys.modules)
         import gomp
@@ -291,7 +317,9 @@ def test_import_and_spawned_child_load_only_what_they_use(tmp_path):
         import multiprocessing.reduction, socket
         from gomp import reduction
         print(reduction.ForkingPickler._extra_reducers[socket.socket] is reduction._reduce_socket)
-    """, str(tmp_path / "mods")).stdout.splitlines()
+    """,
+        str(tmp_path / "mods"),
+    ).stdout.splitlines()
     assert not _LAZY_MODULES & set(eval(out[0])), out[0]
     assert out[1] == "True"
     bare = set(run_python("import sys; print('\\n'.join(sys.modules))").stdout.split())
@@ -304,10 +332,13 @@ def test_main_script_runs_in_a_spawned_child_as_runpy_runs_it(tmp_path):
     """spawn runs the parent's main script (a .py file) as __mp_main__ without
     runpy: the script sees what runpy.run_path would show it, and the
     globals that come back are the same."""
-    from gomp import spawn
     import runpy
+
+    from gomp import spawn
+
     script = tmp_path / "main_script.py"
-    script.write_bytes(textwrap.dedent("""
+    script.write_bytes(
+        textwrap.dedent("""
         # -*- coding: latin-1 -*-
         import sys
         seen = dict(name=__name__, file=__file__, argv0=sys.argv[0], doc=__doc__,
@@ -317,7 +348,8 @@ def test_main_script_runs_in_a_spawned_child_as_runpy_runs_it(tmp_path):
         text = "\xe9"
         def f():
             return text
-    """).encode("latin-1"))
+    """).encode("latin-1")
+    )
     saved = sys.modules.get("__mp_main__")
     argv0 = sys.argv[0]
     ours = spawn._run_source_file(str(script))
@@ -327,10 +359,12 @@ def test_main_script_runs_in_a_spawned_child_as_runpy_runs_it(tmp_path):
     assert ours["seen"]["me"] and ours["seen"]["argv0"] == str(script)
     assert ours["f"]() == theirs["f"]() == "\xe9"
     assert sorted(k for k in ours if k != "__builtins__") == sorted(
-        k for k in theirs if k != "__builtins__")
+        k for k in theirs if k != "__builtins__"
+    )
 
 
 # ---- failures at start --------------------------------------------------------------------
+
 
 def test_unpicklable_target_fails_in_parent_at_start():
     for method in ("spawn", "forkserver"):
@@ -350,12 +384,21 @@ def write_script(tmp_path, name, body):
 
 def run_script(path, *args, timeout=120):
     import subprocess
-    return subprocess.run([sys.executable, path, *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=os.path.dirname(path))
+
+    return subprocess.run(
+        [sys.executable, path, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=os.path.dirname(path),
+    )
 
 
 def test_child_exception_prints_traceback(tmp_path):
-    path = write_script(tmp_path, "raises.py", """
+    path = write_script(
+        tmp_path,
+        "raises.py",
+        """
         import gomp
         def boom():
             raise ValueError("boom from the child")
@@ -364,7 +407,8 @@ def test_child_exception_prints_traceback(tmp_path):
                 p = gomp.get_context(m).Process(target=boom, name="P-" + m)
                 p.start(); p.join()
                 print(m, p.exitcode)
-    """)
+    """,
+    )
     out = run_script(path)
     assert out.stdout.split() == ["fork", "1", "spawn", "1", "forkserver", "1"], out.stderr
     for m in ("fork", "spawn", "forkserver"):
@@ -374,19 +418,27 @@ def test_child_exception_prints_traceback(tmp_path):
 
 def test_unguarded_script_raises_under_spawn(tmp_path):
     for method in ("spawn", "forkserver"):
-        path = write_script(tmp_path, "unguarded_%s.py" % method, """
+        path = write_script(
+            tmp_path,
+            "unguarded_%s.py" % method,
+            """
             import gomp
             p = gomp.get_context(%r).Process(target=print, args=("child",))
             p.start()
             p.join()
-        """ % method)
+        """
+            % method,
+        )
         out = run_script(path, timeout=60)
         assert "An attempt has been made to start a new process before the" in out.stderr
         assert "RuntimeError" in out.stderr
 
 
 def test_daemon_children_are_terminated_at_exit(tmp_path):
-    path = write_script(tmp_path, "daemons.py", """
+    path = write_script(
+        tmp_path,
+        "daemons.py",
+        """
         import gomp, time, sys
         if __name__ == "__main__":
             # (Longer than any guard: a daemon left alive would keep the
@@ -394,7 +446,8 @@ def test_daemon_children_are_terminated_at_exit(tmp_path):
             p = gomp.Process(target=time.sleep, args=(3600,), daemon=True)
             p.start()
             print(p.pid, flush=True)
-    """)
+    """,
+    )
     out = run_script(path)
     pid = int(out.stdout)
 
@@ -403,6 +456,7 @@ def test_daemon_children_are_terminated_at_exit(tmp_path):
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
+
     wait_until(gone, "the daemonic child gone with its parent")
 
 
@@ -423,8 +477,10 @@ def test_daemonic_process_cannot_have_children():
 
 # ---- forkserver ---------------------------------------------------------------------------
 
+
 def test_forkserver_never_loads_the_go_core_and_restarts(tmp_path):
     from gomp import forkserver
+
     ctx = gomp.get_context("forkserver")
     r, w = ctx.Pipe()
     p = started(ctx, h.core_state, w)
@@ -448,7 +504,10 @@ def test_forkserver_preloads_main_once(tmp_path):
     """The server imports __main__ once; its children do not import it again
     (CPython 3.11's server does not preload it, so every child does)."""
     log = tmp_path / "imports.log"
-    path = write_script(tmp_path, "preload_main.py", """
+    path = write_script(
+        tmp_path,
+        "preload_main.py",
+        """
         import os, sys
         with open(%r, "a") as f:
             f.write("%%s %%d\\n" %% (__name__, os.getpid()))
@@ -460,7 +519,9 @@ def test_forkserver_preloads_main_once(tmp_path):
             for i in range(4):
                 p = ctx.Process(target=work, args=(i,)); p.start(); p.join()
                 assert p.exitcode == 0
-    """ % str(log))
+    """
+        % str(log),
+    )
     out = run_script(path)
     assert out.returncode == 0, out.stderr
     lines = log.read_text().split()
@@ -469,6 +530,7 @@ def test_forkserver_preloads_main_once(tmp_path):
 
 
 # ---- contexts -----------------------------------------------------------------------------
+
 
 def test_contexts():
     for method in METHODS:
@@ -481,7 +543,8 @@ def test_contexts():
     # The host version's default comes first (forkserver from 3.14 on Linux).
     default = "forkserver" if V.default_forkserver else "fork"
     assert gomp.get_all_start_methods() == [default] + [
-        m for m in ["fork", "spawn", "forkserver"] if m != default]
+        m for m in ["fork", "spawn", "forkserver"] if m != default
+    ]
     with pytest.raises(ValueError, match="cannot find context for 'nope'"):
         gomp.get_context("nope")
     with pytest.raises(TypeError, match="module_names must be a list of strings"):
@@ -504,10 +567,16 @@ def test_set_start_method():
     """)
     default = "forkserver" if V.default_forkserver else "fork"
     assert out.stdout.splitlines() == [
-        "None", default, "refused: context has already been set", "spawn SpawnContext", "None"]
+        "None",
+        default,
+        "refused: context has already been set",
+        "spawn SpawnContext",
+        "None",
+    ]
 
 
 # ---- util ---------------------------------------------------------------------------------
+
 
 def test_finalizers_run_by_priority_at_exit():
     out = run_python("""
@@ -549,8 +618,12 @@ def test_after_fork_hooks_and_fork_aware_helpers():
             p = gomp.get_context("fork").Process(target=child, name="C1"); p.start(); p.join()
             print("exit", p.exitcode)
     """)
-    assert out.stdout.splitlines() == ["after fork in C1", "lock free in child: True",
-                                       "local cleared: True", "exit 0"]
+    assert out.stdout.splitlines() == [
+        "after fork in C1",
+        "lock free in child: True",
+        "local cleared: True",
+        "exit 0",
+    ]
 
 
 def test_logging():
@@ -573,8 +646,10 @@ def test_logging():
 
 # ---- reduction ----------------------------------------------------------------------------
 
+
 def test_send_and_recv_handle_between_processes(ctx):
     from gomp import reduction
+
     r, w = os.pipe()
     os.write(w, b"through the handle")
     os.close(w)
@@ -588,8 +663,12 @@ def test_send_and_recv_handle_between_processes(ctx):
 
 # ---- install as multiprocessing -----------------------------------------------------------
 
+
 def test_install_aliases_multiprocessing_in_children(tmp_path):
-    path = write_script(tmp_path, "aliased.py", """
+    path = write_script(
+        tmp_path,
+        "aliased.py",
+        """
         import gomp
         gomp.install()
         import multiprocessing, multiprocessing.connection, _multiprocessing
@@ -607,7 +686,8 @@ def test_install_aliases_multiprocessing_in_children(tmp_path):
                 r, w = ctx.Pipe()
                 p = ctx.Process(target=child, args=(w,)); p.start()
                 print(m, *r.recv()); p.join()
-    """)
+    """,
+    )
     out = run_script(path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["%s gomp gomp.connection" % m for m in METHODS]
@@ -615,6 +695,7 @@ def test_install_aliases_multiprocessing_in_children(tmp_path):
 
 def _sleep_a_little():
     import time
+
     time.sleep(0.01)
 
 
@@ -622,17 +703,19 @@ def test_threads_joining_one_child_all_see_its_exit():
     # Several threads join the same child at once (a pool's helper threads
     # do): every join returns, none sees a status taken by another.
     import threading
+
     ctx = gomp.get_context("fork")
     for _ in range(30):
         p = ctx.Process(target=_sleep_a_little)
         p.start()
         errors = []
 
-        def join():
+        def join(p=p, errors=errors):
             try:
                 p.join()
             except BaseException as e:  # noqa: B902 - reported below
                 errors.append(e)
+
         threads = [threading.Thread(target=join) for _ in range(4)]
         for t in threads:
             t.start()

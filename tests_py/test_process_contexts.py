@@ -13,12 +13,11 @@ import pytest
 import gomp
 import gomp.dummy
 import gomp.dummy.connection as dconn
+import procs_helpers as h
 from gomp import context, process
 
-import procs_helpers as h
-
-
 # ---- the package namespace and contexts -----------------------------------------------------
+
 
 def test_package_offers_every_public_attribute_of_the_default_context():
     public = {name for name in dir(context._default_context) if not name.startswith('_')}
@@ -106,6 +105,7 @@ def test_spawning_popen_is_per_thread_and_guards_pickling():
 
 # ---- process objects ---------------------------------------------------------------------------
 
+
 def test_names_identity_and_kwargs():
     p1 = gomp.Process(target=h.noop)
     p2 = gomp.Process(target=h.noop, name='')
@@ -172,6 +172,7 @@ def test_exit_status_of_a_child(capfd):
 
 # ---- gomp.dummy --------------------------------------------------------------------------------
 
+
 def test_dummy_process_and_children():
     done = threading.Event()
     p = gomp.dummy.Process(target=done.wait, args=(30,))
@@ -189,6 +190,7 @@ def test_dummy_process_and_children():
             p2.start()
         except RuntimeError as e:
             errors.append(str(e))
+
     p2 = gomp.dummy.Process(target=h.noop)
     t = threading.Thread(target=start_elsewhere)
     t.start()
@@ -217,9 +219,11 @@ def test_dummy_connections():
     threading.Timer(0.05, b.send_bytes, (b'late',)).start()
     assert a.poll(30) and a.recv_bytes() == b'late'
     with dconn.Listener() as listener:
+
         def serve():
             with listener.accept() as conn:
                 conn.send(conn.recv() * 2)
+
         t = threading.Thread(target=serve)
         t.start()
         with dconn.Client(listener.address) as client:

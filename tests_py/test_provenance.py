@@ -26,9 +26,12 @@ def test_package_shares_no_cpython_source():
         pytest.skip('no CPython Lib/multiprocessing on this machine to compare with')
     report = pc.check(PACKAGE, trees)
     total = sum(r[1] for r in report)
-    offenders = ['%s: %d of %d statements, spans %s' % (
-        rel, shared, impl, ['%d-%d' % (src.lines[a][1], src.lines[b][2]) for a, b, _ in spans])
-        for rel, shared, impl, spans, src in report if shared or spans]
+    offenders = [
+        '%s: %d of %d statements, spans %s'
+        % (rel, shared, impl, ['%d-%d' % (src.lines[a][1], src.lines[b][2]) for a, b, _ in spans])
+        for rel, shared, impl, spans, src in report
+        if shared or spans
+    ]
     longest = max((b - a + 1 for r in report for a, b, _ in r[3]), default=0)
     assert total <= MAX_STATEMENTS and longest <= MAX_RUN_LINES, '\n'.join(offenders)
 

@@ -14,11 +14,10 @@ import time
 import pytest
 
 import gomp
-from gomp import _gomp
-from gomp.connection import wait
-
 import queue_helpers as H
 from conftest import HANG_GUARD, returns, run_python, stdlib_peer
+from gomp import _gomp
+from gomp.connection import wait
 
 METHODS = ["fork", "spawn", "forkserver"]
 KINDS = ["SimpleQueue", "Queue"]
@@ -33,6 +32,7 @@ def readable(fd, timeout=0):
 
 
 # ---- API -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_reader_follows_the_queue(kind):
@@ -59,8 +59,11 @@ def test_get_and_recv_agree(kind):
     r, w = q._reader, q._writer
     w.send([1, 2])
     w.send_bytes(gomp.reduction.ForkingPickler.dumps({"k": 1}))
-    w.send_bytes(b"xx" + bytes(gomp.reduction.ForkingPickler.dumps(7)) + b"yy", 2,
-                 len(gomp.reduction.ForkingPickler.dumps(7)))
+    w.send_bytes(
+        b"xx" + bytes(gomp.reduction.ForkingPickler.dumps(7)) + b"yy",
+        2,
+        len(gomp.reduction.ForkingPickler.dumps(7)),
+    )
     q.put(None)
     r.fileno()
     assert q.get() == [1, 2]
@@ -185,6 +188,7 @@ def test_one_eventfd_per_queue_shared_by_its_processes(method):
 
 # ---- other processes -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("method", METHODS)
 def test_wait_for_items_from_another_process(method, kind):
@@ -237,8 +241,7 @@ def test_no_lost_wakeups_under_stress(method):
     ctx = gomp.get_context(method)
     q = ctx.SimpleQueue()
     n = 3000
-    procs = [ctx.Process(target=H.put_at_random_times, args=(q, n, 10 + k, 200))
-             for k in range(3)]
+    procs = [ctx.Process(target=H.put_at_random_times, args=(q, n, 10 + k, 200)) for k in range(3)]
     for p in procs:
         p.start()
     r = q._reader
@@ -353,6 +356,7 @@ def test_recv_reports_an_item_cut_short_by_a_killed_producer():
 
 
 # ---- giving a queue up (concurrent.futures' broken pool) -------------------------------------
+
 
 def _fill_overflow(q):
     big = b"o" * (gomp.queues._RING_BYTES // 3)
@@ -515,8 +519,10 @@ def test_process_pool_executor_with_a_gomp_context_only(method):
     # gomp's SimpleQueue, waited for with the stdlib's connection.wait().
     proc = run_python(NO_INSTALL_SCRIPT, method, timeout=120, check=False)
     if "synchronize.Lock is not implemented" in proc.stderr:
-        pytest.skip("gomp.synchronize is a placeholder in this tree: the stdlib's Queue "
-                    "that concurrent.futures subclasses needs ctx.Lock()")
+        pytest.skip(
+            "gomp.synchronize is a placeholder in this tree: the stdlib's Queue "
+            "that concurrent.futures subclasses needs ctx.Lock()"
+        )
     assert "ALL OK" in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -536,8 +542,9 @@ def test_stdlib_connection_wait_on_a_gomp_reader():
         woke_for_items += q._reader in ready
         while q._reader.poll():
             got.append(q._reader.recv())
-        assert p.sentinel not in ready or len(got) == 500, \
+        assert p.sentinel not in ready or len(got) == 500, (
             "the producer is gone, %d of 500 items got" % len(got)
+        )
     p.join(30)
     assert got == list(range(500))
     # The items woke the wait, not just the producer's exit.

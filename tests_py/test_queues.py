@@ -5,17 +5,15 @@ the exit flush, killed producers and consumers, and bad input."""
 import os
 import pickle
 import queue as pyqueue
-import signal
 import threading
 import time
 
 import pytest
 
 import gomp
-from gomp import _gomp, queues
-
 import queue_helpers as H
 from conftest import HANG_GUARD, returns, run_python
+from gomp import _gomp, queues
 
 METHODS = ["fork", "spawn", "forkserver"]
 
@@ -32,6 +30,7 @@ def join_all(procs, timeout=60):
 
 # ---- API and semantics ---------------------------------------------------------------------
 
+
 def test_fifo_and_counts():
     q = gomp.Queue()
     assert q.empty() and q.qsize() == 0 and not q.full()
@@ -46,8 +45,25 @@ def test_fifo_and_counts():
 
 def test_objects_roundtrip():
     q = gomp.Queue()
-    objs = [None, True, 0, -1, 2 ** 100, 1.5, "é", b"\x00", (1, "a"), [1, [2]], {"k": (1,)},
-            set([1, 2]), frozenset(), bytearray(b"ab"), queues.Queue, os.getpid, range(3)]
+    objs = [
+        None,
+        True,
+        0,
+        -1,
+        2**100,
+        1.5,
+        "é",
+        b"\x00",
+        (1, "a"),
+        [1, [2]],
+        {"k": (1,)},
+        set([1, 2]),
+        frozenset(),
+        bytearray(b"ab"),
+        queues.Queue,
+        os.getpid,
+        range(3),
+    ]
     for o in objs:
         q.put(o)
     assert [q.get() for _ in objs] == objs
@@ -56,9 +72,9 @@ def test_objects_roundtrip():
 def test_fast_pickle_is_the_forking_picklers():
     # The C fast path must give the bytes the ForkingPickler gives.
     from gomp.reduction import ForkingPickler
+
     q = gomp.Queue()
-    for o in [None, False, 7, 2 ** 70, 1.25, "x" * 300, b"y" * 300, (1, "a", 2.0), [1, None],
-              (), []]:
+    for o in [None, False, 7, 2**70, 1.25, "x" * 300, b"y" * 300, (1, "a", 2.0), [1, None], (), []]:
         q.put(o)
         assert q._get_bytes() == bytes(ForkingPickler.dumps(o))
 
@@ -68,7 +84,7 @@ def test_c_encoded_atoms_are_byte_exact():
     # be pickle.dumps's, and any other pickle must still decode.
     q = gomp.Queue()
     values = [None, True, False]
-    for edge in [0, 255, 256, 65535, 65536, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 63]:
+    for edge in [0, 255, 256, 65535, 65536, 2**31 - 1, 2**31, 2**32, 2**63]:
         values += [edge - 1, edge, edge + 1, -edge - 1, -edge, -edge + 1]
     values += list(range(-300, 300, 7)) + [12345678, -12345678]
     for v in values:
@@ -79,14 +95,18 @@ def test_c_encoded_atoms_are_byte_exact():
         got = q.get()
         assert got == v and type(got) is type(v), v
     for proto in range(0, pickle.HIGHEST_PROTOCOL + 1):
-        for v in [None, True, 7, 300, 70000, -5, 2 ** 40, "s"]:
+        for v in [None, True, 7, 300, 70000, -5, 2**40, "s"]:
             q._put_bytes(pickle.dumps(v, proto))
             assert q.get() == v
     # Near misses of the C patterns are left to pickle.loads, which rejects them.
-    for bad in [b"\x80\x04K\x05", b"\x80\x04K\x05\x00", b"\x80\x04\x95\x04\x00\x00\x00\x00"
-                b"\x00\x00\x01M\x00\x01.", b"\x80\x04Q."]:
+    for bad in [
+        b"\x80\x04K\x05",
+        b"\x80\x04K\x05\x00",
+        b"\x80\x04\x95\x04\x00\x00\x00\x00\x00\x00\x01M\x00\x01.",
+        b"\x80\x04Q.",
+    ]:
         q._put_bytes(bad)
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):  # noqa: B017 (each bad frame fails its own way)
             q.get()
     q.put("still works")
     assert q.get() == "still works"
@@ -207,7 +227,7 @@ def test_a_parents_put_does_not_count_in_a_fork_child():
 def test_unpicklable_item_goes_to_the_hook():
     calls = []
 
-    class NotSerializable(object):
+    class NotSerializable:
         def __reduce__(self):
             raise AttributeError("no")
 
@@ -230,9 +250,10 @@ def test_unpicklable_item_goes_to_the_hook():
 
 
 def test_default_hook_prints(capsys):
-    class Bad(object):
+    class Bad:
         def __reduce__(self):
             raise TypeError("cannot")
+
     q = gomp.Queue()
     q.put(Bad())
     assert "TypeError: cannot" in capsys.readouterr().err
@@ -253,6 +274,7 @@ def test_dropped_queue_releases_its_descriptors():
     # Its ring's memfd and its readiness eventfd.
     def fds():
         return len(os.listdir('/proc/self/fd'))
+
     for cls in (queues.Queue, queues.JoinableQueue):
         q = cls(ctx=gomp.get_context())
         q.put(1)
@@ -311,7 +333,7 @@ def test_simple_queue_api():
     q.put([1, 2])
     assert not q.empty()
     assert q.get() == [1, 2]
-    with pytest.raises(Exception):
+    with pytest.raises((pickle.PicklingError, AttributeError)):
         q.put(lambda: 0)  # a SimpleQueue raises in put, as the stdlib's does
     q.put("x")
     assert q.get() == "x"
@@ -335,6 +357,7 @@ def test_simple_queue_large_item_waits_for_room():
 
 
 # ---- across processes ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("method", METHODS)
 def test_order_one_producer(method):
@@ -370,8 +393,10 @@ def test_no_loss_four_producers_two_consumers():
     q, out = ctx.Queue(), ctx.Queue()
     n = 25000
     procs = [ctx.Process(target=H.produce, args=(q, k, n)) for k in range(4)]
-    consumers = [threading.Thread(target=lambda: [out.put(q.get(timeout=60))
-                                                  for _ in range(2 * n)]) for _ in range(2)]
+    consumers = [
+        threading.Thread(target=lambda: [out.put(q.get(timeout=60)) for _ in range(2 * n)])
+        for _ in range(2)
+    ]
     for p in procs:
         p.start()
     for c in consumers:
@@ -560,6 +585,7 @@ def test_forked_child_starts_with_an_empty_overflow():
 
 
 # ---- failures ------------------------------------------------------------------------------
+
 
 def test_consumer_killed_mid_get():
     ctx = ctx_of("fork")

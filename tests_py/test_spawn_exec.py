@@ -11,8 +11,10 @@ import pytest
 
 from gomp import _gomp
 
-LIST_FDS = ('import os, sys; fd = int(sys.argv[1]); '
-            'os.write(fd, " ".join(sorted(os.listdir("/proc/self/fd"), key=int)).encode())')
+LIST_FDS = (
+    'import os, sys; fd = int(sys.argv[1]); '
+    'os.write(fd, " ".join(sorted(os.listdir("/proc/self/fd"), key=int)).encode())'
+)
 
 
 def _read_to_eof(fd):
@@ -44,10 +46,9 @@ def _zombie_children():
 def test_child_has_exactly_the_passed_descriptors():
     r, w = os.pipe()
     stray_r, stray_w = os.pipe()
-    os.set_inheritable(stray_w, True)      # inheritable, but not passed: must not arrive
+    os.set_inheritable(stray_w, True)  # inheritable, but not passed: must not arrive
     try:
-        pid = _gomp.spawnv_passfds(sys.executable, [sys.executable, '-c', LIST_FDS, str(w)],
-                                   [w])
+        pid = _gomp.spawnv_passfds(sys.executable, [sys.executable, '-c', LIST_FDS, str(w)], [w])
         os.close(w)
         seen = _read_to_eof(r).split()
         _, status = os.waitpid(pid, 0)
@@ -96,8 +97,10 @@ def test_bad_arguments_raise_type_errors():
 def test_ignored_signals_stay_ignored_and_handlers_do_not_follow():
     """As with the stdlib's spawn: an ignored signal is still ignored in the
     child (exec keeps SIG_IGN); a caught one is back to its default."""
-    code = ('import signal; print(signal.getsignal(signal.SIGUSR1) is signal.SIG_IGN, '
-            'signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL)')
+    code = (
+        'import signal; print(signal.getsignal(signal.SIGUSR1) is signal.SIG_IGN, '
+        'signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL)'
+    )
     old1 = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     old2 = signal.signal(signal.SIGUSR2, lambda *a: None)
     r, w = os.pipe()
@@ -117,13 +120,24 @@ def test_ignored_signals_stay_ignored_and_handlers_do_not_follow():
 def test_same_result_as_subprocess_for_arguments():
     args = ['echo', 'a b', 'ünï', '']
     r, w = os.pipe()
-    pid = _gomp.spawnv_passfds(sys.executable, [sys.executable, '-c',
-                               'import os, sys; os.write(int(sys.argv[1]), repr(sys.argv[2:]).encode())',
-                               str(w)] + args, [w])
+    pid = _gomp.spawnv_passfds(
+        sys.executable,
+        [
+            sys.executable,
+            '-c',
+            'import os, sys; os.write(int(sys.argv[1]), repr(sys.argv[2:]).encode())',
+            str(w),
+        ]
+        + args,
+        [w],
+    )
     os.close(w)
     got = _read_to_eof(r)
     os.close(r)
     os.waitpid(pid, 0)
-    expected = subprocess.run([sys.executable, '-c', 'import sys; print(repr(sys.argv[1:]), end="")']
-                              + args, capture_output=True, text=True).stdout
+    expected = subprocess.run(
+        [sys.executable, '-c', 'import sys; print(repr(sys.argv[1:]), end="")'] + args,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert got == expected

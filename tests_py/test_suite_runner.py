@@ -17,8 +17,9 @@ CPYTHON = os.path.join(HERE, "cpython")
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location("_runner_" + name,
-                                                  os.path.join(CPYTHON, name + ".py"))
+    spec = importlib.util.spec_from_file_location(
+        "_runner_" + name, os.path.join(CPYTHON, name + ".py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -31,10 +32,26 @@ check = load("_suite_check")
 @pytest.fixture(scope="module")
 def selftest(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    proc = subprocess.run([sys.executable, os.path.join(CPYTHON, "run_suite.py"),
-                           "--python", sys.executable, "--module", "selftest_suite",
-                           "--module-path", CPYTHON, "--timeout", "5", "--results", str(results),
-                           "--no-expected"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(CPYTHON, "run_suite.py"),
+            "--python",
+            sys.executable,
+            "--module",
+            "selftest_suite",
+            "--module-path",
+            CPYTHON,
+            "--timeout",
+            "5",
+            "--results",
+            str(results),
+            "--no-expected",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     with open(results / "custom.json") as f:
         data = json.load(f)
     return proc, data, {e["id"]: e for e in data["results"]}
@@ -59,7 +76,7 @@ def test_a_hang_is_killed_with_a_stack_dump_and_the_run_continues(selftest):
     proc, data, by_id = selftest
     hang = by_id["A_Outcomes.test_6_hang"]
     assert hang["outcome"] == "failed" and hang["reason"].startswith("timeout")
-    assert "in test_6_hang" in hang["tb"]          # faulthandler's dump of the worker
+    assert "in test_6_hang" in hang["tb"]  # faulthandler's dump of the worker
     assert by_id["A_Outcomes.test_8_after"]["outcome"] == "passed"
 
 
@@ -68,7 +85,10 @@ def test_a_crash_is_a_failure_and_the_run_continues(selftest):
     crash = by_id["A_Outcomes.test_7_crash"]
     assert crash["outcome"] == "failed" and "signal 6" in crash["reason"]
     assert [r["id"] for r in data["restarts"]] == [
-        "A_Outcomes.test_6_hang", "A_Outcomes.test_7_crash", "C_SetUpClassHangs.setUpClass"]
+        "A_Outcomes.test_6_hang",
+        "A_Outcomes.test_7_crash",
+        "C_SetUpClassHangs.setUpClass",
+    ]
 
 
 def test_class_fixtures(selftest):
@@ -86,14 +106,21 @@ def test_every_escape_is_detected_and_fails_its_test(selftest):
     proc, data, by_id = selftest
     # One launch may be recorded more than once (seen on 3.14): count tests.
     escaped = sorted({e["test"] for e in data["alias_check"]["escapes"]})
-    assert escaped == ["E_Alias.test_escape_alias_removed", "E_Alias.test_escape_clean_environment",
-                       "E_Alias.test_escape_dash_S_other_home", "E_Alias.test_escape_shell_command"]
+    assert escaped == [
+        "E_Alias.test_escape_alias_removed",
+        "E_Alias.test_escape_clean_environment",
+        "E_Alias.test_escape_dash_S_other_home",
+        "E_Alias.test_escape_shell_command",
+    ]
     for t in escaped:
         assert by_id[t]["outcome"] == "failed" and by_id[t]["reason"].startswith("alias escape")
-    for t in ("E_Alias.test_spawn_child_gets_gomp", "E_Alias.test_dash_I_gets_gomp",
-              "E_Alias.test_dash_S_in_the_shim_directory_gets_gomp",
-              "E_Alias.test_dash_S_elsewhere_gets_gomp",
-              "E_Alias.test_harmless_unreached_launch"):
+    for t in (
+        "E_Alias.test_spawn_child_gets_gomp",
+        "E_Alias.test_dash_I_gets_gomp",
+        "E_Alias.test_dash_S_in_the_shim_directory_gets_gomp",
+        "E_Alias.test_dash_S_elsewhere_gets_gomp",
+        "E_Alias.test_harmless_unreached_launch",
+    ):
         assert by_id[t]["outcome"] == "passed", by_id[t]
     assert data["alias_check"]["via_shim"] >= 1
     assert data["alias_check"]["unreached_launches"] >= 1
@@ -117,13 +144,16 @@ def test_an_environment_change_fails_unless_listed_with_env(tmp_path):
     out = run_suite.compare(run, run_suite.Expectations(str(path)), {"fork": set()})
     assert out["unexpected_env_changes"] == ["T.test_leaky", "T.tearDownClass"]
     assert out["unexpected_failures"] == []
-    path.write_text("fork T.test_leaky  [env] stock leaves it too\n"
-                    "all T.tearDownClass  [env] stock too\n")
+    path.write_text(
+        "fork T.test_leaky  [env] stock leaves it too\nall T.tearDownClass  [env] stock too\n"
+    )
     exp = run_suite.Expectations(str(path))
     assert not exp.errors
     out = run_suite.compare(run, exp, {"fork": set()})
-    assert out["unexpected_env_changes"] == [] and out["env_changed"] == \
-        ["T.test_leaky", "T.tearDownClass"]
+    assert out["unexpected_env_changes"] == [] and out["env_changed"] == [
+        "T.test_leaky",
+        "T.tearDownClass",
+    ]
 
 
 def test_final_line_counts(selftest):
@@ -134,13 +164,17 @@ def test_final_line_counts(selftest):
 
 # -- the pieces, without running anything ------------------------------------------------
 
-@pytest.mark.parametrize("argv, expected", [
-    (["py", "-E", "-S", "-O", "-c", "x"], ({"E", "S", "O"}, "c", "x")),
-    (["py", "-IS", "-cimport x"], ({"I", "S"}, "c", "import x")),
-    (["py", "-X", "faulthandler", "-I", "script.py", "a"], ({"I"}, "script", "script.py")),
-    (["py", "-Wignore", "-m", "mod"], (set(), "m", "mod")),
-    (["py", "-B", "-"], ({"B"}, "stdin", None)),
-])
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["py", "-E", "-S", "-O", "-c", "x"], ({"E", "S", "O"}, "c", "x")),
+        (["py", "-IS", "-cimport x"], ({"I", "S"}, "c", "import x")),
+        (["py", "-X", "faulthandler", "-I", "script.py", "a"], ({"I"}, "script", "script.py")),
+        (["py", "-Wignore", "-m", "mod"], (set(), "m", "mod")),
+        (["py", "-B", "-"], ({"B"}, "stdin", None)),
+    ],
+)
 def test_parse_python_argv(argv, expected):
     assert check.parse_python_argv(argv) == expected
 
@@ -149,21 +183,26 @@ def test_launch_analysis(tmp_path):
     venv = sys.prefix
     exe = os.path.join(venv, "bin", "python")
     env = {"GOMP_AS_MULTIPROCESSING": "1", "GOMP_SUITE_CHECK": "x", "GOMP_SUITE_LOG": "y"}
-    site = check.analyze_launch(exe, [exe, "-I", "-c", "import multiprocessing"], str(tmp_path),
-                                env, venv)
+    site = check.analyze_launch(
+        exe, [exe, "-I", "-c", "import multiprocessing"], str(tmp_path), env, venv
+    )
     assert site["hooked"] and site["checked"] and site["mentions"]
-    bare = check.analyze_launch(exe, [exe, "-S", "-c", "import multiprocessing"], str(tmp_path),
-                                env, venv)
+    bare = check.analyze_launch(
+        exe, [exe, "-S", "-c", "import multiprocessing"], str(tmp_path), env, venv
+    )
     assert not bare["hooked"] and "-S without the shim" in bare["why"]
     (tmp_path / "multiprocessing.py").write_text("# " + check._SHIM_MARKER + "\n")
-    shimmed = check.analyze_launch(exe, [exe, "-S", "-c", "import multiprocessing"],
-                                   str(tmp_path), env, venv)
+    shimmed = check.analyze_launch(
+        exe, [exe, "-S", "-c", "import multiprocessing"], str(tmp_path), env, venv
+    )
     assert shimmed["hooked"]
-    isolated = check.analyze_launch(exe, [exe, "-I", "-S", "-c", "import multiprocessing"],
-                                    str(tmp_path), env, venv)
+    isolated = check.analyze_launch(
+        exe, [exe, "-I", "-S", "-c", "import multiprocessing"], str(tmp_path), env, venv
+    )
     assert not isolated["hooked"]
-    other = check.analyze_launch("/usr/bin/python3", ["/usr/bin/python3", "-c", "pass"],
-                                 str(tmp_path), env, venv)
+    other = check.analyze_launch(
+        "/usr/bin/python3", ["/usr/bin/python3", "-c", "pass"], str(tmp_path), env, venv
+    )
     assert not other["hooked"] and not other["mentions"]
     assert check.analyze_launch("/bin/true", ["/bin/true"], str(tmp_path), env, venv) is None
 
@@ -182,19 +221,29 @@ class FakeRun:
 
 def test_expectations_and_comparison(tmp_path):
     path = tmp_path / "expected.txt"
-    path.write_text("# comment\n"
-                    "all  T.test_fails  not implemented\n"
-                    "fork T.test_passes  listed but passes\n"
-                    "spawn T.test_gone  not in the suite\n"
-                    "fork T.test_flaky  [flaky] a race in the test\n"
-                    "fork T.test_gomp_skip  skipped by gomp\n")
+    path.write_text(
+        "# comment\n"
+        "all  T.test_fails  not implemented\n"
+        "fork T.test_passes  listed but passes\n"
+        "spawn T.test_gone  not in the suite\n"
+        "fork T.test_flaky  [flaky] a race in the test\n"
+        "fork T.test_gomp_skip  skipped by gomp\n"
+    )
     exp = run_suite.Expectations(str(path))
     assert not exp.errors
     assert exp.get("forkserver", "T.test_fails")[0] == "not implemented"
-    run = FakeRun("fork", {"T.test_fails": "failed", "T.test_passes": "passed",
-                           "T.test_new_failure": "failed", "T.test_flaky": "passed",
-                           "T.test_gomp_skip": "skipped", "T.test_other_skip": "skipped",
-                           "T.test_stock_skip": "skipped"})
+    run = FakeRun(
+        "fork",
+        {
+            "T.test_fails": "failed",
+            "T.test_passes": "passed",
+            "T.test_new_failure": "failed",
+            "T.test_flaky": "passed",
+            "T.test_gomp_skip": "skipped",
+            "T.test_other_skip": "skipped",
+            "T.test_stock_skip": "skipped",
+        },
+    )
     out = run_suite.compare(run, exp, {"fork": {"T.test_stock_skip"}})
     assert out["unexpected_failures"] == ["T.test_new_failure"]
     assert out["unexpected_passes"] == ["T.test_passes"]
@@ -223,10 +272,24 @@ def test_expectations_need_a_reason(tmp_path):
 
 
 def run_broken(tmp_path, *extra):
-    proc = subprocess.run([sys.executable, os.path.join(CPYTHON, "run_suite.py"),
-                           "--python", sys.executable, "--module", "selftest_broken",
-                           "--module-path", CPYTHON, "--results", str(tmp_path), *extra],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(CPYTHON, "run_suite.py"),
+            "--python",
+            sys.executable,
+            "--module",
+            "selftest_broken",
+            "--module-path",
+            CPYTHON,
+            "--results",
+            str(tmp_path),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     with open(tmp_path / "custom.json") as f:
         return proc, json.load(f)
 
@@ -234,8 +297,9 @@ def run_broken(tmp_path, *extra):
 def test_a_suite_that_does_not_import_fails_every_test(tmp_path):
     proc, data = run_broken(tmp_path, "--no-expected")
     assert proc.returncode == 1
-    assert "THE SUITE DOES NOT IMPORT: the suite failed to import: NotImplementedError" \
-        in proc.stdout
+    assert (
+        "THE SUITE DOES NOT IMPORT: the suite failed to import: NotImplementedError" in proc.stdout
+    )
     assert "0 passed, 2 failed, 0 skipped" in proc.stdout
     assert data["tests"] == 2 and data["counts"]["failed"] == 2
 

@@ -17,10 +17,9 @@ import warnings
 import pytest
 
 import gomp
-from gomp import _gomp, _multiprocessing, synchronize
-
 import sync_helpers as h
 from conftest import HERE, held_by_another_thread, returns, run_python, wait_until
+from gomp import _gomp, _multiprocessing, synchronize
 
 METHODS = ["fork", "spawn", "forkserver"]
 SEM_FILE = "/dev/shm/gomp-sem."  # + the name without its leading slash
@@ -55,6 +54,7 @@ def unique(prefix="gomp-test"):
 
 
 # ---- the SemLock type -------------------------------------------------------------------------
+
 
 def test_module_stands_in_for_multiprocessing():
     assert _multiprocessing.flags == {"HAVE_SEM_OPEN": 1, "HAVE_SEM_TIMEDWAIT": 1}
@@ -96,6 +96,7 @@ def test_semlock_arguments():
 def test_semlock_subclass_and_names():
     class Sub(SemLock):
         pass
+
     name = unique()
     s = Sub(1, 0, 10, name, False)
     try:
@@ -162,7 +163,8 @@ def test_semaphore_files_are_checked(tmp_path):
     # the real one. The files are 0600; a directory others may write to must
     # be sticky; a file not ours, shared with others or not a regular file is
     # refused when opened by name (and left alone by sem_unlink).
-    out = run_python("""
+    out = run_python(
+        """
         import os, sys
         from gomp import _multiprocessing as M
         d = sys.argv[1]
@@ -194,7 +196,10 @@ def test_semaphore_files_are_checked(tmp_path):
             M.SemLock._rebuild(0, 1, 1, '/x')
         except FileNotFoundError as e:
             print(e)
-    """, str(tmp_path), env={"GOMP_SHM_DIR": str(tmp_path)}).stdout.splitlines()
+    """,
+        str(tmp_path),
+        env={"GOMP_SHM_DIR": str(tmp_path)},
+    ).stdout.splitlines()
     assert out[0] == "['gomp-sem.x'] 0o600"
     assert all("not sticky" in line for line in out[1:3]), out
     assert "found owner %d and mode 0644" % os.getuid() in out[3], out
@@ -225,6 +230,7 @@ def test_acquire_arguments():
 
 
 # ---- Lock, RLock, semaphores in one process ----------------------------------------------------
+
 
 def test_lock_semantics():
     lock = gomp.Lock()
@@ -285,11 +291,15 @@ def test_rlock_semantics():
             errors.append(str(e))
         errors.append(lock.acquire(False))
         errors.append(repr(lock))
+
     t = threading.Thread(target=other)
     t.start()
     t.join()
-    assert errors == ["attempt to release recursive lock not owned by thread", False,
-                      "<RLock(SomeOtherThread, nonzero)>"]
+    assert errors == [
+        "attempt to release recursive lock not owned by thread",
+        False,
+        "<RLock(SomeOtherThread, nonzero)>",
+    ]
     for _ in range(3):
         assert lock.release() is None
     with pytest.raises(AssertionError, match="not owned"):
@@ -305,7 +315,9 @@ def test_semaphores():
     assert repr(sem) == "<Semaphore(value=2)>"
     assert sem.acquire() and sem.acquire() and not sem.acquire(False)
     assert sem.get_value() == 0
-    sem.release(); sem.release(); sem.release()
+    sem.release()
+    sem.release()
+    sem.release()
     assert sem.get_value() == 3
     with sem:
         assert sem.get_value() == 2
@@ -334,19 +346,27 @@ def test_timeouts_are_honoured(timeout):
         # check: bench_latency.py measures how far past the timeout it wakes).
         # The holder stays alive: a new thread may get a dead one's ident,
         # and with it an RLock's ownership.
-        with (held_by_another_thread(prim) if not isinstance(prim, synchronize.Semaphore)
-              else contextlib.nullcontext()):
+        with (
+            held_by_another_thread(prim)
+            if not isinstance(prim, synchronize.Semaphore)
+            else contextlib.nullcontext()
+        ):
             t0 = time.monotonic()
-            assert returns(prim.acquire, timeout=timeout, what="%r.acquire(timeout=%s)"
-                           % (prim, timeout)) is False
+            assert (
+                returns(
+                    prim.acquire, timeout=timeout, what="%r.acquire(timeout=%s)" % (prim, timeout)
+                )
+                is False
+            )
             elapsed = time.monotonic() - t0
         assert elapsed >= timeout, (prim, elapsed)
 
 
 def test_threads_of_one_process_exclude_each_other(counter):
     lock = gomp.Lock()
-    threads = [threading.Thread(target=h.count_under_lock, args=(lock, counter, 3000))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=h.count_under_lock, args=(lock, counter, 3000)) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -410,7 +430,8 @@ def test_blocked_acquire_releases_the_gil():
     # the waiter raises just before its acquire() twice, with a sleep between
     # (the waiter then has the GIL and runs into its acquire): the second look
     # needs the GIL back while the waiter waits.
-    run_python("""
+    run_python(
+        """
         import threading, time, gomp
         lock = gomp.Lock()
         lock.acquire()
@@ -428,10 +449,13 @@ def test_blocked_acquire_releases_the_gil():
         lock.release()
         t.join()
         assert lock.locked()
-    """, timeout=30)
+    """,
+        timeout=30,
+    )
 
 
 # ---- across processes -------------------------------------------------------------------------
+
 
 def test_mutual_exclusion_across_processes(ctx, counter):
     lock = ctx.Lock()
@@ -562,12 +586,22 @@ def test_named_semaphore_is_removed_when_collected():
 
 
 def test_named_semaphore_is_removed_when_its_process_is_killed():
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import sys, time, gomp
         lock = gomp.get_context('spawn').Lock()
         print(lock.name, flush=True)
         time.sleep(60)
-    """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=HERE,
+    )
     try:
         name = proc.stdout.readline().strip()
         path = SEM_FILE + name[1:]
@@ -583,6 +617,7 @@ def test_named_semaphore_is_removed_when_its_process_is_killed():
 
 
 # ---- Condition, Event, Barrier ----------------------------------------------------------------
+
 
 def check_no_sleepers(cond):
     assert cond._sleeping_count.get_value() - cond._woken_count.get_value() == 0
@@ -600,8 +635,9 @@ def test_condition_several_waiters_in_several_processes(ctx):
     cond = ctx.Condition()
     sleeping, woken = ctx.Semaphore(0), ctx.Semaphore(0)
     procs = [started(ctx, h.cond_waiter, cond, sleeping, woken) for _ in range(4)]
-    threads = [threading.Thread(target=h.cond_waiter, args=(cond, sleeping, woken))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=h.cond_waiter, args=(cond, sleeping, woken)) for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for _ in range(6):
@@ -703,6 +739,7 @@ def test_barrier_abort_reset_broken(ctx):
 
 # ---- when the holder dies (beyond the stdlib) --------------------------------------------------
 
+
 def robust_lock(ctx, kind):
     """A Lock or RLock made with robust=True: a waiter takes it over when its
     holder died. (Until synchronize.Lock and RLock take the keyword, through
@@ -764,6 +801,7 @@ def test_owner_died_while_waiters_sleep():
         while len(results) < n and time.monotonic() < deadline:
             time.sleep(0.005)
         return len(results)
+
     # (catch_warnings is not thread-safe: one around all the threads.)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -824,8 +862,10 @@ def test_holders_killed_under_contention(counter, kind):
         victim.kill()
         victim.join(30)
     after_kills = [counter[i] for i in (1, 2, 3)]
-    wait_until(lambda: all(counter[i] > after_kills[i - 1] for i in (1, 2, 3)),
-               "every worker counting after the last holder was killed")
+    wait_until(
+        lambda: all(counter[i] > after_kills[i - 1] for i in (1, 2, 3)),
+        "every worker counting after the last holder was killed",
+    )
     counter[stop] = 1
     joined(*workers)
     assert counter[0] == counter[1] + counter[2] + counter[3]
@@ -846,28 +886,33 @@ def test_semaphore_has_no_owner(ctx):
 
 def test_owner_liveness_helpers():
     me = _gomp._sem_self_id()
-    assert me & 0x3fffff == os.getpid()
+    assert me & 0x3FFFFF == os.getpid()
     assert _gomp._sem_owner_alive(me)
     assert not _gomp._sem_owner_alive(me ^ (1 << 22))  # recycled pid: other start time
     p = subprocess.Popen(["true"])
-    dead = p.pid | (me & ~0x3fffff)
+    dead = p.pid | (me & ~0x3FFFFF)
     p.wait()
     assert not _gomp._sem_owner_alive(dead)
-    assert _gomp._sem_owner_alive(0x1ff << 22)  # unknown owner: never declared dead
+    assert _gomp._sem_owner_alive(0x1FF << 22)  # unknown owner: never declared dead
 
 
 # ---- Ctrl-C ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("what", [
-    "lock.acquire()",
-    "lock.acquire(timeout=60)",
-    "sem.acquire()",
-    "rlock_other_thread()",
-    "cond_wait()",
-    "event.wait()",
-])
+
+@pytest.mark.parametrize(
+    "what",
+    [
+        "lock.acquire()",
+        "lock.acquire(timeout=60)",
+        "sem.acquire()",
+        "rlock_other_thread()",
+        "cond_wait()",
+        "event.wait()",
+    ],
+)
 def test_ctrl_c_interrupts_blocking_calls(what):
-    code = textwrap.dedent("""
+    code = textwrap.dedent(
+        """
         import sys, threading, time, gomp
         lock = gomp.Lock(); lock.acquire()
         sem = gomp.Semaphore(0)
@@ -888,9 +933,16 @@ def test_ctrl_c_interrupts_blocking_calls(what):
             sys.exit(0)
         print('returned', flush=True)
         sys.exit(1)
-    """ % what)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=HERE)
+    """
+        % what
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=HERE,
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(0.3)  # let it block

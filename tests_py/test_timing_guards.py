@@ -21,11 +21,18 @@ def run_pytest(*args, **env):
             full.pop(name, None)
         else:
             full[name] = value
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
-                          capture_output=True, text=True, timeout=120, env=full, cwd=HERE)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=full,
+        cwd=HERE,
+    )
 
 
 # ---- no run under the alias -----------------------------------------------------------------
+
 
 def test_pytest_refuses_to_run_under_the_alias():
     # With the variable on, gomp.pth aliases multiprocessing in the pytest
@@ -46,6 +53,7 @@ def test_pytest_runs_with_the_alias_off(value):
 
 # ---- stdlib peers ---------------------------------------------------------------------------
 
+
 def test_stdlib_peer_is_the_standard_library():
     for name in ("multiprocessing", "multiprocessing.connection", "multiprocessing.util"):
         module = stdlib_peer(name)
@@ -60,17 +68,26 @@ def test_stdlib_peer_refuses_gomp_in_its_place(monkeypatch):
 
 
 def test_stdlib_peer_refuses_the_alias_of_a_fresh_interpreter():
-    code = ("import conftest\n"
-            "try:\n"
-            "    conftest.stdlib_peer('multiprocessing.connection')\n"
-            "except AssertionError as e:\n"
-            "    print('refused:', e)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=HERE, env=dict(os.environ, **{ALIAS_VAR: "1"}))
+    code = (
+        "import conftest\n"
+        "try:\n"
+        "    conftest.stdlib_peer('multiprocessing.connection')\n"
+        "except AssertionError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=HERE,
+        env=dict(os.environ, **{ALIAS_VAR: "1"}),
+    )
     assert out.stdout.startswith("refused:") and "gomp.connection" in out.stdout, out
 
 
 # ---- hang guards ----------------------------------------------------------------------------
+
 
 def test_returns_gives_the_result_or_the_exception():
     assert returns(sorted, [3, 1, 2]) == [1, 2, 3]

@@ -33,8 +33,10 @@ def test_tracker_exits_2_when_a_leaked_resource_cannot_be_removed(capfd):
     assert 'leaked semaphore objects' in capfd.readouterr().err
 
 
-@pytest.mark.skipif(sys.version_info < (3, 13), reason="the 'dummy' type and exit code 1 "
-                    "for a removed leak are what 3.13's suite checks")
+@pytest.mark.skipif(
+    sys.version_info < (3, 13),
+    reason="the 'dummy' type and exit code 1 for a removed leak are what 3.13's suite checks",
+)
 def test_tracker_exits_1_when_it_removed_a_leak(capfd):
     assert _tracker_status([('x', 'dummy')], []) == 1
     assert 'leaked' not in capfd.readouterr().err  # dummy leaks are not reported
@@ -46,6 +48,7 @@ def _register_writer(path):
     def write():
         with open(path, 'w') as f:
             f.write('ran')
+
     atexit.register(write)
 
 
@@ -57,6 +60,7 @@ def _parent_handler_marker(path):
 @pytest.mark.parametrize('method', ['fork', 'forkserver'])
 def test_forked_child_atexit_handlers(method):
     import atexit
+
     ctx = gomp.get_context(method)
     with tempfile.TemporaryDirectory() as d:
         mine, parents = os.path.join(d, 'child'), os.path.join(d, 'parent')
@@ -77,6 +81,7 @@ def test_forked_child_atexit_handlers(method):
 
 def test_log_records_name_the_callers_file_on_313():
     import logging
+
     logger = util.get_logger()
     records = []
     handler = logging.Handler()

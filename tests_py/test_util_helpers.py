@@ -8,10 +8,8 @@ import textwrap
 
 import pytest
 
-import gomp
-from gomp import popen_spawn_posix, resource_sharer, spawn, util
-
 from conftest import run_python, stdlib_peer
+from gomp import popen_spawn_posix, resource_sharer, spawn, util
 
 std_util = stdlib_peer("multiprocessing.util")  # the standard library's, never gomp
 
@@ -32,11 +30,13 @@ def empty_registry():
 
 # ---- Finalize ------------------------------------------------------------------------------
 
+
 def test_finalize_runs_once_and_returns_the_result(empty_registry):
     calls = []
     obj = _Obj()
-    f = util.Finalize(obj, lambda *a, **k: calls.append((a, k)) or "result", args=(1,),
-                      kwargs={"k": 2})
+    f = util.Finalize(
+        obj, lambda *a, **k: calls.append((a, k)) or "result", args=(1,), kwargs={"k": 2}
+    )
     assert f.still_active() and len(empty_registry) == 1
     assert f() == "result"
     assert f() is None and not f.still_active() and not empty_registry
@@ -66,7 +66,10 @@ def test_finalize_argument_errors_match_the_stdlib():
 def test_finalize_repr(empty_registry):
     obj = _Obj()
     f = util.Finalize(obj, print, args=(1,), kwargs={"sep": "-"}, exitpriority=3)
-    assert repr(f) == "<Finalize object, callback=print, args=(1,), kwargs={'sep': '-'}, exitpriority=3>"
+    assert (
+        repr(f)
+        == "<Finalize object, callback=print, args=(1,), kwargs={'sep': '-'}, exitpriority=3>"
+    )
     g = util.Finalize(obj, len)
     assert repr(g) == "<Finalize object, callback=len>"
     g.cancel()
@@ -89,6 +92,7 @@ def test_run_finalizers_minpriority_and_order(empty_registry):
 
 
 # ---- file descriptors, addresses ---------------------------------------------------------
+
 
 def test_close_all_fds_except_in_a_child():
     out = run_python("""
@@ -116,8 +120,9 @@ def test_close_all_fds_except_in_a_child():
 
 def test_is_abstract_socket_namespace_matches_the_stdlib():
     for address in ["\0abc", b"\0abc", "/tmp/x", b"/tmp/x", "", b"", None]:
-        assert util.is_abstract_socket_namespace(address) == \
-            std_util.is_abstract_socket_namespace(address), address
+        assert util.is_abstract_socket_namespace(address) == std_util.is_abstract_socket_namespace(
+            address
+        ), address
     with pytest.raises(TypeError, match="address type of 3 unrecognized"):
         util.is_abstract_socket_namespace(3)
 
@@ -143,12 +148,14 @@ def test_spawnv_passfds_child_sees_only_passfds(tmp_path):
 
 # ---- spawn ---------------------------------------------------------------------------------
 
+
 def test_preparation_data_matches_the_stdlib(tmp_path):
     """In a fresh script (so that no other test's logger or alias counts),
     gomp's preparation data has the stdlib's keys and values, with and
     without logging turned on."""
     script = tmp_path / "prep.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import multiprocessing, gomp
         from multiprocessing import spawn as std_spawn
         from gomp import spawn
@@ -164,9 +171,11 @@ def test_preparation_data_matches_the_stdlib(tmp_path):
             gomp.log_to_stderr(25)
             multiprocessing.log_to_stderr(25)
             compare()
-    """))
-    out = run_python("import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')",
-                     str(script))
+    """)
+    )
+    out = run_python(
+        "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')", str(script)
+    )
     assert out.stdout.split() == ["True", "True", "False", "True", "True", "True"], out.stdout
 
 
@@ -181,8 +190,9 @@ def test_command_line_runs_spawn_main_with_the_keywords():
 def test_freeze_support_runs_a_frozen_child(monkeypatch):
     seen = {}
     monkeypatch.setattr(spawn, "spawn_main", lambda **kw: seen.update(kw))
-    monkeypatch.setattr(sys, "argv", ["prog", "--multiprocessing-fork", "pipe_handle=7",
-                                      "tracker_fd=None"])
+    monkeypatch.setattr(
+        sys, "argv", ["prog", "--multiprocessing-fork", "pipe_handle=7", "tracker_fd=None"]
+    )
     with pytest.raises(SystemExit):
         spawn.freeze_support()
     assert seen == {"pipe_handle": 7, "tracker_fd": None}
@@ -203,9 +213,12 @@ def test_set_executable_stores_bytes_and_none():
 
 # ---- popen_spawn_posix, resource_sharer --------------------------------------------------
 
+
 def test_spawn_dupfd_pickles_as_its_number():
-    from gomp.reduction import ForkingPickler
     import pickle
+
+    from gomp.reduction import ForkingPickler
+
     d = pickle.loads(ForkingPickler.dumps(popen_spawn_posix._DupFd(9)))
     assert type(d) is popen_spawn_posix._DupFd and d.detach() == 9
 

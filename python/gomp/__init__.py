@@ -25,6 +25,7 @@ def install():
     """Make `import multiprocessing` (and its submodules, and `_multiprocessing`)
     resolve to gomp in this process and in every child process it starts."""
     from . import _alias
+
     _alias.install()
 
 

@@ -45,7 +45,7 @@ def _target(fullname):
     return 'gomp' + dot + tail
 
 
-class _AliasLoader(object):
+class _AliasLoader:
     """Loads an alias by importing the gomp module and handing over that very
     object."""
 
@@ -65,7 +65,7 @@ class _AliasLoader(object):
         module.__spec__ = self._own_spec
 
 
-class _AliasFinder(object):
+class _AliasFinder:
     def find_spec(self, fullname, path=None, target=None):
         real = _target(fullname)
         return None if real is None else _ModuleSpec(fullname, _AliasLoader(real))
@@ -92,8 +92,11 @@ def install():
     objects already made with it stay stdlib objects."""
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
-    stale = [name for name, module in sys.modules.items()
-             if _target(name) is not None and not _is_gomp(module)]
+    stale = [
+        name
+        for name, module in sys.modules.items()
+        if _target(name) is not None and not _is_gomp(module)
+    ]
     for name in stale:
         del sys.modules[name]
 

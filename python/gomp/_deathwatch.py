@@ -41,7 +41,7 @@ def _start_time(pid):
         stat = f.read()
     # The command name (field 2) may hold spaces and parentheses: the fields
     # after it start after the last ')', with field 3 (the state).
-    fields = stat[stat.rindex(b')') + 1:].split()
+    fields = stat[stat.rindex(b')') + 1 :].split()
     try:
         return int(fields[19])
     except (IndexError, ValueError):
@@ -98,6 +98,7 @@ def follow(owner, signum, grace=1.0):
     also where the owner cannot be watched (no pidfds), which is left as it
     was before gomp watched owners."""
     from . import _gomp
+
     try:
         fd = open_owner(owner)
     except OSError:

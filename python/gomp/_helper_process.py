@@ -25,8 +25,7 @@ import os
 import threading
 import weakref
 
-from . import spawn
-from . import util
+from . import spawn, util
 
 __all__ = ['HelperProcess', 'ReentrantCallError', 'shield']
 
@@ -38,7 +37,7 @@ class ReentrantCallError(RuntimeError):
     a signal handler, or a finalizer run by the garbage collector)."""
 
 
-class _OneEntryLock(object):
+class _OneEntryLock:
     """A lock that a thread which holds it cannot take again: the nested
     attempt raises ReentrantCallError instead of deadlocking (a plain lock) or
     running the helper's bookkeeping twice at once (a plain RLock)."""
@@ -103,6 +102,7 @@ def _ends_within(pid, timeout):
         pidfd = None  # no pidfds here: look now and then
     if pidfd is None:
         import time
+
         deadline = time.monotonic() + timeout
         pause = 0.001
         while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
@@ -114,6 +114,7 @@ def _ends_within(pid, timeout):
         return True
     try:
         import select
+
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
         return bool(poller.poll(max(0, timeout) * 1000))
@@ -134,7 +135,7 @@ if hasattr(os, 'register_at_fork'):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class HelperProcess(object):
+class HelperProcess:
     """The starter's side of a helper process.
 
     _fd is this process's end of the helper's pipe (None before the first

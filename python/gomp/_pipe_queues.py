@@ -37,10 +37,9 @@ import time
 import weakref
 from queue import Empty, Full
 
-from . import connection
-from . import context
+from . import connection, context
 from .queues import _sentinel
-from .util import debug, info, is_exiting, Finalize, register_after_fork
+from .util import Finalize, debug, info, is_exiting, register_after_fork
 
 __all__ = ['PipeQueue', 'PipeJoinableQueue', 'PipeSimpleQueue']
 
@@ -50,7 +49,7 @@ _ForkingPickler = context.reduction.ForkingPickler
 _SEM_VALUE_MAX = 2147483647
 
 
-class PipeQueue(object):
+class PipeQueue:
     """multiprocessing.queues.Queue as the stdlib builds it.
 
     put() appends to a per-process buffer that a daemon feeder thread pickles
@@ -64,14 +63,32 @@ class PipeQueue(object):
 
     # The state a child receives, in the order of the pickled tuple (loky
     # reads and writes this tuple itself, with its reducers in the middle).
-    _SHARED = ('_ignore_epipe', '_maxsize', '_reader', '_writer',
-               '_rlock', '_wlock', '_sem', '_opid')
+    _SHARED = (
+        '_ignore_epipe',
+        '_maxsize',
+        '_reader',
+        '_writer',
+        '_rlock',
+        '_wlock',
+        '_sem',
+        '_opid',
+    )
 
     def __init__(self, maxsize=0, *, ctx):
         bound = maxsize if maxsize > 0 else _SEM_VALUE_MAX
         reader, writer = connection.Pipe(duplex=False)
-        self._adopt((False, bound, reader, writer, ctx.Lock(), ctx.Lock(),
-                     ctx.BoundedSemaphore(bound), os.getpid()))
+        self._adopt(
+            (
+                False,
+                bound,
+                reader,
+                writer,
+                ctx.Lock(),
+                ctx.Lock(),
+                ctx.BoundedSemaphore(bound),
+                os.getpid(),
+            )
+        )
         register_after_fork(self, PipeQueue._after_fork)
 
     def _adopt(self, state):
@@ -182,7 +199,7 @@ class PipeQueue(object):
     def join_thread(self):
         """After close(): wait for this process's feeder to finish."""
         debug('PipeQueue.join_thread()')
-        assert self._closed, 'Queue {0!r} not closed'.format(self)
+        assert self._closed, f'Queue {self!r} not closed'
         joiner = self._jointhread
         if joiner is not None:
             joiner()
@@ -210,10 +227,21 @@ class PipeQueue(object):
         debug('PipeQueue._start_thread()')
         self._buffer.clear()
         feeder = threading.Thread(
-            target=type(self)._feed, name='QueueFeederThread', daemon=True,
-            args=(self._buffer, self._notempty, self._send_bytes, self._wlock,
-                  self._reader.close, self._writer.close, self._ignore_epipe,
-                  self._on_queue_feeder_error, self._sem))
+            target=type(self)._feed,
+            name='QueueFeederThread',
+            daemon=True,
+            args=(
+                self._buffer,
+                self._notempty,
+                self._send_bytes,
+                self._wlock,
+                self._reader.close,
+                self._writer.close,
+                self._ignore_epipe,
+                self._on_queue_feeder_error,
+                self._sem,
+            ),
+        )
         self._thread = feeder
         try:
             feeder.start()
@@ -222,11 +250,13 @@ class PipeQueue(object):
             raise
         # Exiting waits until the feeder has written everything, unless
         # cancel_join_thread() said not to.
-        self._close = Finalize(self, PipeQueue._finalize_close,
-                               args=(self._buffer, self._notempty), exitpriority=10)
+        self._close = Finalize(
+            self, PipeQueue._finalize_close, args=(self._buffer, self._notempty), exitpriority=10
+        )
         if not self._joincancelled:
-            self._jointhread = Finalize(feeder, PipeQueue._finalize_join,
-                                        args=(weakref.ref(feeder),), exitpriority=-5)
+            self._jointhread = Finalize(
+                feeder, PipeQueue._finalize_join, args=(weakref.ref(feeder),), exitpriority=-5
+            )
 
     @staticmethod
     def _finalize_join(twr):
@@ -244,8 +274,17 @@ class PipeQueue(object):
             notempty.notify()
 
     @staticmethod
-    def _feed(buffer, notempty, send_bytes, writelock, reader_close,
-              writer_close, ignore_epipe, onerror, queue_sem):
+    def _feed(
+        buffer,
+        notempty,
+        send_bytes,
+        writelock,
+        reader_close,
+        writer_close,
+        ignore_epipe,
+        onerror,
+        queue_sem,
+    ):
         """The feeder thread: take the buffered items in order, pickle each
         outside the lock, write it under the lock; stop at the sentinel."""
         while True:
@@ -281,6 +320,7 @@ class PipeQueue(object):
         """Called when an item cannot be pickled or written (then dropped).
         Private hook, overridden by concurrent.futures and loky."""
         import traceback
+
         traceback.print_exc()
 
 
@@ -325,7 +365,7 @@ class PipeJoinableQueue(PipeQueue):
             self._cond.wait_for(self._all_done)
 
 
-class PipeSimpleQueue(object):
+class PipeSimpleQueue:
     """multiprocessing.queues.SimpleQueue as the stdlib builds it: put()
     pickles and writes under _wlock in the caller's thread, get() reads under
     _rlock. Its instances hold _reader, _writer, _rlock, _wlock and _poll,

@@ -74,4 +74,3 @@ class _Facts:
 
 
 V = _Facts()
-

@@ -15,10 +15,9 @@ import itertools
 import os
 import time
 
-from . import _gomp
-from . import util
-from .context import AuthenticationError, BufferTooShort, reduction
+from . import _gomp, util
 from ._versions import V
+from .context import AuthenticationError, BufferTooShort, reduction
 
 __all__ = ['Client', 'Listener', 'Pipe', 'wait']
 
@@ -26,7 +25,7 @@ _ForkingPickler = reduction.ForkingPickler
 
 BUFSIZE = 8192
 # Generous: a local peer that does not answer within this time is gone.
-CONNECTION_TIMEOUT = 20.
+CONNECTION_TIMEOUT = 20.0
 
 _mmap_counter = itertools.count()
 
@@ -36,8 +35,10 @@ families = ['AF_INET', 'AF_UNIX']
 
 # ---- addresses -----------------------------------------------------------------------------
 
+
 def _fresh_unix_path():
     import tempfile
+
     return tempfile.mktemp(prefix='listener-', dir=util.get_temp_dir())
 
 
@@ -75,8 +76,12 @@ def _validate_family(family):
     """Raise ValueError unless family names a socket family of this platform.
     ('AF_PIPE', Windows named pipes, is not one here.) The stdlib lets an
     unknown name through to getattr(socket, family), an AttributeError."""
-    known = (isinstance(family, str) and family.startswith('AF_')
-             and family != 'AF_PIPE' and hasattr(_socket, family))
+    known = (
+        isinstance(family, str)
+        and family.startswith('AF_')
+        and family != 'AF_PIPE'
+        and hasattr(_socket, family)
+    )
     if not known:
         raise ValueError('Family %s is not recognized.' % (family,))
 
@@ -95,7 +100,7 @@ def _check_timeout(t):
     return time.monotonic() > t
 
 
-class _Closing(object):
+class _Closing:
     """`with x:` closes x at the end of the block."""
 
     __slots__ = ()
@@ -118,9 +123,11 @@ def _flag(name, doc):
 
 def _refusal(refuse, message):
     """A method that raises OSError(message) when refuse(self) is true."""
+
     def check(self):
         if refuse(self):
             raise OSError(message)
+
     return check
 
 
@@ -132,7 +139,7 @@ class _ConnectionBase(_Closing):
     closed or does not go that way. The checks are one comparison on the
     common path; the precise error is worked out only when one fails."""
 
-    _handle = None      # no descriptor: closed (or __init__ failed)
+    _handle = None  # no descriptor: closed (or __init__ failed)
 
     def __init__(self, handle, readable=True, writable=True):
         fd = handle.__index__()
@@ -144,8 +151,7 @@ class _ConnectionBase(_Closing):
         self._writable = writable
         self._handle = fd
 
-    closed = property(lambda self: self._handle is None,
-                      doc="True if the connection is closed.")
+    closed = property(lambda self: self._handle is None, doc="True if the connection is closed.")
     readable = _flag('_readable', "True if the connection is readable.")
     writable = _flag('_writable', "True if the connection is writable.")
 
@@ -209,7 +215,7 @@ class Connection(_ConnectionBase):
         OSError and leaves the connection unreadable."""
         fd = self._reading_fd()
         try:
-            return _gomp.recv_bytes(fd, maxlength)   # checks maxlength >= 0 itself
+            return _gomp.recv_bytes(fd, maxlength)  # checks maxlength >= 0 itself
         except OSError as exc:
             if exc.args != _BAD_LENGTH:
                 raise
@@ -221,7 +227,7 @@ class Connection(_ConnectionBase):
         got = _gomp.recv_bytes_into(self._reading_fd(), buf, offset)
         if type(got) is int:
             return got
-        raise BufferTooShort(got)   # the C side handed the whole message back
+        raise BufferTooShort(got)  # the C side handed the whole message back
 
     def recv(self):
         """Receive a pickled object."""
@@ -238,6 +244,7 @@ class Connection(_ConnectionBase):
 
     def _recv_bytes(self, maxsize=None):
         import io
+
         return io.BytesIO(_gomp.recv_bytes(self._handle, maxsize))
 
     def _poll(self, timeout):
@@ -252,11 +259,12 @@ def Pipe(duplex=True):
         return Connection(rfd, writable=False), Connection(wfd, readable=False)
     ends = _socket.socketpair()
     for end in ends:
-        end.setblocking(True)       # even under socket.setdefaulttimeout()
+        end.setblocking(True)  # even under socket.setdefaulttimeout()
     return tuple(Connection(end.detach()) for end in ends)
 
 
 # ---- sockets -------------------------------------------------------------------------------
+
 
 def _set_nodelay(s):
     """Turn Nagle's algorithm off on a TCP socket. Every frame goes out in one
@@ -267,7 +275,7 @@ def _set_nodelay(s):
     try:
         s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
     except OSError:
-        pass       # not a TCP socket
+        pass  # not a TCP socket
 
 
 def _make_stream(sock, family):
@@ -285,6 +293,7 @@ def _open_socket(family, setup):
     fails in any way (OSError, or a TypeError for an address of another
     family)."""
     import socket
+
     sock = socket.socket(getattr(socket, family))
     try:
         setup(sock)
@@ -294,7 +303,7 @@ def _open_socket(family, setup):
     return sock
 
 
-class SocketListener(object):
+class SocketListener:
     """A socket bound to address and listening, in blocking mode whatever
     socket.setdefaulttimeout() says (as the stdlib's). A path it binds is
     removed again by close(), or at exit, by the process that bound it."""
@@ -314,7 +323,9 @@ class SocketListener(object):
         # vanishes with its socket). Finalize checks the pid, so a forked
         # child that exits leaves the file alone.
         is_path = family == 'AF_UNIX' and not util.is_abstract_socket_namespace(address)
-        self._unlink = util.Finalize(self, os.unlink, (address,), exitpriority=0) if is_path else None
+        self._unlink = (
+            util.Finalize(self, os.unlink, (address,), exitpriority=0) if is_path else None
+        )
 
     def _accept_socket(self):
         sock, self._last_accepted = self._socket.accept()
@@ -325,7 +336,7 @@ class SocketListener(object):
 
     def close(self):
         unlink, self._unlink = self._unlink, None
-        with self._socket:          # closed on the way out, even if unlink() fails
+        with self._socket:  # closed on the way out, even if unlink() fails
             if unlink is not None:
                 unlink()
 
@@ -385,14 +396,13 @@ def _frame(payload):
 def _handshake_frame_size(head):
     """The payload size in a handshake frame's 4-byte header, refused when no
     handshake message can have it: before anything is allocated for it."""
-    size, = _INT32.unpack(head)
-    if size > _MAX_HANDSHAKE_MESSAGE or size == -1:     # -1: an 8-byte length follows
+    (size,) = _INT32.unpack(head)
+    if size > _MAX_HANDSHAKE_MESSAGE or size == -1:  # -1: an 8-byte length follows
         raise OSError('bad message length')
     if size < 0:
         # The stdlib reads such a frame as an empty message and then refuses
         # it as the wrong answer: the same type, a message that says why.
-        raise AuthenticationError('protocol error: the peer announced a message of %d bytes'
-                                  % size)
+        raise AuthenticationError('protocol error: the peer announced a message of %d bytes' % size)
     return size
 
 
@@ -450,12 +460,12 @@ class _Handshake:
         self.timeout = timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self._buf = b''
-        self._size = None           # None: reading a header
+        self._size = None  # None: reading a header
         if family != 'AF_UNIX':
             _set_nodelay(sock)
         sock.setblocking(False)
         self._steps = _listener_steps(self._send, authkey)
-        self._steps.send(None)      # sends the challenge
+        self._steps.send(None)  # sends the challenge
 
     def _send(self, payload):
         # The listener sends three messages of at most a hundred bytes each
@@ -493,8 +503,10 @@ class _Handshake:
                 return True
 
     def timed_out(self):
-        return _HandshakeTimeout('the peer did not complete the authentication handshake '
-                                 'within %s seconds' % self.timeout)
+        return _HandshakeTimeout(
+            'the peer did not complete the authentication handshake '
+            'within %s seconds' % self.timeout
+        )
 
 
 class _Handshakes:
@@ -519,11 +531,12 @@ class _Handshakes:
 
     def __init__(self, server, authkey):
         import _thread
+
         self._server = server
         self._authkey = authkey
-        self._pending = []                  # _Handshake objects under way
-        self._done = []                     # (socket, address), authenticated
-        self._failed = []                   # errors not raised yet
+        self._pending = []  # _Handshake objects under way
+        self._done = []  # (socket, address), authenticated
+        self._failed = []  # errors not raised yet
         # One accept() at a time drives the handshakes; a second thread's
         # accept() waits for the lock (interruptibly) and then for its peer.
         self._lock = _thread.allocate_lock()
@@ -534,6 +547,7 @@ class _Handshakes:
         # held stays held in the child, and the peers half-way are the
         # parent's (the child's copies of their sockets are closed).
         import _thread
+
         self._lock = _thread.allocate_lock()
         self.close()
 
@@ -551,8 +565,9 @@ class _Handshakes:
 
     def _start(self, sock, address):
         try:
-            handshake = _Handshake(sock, address, self._server._family, self._authkey,
-                                   HANDSHAKE_TIMEOUT)
+            handshake = _Handshake(
+                sock, address, self._server._family, self._authkey, HANDSHAKE_TIMEOUT
+            )
         except Exception as exc:
             sock.close()
             self._failed.append(exc)
@@ -574,7 +589,7 @@ class _Handshakes:
         if listening:
             fds.append(self._server._socket.fileno())
         deadlines = [h.deadline for h in pending if h.deadline is not None]
-        timeout = max(0., min(deadlines) - time.monotonic()) if deadlines else None
+        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
         try:
             ready = set(_gomp.wait_readable(fds, timeout))
             for handshake in list(pending):
@@ -661,11 +676,14 @@ class Listener(_Closing):
                 self._handshakes.close()
             server.close()
 
-    address = property(lambda self: self._listener._address,
-                       doc="The address the socket is bound to (a client connects there).")
-    last_accepted = property(lambda self: self._listener._last_accepted,
-                             doc="The address of the peer that accept() returned last "
-                                 "(None before).")
+    address = property(
+        lambda self: self._listener._address,
+        doc="The address the socket is bound to (a client connects there).",
+    )
+    last_accepted = property(
+        lambda self: self._listener._last_accepted,
+        doc="The address of the peer that accept() returned last (None before).",
+    )
 
 
 def Client(address, family=None, authkey=None):
@@ -674,7 +692,7 @@ def Client(address, family=None, authkey=None):
     _validate_family(family or address_type(address))
     _check_authkey(authkey)
     # No time limit here: the listener may call accept() much later.
-    with _connected_socket(address) as sock:       # closed unless detached
+    with _connected_socket(address) as sock:  # closed unless detached
         if authkey is not None:
             channel = _SocketChannel(sock)
             _run_steps(channel, _client_steps(channel.send_bytes, authkey))
@@ -724,7 +742,7 @@ _MAX_DIGEST_LEN = max(len(d) for d in _ALLOWED_DIGESTS)
 
 def _authkey_bytes(authkey):
     if not isinstance(authkey, bytes):
-        raise ValueError("Authkey must be bytes, not {0!s}".format(type(authkey)))
+        raise ValueError(f"Authkey must be bytes, not {type(authkey)!s}")
 
 
 def _hmac(authkey, message, digest_name):
@@ -732,6 +750,7 @@ def _hmac(authkey, message, digest_name):
     # the one-shot looks the MAC and digest algorithms up again on every call
     # (EVP_MAC_fetch), which measured slower in the handshake.
     import hmac
+
     return hmac.new(authkey, message, digest_name).digest()
 
 
@@ -757,9 +776,11 @@ def _get_digest_name_and_payload(message):
     if message[:1] == b'{':
         end = message.find(b'}', 1, _MAX_DIGEST_LEN + 2)
         if end > 0 and message[1:end] in _ALLOWED_DIGESTS:
-            return message[1:end].decode('ascii'), message[end + 1:]
-    raise AuthenticationError('unsupported message length, missing digest prefix, '
-                              'or unsupported digest: %r' % (message[:64],))
+            return message[1:end].decode('ascii'), message[end + 1 :]
+    raise AuthenticationError(
+        'unsupported message length, missing digest prefix, '
+        'or unsupported digest: %r' % (message[:64],)
+    )
 
 
 def _create_response(authkey, message):
@@ -781,6 +802,7 @@ def _verify_challenge(authkey, message, response):
     digest: the name we asked for is inside the MAC'd message, so it cannot
     be swapped for a weaker one by a third party."""
     import hmac
+
     digest_name, mac = _get_digest_name_and_payload(response)
     digest_name = digest_name or 'md5'
     try:
@@ -788,8 +810,9 @@ def _verify_challenge(authkey, message, response):
     except ValueError:
         raise AuthenticationError('digest %r unsupported' % digest_name) from None
     if len(expected) != len(mac):
-        raise AuthenticationError('expected %r of length %d, got %d'
-                                  % (digest_name, len(expected), len(mac)))
+        raise AuthenticationError(
+            'expected %r of length %d, got %d' % (digest_name, len(expected), len(mac))
+        )
     if not hmac.compare_digest(expected, mac):
         raise AuthenticationError('digest received was wrong')
 
@@ -801,12 +824,12 @@ def _verify_challenge(authkey, message, response):
 # readiness loop (_Handshake). A half raises AuthenticationError (or the
 # frame reader's OSError/EOFError) on failure.
 
+
 def _check_challenge(frame):
     """The challenge message in the peer's frame, without its marker."""
     if not frame.startswith(_CHALLENGE):
-        raise AuthenticationError('protocol error: expected a challenge, got %r'
-                                  % (frame[:64],))
-    message = frame[len(_CHALLENGE):]
+        raise AuthenticationError('protocol error: expected a challenge, got %r' % (frame[:64],))
+    message = frame[len(_CHALLENGE) :]
     if len(message) < _MD5ONLY_MESSAGE_LENGTH:
         raise AuthenticationError('challenge too short: %d bytes' % len(message))
     return message
@@ -820,6 +843,7 @@ if _LEGACY_HANDSHAKE:
 
     def _challenge_steps(send, authkey):
         import hmac
+
         message = os.urandom(MESSAGE_LENGTH)
         send(_CHALLENGE + message)
         response = yield
@@ -900,6 +924,7 @@ def _run_steps(connection, steps):
 
 # ---- waiting on several objects ------------------------------------------------------------
 
+
 def wait(object_list, timeout=None):
     """Wait until one of object_list is ready and return the ready ones.
 
@@ -934,6 +959,7 @@ def _fileno_of(o):
 # A connection travels as a duplicate of its descriptor (reduction.DupFd: with
 # the child's start, or through the resource sharer) and its directions.
 
+
 def reduce_connection(conn):
     return rebuild_connection, (reduction.DupFd(conn.fileno()), conn.readable, conn.writable)
 
@@ -947,6 +973,7 @@ reduction.register(Connection, reduce_connection)
 
 # ---- xmlrpc-encoded connections (the managers' 'xmlrpclib' serializer) ------------------------
 
+
 class _XmlConnection(_Closing):
     """A Connection whose send()/recv() carry one object as an XML-RPC
     <params> document (what the stdlib's XmlListener/XmlClient exchange)
@@ -957,10 +984,12 @@ class _XmlConnection(_Closing):
 
     def send(self, obj):
         import xmlrpc.client
+
         self._conn.send_bytes(xmlrpc.client.dumps((obj,), allow_none=True).encode('utf-8'))
 
     def recv(self):
         import xmlrpc.client
+
         (obj,), _ = xmlrpc.client.loads(self._conn.recv_bytes().decode('utf-8'))
         return obj
 

@@ -16,8 +16,7 @@ import os
 import sys
 import threading
 
-from . import process
-from . import reduction
+from . import process, reduction
 from ._versions import V
 
 __all__ = ()
@@ -47,57 +46,110 @@ class TimeoutError(ProcessError):
 # arguments through and adds the context (the chosen one, for the default
 # context) under that keyword.
 _FACTORIES = {
-    'Lock': ('synchronize', 'Lock', 'ctx',
-             'Lock(): a non-recursive lock shared between processes.'),
-    'RLock': ('synchronize', 'RLock', 'ctx',
-              'RLock(): a recursive lock shared between processes.'),
-    'Condition': ('synchronize', 'Condition', 'ctx',
-                  'Condition(lock=None): a condition variable shared between processes.'),
-    'Semaphore': ('synchronize', 'Semaphore', 'ctx',
-                  'Semaphore(value=1): a semaphore shared between processes.'),
-    'BoundedSemaphore': ('synchronize', 'BoundedSemaphore', 'ctx',
-                         'BoundedSemaphore(value=1): a semaphore that cannot be released '
-                         'above its initial value.'),
-    'Event': ('synchronize', 'Event', 'ctx',
-              'Event(): an event shared between processes.'),
-    'Barrier': ('synchronize', 'Barrier', 'ctx',
-                'Barrier(parties, action=None, timeout=None): a barrier shared between '
-                'processes.'),
-    'Queue': ('queues', 'Queue', 'ctx',
-              'Queue(maxsize=0): a FIFO queue shared between processes.'),
-    'JoinableQueue': ('queues', 'JoinableQueue', 'ctx',
-                      'JoinableQueue(maxsize=0): a Queue with task_done() and join().'),
-    'SimpleQueue': ('queues', 'SimpleQueue', 'ctx',
-                    'SimpleQueue(): a simple unbounded queue shared between processes.'),
-    'Value': ('sharedctypes', 'Value', 'ctx',
-              'Value(typecode_or_type, *args, lock=True): a ctypes object in shared '
-              'memory, with a lock.'),
-    'Array': ('sharedctypes', 'Array', 'ctx',
-              'Array(typecode_or_type, size_or_initializer, *, lock=True): a ctypes array '
-              'in shared memory, with a lock.'),
-    'Pool': ('pool', 'Pool', 'context',
-             'Pool(processes=None, initializer=None, initargs=(), maxtasksperchild=None): '
-             'a pool of worker processes.'),
-    'RawValue': ('sharedctypes', 'RawValue', None,
-                 'RawValue(typecode_or_type, *args): a ctypes object in shared memory, '
-                 'without a lock.'),
-    'RawArray': ('sharedctypes', 'RawArray', None,
-                 'RawArray(typecode_or_type, size_or_initializer): a ctypes array in shared '
-                 'memory, without a lock.'),
-    'Pipe': ('connection', 'Pipe', None,
-             'Pipe(duplex=True): two Connection objects joined by a pipe (a socket pair '
-             'if duplex).'),
-    'get_logger': ('util', 'get_logger', None,
-                   "get_logger(): the package's logger."),
-    'log_to_stderr': ('util', 'log_to_stderr', None,
-                      'log_to_stderr(level=None): turn on logging to stderr; returns the '
-                      'logger.'),
-    'set_executable': ('spawn', 'set_executable', None,
-                       'set_executable(executable): the Python interpreter that starts spawned '
-                       'children.'),
-    'set_forkserver_preload': ('forkserver', 'set_forkserver_preload', None,
-                               'set_forkserver_preload(module_names): modules the fork server '
-                               'imports once, so that its children inherit them.'),
+    'Lock': (
+        'synchronize',
+        'Lock',
+        'ctx',
+        'Lock(): a non-recursive lock shared between processes.',
+    ),
+    'RLock': ('synchronize', 'RLock', 'ctx', 'RLock(): a recursive lock shared between processes.'),
+    'Condition': (
+        'synchronize',
+        'Condition',
+        'ctx',
+        'Condition(lock=None): a condition variable shared between processes.',
+    ),
+    'Semaphore': (
+        'synchronize',
+        'Semaphore',
+        'ctx',
+        'Semaphore(value=1): a semaphore shared between processes.',
+    ),
+    'BoundedSemaphore': (
+        'synchronize',
+        'BoundedSemaphore',
+        'ctx',
+        'BoundedSemaphore(value=1): a semaphore that cannot be released above its initial value.',
+    ),
+    'Event': ('synchronize', 'Event', 'ctx', 'Event(): an event shared between processes.'),
+    'Barrier': (
+        'synchronize',
+        'Barrier',
+        'ctx',
+        'Barrier(parties, action=None, timeout=None): a barrier shared between processes.',
+    ),
+    'Queue': ('queues', 'Queue', 'ctx', 'Queue(maxsize=0): a FIFO queue shared between processes.'),
+    'JoinableQueue': (
+        'queues',
+        'JoinableQueue',
+        'ctx',
+        'JoinableQueue(maxsize=0): a Queue with task_done() and join().',
+    ),
+    'SimpleQueue': (
+        'queues',
+        'SimpleQueue',
+        'ctx',
+        'SimpleQueue(): a simple unbounded queue shared between processes.',
+    ),
+    'Value': (
+        'sharedctypes',
+        'Value',
+        'ctx',
+        'Value(typecode_or_type, *args, lock=True): a ctypes object in shared memory, with a lock.',
+    ),
+    'Array': (
+        'sharedctypes',
+        'Array',
+        'ctx',
+        'Array(typecode_or_type, size_or_initializer, *, lock=True): a ctypes array '
+        'in shared memory, with a lock.',
+    ),
+    'Pool': (
+        'pool',
+        'Pool',
+        'context',
+        'Pool(processes=None, initializer=None, initargs=(), maxtasksperchild=None): '
+        'a pool of worker processes.',
+    ),
+    'RawValue': (
+        'sharedctypes',
+        'RawValue',
+        None,
+        'RawValue(typecode_or_type, *args): a ctypes object in shared memory, without a lock.',
+    ),
+    'RawArray': (
+        'sharedctypes',
+        'RawArray',
+        None,
+        'RawArray(typecode_or_type, size_or_initializer): a ctypes array in shared '
+        'memory, without a lock.',
+    ),
+    'Pipe': (
+        'connection',
+        'Pipe',
+        None,
+        'Pipe(duplex=True): two Connection objects joined by a pipe (a socket pair if duplex).',
+    ),
+    'get_logger': ('util', 'get_logger', None, "get_logger(): the package's logger."),
+    'log_to_stderr': (
+        'util',
+        'log_to_stderr',
+        None,
+        'log_to_stderr(level=None): turn on logging to stderr; returns the logger.',
+    ),
+    'set_executable': (
+        'spawn',
+        'set_executable',
+        None,
+        'set_executable(executable): the Python interpreter that starts spawned children.',
+    ),
+    'set_forkserver_preload': (
+        'forkserver',
+        'set_forkserver_preload',
+        None,
+        'set_forkserver_preload(module_names): modules the fork server '
+        'imports once, so that its children inherit them.',
+    ),
 }
 
 
@@ -110,19 +162,22 @@ def _load(module, name):
 def _factory_method(method_name, module, name, ctx_keyword, doc):
     """The context method of one row of _FACTORIES."""
     if ctx_keyword is None:
+
         def method(self, *args, **kwargs):
             return _load(module, name)(*args, **kwargs)
     else:
+
         def method(self, *args, **kwargs):
             kwargs[ctx_keyword] = self.get_context()
             return _load(module, name)(*args, **kwargs)
+
     method.__name__ = method_name
     method.__qualname__ = 'BaseContext.' + method_name
     method.__doc__ = doc
     return method
 
 
-class BaseContext(object):
+class BaseContext:
     """The API of the package, for one start method."""
 
     # The exceptions, reachable from a context as from the package.
@@ -198,7 +253,7 @@ class BaseContext(object):
 
     @reducer.setter
     def reducer(self, module):
-        setattr(sys.modules[__name__], 'reduction', module)
+        sys.modules[__name__].reduction = module
 
 
 for _method_name, _row in _FACTORIES.items():
@@ -207,6 +262,7 @@ del _method_name, _row
 
 
 # ---- one context per start method -----------------------------------------------------------
+
 
 def _popen_from(popen_module):
     """The _Popen hook of a start method's Process: popen_module's Popen. The
@@ -220,6 +276,7 @@ def _popen_from(popen_module):
         if module is None:
             module = __import__(popen_module, globals(), None, ('Popen',), 1)
         return module.Popen(process_obj)
+
     return staticmethod(_Popen)
 
 
@@ -228,24 +285,34 @@ def _fresh_interpreter():
     after-fork hook."""
 
 
-def _define_start_method(method, prefix, popen_module, *, inherits_memory=True,
-                         needs_fd_passing=False):
+def _define_start_method(
+    method, prefix, popen_module, *, inherits_memory=True, needs_fd_passing=False
+):
     """The Process class and the context class of one start method; the
     context object is registered in _concrete_contexts. The class names start
     with the method's name (the suite checks it)."""
     process_attrs = {
-        '__module__': __name__, '__qualname__': prefix + 'Process',
+        '__module__': __name__,
+        '__qualname__': prefix + 'Process',
         '__doc__': 'A Process started with the %r start method.' % method,
-        '_start_method': method, '_Popen': _popen_from(popen_module),
+        '_start_method': method,
+        '_Popen': _popen_from(popen_module),
     }
     if not inherits_memory:
         process_attrs['_after_fork'] = staticmethod(_fresh_interpreter)
     process_class = type(prefix + 'Process', (process.BaseProcess,), process_attrs)
-    context_class = type(prefix + 'Context', (BaseContext,), {
-        '__module__': __name__, '__qualname__': prefix + 'Context',
-        '__doc__': 'The API of the package with the %r start method.' % method,
-        '_name': method, 'Process': process_class, '_needs_fd_passing': needs_fd_passing,
-    })
+    context_class = type(
+        prefix + 'Context',
+        (BaseContext,),
+        {
+            '__module__': __name__,
+            '__qualname__': prefix + 'Context',
+            '__doc__': 'The API of the package with the %r start method.' % method,
+            '_name': method,
+            'Process': process_class,
+            '_needs_fd_passing': needs_fd_passing,
+        },
+    )
     _concrete_contexts[method] = context_class()
     return process_class, context_class
 
@@ -253,18 +320,23 @@ def _define_start_method(method, prefix, popen_module, *, inherits_memory=True,
 _concrete_contexts = {}
 ForkProcess, ForkContext = _define_start_method('fork', 'Fork', 'popen_fork')
 SpawnProcess, SpawnContext = _define_start_method(
-    'spawn', 'Spawn', 'popen_spawn_posix', inherits_memory=False)
+    'spawn', 'Spawn', 'popen_spawn_posix', inherits_memory=False
+)
 ForkServerProcess, ForkServerContext = _define_start_method(
-    'forkserver', 'ForkServer', 'popen_forkserver', needs_fd_passing=True)
+    'forkserver', 'ForkServer', 'popen_forkserver', needs_fd_passing=True
+)
 
 
 # ---- the default context ----------------------------------------------------------------------
 
+
 def _delegate(hook):
     """A hook of the default context's Process: the same hook of the Process
     class of the context chosen when it is called."""
+
     def call(*args):
         return getattr(_default_context.get_context().Process, hook)(*args)
+
     call.__name__ = hook
     return staticmethod(call)
 
@@ -341,6 +413,7 @@ def _force_start_method(method):
 
 # ---- the process being started ----------------------------------------------------------------
 
+
 # The Popen object of the child that this thread is starting, while its process
 # object is pickled for it: objects that may only go to a child (locks, queues,
 # authentication keys) check it, and file descriptors are then handed straight
@@ -373,5 +446,7 @@ def set_spawning_popen(popen):
 def assert_spawning(obj):
     """Raise RuntimeError unless obj is being pickled to start a child."""
     if get_spawning_popen() is None:
-        raise RuntimeError('%s objects should only be shared between processes'
-                           ' through inheritance' % type(obj).__name__)
+        raise RuntimeError(
+            '%s objects should only be shared between processes'
+            ' through inheritance' % type(obj).__name__
+        )

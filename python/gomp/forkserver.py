@@ -39,17 +39,15 @@ import socket
 import struct
 import sys
 
-from . import _deathwatch
-from . import _helper_process
-from . import connection
-from . import process
-from . import resource_tracker
-from . import spawn
-from . import util
+from . import _deathwatch, _helper_process, connection, process, resource_tracker, spawn, util
 from .context import reduction
 
-__all__ = ['ensure_running', 'get_inherited_fds', 'connect_to_new_process',
-           'set_forkserver_preload']
+__all__ = [
+    'ensure_running',
+    'get_inherited_fds',
+    'connect_to_new_process',
+    'set_forkserver_preload',
+]
 
 MAXFDS_TO_SEND = 256
 SIGNED_STRUCT = struct.Struct('q')  # holds any pid_t and exit code
@@ -163,15 +161,23 @@ class ForkServer(_helper_process.HelperProcess):
         """What main() reads from its setup pipe: the key, the preload list,
         and where the server finds the parent's __main__ and modules (needed
         only if it preloads something)."""
-        setup = {'authkey': authkey, 'preload': list(self._preload_modules),
-                 'owner': _deathwatch.identity()}
+        setup = {
+            'authkey': authkey,
+            'preload': list(self._preload_modules),
+            'owner': _deathwatch.identity(),
+        }
         if not self._preload_modules:
             return setup
         data = spawn.get_preparation_data('ignore')
-        setup.update(sys_path=data['sys_path'], sys_argv=data['sys_argv'],
-                     gomp_alias=bool(data.get('gomp_alias')))
-        for key, name in (('init_main_from_path', 'main_path'),
-                          ('init_main_from_name', 'main_name')):
+        setup.update(
+            sys_path=data['sys_path'],
+            sys_argv=data['sys_argv'],
+            gomp_alias=bool(data.get('gomp_alias')),
+        )
+        for key, name in (
+            ('init_main_from_path', 'main_path'),
+            ('init_main_from_name', 'main_name'),
+        ):
             if key in data:
                 setup[name] = data[key]
         return setup
@@ -214,11 +220,11 @@ def _handshake(sock, authkey, server_side):
     Raises AuthenticationError if the keys differ."""
     channel = _HandshakeChannel(sock)
     steps = (connection.deliver_challenge, connection.answer_challenge)
-    for step in (steps if server_side else reversed(steps)):
+    for step in steps if server_side else reversed(steps):
         step(channel, authkey)
 
 
-class _HandshakeChannel(object):
+class _HandshakeChannel:
     """What the challenge functions need of a Connection (send_bytes and
     recv_bytes, in a Connection's frames: a 4-byte big-endian length, then
     the bytes), over a plain socket. Not a Connection: that would load the
@@ -236,7 +242,7 @@ class _HandshakeChannel(object):
         self._sock.sendall(self._HEADER.pack(len(data)) + data)
 
     def recv_bytes(self, maxlength):
-        size, = self._HEADER.unpack(self._exactly(self._HEADER.size))
+        (size,) = self._HEADER.unpack(self._exactly(self._HEADER.size))
         if not 0 <= size <= maxlength:
             raise OSError('bad message length')
         return self._exactly(size)
@@ -253,6 +259,7 @@ class _HandshakeChannel(object):
 
 
 # ---- numbers on the status pipe -----------------------------------------------------------
+
 
 def read_signed(fd):
     """Read one SIGNED_STRUCT number from fd; EOFError if the writer closes
@@ -273,10 +280,11 @@ def write_signed(fd, n):
     """Write n to fd as one SIGNED_STRUCT."""
     pending = memoryview(SIGNED_STRUCT.pack(n))
     while pending:
-        pending = pending[os.write(fd, pending):]
+        pending = pending[os.write(fd, pending) :]
 
 
 # ---- the server process -------------------------------------------------------------------
+
 
 def main(listener_fd, alive_r, setup_fd):
     """Run the fork server (in the interpreter ForkServer starts); its
@@ -285,8 +293,14 @@ def main(listener_fd, alive_r, setup_fd):
     with open(setup_fd, 'rb') as pipe:
         setup = pickle.loads(pipe.read())
     if setup['preload']:
-        _preload(setup['preload'], setup.get('main_path'), setup.get('main_name'),
-                 setup.get('sys_path'), setup.get('sys_argv'), setup.get('gomp_alias'))
+        _preload(
+            setup['preload'],
+            setup.get('main_path'),
+            setup.get('main_name'),
+            setup.get('sys_path'),
+            setup.get('sys_argv'),
+            setup.get('gomp_alias'),
+        )
     # Whatever preloading printed is written now, once: left in the buffers,
     # it would be written again by every child forked from here.
     util._flush_std_streams()
@@ -316,6 +330,7 @@ def _preload(modules, main_path, main_name, sys_path, sys_argv, gomp_alias):
     the other modules named."""
     if gomp_alias:
         from . import _alias
+
         _alias.install()
     if sys_path is not None:
         sys.path[:] = sys_path
@@ -347,7 +362,7 @@ def _preload_main(main_path, main_name):
         del me._inheriting
 
 
-class _Server(object):
+class _Server:
     """The server's loop: requests on the listener, the end of the alive
     pipe, the end of the owner, and the end of each child (its pidfd becomes
     readable), each handled by the callback registered with the descriptor.
@@ -391,8 +406,9 @@ class _Server(object):
                 # A kernel time limit on each read (EAGAIN when it expires),
                 # which a duplicate of the descriptor shares; the socket
                 # itself stays blocking.
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                                struct.pack('ll', _CLIENT_TIMEOUT, 0))
+                conn.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack('ll', _CLIENT_TIMEOUT, 0)
+                )
                 _handshake(conn, self._authkey, server_side=True)
                 fds = reduction.recvfds(conn, MAXFDS_TO_SEND + 1)
         except (OSError, EOFError, RuntimeError, connection.AuthenticationError):

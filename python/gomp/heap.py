@@ -61,8 +61,8 @@ import tempfile
 import threading
 
 from . import util
-from .context import reduction
 from ._versions import V
+from .context import reduction
 
 __all__ = ['BufferWrapper']
 
@@ -137,7 +137,7 @@ def _memory_file(size):
     return fd
 
 
-class Arena(object):
+class Arena:
     """A shared mapping of `size` bytes (`buffer`, an mmap) over the memory
     file `fd`. Arena(size) makes a new one; Arena(size, fd) maps an existing
     file (and takes ownership of fd)."""
@@ -190,11 +190,11 @@ def _checked_size(size):
     if 0 <= size < sys.maxsize:
         return size
     if size < 0:
-        raise ValueError("Size {0:n} out of range".format(size))
-    raise OverflowError("Size {0:n} too large".format(size))
+        raise ValueError(f"Size {size:n} out of range")
+    raise OverflowError(f"Size {size:n} too large")
 
 
-class Heap(object):
+class Heap:
     """Blocks (arena, start, stop) carved out of shared arenas; see the module
     documentation."""
 
@@ -203,7 +203,7 @@ class Heap(object):
     _DOUBLE_ARENA_SIZE_UNTIL = 4 * 1024 * 1024
 
     def __init__(self, size=_PAGE):
-        self._size = size   # the size of the next arena
+        self._size = size  # the size of the next arena
         self._start_over()
 
     def _start_over(self):
@@ -342,8 +342,7 @@ class Heap(object):
         """Return a block from malloc(). Safe to call from a finalizer at any
         moment, in any thread (see the module documentation)."""
         if self._lastpid != os.getpid():
-            raise ValueError("My pid ({0:n}) is not last pid {1:n}".format(
-                os.getpid(), self._lastpid))
+            raise ValueError(f"My pid ({os.getpid():n}) is not last pid {self._lastpid:n}")
         # Queued first, then freed if the lock can be had without waiting:
         # this very thread may hold it (a garbage collection inside malloc()
         # running a finalizer), and waiting would never end.
@@ -351,7 +350,7 @@ class Heap(object):
         self._flush_pending()
 
 
-class BufferWrapper(object):
+class BufferWrapper:
     """size bytes of shared memory from the heap, freed when the wrapper is
     garbage collected (in the process that allocated them)."""
 
@@ -366,4 +365,4 @@ class BufferWrapper(object):
     def create_memoryview(self):
         """A writable memoryview of the size bytes."""
         (arena, start, _stop), size = self._state
-        return memoryview(arena.buffer)[start:start + size]
+        return memoryview(arena.buffer)[start : start + size]

@@ -46,10 +46,7 @@ import time
 import types
 from traceback import format_exc
 
-from . import _deathwatch
-from . import connection
-from . import process
-from . import util
+from . import _deathwatch, connection, process, util
 from ._versions import V
 from .context import ProcessError, get_spawning_popen, reduction
 
@@ -57,6 +54,7 @@ __all__ = ['BaseManager', 'SyncManager', 'BaseProxy', 'Token', 'SharedMemoryMana
 
 
 # ---- values that results are often made of -------------------------------------------------
+
 
 def _reduce_array(arr):
     # An array travels as its typecode and raw bytes.
@@ -78,6 +76,7 @@ del _view_type
 
 # ---- naming a shared object ----------------------------------------------------------------
 
+
 class Token:
     """Names one shared object: its type id, the address of the server that
     owns it, and its id there (a string). Pickled as the tuple of the three,
@@ -95,11 +94,14 @@ class Token:
         self.typeid, self.address, self.id = state
 
     def __repr__(self):
-        return (f'{type(self).__name__}(typeid={self.typeid!r}, '
-                f'address={self.address!r}, id={self.id!r})')
+        return (
+            f'{type(self).__name__}(typeid={self.typeid!r}, '
+            f'address={self.address!r}, id={self.id!r})'
+        )
 
 
 # ---- replies and errors --------------------------------------------------------------------
+
 
 class RemoteError(Exception):
     """A failure inside a manager's server; its argument is the server's
@@ -121,7 +123,8 @@ _ERROR_OF_KIND = {
     '#ERROR': lambda error: error,
     '#TRACEBACK': lambda text: RemoteError(_remote_text('#TRACEBACK', text)),
     '#UNSERIALIZABLE': lambda text: RemoteError(
-        'Unserializable message: %s\n' % _remote_text('#UNSERIALIZABLE', text)),
+        'Unserializable message: %s\n' % _remote_text('#UNSERIALIZABLE', text)
+    ),
 }
 
 
@@ -168,6 +171,7 @@ def _server_call(address, authkey, client, methodname, args=(), kwds={}):
 
 # ---- which methods an object offers --------------------------------------------------------
 
+
 def all_methods(obj):
     """The names of obj's callable attributes."""
     return [name for name in dir(obj) if callable(getattr(obj, name))]
@@ -191,8 +195,17 @@ class Server:
 
     # The methods a first request may name (see their docstrings below).
     # Subclasses extend the list.
-    public = ['accept_connection', 'create', 'incref', 'decref', 'get_methods',
-              'number_of_objects', 'debug_info', 'dummy', 'shutdown']
+    public = [
+        'accept_connection',
+        'create',
+        'incref',
+        'decref',
+        'get_methods',
+        'number_of_objects',
+        'debug_info',
+        'dummy',
+        'shutdown',
+    ]
 
     def __init__(self, registry, address, authkey, serializer):
         self.registry = registry
@@ -243,11 +256,13 @@ class Server:
         if fd is None:
             self._owner_gone()
             return
-        threading.Thread(target=self._await_owner, args=(fd,), name='manager-owner',
-                         daemon=True).start()
+        threading.Thread(
+            target=self._await_owner, args=(fd,), name='manager-owner', daemon=True
+        ).start()
 
     def _await_owner(self, fd):
         import select
+
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         while not poller.poll():
@@ -268,7 +283,7 @@ class Server:
                 conn = self.listener.accept()
             except OSError:
                 if getattr(self.listener, '_listener', None) is None:
-                    return          # closed
+                    return  # closed
                 continue
             threading.Thread(target=self.handle_request, args=(conn,), daemon=True).start()
 
@@ -296,7 +311,9 @@ class Server:
             _, name, args, kwds = conn.recv()
             handler = self._handlers.get(name)
             if handler is None:
-                raise AttributeError(f'{name!r} unrecognized: a manager server offers {self.public}')
+                raise AttributeError(
+                    f'{name!r} unrecognized: a manager server offers {self.public}'
+                )
             result = handler(conn, *args, **kwds)
         except Exception:
             reply = ('#TRACEBACK', format_exc())
@@ -322,7 +339,7 @@ class Server:
             request = conn.recv()
         except (EOFError, OSError):
             return None
-        except Exception:               # e.g. arguments that cannot be unpickled here
+        except Exception:  # e.g. arguments that cannot be unpickled here
             return ('#TRACEBACK', format_exc())
         return self._perform(conn, request)
 
@@ -338,8 +355,11 @@ class Server:
             conn.send(failure)
             return True
         except Exception as e:
-            util.info('manager: cannot reply on connection of thread %r: %r',
-                      threading.current_thread().name, e)
+            util.info(
+                'manager: cannot reply on connection of thread %r: %r',
+                threading.current_thread().name,
+                e,
+            )
             util.info(' ... the reply was %r', reply)
             return False
 
@@ -377,10 +397,12 @@ class Server:
         try:
             if answer is None:
                 if methodname in exposed:
-                    raise AttributeError(f'{type(obj).__name__!r} object has no '
-                                         f'attribute {methodname!r}')
-                raise AttributeError(f'method {methodname!r} of {type(obj)!r} object '
-                                     f'is not in exposed={exposed!r}')
+                    raise AttributeError(
+                        f'{type(obj).__name__!r} object has no attribute {methodname!r}'
+                    )
+                raise AttributeError(
+                    f'method {methodname!r} of {type(obj)!r} object is not in exposed={exposed!r}'
+                )
             return ('#RETURN', answer(self, conn, ident, obj, *args, **kwds))
         except Exception:
             return ('#TRACEBACK', format_exc())
@@ -411,10 +433,13 @@ class Server:
         """One entry per shared object: its id, refcount and (the start of)
         its str."""
         with self.mutex:
-            rows = [(ident, count, self.id_to_obj[ident][0])
-                    for ident, count in sorted(self.id_to_refcount.items())]
-        return '\n'.join(f'  {ident}:       refcount={count}\n    {str(obj)[:75]}'
-                         for ident, count, obj in rows)
+            rows = [
+                (ident, count, self.id_to_obj[ident][0])
+                for ident, count in sorted(self.id_to_refcount.items())
+            ]
+        return '\n'.join(
+            f'  {ident}:       refcount={count}\n    {str(obj)[:75]}' for ident, count, obj in rows
+        )
 
     def number_of_objects(self, c):
         """How many shared objects proxies outside the server refer to."""
@@ -436,15 +461,17 @@ class Server:
         if factory is not None:
             obj = factory(*args, **kwds)
         elif len(args) == 1 and not kwds:
-            obj = args[0]           # an existing object (a method's result)
+            obj = args[0]  # an existing object (a method's result)
         else:
             raise ValueError('Without callable, must have one non-keyword argument')
         if exposed is None:
             exposed = public_methods(obj)
         if method_to_typeid is not None:
             if not isinstance(method_to_typeid, dict):
-                raise TypeError(f'Method_to_typeid {method_to_typeid!r}: type '
-                                f'{type(method_to_typeid)}, not dict')
+                raise TypeError(
+                    f'Method_to_typeid {method_to_typeid!r}: type '
+                    f'{type(method_to_typeid)}, not dict'
+                )
             exposed = [*exposed, *method_to_typeid]
         # A string (an XML-RPC integer has only 32 bits). The same object
         # created twice has one id and one reference count.
@@ -489,7 +516,7 @@ class Server:
                 return
             if remaining < 0:
                 if ident in self.id_to_local_proxy_obj:
-                    return      # held by inner proxies only: nothing to drop
+                    return  # held by inner proxies only: nothing to drop
                 raise KeyError(ident)
             del self.id_to_refcount[ident]
             dropped = self.id_to_obj.pop(ident, None)
@@ -508,6 +535,7 @@ def _restore_standard_streams():
 
 class State:
     """Where a manager is in its life (in .value)."""
+
     __slots__ = ['value']
     INITIAL, STARTED, SHUTDOWN = range(3)
 
@@ -533,8 +561,10 @@ _proxytype_of_typeid = {}
 def _require_initial(state, server='server', owner='Manager'):
     """ProcessError unless a manager in this state may still start a server."""
     if state.value != State.INITIAL:
-        problems = {State.STARTED: f'Already started {server}',
-                    State.SHUTDOWN: f'{owner} has shut down'}
+        problems = {
+            State.STARTED: f'Already started {server}',
+            State.SHUTDOWN: f'{owner} has shut down',
+        }
         raise ProcessError(problems.get(state.value, f'Unknown state {state.value!r}'))
 
 
@@ -549,11 +579,14 @@ def _proxy_for_new_object(proxytype, token, exposed, serializer, manager, authke
 def _creation_method(typeid, proxytype):
     """The manager method named typeid: create a shared object, return a
     proxy for it."""
+
     def create(self, /, *args, **kwds):
         util.debug('requesting creation of a shared %r object', typeid)
         token, exposed = self._create(typeid, *args, **kwds)
-        return _proxy_for_new_object(proxytype, token, exposed, self._serializer,
-                                     self, self._authkey)
+        return _proxy_for_new_object(
+            proxytype, token, exposed, self._serializer, self, self._authkey
+        )
+
     create.__name__ = create.__qualname__ = typeid
     create.__doc__ = f'Create a shared {typeid!r} object and return a proxy for it.'
     return create
@@ -567,8 +600,9 @@ class BaseManager:
     _registry = {}
     _Server = Server
 
-    def __init__(self, address=None, authkey=None, serializer='pickle', ctx=None, *,
-                 shutdown_timeout=1.0):
+    def __init__(
+        self, address=None, authkey=None, serializer='pickle', ctx=None, *, shutdown_timeout=1.0
+    ):
         self._Listener, self._Client = listener_client[serializer]
         self._serializer = serializer
         self._address = address
@@ -578,6 +612,7 @@ class BaseManager:
         self._state = State(State.INITIAL)
         if ctx is None:
             from .context import _default_context
+
             ctx = _default_context.get_context()
         self._ctx = ctx
         self._shutdown_timeout = shutdown_timeout
@@ -609,21 +644,37 @@ class BaseManager:
         reader, writer = connection.Pipe(duplex=False)
         self._process = self._server_process(writer, initializer, initargs)
         self._process.start()
-        writer.close()                  # the child holds the end that reports
+        writer.close()  # the child holds the end that reports
         with reader:
-            self._address = reader.recv()     # where the server listens
+            self._address = reader.recv()  # where the server listens
         # An instance attribute in front of the method below: the manager's
         # shutdown, also run at exit and when the manager is collected.
         self.shutdown = util.Finalize(
-            self, type(self)._finalize_manager, exitpriority=0,
-            args=(self._process, self.address, self._authkey, self._state, self._Client,
-                  self._shutdown_timeout))
+            self,
+            type(self)._finalize_manager,
+            exitpriority=0,
+            args=(
+                self._process,
+                self.address,
+                self._authkey,
+                self._state,
+                self._Client,
+                self._shutdown_timeout,
+            ),
+        )
         self._state.value = State.STARTED
 
     def _server_process(self, writer, initializer, initargs):
         """The (unstarted) process that runs this manager's server."""
-        server_args = (self._registry, self.address, self._authkey, self._serializer,
-                       writer, initializer, initargs)
+        server_args = (
+            self._registry,
+            self.address,
+            self._authkey,
+            self._serializer,
+            writer,
+            initializer,
+            initargs,
+        )
         child = self._ctx.Process(target=type(self)._run_server, args=server_args)
         child.name = type(self).__name__ + '-' + ':'.join(map(str, child._identity))
         # The server ends with this process (Server._follow_owner).
@@ -635,8 +686,9 @@ class BaseManager:
         a manager that only connect()ed owns no process to stop.)"""
 
     @classmethod
-    def _run_server(cls, registry, address, authkey, serializer, writer,
-                    initializer=None, initargs=()):
+    def _run_server(
+        cls, registry, address, authkey, serializer, writer, initializer=None, initargs=()
+    ):
         """The server process: make the server, run the initializer, report
         the server's address, serve."""
         # Ctrl-C in a terminal reaches the whole process group; the parent
@@ -659,15 +711,18 @@ class BaseManager:
     def _finalize_manager(process, address, authkey, state, _Client, shutdown_timeout):
         """Stop a manager's server: ask it, then terminate it, then kill it,
         each time waiting up to shutdown_timeout seconds for it to go."""
+
         def ask():
             try:
                 _server_call(address, authkey, _Client, 'shutdown')
             except Exception:
-                pass            # gone already, or unreachable: escalate
+                pass  # gone already, or unreachable: escalate
+
         escalation = (
             (ask, shutdown_timeout, 'sending shutdown message to manager'),
             (process.terminate, shutdown_timeout, 'manager still alive; terminating it'),
-            (process.kill, None, 'manager still alive after terminate; killing it'))
+            (process.kill, None, 'manager still alive after terminate; killing it'),
+        )
         for stop, wait, note in escalation:
             if not process.is_alive():
                 break
@@ -689,10 +744,13 @@ class BaseManager:
         if self._state.value == State.INITIAL:
             self.start()
         if self._state.value != State.STARTED:
-            problems = {State.INITIAL: 'Unable to start server',
-                        State.SHUTDOWN: 'Manager has shut down'}
-            raise ProcessError(problems.get(self._state.value,
-                                            f'Unknown state {self._state.value!r}'))
+            problems = {
+                State.INITIAL: 'Unable to start server',
+                State.SHUTDOWN: 'Manager has shut down',
+            }
+            raise ProcessError(
+                problems.get(self._state.value, f'Unknown state {self._state.value!r}')
+            )
         return self
 
     def __exit__(self, exc_type, exc_val, exc_tb):
@@ -706,7 +764,7 @@ class BaseManager:
     def _create(self, typeid, /, *args, **kwds):
         """Create a shared object; return its Token and exposed names."""
         if self._state.value != State.STARTED:
-            raise AssertionError('server not yet started')     # the stdlib's type
+            raise AssertionError('server not yet started')  # the stdlib's type
         ident, exposed = self._call_server('create', typeid, *args, **kwds)
         return Token(typeid, self._address, ident), exposed
 
@@ -719,8 +777,15 @@ class BaseManager:
     # -- registering types
 
     @classmethod
-    def register(cls, typeid, callable=None, proxytype=None, exposed=None,
-                 method_to_typeid=None, create_method=True):
+    def register(
+        cls,
+        typeid,
+        callable=None,
+        proxytype=None,
+        exposed=None,
+        method_to_typeid=None,
+        create_method=True,
+    ):
         """Register typeid: callable(*args, **kwds) makes its objects in the
         server; proxytype (default AutoProxy) makes proxies for them; exposed
         names the methods a proxy may call (default: the proxy type's
@@ -746,6 +811,7 @@ class BaseManager:
 
 # ---- proxies -------------------------------------------------------------------------------
 
+
 class ProcessLocalSet(set):
     """A set that starts empty in a forked child and pickles as empty."""
 
@@ -765,8 +831,7 @@ def _authkey_for(authkey, manager):
 def _close_thread_connection(tls):
     conn = tls.__dict__.pop('connection', None)
     if conn is not None:
-        util.debug('thread %r has no more proxies so closing conn',
-                   threading.current_thread().name)
+        util.debug('thread %r has no more proxies so closing conn', threading.current_thread().name)
         conn.close()
 
 
@@ -783,8 +848,16 @@ class BaseProxy:
     #                    set of the ids this process holds references to)
     _address_to_local = {}
 
-    def __init__(self, token, serializer, manager=None, authkey=None, exposed=None,
-                 incref=True, manager_owned=False):
+    def __init__(
+        self,
+        token,
+        serializer,
+        manager=None,
+        authkey=None,
+        exposed=None,
+        incref=True,
+        manager_owned=False,
+    ):
         self._tls, self._idset = self._per_server_state(token.address)
         self._token = token
         self._id = token.id
@@ -839,8 +912,9 @@ class BaseProxy:
         # The server may call itself by another address than the one we
         # reach it at (a wildcard bind, say).
         token.address = self._token.address
-        return _proxy_for_new_object(proxytype, token, exposed, self._serializer,
-                                     self._manager, self._authkey)
+        return _proxy_for_new_object(
+            proxytype, token, exposed, self._serializer, self._manager, self._authkey
+        )
 
     def _getvalue(self):
         """A copy of the referent."""
@@ -858,9 +932,11 @@ class BaseProxy:
         _server_call(self._token.address, self._authkey, self._Client, 'incref', (self._id,))
         self._idset.add(self._id)
         self._close = util.Finalize(
-            self, BaseProxy._decref, exitpriority=10,
-            args=(self._token, self._authkey, manager_state, self._tls, self._idset,
-                  self._Client))
+            self,
+            BaseProxy._decref,
+            exitpriority=10,
+            args=(self._token, self._authkey, manager_state, self._tls, self._idset, self._Client),
+        )
 
     def _after_fork(self):
         # A forked child's copy is a proxy of its own: it takes its own
@@ -911,8 +987,12 @@ class BaseProxy:
         if get_spawning_popen() is not None:
             # Only a child being spawned may receive the authkey.
             kwds['authkey'] = self._authkey
-        return RebuildProxy, (AutoProxy if auto else type(self), self._token,
-                              self._serializer, kwds)
+        return RebuildProxy, (
+            AutoProxy if auto else type(self),
+            self._token,
+            self._serializer,
+            kwds,
+        )
 
 
 def RebuildProxy(func, token, serializer, kwds):
@@ -936,8 +1016,10 @@ def RebuildProxy(func, token, serializer, kwds):
 
 def _forwarder(name):
     """A proxy method that calls name on the referent."""
+
     def forward(self, /, *args, **kwds):
         return self._callmethod(name, args, kwds)
+
     forward.__name__ = forward.__qualname__ = name
     forward.__doc__ = f'Call {name}() of the referent.'
     return forward
@@ -955,22 +1037,31 @@ def MakeProxyType(name, exposed, _cache={}):
     return made
 
 
-def AutoProxy(token, serializer, manager=None, authkey=None, exposed=None,
-              incref=True, manager_owned=False):
+def AutoProxy(
+    token, serializer, manager=None, authkey=None, exposed=None, incref=True, manager_owned=False
+):
     """A proxy whose methods are the ones its object exposes (asked from the
     server when not given)."""
     authkey = _authkey_for(authkey, manager)
     if exposed is None:
-        exposed = _server_call(token.address, authkey, listener_client[serializer][1],
-                               'get_methods', (token,))
+        exposed = _server_call(
+            token.address, authkey, listener_client[serializer][1], 'get_methods', (token,)
+        )
     proxytype = MakeProxyType(f'AutoProxy[{token.typeid}]', exposed)
-    proxy = proxytype(token, serializer, manager=manager, authkey=authkey,
-                      incref=incref, manager_owned=manager_owned)
+    proxy = proxytype(
+        token,
+        serializer,
+        manager=manager,
+        authkey=authkey,
+        incref=incref,
+        manager_owned=manager_owned,
+    )
     proxy._isauto = True
     return proxy
 
 
 # ---- the proxy types SyncManager hands out -------------------------------------------------
+
 
 def _names(spaced):
     """A tuple of method names written as one space-separated string."""
@@ -996,16 +1087,19 @@ def _forwarding(cls):
 def _in_place(remote_name):
     """An augmented assignment (x += y, ...): change the referent with
     remote_name, and keep the proxy as the result rather than a copy."""
+
     def operator(self, other):
         self._callmethod(remote_name, (other,))
         return self
+
     operator.__doc__ = f'Change the referent with {remote_name}(); the result is this proxy.'
     return operator
 
 
 def _remote_attribute(name):
-    return property(lambda self: self._callmethod('__getattribute__', (name,)),
-                    doc=f'The referent\'s {name}.')
+    return property(
+        lambda self: self._callmethod('__getattribute__', (name,)), doc=f'The referent\'s {name}.'
+    )
 
 
 @_forwarding
@@ -1100,17 +1194,23 @@ class NamespaceProxy(BaseProxy):
 class ValueProxy(BaseProxy):
     _exposed_ = _names('get set')
 
-    value = property(lambda self: self._callmethod('get'),
-                     lambda self, new: self._callmethod('set', (new,)),
-                     doc='The shared value.')
+    value = property(
+        lambda self: self._callmethod('get'),
+        lambda self, new: self._callmethod('set', (new,)),
+        doc='The shared value.',
+    )
 
     __class_getitem__ = classmethod(types.GenericAlias)
 
 
-BaseListProxy = MakeProxyType('BaseListProxy', _names(
-    '__add__ __contains__ __delitem__ __getitem__ __imul__ __len__ __mul__ '
-    '__reversed__ __rmul__ __setitem__ append clear copy count extend index '
-    'insert pop remove reverse sort'))
+BaseListProxy = MakeProxyType(
+    'BaseListProxy',
+    _names(
+        '__add__ __contains__ __delitem__ __getitem__ __imul__ __len__ __mul__ '
+        '__reversed__ __rmul__ __setitem__ append clear copy count extend index '
+        'insert pop remove reverse sort'
+    ),
+)
 
 
 class ListProxy(BaseListProxy):
@@ -1119,10 +1219,14 @@ class ListProxy(BaseListProxy):
     __class_getitem__ = classmethod(types.GenericAlias)
 
 
-_BaseDictProxy = MakeProxyType('DictProxy', _names(
-    '__contains__ __delitem__ __getitem__ __ior__ __iter__ __len__ __or__ '
-    '__reversed__ __ror__ __setitem__ clear copy fromkeys get items keys pop '
-    'popitem setdefault update values'))
+_BaseDictProxy = MakeProxyType(
+    'DictProxy',
+    _names(
+        '__contains__ __delitem__ __getitem__ __ior__ __iter__ __len__ __or__ '
+        '__reversed__ __ror__ __setitem__ clear copy fromkeys get items keys pop '
+        'popitem setdefault update values'
+    ),
+)
 _BaseDictProxy._method_to_typeid_ = {'__iter__': 'Iterator'}
 
 
@@ -1131,12 +1235,16 @@ class DictProxy(_BaseDictProxy):
     __class_getitem__ = classmethod(types.GenericAlias)
 
 
-_BaseSetProxy = MakeProxyType('_BaseSetProxy', _names(
-    '__and__ __contains__ __ge__ __gt__ __iand__ __ior__ __isub__ __iter__ '
-    '__ixor__ __le__ __len__ __lt__ __or__ __rand__ __ror__ __rsub__ __rxor__ '
-    '__sub__ __xor__ add clear copy difference difference_update discard '
-    'intersection intersection_update isdisjoint issubset issuperset pop '
-    'remove symmetric_difference symmetric_difference_update union update'))
+_BaseSetProxy = MakeProxyType(
+    '_BaseSetProxy',
+    _names(
+        '__and__ __contains__ __ge__ __gt__ __iand__ __ior__ __isub__ __iter__ '
+        '__ixor__ __le__ __len__ __lt__ __or__ __rand__ __ror__ __rsub__ __rxor__ '
+        '__sub__ __xor__ add clear copy difference difference_update discard '
+        'intersection intersection_update isdisjoint issubset issuperset pop '
+        'remove symmetric_difference symmetric_difference_update union update'
+    ),
+)
 _BaseSetProxy._method_to_typeid_ = {'__iter__': 'Iterator'}
 
 
@@ -1156,12 +1264,18 @@ collections.abc.MutableSet.register(_BaseSetProxy)
 ArrayProxy = MakeProxyType('ArrayProxy', _names('__len__ __getitem__ __setitem__'))
 
 
-BasePoolProxy = MakeProxyType('PoolProxy', _names(
-    'apply apply_async close imap imap_unordered join map map_async starmap '
-    'starmap_async terminate'))
+BasePoolProxy = MakeProxyType(
+    'PoolProxy',
+    _names(
+        'apply apply_async close imap imap_unordered join map map_async starmap '
+        'starmap_async terminate'
+    ),
+)
 BasePoolProxy._method_to_typeid_ = dict(
     {name: 'AsyncResult' for name in _names('apply_async map_async starmap_async')},
-    imap='Iterator', imap_unordered='Iterator')
+    imap='Iterator',
+    imap_unordered='Iterator',
+)
 
 
 class PoolProxy(BasePoolProxy):
@@ -1173,6 +1287,7 @@ class PoolProxy(BasePoolProxy):
 
 
 # ---- the objects SyncManager makes ---------------------------------------------------------
+
 
 class Namespace:
     """A bag of attributes; its repr leaves out names starting with '_'."""
@@ -1212,6 +1327,7 @@ def Array(typecode, sequence, lock=True):
 def _make_pool(*args, **kwds):
     # The pool module is imported by the servers that make a pool only.
     from .pool import Pool
+
     return Pool(*args, **kwds)
 
 
@@ -1252,8 +1368,10 @@ del _typeid, _factory, _proxytype, _create
 
 # ---- shared memory -------------------------------------------------------------------------
 
+
 def _unlink_segment(segment_name):
     from .shared_memory import SharedMemory
+
     segment = SharedMemory(segment_name)
     segment.close()
     segment.unlink()
@@ -1292,7 +1410,7 @@ class _SharedMemoryTracker:
 
 
 def _tracker_name(address):
-    if isinstance(address, bytes):      # a Linux abstract socket
+    if isinstance(address, bytes):  # a Linux abstract socket
         address = os.fsdecode(address)
     return f'shm_{address}_{os.getpid()}'
 
@@ -1351,6 +1469,7 @@ class SharedMemoryManager(BaseManager):
             # Start the resource tracker first, so that this process and
             # the server it starts share one (bpo-36867).
             from . import resource_tracker
+
             resource_tracker.ensure_running()
         super().__init__(*args, **kwargs)
         util.debug('%s created by pid %d', type(self).__name__, os.getpid())
@@ -1370,6 +1489,7 @@ class SharedMemoryManager(BaseManager):
     def SharedMemory(self, size):
         """A new SharedMemory block of size bytes, tracked by the server."""
         from .shared_memory import SharedMemory
+
         block = SharedMemory(None, create=True, size=size)
         self._tracked(block)
         return block
@@ -1377,6 +1497,7 @@ class SharedMemoryManager(BaseManager):
     def ShareableList(self, sequence):
         """A new ShareableList of sequence's items, tracked by the server."""
         from .shared_memory import ShareableList
+
         shared = ShareableList(sequence)
         self._tracked(shared.shm)
         return shared

@@ -42,7 +42,6 @@ handler thread dies and the pool hangs); and a result that cannot be pickled
 becomes a MaybeEncodingError, as in the standard library.
 """
 
-
 import os
 import queue
 import signal
@@ -54,9 +53,7 @@ from collections import deque
 from itertools import chain, count, islice
 from types import GenericAlias
 
-from . import _deathwatch
-from . import util
-from . import get_context, TimeoutError
+from . import TimeoutError, _deathwatch, get_context, util
 from .connection import wait
 from .context import ProcessError
 
@@ -77,6 +74,7 @@ _IDLE = -1
 
 # ---- errors --------------------------------------------------------------------------------
 
+
 class MaybeEncodingError(Exception):
     """A task's result (or its exception) could not be pickled to travel back
     from the worker; the pickling error and the value are kept as their
@@ -92,7 +90,7 @@ class MaybeEncodingError(Exception):
         return "Error sending result: '%s'. Reason: '%s'" % (self.value, self.exc)
 
     def __repr__(self):
-        return '<{}: {}>'.format(type(self).__name__, self)
+        return f'<{type(self).__name__}: {self}>'
 
 
 class RemoteTraceback(Exception):
@@ -134,6 +132,7 @@ def _describe_exit(exitcode):
 
 # ---- what travels from a worker ------------------------------------------------------------
 
+
 def rebuild_exc(exc, tb):
     """Unpickling side of ExceptionWithTraceback (the name and arguments are
     the standard library's, so either side can read the other's results):
@@ -142,7 +141,7 @@ def rebuild_exc(exc, tb):
     return exc
 
 
-class ExceptionWithTraceback(object):
+class ExceptionWithTraceback:
     """An exception raised by a task, with its traceback formatted in the
     worker (traceback objects do not pickle). It unpickles as the exception
     itself; see rebuild_exc."""
@@ -168,12 +167,20 @@ def _run_star_chunk(func, items):
     return [func(*x) for x in items]
 
 
-def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
-           wrap_exception=False, slots=None, slot=-1):
+def worker(
+    inqueue,
+    outqueue,
+    initializer=None,
+    initargs=(),
+    maxtasks=None,
+    wrap_exception=False,
+    slots=None,
+    slot=-1,
+):
     """The loop of a pool worker: take a task, run it, send its result; stop
     at None, or after maxtasks tasks."""
     if maxtasks is not None and not (isinstance(maxtasks, int) and maxtasks >= 1):
-        raise AssertionError('maxtasks {!r} is not valid'.format(maxtasks))
+        raise AssertionError(f'maxtasks {maxtasks!r} is not valid')
     take = inqueue.get
     send = outqueue.put
     mark = None
@@ -232,7 +239,8 @@ def _thread_worker(wake, *args):
 
 # ---- waking the supervisor -----------------------------------------------------------------
 
-class _Wake(object):
+
+class _Wake:
     """A pipe that wakes the supervisor thread; safe to poke after close."""
 
     def __init__(self):
@@ -286,7 +294,7 @@ class _JobTable(dict):
                 engine.wake.poke()
 
 
-class _Failure(object):
+class _Failure:
     """Stands in a task stream for the exception its iterable raised at
     position i: that position of the job fails with exc in the pool's own
     process (no worker involved, so no remote traceback)."""
@@ -324,13 +332,25 @@ def _chunk_stream(job, runner, func, iterable, size):
 
 # ---- the machinery behind a pool -----------------------------------------------------------
 
-class _Engine(object):
+
+class _Engine:
     """Everything the pool's threads work on. The threads refer to this object,
     never to the Pool, so that an abandoned Pool can be collected (and its
     finalizer can then terminate the engine)."""
 
-    def __init__(self, ctx, make_process, processes, initializer, initargs, maxtasks,
-                 wrap_exception, inqueue, outqueue, use_threads):
+    def __init__(
+        self,
+        ctx,
+        make_process,
+        processes,
+        initializer,
+        initargs,
+        maxtasks,
+        wrap_exception,
+        inqueue,
+        outqueue,
+        use_threads,
+    ):
         self.ctx = ctx
         self.make_process = make_process
         self.processes = processes
@@ -353,6 +373,7 @@ class _Engine(object):
         self.slots = self.mark = None
         if not use_threads:
             from .sharedctypes import RawArray
+
             self.slots = RawArray('q', 2 * processes)
             self.mark = memoryview(self.slots).cast('B').cast('q')
             for k in range(0, 2 * processes, 2):
@@ -366,18 +387,37 @@ class _Engine(object):
             for _ in range(self.processes - len(self.pool)):
                 if self.use_threads:
                     w = self.make_process(
-                        self.ctx, target=_thread_worker,
-                        args=(self.wake, self.inqueue, self.outqueue, self.initializer,
-                              self.initargs, self.maxtasks, self.wrap_exception))
+                        self.ctx,
+                        target=_thread_worker,
+                        args=(
+                            self.wake,
+                            self.inqueue,
+                            self.outqueue,
+                            self.initializer,
+                            self.initargs,
+                            self.maxtasks,
+                            self.wrap_exception,
+                        ),
+                    )
                     slot = -1
                 else:
                     used = {getattr(p, '_gomp_pool_slot', -1) for p in self.pool}
                     slot = min(k for k in range(self.processes) if k not in used)
                     w = self.make_process(
-                        self.ctx, target=_owned_worker,
-                        args=(_deathwatch.identity(), self.inqueue, self.outqueue,
-                              self.initializer, self.initargs, self.maxtasks,
-                              self.wrap_exception, self.slots, slot))
+                        self.ctx,
+                        target=_owned_worker,
+                        args=(
+                            _deathwatch.identity(),
+                            self.inqueue,
+                            self.outqueue,
+                            self.initializer,
+                            self.initargs,
+                            self.maxtasks,
+                            self.wrap_exception,
+                            self.slots,
+                            slot,
+                        ),
+                    )
                 w._gomp_pool_slot = slot
                 w.name = w.name.replace('Process', 'PoolWorker')
                 w.daemon = True
@@ -406,7 +446,10 @@ class _Engine(object):
                     continue
                 err = WorkerLostError(
                     'pool worker %s (pid %s) exited with %s while running task %d of job %d'
-                    % (w.name, w.pid, _describe_exit(w.exitcode), i, job), w.pid, w.exitcode)
+                    % (w.name, w.pid, _describe_exit(w.exitcode), i, job),
+                    w.pid,
+                    w.exitcode,
+                )
                 # Through the result queue: a result the worker sent before
                 # dying is ahead of this one, and wins.
                 try:
@@ -561,8 +604,9 @@ class _Engine(object):
             # reference was a result the router just completed, with the
             # router holding set_lock): finish from a thread of its own
             # rather than wait here for threads that may wait for this one.
-            threading.Thread(target=self._finish_terminate, args=(me,), daemon=True,
-                             name='gomp-pool-terminate').start()
+            threading.Thread(
+                target=self._finish_terminate, args=(me,), daemon=True, name='gomp-pool-terminate'
+            ).start()
             return
         self._finish_terminate(me)
 
@@ -698,6 +742,7 @@ class _Engine(object):
 # imap iterator its length once the whole iterable was read. An outcome is
 # (True, value) or (False, exception).
 
+
 def _call_back(callback, value):
     """Run a user callback in the router thread; an exception it raises is
     reported on stderr instead of killing the router."""
@@ -711,7 +756,7 @@ def _call_back(callback, value):
             pass
 
 
-class _Job(object):
+class _Job:
     """What all results share: a job id, the registration in the pool's
     _cache, and letting go of the pool once every part of the job is in."""
 
@@ -744,7 +789,7 @@ class ApplyResult(_Job):
         self._error_callback = error_callback
         self._success = True
         self._value = None
-        self._reported = bytearray(self._parts)   # per part: 1 once it reported
+        self._reported = bytearray(self._parts)  # per part: 1 once it reported
         self._left = self._parts
         _Job.__init__(self, pool)
 
@@ -769,7 +814,7 @@ class ApplyResult(_Job):
         """Whether the call returned without raising (ValueError before it is in)."""
         if self.ready():
             return self._success
-        raise ValueError('{!r} not ready'.format(self))
+        raise ValueError(f'{self!r} not ready')
 
     def _keep(self, i, value):
         """Store the value task i returned (one task: it is the value)."""
@@ -819,7 +864,7 @@ class MapResult(ApplyResult):
 
     def _keep(self, i, values):
         at = i * self._chunksize
-        self._value[at:at + len(values)] = values
+        self._value[at : at + len(values)] = values
 
 
 class IMapIterator(_Job):
@@ -828,10 +873,10 @@ class IMapIterator(_Job):
 
     def __init__(self, pool):
         self._cond = threading.Condition(threading.Lock())
-        self._out = deque()     # outcomes next() may hand out, in order
-        self._released = 0      # how many outcomes went into _out so far
-        self._length = None     # the number of tasks, once the feeder knows
-        self._early = {}        # index -> outcome that came before its turn
+        self._out = deque()  # outcomes next() may hand out, in order
+        self._released = 0  # how many outcomes went into _out so far
+        self._length = None  # the number of tasks, once the feeder knows
+        self._early = {}  # index -> outcome that came before its turn
         _Job.__init__(self, pool)
 
     def __iter__(self):
@@ -902,13 +947,15 @@ class IMapUnorderedIterator(IMapIterator):
 
 # ---- Pool ----------------------------------------------------------------------------------
 
+
 def _checked_size(processes, initializer, maxtasksperchild):
     """The number of workers a Pool gets; ValueError / TypeError for
     arguments the pool cannot work with."""
     if initializer is not None and not callable(initializer):
         raise TypeError('initializer must be a callable')
     if maxtasksperchild is not None and (
-            not isinstance(maxtasksperchild, int) or maxtasksperchild < 1):
+        not isinstance(maxtasksperchild, int) or maxtasksperchild < 1
+    ):
         raise ValueError("maxtasksperchild must be a positive int or None")
     if processes is None:
         processes = os.cpu_count() or 1
@@ -927,12 +974,14 @@ def _map_method(name, runner, blocking, doc):
     """Pool.map / starmap / map_async / starmap_async: one submission path,
     differing only in how a chunk calls func and whether to wait."""
     if blocking:
+
         def method(self, func, iterable, chunksize=None):
             return self._submit_chunks(runner, func, iterable, chunksize, None, None).get()
     else:
+
         def method(self, func, iterable, chunksize=None, callback=None, error_callback=None):
-            return self._submit_chunks(runner, func, iterable, chunksize, callback,
-                                       error_callback)
+            return self._submit_chunks(runner, func, iterable, chunksize, callback, error_callback)
+
     method.__name__ = name
     method.__qualname__ = 'Pool.' + name
     method.__doc__ = doc
@@ -941,15 +990,17 @@ def _map_method(name, runner, blocking, doc):
 
 def _imap_method(name, iterator_class, doc):
     """Pool.imap / imap_unordered, which differ in their iterator only."""
+
     def method(self, func, iterable, chunksize=1):
         return self._submit_lazily(iterator_class, func, iterable, chunksize)
+
     method.__name__ = name
     method.__qualname__ = 'Pool.' + name
     method.__doc__ = doc
     return method
 
 
-class Pool(object):
+class Pool:
     """A pool of worker processes running the tasks submitted to it.
 
     The work itself is done by an _Engine (see the module documentation);
@@ -961,20 +1012,30 @@ class Pool(object):
     _engine = None
     _pool = ()
 
-    _wrap_exception = True   # send exceptions back with their traceback text
-    _threads = False         # ThreadPool: workers are threads
+    _wrap_exception = True  # send exceptions back with their traceback text
+    _threads = False  # ThreadPool: workers are threads
 
-    def __init__(self, processes=None, initializer=None, initargs=(),
-                 maxtasksperchild=None, context=None):
+    def __init__(
+        self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, context=None
+    ):
         self._processes = _checked_size(processes, initializer, maxtasksperchild)
         self._ctx = context or get_context()
         self._initializer = initializer
         self._initargs = initargs
         self._maxtasksperchild = maxtasksperchild
         self._setup_queues()
-        engine = _Engine(self._ctx, self.Process, self._processes, initializer, initargs,
-                         maxtasksperchild, self._wrap_exception, self._inqueue,
-                         self._outqueue, self._threads)
+        engine = _Engine(
+            self._ctx,
+            self.Process,
+            self._processes,
+            initializer,
+            initargs,
+            maxtasksperchild,
+            self._wrap_exception,
+            self._inqueue,
+            self._outqueue,
+            self._threads,
+        )
         # The engine's containers under the names the standard library's
         # pool has (tests and debugging tools look at them).
         self._engine = engine
@@ -1024,27 +1085,47 @@ class Pool(object):
     def __del__(self, _warn=warnings.warn, RUN=RUN):
         if self._state != RUN:
             return
-        _warn("unclosed running multiprocessing pool %r" % (self,), ResourceWarning,
-              source=self)
+        _warn("unclosed running multiprocessing pool %r" % (self,), ResourceWarning, source=self)
         if self._engine is not None:
             self._engine.wake.poke()
 
     def __repr__(self):
         return '<{0.__module__}.{0.__qualname__} state={1} pool_size={2}>'.format(
-            type(self), self._state, len(self._pool))
+            type(self), self._state, len(self._pool)
+        )
 
     # -- submitting work --
 
-    map = _map_method('map', _run_chunk, True, """\
+    map = _map_method(
+        'map',
+        _run_chunk,
+        True,
+        """\
         list(map(func, iterable)), computed by the workers in chunks of
-        chunksize items (by default about four chunks per worker).""")
-    starmap = _map_method('starmap', _run_star_chunk, True, """\
-        Like map(), with each item of iterable unpacked as func's arguments.""")
-    map_async = _map_method('map_async', _run_chunk, False, """\
+        chunksize items (by default about four chunks per worker).""",
+    )
+    starmap = _map_method(
+        'starmap',
+        _run_star_chunk,
+        True,
+        """\
+        Like map(), with each item of iterable unpacked as func's arguments.""",
+    )
+    map_async = _map_method(
+        'map_async',
+        _run_chunk,
+        False,
+        """\
         map() that returns a MapResult at once; callback gets the list,
-        error_callback the first exception.""")
-    starmap_async = _map_method('starmap_async', _run_star_chunk, False, """\
-        starmap() that returns a MapResult at once.""")
+        error_callback the first exception.""",
+    )
+    starmap_async = _map_method(
+        'starmap_async',
+        _run_star_chunk,
+        False,
+        """\
+        starmap() that returns a MapResult at once.""",
+    )
 
     def _submit_chunks(self, runner, func, iterable, chunksize, callback, error_callback):
         self._check_running()
@@ -1057,18 +1138,26 @@ class Pool(object):
             self._taskqueue.put((tasks, None))
         return result
 
-    imap = _imap_method('imap', IMapIterator, """\
+    imap = _imap_method(
+        'imap',
+        IMapIterator,
+        """\
         An iterator over func(x) for x in iterable, in order; with a
-        chunksize above 1 the workers get chunksize items per task.""")
-    imap_unordered = _imap_method('imap_unordered', IMapUnorderedIterator, """\
-        Like imap(), with the results in the order they are ready.""")
+        chunksize above 1 the workers get chunksize items per task.""",
+    )
+    imap_unordered = _imap_method(
+        'imap_unordered',
+        IMapUnorderedIterator,
+        """\
+        Like imap(), with the results in the order they are ready.""",
+    )
 
     def _submit_lazily(self, iterator_class, func, iterable, chunksize):
         # The feeder thread walks the iterable, so it may be endless and
         # results come back while it is still being read.
         self._check_running()
         if chunksize < 1:
-            raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
+            raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
         results = iterator_class(self)
         if chunksize == 1:
             tasks = _task_stream(results._job, func, iterable)
@@ -1110,8 +1199,7 @@ class Pool(object):
     def join(self):
         """Wait for the workers to exit (after close() or terminate())."""
         if self._state not in (CLOSE, TERMINATE):
-            raise ValueError("Pool is still running" if self._state == RUN
-                             else "In unknown state")
+            raise ValueError("Pool is still running" if self._state == RUN else "In unknown state")
         util.debug('joining pool')
         self._engine.join()
 
@@ -1128,14 +1216,15 @@ class Pool(object):
         self.terminate()
 
     def __reduce__(self):
-        raise NotImplementedError(
-            'pool objects cannot be passed between processes or pickled')
+        raise NotImplementedError('pool objects cannot be passed between processes or pickled')
 
 
 # ---- ThreadPool ----------------------------------------------------------------------------
 
+
 def _worker_thread(ctx, *args, **kwds):
     from .dummy import Process
+
     return Process(*args, **kwds)
 
 

@@ -13,8 +13,7 @@ import sys
 import threading
 import warnings
 
-from . import _gomp
-from . import util
+from . import _gomp, util
 from ._versions import V
 
 __all__ = ['Popen']
@@ -27,13 +26,14 @@ def _signalling(method_name, signal_name):
 
     def send(self):
         self._send_signal(signum)
+
     send.__name__ = method_name
     send.__qualname__ = 'Popen.' + method_name
     send.__doc__ = 'Send %s to the child (nothing if it was reaped already).' % signal_name
     return send
 
 
-class Popen(object):
+class Popen:
     method = 'fork'
 
     # Until the child is started and attached: no exit code, nothing to release.
@@ -140,7 +140,7 @@ class Popen(object):
         self._attach(pid)
 
 
-class _Child(object):
+class _Child:
     """The supervision record of one child (kept apart from Popen so that its
     finalizer does not keep the Popen alive): its pidfd, its token with the
     reaper thread, and its exit status once reaped (set by proc_reap)."""
@@ -188,8 +188,9 @@ def _fork():
         if not _FORK_WARNS or threading.active_count() > 1:
             return os.fork()
         with warnings.catch_warnings():
-            warnings.filterwarnings('ignore', category=DeprecationWarning,
-                                    message=r'.*multi-threaded.*fork')
+            warnings.filterwarnings(
+                'ignore', category=DeprecationWarning, message=r'.*multi-threaded.*fork'
+            )
             return os.fork()
     finally:
         if intent is not None:

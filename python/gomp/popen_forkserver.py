@@ -50,6 +50,7 @@ class Popen(popen_fork.Popen):
 
     def _wait(self, timeout):
         from .connection import wait
+
         if not wait([self.sentinel], timeout):
             return
         try:

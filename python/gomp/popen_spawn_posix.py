@@ -7,14 +7,12 @@ popen_fork)."""
 
 import os
 
-from . import popen_fork
-from . import spawn
-from . import util
+from . import popen_fork, spawn, util
 
 __all__ = ['Popen']
 
 
-class _DupFd(object):
+class _DupFd:
     """A descriptor pickled for a spawned child: the child inherits it under
     the same number, so the number is all that travels."""
 
@@ -31,7 +29,7 @@ def _write_all(fd, data):
     """Write all of data to the pipe fd (os.write may take part of it)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 class Popen(popen_fork.Popen):
@@ -40,6 +38,7 @@ class Popen(popen_fork.Popen):
 
     def _launch(self, process_obj):
         from . import resource_tracker
+
         tracker_fd = resource_tracker.getfd()
         # Descriptors the child inherits besides the two pipes: collected
         # while the Process object is pickled (duplicate_for_child).
@@ -50,7 +49,8 @@ class Popen(popen_fork.Popen):
             pid = util.spawnv_passfds(
                 spawn.get_executable(),
                 spawn.get_command_line(tracker_fd=tracker_fd, pipe_handle=child_r),
-                self._fds + [tracker_fd, child_r])
+                self._fds + [tracker_fd, child_r],
+            )
             # parent_w now belongs to the supervision: it stays open while
             # this Popen lives, and the child reads end of file from its end
             # of the pipe once the parent is gone.

@@ -38,8 +38,11 @@ def _cleanup():
     """Forget the children known to have exited."""
     # A snapshot: poll() may let another thread run, and it may start a
     # child (a ProcessPoolExecutor's manager thread does) meanwhile.
-    exited = [child for child in tuple(_children)
-              if child._popen is not None and child._popen.poll() is not None]
+    exited = [
+        child
+        for child in tuple(_children)
+        if child._popen is not None and child._popen.poll() is not None
+    ]
     _children.difference_update(exited)
 
 
@@ -57,16 +60,18 @@ ORIGINAL_DIR = _working_directory()
 
 def _signal_method(popen_method, what):
     """A Process method that asks the child's Popen to send it a signal."""
+
     def send(self):
         self._check_closed()
         getattr(self._popen, popen_method)()
+
     send.__name__ = popen_method
     send.__qualname__ = 'BaseProcess.' + popen_method
     send.__doc__ = 'Send %s to the child.' % what
     return send
 
 
-class BaseProcess(object):
+class BaseProcess:
     """A child process running run() (by default target(*args, **kwargs)).
 
     The classes of a context fix the start method through ``_Popen`` (and
@@ -78,8 +83,7 @@ class BaseProcess(object):
     def _Popen(self):
         raise NotImplementedError('a Process class of a context starts children')
 
-    def __init__(self, group=None, target=None, name=None, args=(), kwargs=None,
-                 *, daemon=None):
+    def __init__(self, group=None, target=None, name=None, args=(), kwargs=None, *, daemon=None):
         creator = _current_process
         assert group is None, 'group argument must be None for now'
         self._identity = creator._identity + (next(_process_counter),)
@@ -114,8 +118,7 @@ class BaseProcess(object):
         self._check_closed()
         self._assert_made_here('can only start a process object created by current process')
         assert self._popen is None, 'cannot start a process twice'
-        assert not _current_process.daemon, \
-            'daemonic processes are not allowed to have children'
+        assert not _current_process.daemon, 'daemonic processes are not allowed to have children'
         _cleanup()
         popen = self._Popen(self)
         self._popen = popen
@@ -158,8 +161,10 @@ class BaseProcess(object):
         popen = self._popen
         if popen is not None:
             if popen.poll() is None:
-                raise ValueError("Cannot close a process while it is still running. "
-                                 "You should first call join() or terminate().")
+                raise ValueError(
+                    "Cannot close a process while it is still running. "
+                    "You should first call join() or terminate()."
+                )
             popen.close()
             self._popen = None
             del self._sentinel
@@ -181,14 +186,20 @@ class BaseProcess(object):
     def _set_authkey(self, key):
         self._config['authkey'] = AuthenticationString(key)
 
-    name = property(lambda self: self._name, _rename,
-                    doc='A name for logs and repr(); need not be unique.')
-    daemon = property(lambda self: self._config.get('daemon', False), _set_daemon,
-                      doc='Whether the child is daemonic: terminated when the parent '
-                          'exits, and not allowed to have children of its own.')
-    authkey = property(lambda self: self._config['authkey'], _set_authkey,
-                       doc="The key that authenticates this process family's "
-                           "connections (inherited by children).")
+    name = property(
+        lambda self: self._name, _rename, doc='A name for logs and repr(); need not be unique.'
+    )
+    daemon = property(
+        lambda self: self._config.get('daemon', False),
+        _set_daemon,
+        doc='Whether the child is daemonic: terminated when the parent '
+        'exits, and not allowed to have children of its own.',
+    )
+    authkey = property(
+        lambda self: self._config['authkey'],
+        _set_authkey,
+        doc="The key that authenticates this process family's connections (inherited by children).",
+    )
 
     @property
     def exitcode(self):
@@ -314,6 +325,7 @@ def _exitcode_of_exit(code):
 
 def _report_crash(name):
     import traceback  # only on this path: a child that succeeds never loads it
+
     sys.stderr.write('Process %s:\n' % name)
     traceback.print_exc()
 
@@ -324,8 +336,9 @@ class AuthenticationString(bytes):
 
     def __reduce__(self):
         if context.get_spawning_popen() is None:
-            raise TypeError('Pickling an AuthenticationString object is '
-                            'disallowed for security reasons')
+            raise TypeError(
+                'Pickling an AuthenticationString object is disallowed for security reasons'
+            )
         return AuthenticationString, (bytes(self),)
 
 
@@ -354,11 +367,13 @@ class _ParentProcess(_NotOurChild):
 
     def is_alive(self):
         from .connection import wait
+
         return not wait([self._sentinel], timeout=0)
 
     def join(self, timeout=None):
         """Wait until the parent exits, at most timeout seconds."""
         from .connection import wait
+
         wait([self._sentinel], timeout=timeout)
 
     @property
@@ -372,10 +387,13 @@ class _MainProcess(_NotOurChild):
     """The process that is not a child started by this package."""
 
     def __init__(self):
-        super().__init__('MainProcess', {
-            'authkey': AuthenticationString(os.urandom(32)),
-            'semprefix': '/mp',  # prefix of the names of named semaphores
-        })
+        super().__init__(
+            'MainProcess',
+            {
+                'authkey': AuthenticationString(os.urandom(32)),
+                'semprefix': '/mp',  # prefix of the names of named semaphores
+            },
+        )
 
     def close(self):
         pass
@@ -392,8 +410,11 @@ _dangling = WeakSet()
 # Exit codes of children killed by a signal, as repr() shows them (-15 ->
 # '-SIGTERM'). Where two names share a number, the later one in the module
 # wins (-6 '-SIGABRT', -29 '-SIGPOLL'), as with the standard library.
-_exitcode_to_name = {-number: '-' + name for name, number in vars(_signal).items()
-                     if name.startswith('SIG') and not name.startswith('SIG_')}
+_exitcode_to_name = {
+    -number: '-' + name
+    for name, number in vars(_signal).items()
+    if name.startswith('SIG') and not name.startswith('SIG_')
+}
 
 # Bound last because both import this module. _bootstrap, which runs in every
 # child, uses them without an import statement: in a forked child, one runs

@@ -44,11 +44,10 @@ import os
 import sys
 import types
 import weakref
-from queue import Empty, Full
+from queue import Empty, Full  # noqa: F401 (multiprocessing.queues.Empty/Full)
 
-from . import _gomp
-from . import context
-from .util import debug, Finalize, register_after_fork
+from . import _gomp, context
+from .util import Finalize, debug, register_after_fork
 
 __all__ = ['Queue', 'SimpleQueue', 'JoinableQueue']
 
@@ -104,7 +103,8 @@ def _check_fork_ctx(obj):
             raise RuntimeError(
                 'A SemLock created in a fork context (here: a %s) is being sent to a %s '
                 'child; create it with the context of the Process that uses it.'
-                % (type(obj).__name__, popen.method))
+                % (type(obj).__name__, popen.method)
+            )
 
 
 def _is_fork(ctx):
@@ -114,7 +114,7 @@ def _is_fork(ctx):
         return False
 
 
-class _End(object):
+class _End:
     """One end of a queue, standing for the stdlib's private _reader/_writer
     connections (see _Reader and _Writer). It refers to its queue weakly, so
     that a queue is freed (its memfd closed, its ring unmapped) as soon as the
@@ -213,7 +213,7 @@ class _Writer(_End):
             size = len(m) - offset
         elif size < 0 or offset + size > len(m):
             raise ValueError("size is out of bounds")
-        if q._put_bytes(m[offset:offset + size]) == 1:
+        if q._put_bytes(m[offset : offset + size]) == 1:
             q._overflowed()
 
 
@@ -235,8 +235,11 @@ _STATE_METHODS = frozenset({'__getstate__', '__setstate__', '__reduce__', '__red
 _RING_CLASSES = frozenset()
 
 # The ring classes' twins in the stdlib's shape, by ring class name.
-_TWIN_NAMES = {'Queue': 'PipeQueue', 'JoinableQueue': 'PipeJoinableQueue',
-               'SimpleQueue': 'PipeSimpleQueue'}
+_TWIN_NAMES = {
+    'Queue': 'PipeQueue',
+    'JoinableQueue': 'PipeJoinableQueue',
+    'SimpleQueue': 'PipeSimpleQueue',
+}
 
 
 def _is_gomp_module(modname):
@@ -263,6 +266,7 @@ def _overrides_internals(clsname, namespace):
 def _twin(ring_class):
     """The stdlib-shaped class standing for one of the ring classes."""
     from . import _pipe_queues
+
     return getattr(_pipe_queues, _TWIN_NAMES[ring_class.__name__])
 
 
@@ -279,9 +283,11 @@ class _QueueType(type):
     of the ring class they stand for."""
 
     def __new__(mcls, name, bases, namespace, **kwds):
-        if (not _is_gomp_module(namespace.get('__module__', ''))
-                and any(b in _RING_CLASSES for b in bases)
-                and _overrides_internals(name, namespace)):
+        if (
+            not _is_gomp_module(namespace.get('__module__', ''))
+            and any(b in _RING_CLASSES for b in bases)
+            and _overrides_internals(name, namespace)
+        ):
             bases = tuple(_twin(b) if b in _RING_CLASSES else b for b in bases)
         return super().__new__(mcls, name, bases, namespace, **kwds)
 
@@ -298,6 +304,7 @@ class _QueueType(type):
 
 
 # ---- Queue ---------------------------------------------------------------------------------
+
 
 class Queue(_gomp.QueueCore, metaclass=_QueueType):
     """A FIFO queue for any number of producer and consumer processes.
@@ -322,8 +329,13 @@ class Queue(_gomp.QueueCore, metaclass=_QueueType):
     def __getstate__(self):
         context.assert_spawning(self)
         _check_fork_ctx(self)
-        return (self._ignore_epipe, self._maxsize, context.reduction.DupFd(self._fileno()),
-                context.reduction.DupFd(self._eventfd()), self._opid)
+        return (
+            self._ignore_epipe,
+            self._maxsize,
+            context.reduction.DupFd(self._fileno()),
+            context.reduction.DupFd(self._eventfd()),
+            self._opid,
+        )
 
     def __setstate__(self, state):
         self._ignore_epipe, self._maxsize, df, de, self._opid = state
@@ -379,7 +391,7 @@ class Queue(_gomp.QueueCore, metaclass=_QueueType):
         """Wait until the items this process put are all in the queue (after
         close()). The stdlib joins its feeder thread here."""
         debug('Queue.join_thread()')
-        assert self._closed, "Queue {0!r} not closed".format(self)
+        assert self._closed, f"Queue {self!r} not closed"
         if not self._joincancelled:
             self._flush()
 
@@ -395,6 +407,7 @@ class Queue(_gomp.QueueCore, metaclass=_QueueType):
         """Called with the exception when an item cannot be pickled (the item
         is dropped). Private hook, overridden by concurrent.futures."""
         import traceback
+
         traceback.print_exc()
 
 
@@ -417,6 +430,7 @@ class JoinableQueue(Queue):
 
 
 # ---- SimpleQueue ---------------------------------------------------------------------------
+
 
 class SimpleQueue(_gomp.SimpleQueueCore, metaclass=_QueueType):
     """An unbounded FIFO queue without the Queue extras: put() writes into the
@@ -443,8 +457,12 @@ class SimpleQueue(_gomp.SimpleQueueCore, metaclass=_QueueType):
     def __getstate__(self):
         context.assert_spawning(self)
         _check_fork_ctx(self)
-        return (context.reduction.DupFd(self._fileno()), context.reduction.DupFd(self._eventfd()),
-                self._get_closed, self._put_closed)
+        return (
+            context.reduction.DupFd(self._fileno()),
+            context.reduction.DupFd(self._eventfd()),
+            self._get_closed,
+            self._put_closed,
+        )
 
     def __setstate__(self, state):
         df, de, rclosed, wclosed = state

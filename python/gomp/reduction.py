@@ -10,17 +10,15 @@ socket, with the re, enum and selectors they import, take 12 ms to import;
 a bare interpreter starts in 16 ms, a spawned child with nothing to do took
 60."""
 
+import _socket
 import array
 import copyreg
 import functools
 import io
-import os
 import sys
 import threading
 import types
 from abc import ABCMeta
-
-import _socket
 
 try:
     import _pickle as _pickler
@@ -29,13 +27,24 @@ except ImportError:  # an interpreter without the C pickler
 
 from . import context
 
-__all__ = ['send_handle', 'recv_handle', 'ForkingPickler', 'register', 'dump',
-           'DupFd', 'sendfds', 'recvfds']
+__all__ = [
+    'send_handle',
+    'recv_handle',
+    'ForkingPickler',
+    'register',
+    'dump',
+    'DupFd',
+    'sendfds',
+    'recvfds',
+]
 
 _this_module = sys.modules[__name__]
 
-HAVE_SEND_HANDLE = (hasattr(_socket, 'CMSG_LEN') and hasattr(_socket, 'SCM_RIGHTS')
-                    and hasattr(_socket.socket, 'sendmsg'))
+HAVE_SEND_HANDLE = (
+    hasattr(_socket, 'CMSG_LEN')
+    and hasattr(_socket, 'SCM_RIGHTS')
+    and hasattr(_socket.socket, 'sendmsg')
+)
 
 
 def __getattr__(name):
@@ -142,7 +151,7 @@ _FD_SIZE = array.array('i').itemsize
 def sendfds(sock, fds):
     """Send the file descriptors fds over the AF_UNIX socket sock."""
     packed = array.array('i', fds)
-    count_byte = bytes((len(packed) & 0xff,))
+    count_byte = bytes((len(packed) & 0xFF,))
     sock.sendmsg([count_byte], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, packed)])
 
 
@@ -170,7 +179,7 @@ def recvfds(sock, size):
     if fds is None or not count_byte:
         raise RuntimeError('Invalid data received')
     if len(fds) % 256 != count_byte[0]:
-        raise AssertionError("Len is {0:n} but msg[0] is {1!r}".format(len(fds), count_byte[0]))
+        raise AssertionError(f"Len is {len(fds):n} but msg[0] is {count_byte[0]!r}")
     return fds
 
 
@@ -178,6 +187,7 @@ def _socket_over(conn):
     """A socket object on a duplicate of conn's descriptor (an AF_UNIX stream
     socket), to be closed after use; conn keeps its own descriptor."""
     import socket
+
     return socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM)
 
 
@@ -209,6 +219,7 @@ def DupFd(fd):
     if not HAVE_SEND_HANDLE:
         raise ValueError('SCM_RIGHTS appears not to be available')
     from . import resource_sharer
+
     return resource_sharer.DupFd(fd)
 
 
@@ -218,6 +229,7 @@ def DupFd(fd):
 # bound method as a Process target or a pool function, partials). Each one
 # is rebuilt by looking the attribute up again, so the pickles are the
 # stdlib's and either side may be a stdlib multiprocessing process.
+
 
 def _reduce_method(m):
     return getattr, (m.__self__, m.__func__.__name__)
@@ -237,8 +249,10 @@ def _reduce_socket(s):
 
 # What the pickles above call in the receiving process.
 
+
 def _rebuild_socket(df, family, type, proto):
     import socket
+
     return socket.socket(family, type, proto, fileno=df.detach())
 
 
@@ -249,8 +263,8 @@ def _rebuild_partial(func, args, keywords):
 # socket.socket is missing on purpose: this module does not import socket, and
 # the dispatch table registers its reducer when a socket is first pickled.
 _BUILTIN_REDUCERS = (
-    (types.MethodType, _reduce_method),                  # obj.method
-    (types.MethodDescriptorType, _reduce_method_descriptor),   # list.append
+    (types.MethodType, _reduce_method),  # obj.method
+    (types.MethodDescriptorType, _reduce_method_descriptor),  # list.append
     (types.WrapperDescriptorType, _reduce_method_descriptor),  # int.__add__
     (functools.partial, _reduce_partial),
 )
@@ -264,7 +278,7 @@ def _register_builtin_reducers():
 _register_builtin_reducers()
 
 
-class AbstractReducer(metaclass=ABCMeta):
+class AbstractReducer(metaclass=ABCMeta):  # noqa: B024 (no abstract methods, as the stdlib's)
     """Base of a replacement reduction module (set with context.reducer):
     it has this module's functions as attributes, for a subclass to
     override some of them. Making one (re)registers the built-in reducers,
@@ -273,11 +287,24 @@ class AbstractReducer(metaclass=ABCMeta):
     def __init__(self, *args):
         _register_builtin_reducers()
         import socket
+
         register(socket.socket, _reduce_socket)
 
 
-for _name in ('ForkingPickler', 'register', 'dump', 'send_handle', 'recv_handle', 'sendfds',
-              'recvfds', 'DupFd', '_reduce_method', '_reduce_method_descriptor',
-              '_rebuild_partial', '_reduce_socket', '_rebuild_socket'):
+for _name in (
+    'ForkingPickler',
+    'register',
+    'dump',
+    'send_handle',
+    'recv_handle',
+    'sendfds',
+    'recvfds',
+    'DupFd',
+    '_reduce_method',
+    '_reduce_method_descriptor',
+    '_rebuild_partial',
+    '_reduce_socket',
+    '_rebuild_socket',
+):
     setattr(AbstractReducer, _name, globals()[_name])
 del _name

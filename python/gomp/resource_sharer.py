@@ -21,21 +21,20 @@ import os
 import sys
 import threading
 
-from . import process
-from . import util
+from . import process, util
 from .context import reduction
 
 __all__ = ['stop', 'DupFd']
 
 
-class DupFd(object):
+class DupFd:
     """A ticket for a duplicate of fd, redeemable once with detach()."""
 
     def __init__(self, fd):
         lent = os.dup(fd)
         self._id = _resource_sharer.register(
-            lambda conn, pid: reduction.send_handle(conn, lent, pid),
-            lambda: os.close(lent))
+            lambda conn, pid: reduction.send_handle(conn, lent, pid), lambda: os.close(lent)
+        )
 
     def detach(self):
         """Fetch the descriptor from the process that made the ticket."""
@@ -46,10 +45,11 @@ class DupFd(object):
 def _connect(address):
     """A Client connection to a lending thread of this process family."""
     from .connection import Client
+
     return Client(address, authkey=process.current_process().authkey)
 
 
-class _ResourceSharer(object):
+class _ResourceSharer:
     """The lending thread of this process and the resources it still holds."""
 
     def __init__(self):
@@ -89,11 +89,13 @@ class _ResourceSharer(object):
 
     def _start_thread(self):
         from .connection import Listener
+
         util.debug('starting listener and thread for sending handles')
         self._listener = Listener(authkey=process.current_process().authkey, backlog=128)
         self._address = self._listener.address
-        self._thread = threading.Thread(target=self._serve, args=(self._listener,),
-                                        name='gomp resource sharer', daemon=True)
+        self._thread = threading.Thread(
+            target=self._serve, args=(self._listener,), name='gomp resource sharer', daemon=True
+        )
         self._thread.start()
 
     def _forget(self):

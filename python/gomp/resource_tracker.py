@@ -41,6 +41,7 @@ __all__ = ['ensure_running', 'register', 'unregister']
 
 def _unlink_semaphore(name):
     from . import _multiprocessing
+
     _multiprocessing.sem_unlink(name)
 
 
@@ -48,6 +49,7 @@ def _unlink_shared_memory(name):
     # The same removal as SharedMemory.unlink() (shm_unlink, or the file of
     # the /dev/shm fallback).
     from .shared_memory import _shm_unlink
+
     _shm_unlink(name)
 
 
@@ -70,13 +72,13 @@ _SILENT_LEAKS = frozenset({'dummy'})
 
 # The tracker's exit code; the highest that applies wins. The process that
 # stops the tracker keeps it in ResourceTracker._exitcode.
-_CLEAN = 0           # nothing was left registered
-_LEAKS_REMOVED = 1   # leaked resources were found (and removed)
+_CLEAN = 0  # nothing was left registered
+_LEAKS_REMOVED = 1  # leaked resources were found (and removed)
 _REMOVAL_FAILED = 2  # removing one of them failed
-_BAD_LINE = 3        # a line could not be understood
+_BAD_LINE = 3  # a line could not be understood
 
 _PIPE_ATOMIC_LIMIT = 512  # bytes a pipe write keeps whole (PIPE_BUF is at least this)
-_JSON_NAME_LIMIT = 255    # bytes of a name in a JSON line (the standard library's limit)
+_JSON_NAME_LIMIT = 255  # bytes of a name in a JSON line (the standard library's limit)
 
 # A thread sets preserve_fd on this while it forks a child that goes on using
 # the tracker (a multiprocessing Process): see _keeps_tracker_across_fork().
@@ -132,8 +134,9 @@ class ResourceTracker(_helper_process.HelperProcess):
         return True
 
     def _helper_died(self):
-        warnings.warn('resource_tracker: process died unexpectedly, '
-                      'relaunching.  Some resources might leak.')
+        warnings.warn(
+            'resource_tracker: process died unexpectedly, relaunching.  Some resources might leak.'
+        )
 
     def _after_fork_in_child(self):
         super()._after_fork_in_child()
@@ -156,8 +159,10 @@ class ResourceTracker(_helper_process.HelperProcess):
         except ReentrantCallError:
             # Called from a finalizer or a signal handler while this thread
             # was starting the tracker: use it only if it runs already.
-            warnings.warn('ResourceTracker called reentrantly for resource cleanup, '
-                          'which is unsupported. The %s object %r might leak.' % (rtype, name))
+            warnings.warn(
+                'ResourceTracker called reentrantly for resource cleanup, '
+                'which is unsupported. The %s object %r might leak.' % (rtype, name)
+            )
             if self._fd is None:
                 return
         os.write(self._fd, line)
@@ -188,6 +193,7 @@ def _json_line(command, name, rtype):
     """The JSON line for a command; the name (if any) as base64 of its UTF-8."""
     import binascii
     import json
+
     message = {'cmd': command, 'rtype': rtype}
     if name is not None:
         raw = name.encode('utf-8')
@@ -207,6 +213,7 @@ def _parse(line):
     if line.startswith(b'{'):
         import binascii
         import json
+
         try:
             message = json.loads(line.decode('ascii'))
             name = binascii.a2b_base64(message.get('base64_name', '')).decode('utf-8')
@@ -227,7 +234,8 @@ getfd = _resource_tracker.getfd
 
 # ---- the tracker process ------------------------------------------------------------------
 
-class _Ledger(object):
+
+class _Ledger:
     """What the tracker knows: the registered names of each type, and the
     exit code so far."""
 
@@ -244,8 +252,10 @@ class _Ledger(object):
             command, name, rtype = _parse(line)
             names = self.names.get(rtype)
             if names is None:
-                raise ValueError('Cannot register %s for automatic cleanup: '
-                                 'unknown resource type %s' % (name, rtype))
+                raise ValueError(
+                    'Cannot register %s for automatic cleanup: '
+                    'unknown resource type %s' % (name, rtype)
+                )
             if command == 'REGISTER':
                 names.add(name)
             elif command == 'UNREGISTER':
@@ -267,8 +277,10 @@ class _Ledger(object):
                 continue
             self._worse(_LEAKS_REMOVED)
             if rtype not in _SILENT_LEAKS:
-                message = ('resource_tracker: There appear to be %d leaked %s objects '
-                           'to clean up at shutdown' % (len(names), rtype))
+                message = (
+                    'resource_tracker: There appear to be %d leaked %s objects '
+                    'to clean up at shutdown' % (len(names), rtype)
+                )
                 if V.tracker_lists_leaks:
                     message += ': %r' % (names,)
                 warnings.warn(message)

@@ -41,8 +41,7 @@ import struct
 from functools import partial
 from types import GenericAlias
 
-from . import resource_tracker
-from . import util
+from . import resource_tracker, util
 from ._versions import V
 
 __all__ = ['SharedMemory', 'ShareableList']
@@ -70,6 +69,7 @@ def _make_filename():
 
 
 # ---- shm_open / shm_unlink ----
+
 
 def _shm_file(name):
     """The file of the POSIX shared memory object name, as glibc and musl
@@ -138,9 +138,11 @@ class SharedMemory:
     _track = True
 
     if V.shm_track_param:
+
         def __init__(self, name=None, create=False, size=0, *, track=True):
             self._open(name, create, size, track)
     else:
+
         def __init__(self, name=None, create=False, size=0):
             self._open(name, create, size, True)
 
@@ -208,8 +210,9 @@ class SharedMemory:
         return self._name
 
     buf = property(operator.attrgetter('_buf'), doc='A memoryview of the segment\'s bytes.')
-    size = property(operator.attrgetter('_size'),
-                    doc='The size in bytes (may exceed the size asked for).')
+    size = property(
+        operator.attrgetter('_size'), doc='The size in bytes (may exceed the size asked for).'
+    )
 
     def __repr__(self):
         return '%s(%r, size=%d)' % (type(self).__name__, self.name, self.size)
@@ -321,16 +324,24 @@ class ShareableList:
             ends.append(ends[-1] + len(data))
         self._learn_layout(ends)
         n = len(slots)
-        self.shm = SharedMemory(name, create=True,
-                                size=self._offset_back_transform_codes + n)
+        self.shm = SharedMemory(name, create=True, size=self._offset_back_transform_codes + n)
         buf = self.shm.buf
         struct.pack_into('%dq' % (n + 2), buf, 0, n, *ends)
-        buf[self._offset_data_start:self._offset_packing_formats] = b''.join(
-            data for _fmt, data, _code in slots)
-        struct.pack_into('8s' * n, buf, self._offset_packing_formats,
-                         *(fmt.encode(_encoding) for fmt, _data, _code in slots))
-        struct.pack_into('%db' % n, buf, self._offset_back_transform_codes,
-                         *(code for _fmt, _data, code in slots))
+        buf[self._offset_data_start : self._offset_packing_formats] = b''.join(
+            data for _fmt, data, _code in slots
+        )
+        struct.pack_into(
+            '8s' * n,
+            buf,
+            self._offset_packing_formats,
+            *(fmt.encode(_encoding) for fmt, _data, _code in slots),
+        )
+        struct.pack_into(
+            '%db' % n,
+            buf,
+            self._offset_back_transform_codes,
+            *(code for _fmt, _data, code in slots),
+        )
 
     def _learn_layout(self, offsets):
         """Where everything is, from the slot offsets (fixed for the list's
@@ -357,8 +368,10 @@ class ShareableList:
             fmt = self._types_mapping.get(type(value))
             if fmt is None:
                 # KeyError, as the stdlib raises (its lookup of the type fails).
-                raise KeyError('ShareableList cannot store an item of type %s (only int, '
-                               'float, bool, str, bytes and None)' % type(value).__name__)
+                raise KeyError(
+                    'ShareableList cannot store an item of type %s (only int, '
+                    'float, bool, str, bytes and None)' % type(value).__name__
+                )
             return fmt, value
         data = value if isinstance(value, bytes) else value.encode(_encoding)
         if room is None:
@@ -369,8 +382,9 @@ class ShareableList:
             raise ValueError("bytes/str item exceeds available storage")
         fmt = "%ds" % room
         if len(fmt) > _WORD:
-            raise ValueError('str/bytes item of %d bytes is too large for a '
-                             'ShareableList' % len(data))
+            raise ValueError(
+                'str/bytes item of %d bytes is too large for a ShareableList' % len(data)
+            )
         return fmt, data
 
     def _position(self, position, message="Requested position out of range."):
@@ -385,7 +399,7 @@ class ShareableList:
     def _get_packing_format(self, position):
         """The struct format of the item at position."""
         at = self._offset_packing_formats + self._position(position) * _WORD
-        return bytes(self.shm.buf[at:at + _WORD]).rstrip(b'\x00').decode(_encoding)
+        return bytes(self.shm.buf[at : at + _WORD]).rstrip(b'\x00').decode(_encoding)
 
     def _get_back_transform(self, position):
         """The function that turns the unpacked value at position into the item."""
@@ -395,26 +409,33 @@ class ShareableList:
     def _set_packing_format_and_transform(self, position, fmt_as_str, value):
         """Record the format and back transform of the item at position."""
         index = self._position(position)
-        struct.pack_into('8s', self.shm.buf, self._offset_packing_formats + index * _WORD,
-                         fmt_as_str.encode(_encoding))
-        self.shm.buf[self._offset_back_transform_codes + index] = \
-            self._extract_recreation_code(value)
+        struct.pack_into(
+            '8s',
+            self.shm.buf,
+            self._offset_packing_formats + index * _WORD,
+            fmt_as_str.encode(_encoding),
+        )
+        self.shm.buf[self._offset_back_transform_codes + index] = self._extract_recreation_code(
+            value
+        )
 
     def __getitem__(self, position):
         index = self._position(position, "index out of range")
         (value,) = struct.unpack_from(
-            self._get_packing_format(index), self.shm.buf,
-            self._offset_data_start + self._allocated_offsets[index])
+            self._get_packing_format(index),
+            self.shm.buf,
+            self._offset_data_start + self._allocated_offsets[index],
+        )
         return self._get_back_transform(index)(value)
 
     def __setitem__(self, position, value):
         index = self._position(position, "assignment index out of range")
-        start, end = self._allocated_offsets[index:index + 2]
+        start, end = self._allocated_offsets[index : index + 2]
         fmt, packable = self._encode(value, room=end - start)
         data = struct.pack(fmt, packable)  # may fail: nothing is changed yet
         self._set_packing_format_and_transform(index, fmt, value)
         at = self._offset_data_start + start
-        self.shm.buf[at:at + len(data)] = data
+        self.shm.buf[at : at + len(data)] = data
 
     def __len__(self):
         return self._list_len

@@ -38,17 +38,23 @@ _ForkingPickler = reduction.ForkingPickler
 # The array module's typecodes, each with the ctypes type of its C type.
 typecode_to_type = {
     code: getattr(ctypes, 'c_' + c_name)
-    for code, c_name in (pair.split('=') for pair in (
-        'c=char u=wchar b=byte B=ubyte h=short H=ushort i=int I=uint '
-        'l=long L=ulong q=longlong Q=ulonglong f=float d=double').split())
+    for code, c_name in (
+        pair.split('=')
+        for pair in (
+            'c=char u=wchar b=byte B=ubyte h=short H=ushort i=int I=uint '
+            'l=long L=ulong q=longlong Q=ulonglong f=float d=double'
+        ).split()
+    )
 }
 
 
 def _bad_typecode(value, what):
     # The wording starts as Python 3.15's does ("bad typecode"; its suite
     # checks it) on every version; older ones said "this type has no size".
-    return TypeError('bad typecode: %r is %s (must be a ctypes type or one of %s)'
-                     % (value, what, ', '.join(typecode_to_type)))
+    return TypeError(
+        'bad typecode: %r is %s (must be a ctypes type or one of %s)'
+        % (value, what, ', '.join(typecode_to_type))
+    )
 
 
 def _ctype(typecode_or_type):
@@ -95,8 +101,9 @@ def RawArray(typecode_or_type, size_or_initializer):
         try:
             items = iter(items)
         except TypeError:
-            raise TypeError('size_or_initializer must be an int or a sequence, not %s'
-                            % type(items).__name__) from None
+            raise TypeError(
+                'size_or_initializer must be an int or a sequence, not %s' % type(items).__name__
+            ) from None
         items = tuple(items)
     array = _shared_instance(item_type * len(items))
     array.__init__(*items)
@@ -151,16 +158,21 @@ def _wrapper_class(ctype):
         fields = getattr(ctype, '_fields_', None)
         if fields is None:
             # AttributeError, as the stdlib raises (it looks up _fields_).
-            raise AttributeError('cannot synchronize %r: not a ctypes simple type, array '
-                                 'or structure (no _fields_)' % ctype)
+            raise AttributeError(
+                'cannot synchronize %r: not a ctypes simple type, array '
+                'or structure (no _fields_)' % ctype
+            )
         # One locked property per field of the structure.
         wrapper = class_cache[ctype] = type(
-            'Synchronized' + ctype.__name__, (SynchronizedBase,),
-            {'_locked_attributes': tuple(field[0] for field in fields)})
+            'Synchronized' + ctype.__name__,
+            (SynchronizedBase,),
+            {'_locked_attributes': tuple(field[0] for field in fields)},
+        )
     return wrapper
 
 
 # ---- pickling (for a child being started) ----
+
 
 def reduce_ctype(obj):
     wrapper = getattr(obj, '_wrapper', None)
@@ -223,7 +235,8 @@ def make_property(name):
 
         fget.__name__ = fset.__name__ = name
         prop = prop_cache[name] = property(
-            fget, fset, doc='%s, read and written under the lock' % name)
+            fget, fset, doc='%s, read and written under the lock' % name
+        )
     return prop
 
 
@@ -247,8 +260,9 @@ def _write_value(self, value):
 
 
 _read_value.__name__ = _write_value.__name__ = 'value'
-prop_cache['value'] = property(_read_value, _write_value,
-                               doc='value, read and written under the lock')
+prop_cache['value'] = property(
+    _read_value, _write_value, doc='value, read and written under the lock'
+)
 
 
 def _locked_operation(name, operation):
@@ -258,11 +272,12 @@ def _locked_operation(name, operation):
             return operation(self._obj, *args)
         finally:
             self.release()
+
     method.__name__ = name
     return method
 
 
-class SynchronizedBase(object):
+class SynchronizedBase:
     """A ctypes object (get_obj()) and the lock (get_lock()) that guards it;
     `with wrapper:` holds the lock, and acquire()/release() are the lock's."""
 

@@ -21,14 +21,19 @@ import os
 import sys
 import types
 
-from . import get_start_method, set_start_method
-from . import process
-from . import util
-from .context import reduction, set_spawning_popen
+from . import get_start_method, process, set_start_method, util
 from ._versions import V
+from .context import reduction, set_spawning_popen
 
-__all__ = ['_main', 'freeze_support', 'set_executable', 'get_executable',
-           'get_preparation_data', 'get_command_line', 'import_main_path']
+__all__ = [
+    '_main',
+    'freeze_support',
+    'set_executable',
+    'get_executable',
+    'get_preparation_data',
+    'get_command_line',
+    'import_main_path',
+]
 
 # Windows-only situations (a frozen Windows executable, a Windows service):
 # never the case here.
@@ -64,6 +69,7 @@ set_executable(sys.executable)  # None when embedded: importing must still work
 
 # ==== the parent's side ======================================================================
 
+
 def get_command_line(**kwds):
     """The argv of a spawned child: this interpreter with its flags,
     calling spawn_main(**kwds). A frozen program is its own interpreter: it
@@ -71,8 +77,9 @@ def get_command_line(**kwds):
     arguments = ['%s=%r' % item for item in kwds.items()]
     if getattr(sys, 'frozen', False):
         return [sys.executable, _CHILD_FLAG, *arguments]
-    program = _child_program('from gomp.spawn import spawn_main',
-                             'spawn_main(%s)' % ', '.join(arguments))
+    program = _child_program(
+        'from gomp.spawn import spawn_main', 'spawn_main(%s)' % ', '.join(arguments)
+    )
     return [get_executable(), *util._args_from_interpreter_flags(), '-c', program, _CHILD_FLAG]
 
 
@@ -81,8 +88,11 @@ def _child_program(import_stmt, call):
     resource tracker): it imports this very gomp, whose directory goes first
     on sys.path just for that import (the rest of sys.path is the child's
     own, and a spawn child gets the parent's in prepare())."""
-    return ('import sys; sys.path.insert(0, %r); %s; del sys.path[0]; %s'
-            % (_GOMP_PARENT_DIR, import_stmt, call))
+    return 'import sys; sys.path.insert(0, %r); %s; del sys.path[0]; %s' % (
+        _GOMP_PARENT_DIR,
+        import_stmt,
+        call,
+    )
 
 
 # The first sentence is the standard library's (programs and tests look for it).
@@ -135,6 +145,7 @@ def get_preparation_data(name):
     if util._logger is not None:
         data['log_level'] = util._logger.getEffectiveLevel()
     from . import _alias
+
     if _alias.installed():
         data['gomp_alias'] = True
     data.update(_where_main_came_from(sys.modules['__main__']))
@@ -157,6 +168,7 @@ def _where_main_came_from(main):
 
 
 # ==== the child's side =======================================================================
+
 
 def is_forking(argv):
     """Whether argv is the command line of a child being started."""
@@ -186,6 +198,7 @@ def spawn_main(pipe_handle, parent_pid=None, tracker_fd=None):
     if not is_forking(sys.argv):
         raise RuntimeError('spawn_main() is the entry point of a spawned child only')
     from . import resource_tracker
+
     resource_tracker._resource_tracker._fd = tracker_fd
     # The data pipe outlives the data: its end of file tells the child that
     # the parent is gone (the parent keeps the write end open meanwhile).
@@ -224,6 +237,7 @@ def _set_module_attr(module, attr):
 def _install_alias(wanted):
     if wanted:
         from . import _alias
+
         _alias.install()
 
 
@@ -276,6 +290,7 @@ def _fixup_main_from_name(mod_name):
     if getattr(sys.modules['__main__'].__spec__, 'name', None) == mod_name:
         return  # that module is our main already (a fork server's child)
     import runpy
+
     _replace_main(runpy.run_module(mod_name, run_name='__mp_main__', alter_sys=True))
 
 
@@ -289,6 +304,7 @@ def _fixup_main_from_path(main_path):
         _replace_main(_run_source_file(main_path))
     else:
         import runpy
+
         _replace_main(runpy.run_path(main_path, run_name='__mp_main__'))
 
 
@@ -319,8 +335,7 @@ def _run_source_file(path):
         code = compile(source.read(), path, 'exec')
     module = types.ModuleType('__mp_main__')
     namespace = vars(module)
-    namespace.update(__file__=path, __package__='',
-                     __doc__=None, __loader__=None, __spec__=None)
+    namespace.update(__file__=path, __package__='', __doc__=None, __loader__=None, __spec__=None)
     if V.run_path_sets_cached:
         namespace['__cached__'] = None
     saved = sys.modules.get('__mp_main__', _NOT_THERE), sys.argv[0]

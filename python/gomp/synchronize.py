@@ -79,15 +79,20 @@ import sys
 import threading
 import time
 
-from . import _multiprocessing
-from . import context
-from . import process
-from . import util
+from . import _multiprocessing, context, process, util
 from ._gomp import OwnerDiedWarning
 from ._multiprocessing import sem_unlink
 
-__all__ = ['Lock', 'RLock', 'Semaphore', 'BoundedSemaphore', 'Condition', 'Event', 'Barrier',
-           'OwnerDiedWarning']
+__all__ = [
+    'Lock',
+    'RLock',
+    'Semaphore',
+    'BoundedSemaphore',
+    'Condition',
+    'Event',
+    'Barrier',
+    'OwnerDiedWarning',
+]
 
 RECURSIVE_MUTEX, SEMAPHORE = 0, 1
 SEM_VALUE_MAX = _multiprocessing.SemLock.SEM_VALUE_MAX
@@ -124,10 +129,17 @@ class SemLock(_multiprocessing.SemLock):
         # For fork the semaphore needs no name: children inherit the mapping.
         for _attempt in range(100):
             try:
-                self = _multiprocessing.SemLock.__new__(cls, kind, value, maxvalue,
-                                                         cls._make_name(), is_fork_ctx,
-                                                         robust=robust, tracked=tracked,
-                                                         user_size=user_size)
+                self = _multiprocessing.SemLock.__new__(
+                    cls,
+                    kind,
+                    value,
+                    maxvalue,
+                    cls._make_name(),
+                    is_fork_ctx,
+                    robust=robust,
+                    tracked=tracked,
+                    user_size=user_size,
+                )
             except FileExistsError:
                 continue
             break
@@ -137,6 +149,7 @@ class SemLock(_multiprocessing.SemLock):
         util.debug('created semlock with handle %s', self.handle)
         if self.name is not None:
             from .resource_tracker import register
+
             register(self.name, 'semaphore')
             util.Finalize(self, SemLock._cleanup, (self.name,), exitpriority=0)
         # A forked child's count of acquisitions is reset by the C type
@@ -146,6 +159,7 @@ class SemLock(_multiprocessing.SemLock):
     @staticmethod
     def _cleanup(name):
         from .resource_tracker import unregister
+
         sem_unlink(name)
         unregister(name, 'semaphore')
 
@@ -160,11 +174,15 @@ class SemLock(_multiprocessing.SemLock):
     def __reduce__(self):
         context.assert_spawning(self)
         if self._is_fork_ctx:
-            raise RuntimeError('A SemLock created in a fork context is being shared with a '
-                               'process in a spawn context. This is not supported. Please use '
-                               'the same context to create multiprocessing objects and Process.')
-        return (_rebuild, (type(self), (self.handle, self.kind, self.maxvalue, self.name),
-                           self.__dict__.copy()))
+            raise RuntimeError(
+                'A SemLock created in a fork context is being shared with a '
+                'process in a spawn context. This is not supported. Please use '
+                'the same context to create multiprocessing objects and Process.'
+            )
+        return (
+            _rebuild,
+            (type(self), (self.handle, self.kind, self.maxvalue, self.name), self.__dict__.copy()),
+        )
 
 
 def _rebuild(cls, state, attrs):
@@ -267,6 +285,7 @@ class RLock(SemLock):
 
 # ---- Condition, Event, Barrier ------------------------------------------------------------------
 
+
 def _context(ctx):
     return context._default_context.get_context() if ctx is None else ctx
 
@@ -290,15 +309,15 @@ def _rebuild_condition(cls, parts):
 # The table of a Condition's waiters: 32-bit words in the shared user region
 # of a SemLock of its own (_WaiterTable). Words 0..3 are the header, then
 # _SLOT_WORDS words per slot.
-_HIGH = 0            # slots 0..HIGH-1 may be in use
-_TICKET = 1          # the next ticket (wraps at 2**32): the order of waits
-_OCCUPIED = 2        # slots in use
-_REAPED_AT = 3       # when a periodic _reap last ran (CLOCK_MONOTONIC ms, wraps)
+_HIGH = 0  # slots 0..HIGH-1 may be in use
+_TICKET = 1  # the next ticket (wraps at 2**32): the order of waits
+_OCCUPIED = 2  # slots in use
+_REAPED_AT = 3  # when a periodic _reap last ran (CLOCK_MONOTONIC ms, wraps)
 _HEADER_WORDS = 4
-_SLOT_WORDS = 4      # state, owner id, ticket, tag
+_SLOT_WORDS = 4  # state, owner id, ticket, tag
 _FREE, _WAITING, _NOTIFIED = 0, 1, 2
-_MASK = 0xffffffff
-_TABLE_BYTES = 16384 - 64     # the whole region is 16 KiB (64 bytes of header): 1019 slots
+_MASK = 0xFFFFFFFF
+_TABLE_BYTES = 16384 - 64  # the whole region is 16 KiB (64 bytes of header): 1019 slots
 
 
 class _WaiterTable(SemLock):
@@ -313,7 +332,7 @@ class _WaiterTable(SemLock):
         return self._get_value()
 
 
-class _Reading(object):
+class _Reading:
     """A read-only stand-in with get_value(), for the stdlib's layout of a
     Condition (_sleeping_count, _woken_count), which tests inspect."""
 
@@ -323,7 +342,7 @@ class _Reading(object):
         self.get_value = get_value
 
 
-class Condition(object):
+class Condition:
     """A condition variable shared between processes.
 
     It is its lock and a table of waiters in shared memory (_WaiterTable):
@@ -448,8 +467,11 @@ class Condition(object):
     def _slots(self, state):
         """The word offsets of the slots in that state."""
         w = self._words
-        return [at for at in range(_HEADER_WORDS, _HEADER_WORDS + _SLOT_WORDS * w[_HIGH],
-                                   _SLOT_WORDS) if w[at] == state]
+        return [
+            at
+            for at in range(_HEADER_WORDS, _HEADER_WORDS + _SLOT_WORDS * w[_HIGH], _SLOT_WORDS)
+            if w[at] == state
+        ]
 
     def _reap(self, every=None):
         """Frees the slots of waiters whose process is gone; returns the
@@ -548,7 +570,7 @@ class Condition(object):
             self.wait(left)
 
 
-class _Word(object):
+class _Word:
     """An int attribute kept in the shared region of the object's
     condition's lock (the spare bytes its buffer interface exposes, zeros at
     creation), so every process that shares the object sees one value. Only
@@ -566,19 +588,19 @@ class _Word(object):
         obj._words[self._index] = value
 
 
-class _StateInLock(object):
+class _StateInLock:
     """Base of Event and Barrier, whose state is _Word attributes: no shared
     memory of their own, and one lock operation covers state and waiting."""
 
     def _attach(self, cond):
         self._cond = cond
-        self._lock = cond._lock   # `with self._lock:` skips the condition's Python __enter__
+        self._lock = cond._lock  # `with self._lock:` skips the condition's Python __enter__
         self._words = memoryview(cond._lock._semlock).cast('i')
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        del state['_words']       # a view of this process's mapping
-        del state['_lock']        # travels inside the condition
+        del state['_words']  # a view of this process's mapping
+        del state['_lock']  # travels inside the condition
         return state
 
     def __setstate__(self, state):
@@ -589,7 +611,7 @@ class _StateInLock(object):
 class Event(_StateInLock):
     """An event flag shared between processes."""
 
-    _flag = _Word(0)      # 1 when set
+    _flag = _Word(0)  # 1 when set
 
     def __init__(self, *, ctx):
         ctx = _context(ctx)
@@ -617,8 +639,11 @@ class Event(_StateInLock):
             return self._flag == 1
 
     def __repr__(self):
-        return '<%s at %#x %s>' % (type(self).__qualname__, id(self),
-                                   'set' if self.is_set() else 'unset')
+        return '<%s at %#x %s>' % (
+            type(self).__qualname__,
+            id(self),
+            'set' if self.is_set() else 'unset',
+        )
 
 
 class Barrier(_StateInLock, threading.Barrier):
@@ -636,7 +661,7 @@ class Barrier(_StateInLock, threading.Barrier):
     one that died after the barrier tripped is only taken off the count, so
     that the next round can begin."""
 
-    _state = _Word(0)     # 0 at creation: filling
+    _state = _Word(0)  # 0 at creation: filling
     _count = _Word(1)
 
     # Tags of the waits in the condition's table: a wait to enter (not yet

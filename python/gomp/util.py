@@ -21,10 +21,21 @@ from . import process
 from ._versions import V
 
 __all__ = [
-    'sub_debug', 'debug', 'info', 'sub_warning', 'get_logger', 'log_to_stderr',
-    'get_temp_dir', 'register_after_fork', 'is_exiting', 'Finalize',
-    'ForkAwareThreadLock', 'ForkAwareLocal', 'close_all_fds_except',
-    'SUBDEBUG', 'SUBWARNING',
+    'sub_debug',
+    'debug',
+    'info',
+    'sub_warning',
+    'get_logger',
+    'log_to_stderr',
+    'get_temp_dir',
+    'register_after_fork',
+    'is_exiting',
+    'Finalize',
+    'ForkAwareThreadLock',
+    'ForkAwareLocal',
+    'close_all_fds_except',
+    'SUBDEBUG',
+    'SUBWARNING',
 ]
 
 
@@ -43,8 +54,8 @@ _EXTRA_LEVEL_NAMES = {SUBDEBUG: 'SUBDEBUG', SUBWARNING: 'SUBWARNING'}
 LOGGER_NAME = 'multiprocessing'
 DEFAULT_LOGGING_FORMAT = '[%(levelname)s/%(processName)s] %(message)s'
 
-_logger = None            # the logger, once get_logger() made it
-_log_to_stderr = False    # log_to_stderr() was called (spawn children repeat it)
+_logger = None  # the logger, once get_logger() made it
+_log_to_stderr = False  # log_to_stderr() was called (spawn children repeat it)
 
 # From 3.13 a record names the file and line that called debug(), info()...,
 # not this module (the suite's test_filename checks it).
@@ -54,10 +65,12 @@ _RECORD_CALLER = {'stacklevel': 2} if V.log_names_caller else {}
 def _log_function(level, name):
     """A module-level log function for one level: msg % args is logged at
     level if a logger exists, and nothing happens otherwise."""
+
     def log(msg, *args):
         logger = _logger
         if logger is not None:
             logger.log(level, msg, *args, **_RECORD_CALLER)
+
     log.__name__ = log.__qualname__ = name
     log.__doc__ = 'Log msg %% args at level %d (%s) on the package logger.' % (level, name)
     return log
@@ -77,6 +90,7 @@ def get_logger():
 def _make_logger():
     global _logger
     import logging
+
     # logging's module lock (an RLock in every version served) makes two
     # threads asking at once agree on one set-up.
     with logging._lock:
@@ -99,6 +113,7 @@ def log_to_stderr(level=None):
     DEFAULT_LOGGING_FORMAT), at level if one is given; return the logger."""
     global _log_to_stderr
     import logging
+
     logger = get_logger()
     stream_handler = logging.StreamHandler()
     stream_handler.setFormatter(logging.Formatter(DEFAULT_LOGGING_FORMAT))
@@ -110,6 +125,7 @@ def log_to_stderr(level=None):
 
 
 # ==== socket addresses =======================================================================
+
 
 def _platform_supports_abstract_sockets():
     """Linux (and Android) have a socket namespace apart from the file system."""
@@ -139,7 +155,7 @@ _finalizer_registry = {}
 _finalizer_counter = itertools.count()
 
 
-class Finalize(object):
+class Finalize:
     """Call callback(*args, **kwargs) once, at the first of: obj being
     garbage collected, the finalizer being called, or (if exitpriority is
     not None) the process exiting, where higher priorities run first and
@@ -153,8 +169,9 @@ class Finalize(object):
 
     def __init__(self, obj, callback, args=(), kwargs=None, exitpriority=None):
         if not (exitpriority is None or isinstance(exitpriority, int)):
-            raise TypeError(f'Exitpriority ({exitpriority!r}) must be None or int, '
-                            f'not {type(exitpriority)!s}')
+            raise TypeError(
+                f'Exitpriority ({exitpriority!r}) must be None or int, not {type(exitpriority)!s}'
+            )
         if obj is None and exitpriority is None:
             raise ValueError('Without object, exitpriority cannot be None')
         self._pid = os.getpid()
@@ -219,8 +236,11 @@ def _run_finalizers(minpriority=None):
     # Work on a copy: a garbage collection during the loop may run
     # finalizers of dead objects, which take themselves out of the registry.
     # dict.copy() copies the table in one step, without running Python code.
-    due = [(key, finalizer) for key, finalizer in _finalizer_registry.copy().items()
-           if _is_due(key[0], minpriority)]
+    due = [
+        (key, finalizer)
+        for key, finalizer in _finalizer_registry.copy().items()
+        if _is_due(key[0], minpriority)
+    ]
     due.sort(key=_registry_key, reverse=True)
     for _key, finalizer in due:
         if finalizer.still_active():
@@ -245,6 +265,7 @@ def _call_reporting_errors(function):
         function()
     except Exception:
         import traceback
+
         traceback.print_exc()
 
 
@@ -313,6 +334,7 @@ def _forked_child_ends():
 
 # ==== temporary directory ====================================================================
 
+
 def get_temp_dir():
     """This process's private temporary directory (shared with its forked
     children), made on first use and removed when the process exits."""
@@ -324,6 +346,7 @@ def get_temp_dir():
 def _make_temp_dir(config):
     import shutil
     import tempfile
+
     tempdir = tempfile.mkdtemp(prefix='pymp-')
     info('created temp directory %s', tempdir)
     # Priority -100: after everything that may still use files in it.
@@ -369,7 +392,7 @@ def _registration_number(item):
     return item[0][0]
 
 
-class ForkAwareThreadLock(object):
+class ForkAwareThreadLock:
     """A threading.Lock that a forked child finds released, whoever held
     it in the parent."""
 
@@ -434,14 +457,17 @@ def _reserve_file(fd, size):
         os.posix_fallocate(fd, 0, size)
     except OSError as e:
         if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-            raise OSError(e.errno, 'cannot reserve %d bytes of shared memory: %s'
-                          % (size, os.strerror(e.errno))) from None
+            raise OSError(
+                e.errno,
+                'cannot reserve %d bytes of shared memory: %s' % (size, os.strerror(e.errno)),
+            ) from None
         os.ftruncate(fd, size)
     except AttributeError:  # no posix_fallocate on this platform
         os.ftruncate(fd, size)
 
 
 # ==== a child's standard streams =============================================================
+
 
 def _flush_std_streams():
     """Flush stdout and stderr (before a fork, so that nothing buffered is
@@ -508,9 +534,11 @@ def _close_stdin():
 
 # ==== starting helper interpreters ===========================================================
 
+
 def _args_from_interpreter_flags():
     """The command line options that give a new interpreter this one's flags."""
     import subprocess
+
     return subprocess._args_from_interpreter_flags()
 
 
@@ -520,16 +548,20 @@ def spawnv_passfds(path, args, passfds):
     vfork+exec in C (gomp._gomp, pybind/ext/spawn.c); a program that cannot
     be executed raises OSError here."""
     from . import _gomp
+
     return _gomp.spawnv_passfds(path, args, passfds)
 
 
 # ==== for CPython's test suite ===============================================================
 
+
 def _cleanup_tests():
     """Release what the test suite's processes left behind (CPython's
     multiprocessing tests call it when a test module ends)."""
     from test import support
+
     from . import forkserver, resource_tracker
+
     process._cleanup()
     # The fork server first: its children hold the resource tracker's pipe.
     for server in (forkserver._forkserver, resource_tracker._resource_tracker):

@@ -84,8 +84,14 @@ def measure_spawn(impl, n):
 
 
 def spawn_ms(impl, n, which):
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", impl, str(n)],
-                         env=env_for(impl), check=True, capture_output=True, text=True, cwd=HERE)
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--worker", impl, str(n)],
+        env=env_for(impl),
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=HERE,
+    )
     return float(out.stdout.split()[-2 + which])
 
 
@@ -93,18 +99,33 @@ def main():
     if sys.argv[1:2] == ["--worker"]:
         impl, n = sys.argv[2], int(sys.argv[3])
         import multiprocessing
+
         expected = "gomp" if impl == "alias" else "multiprocessing"
         assert multiprocessing.__name__ == expected, multiprocessing.__name__
         print(*measure_spawn(impl, n))
         return
     rounds = int(os.environ.get("BENCH_ROUNDS", "5"))
     print("GOMP_AS_MULTIPROCESSING (ms, lower is better; ratio = stdlib/other)")
-    interleave([("interpreter start (-c pass)", lambda i: interpreter_ms(i, "pass", 20)),
-                ("import multiprocessing", lambda i: interpreter_ms(i, "import multiprocessing", 10))],
-               ["stdlib", "alias"], rounds=rounds, higher_is_better=False, unit="ms")
-    interleave([("spawn child start+join (wall)", lambda i: spawn_ms(i, 10, 0)),
-                ("spawned child (CPU)", lambda i: spawn_ms(i, 10, 1))],
-               ["stdlib", "alias", "gomp"], rounds=rounds, higher_is_better=False, unit="ms")
+    interleave(
+        [
+            ("interpreter start (-c pass)", lambda i: interpreter_ms(i, "pass", 20)),
+            ("import multiprocessing", lambda i: interpreter_ms(i, "import multiprocessing", 10)),
+        ],
+        ["stdlib", "alias"],
+        rounds=rounds,
+        higher_is_better=False,
+        unit="ms",
+    )
+    interleave(
+        [
+            ("spawn child start+join (wall)", lambda i: spawn_ms(i, 10, 0)),
+            ("spawned child (CPU)", lambda i: spawn_ms(i, 10, 1)),
+        ],
+        ["stdlib", "alias", "gomp"],
+        rounds=rounds,
+        higher_is_better=False,
+        unit="ms",
+    )
 
 
 if __name__ == "__main__":

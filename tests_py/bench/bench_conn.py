@@ -15,8 +15,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import gomp  # noqa: E402
 from harness import interleave  # noqa: E402
+
+import gomp  # noqa: E402
 
 IMPLS = {"stdlib": std.get_context("fork"), "gomp": gomp.get_context("fork")}
 
@@ -85,14 +86,31 @@ def throughput(impl, size):
 def main():
     rounds = int(os.environ.get("BENCH_ROUNDS", "5"))
     print("Pipe round trip (us, lower is better; ratio = stdlib/gomp)")
-    interleave([("round trip, tuple send/recv", lambda i: round_trip(i, "obj")),
-                ("round trip, 32 B send_bytes", lambda i: round_trip(i, "bytes"))],
-               ["stdlib", "gomp"], rounds=rounds, higher_is_better=False, unit="us")
+    interleave(
+        [
+            ("round trip, tuple send/recv", lambda i: round_trip(i, "obj")),
+            ("round trip, 32 B send_bytes", lambda i: round_trip(i, "bytes")),
+        ],
+        ["stdlib", "gomp"],
+        rounds=rounds,
+        higher_is_better=False,
+        unit="us",
+    )
     print("One-way send_bytes throughput (B/s, higher is better; ratio = gomp/stdlib)")
-    interleave([("throughput %s" % label, lambda i, s=size: throughput(i, s))
-                for label, size in (("1 KiB", 1 << 10), ("64 KiB", 64 << 10),
-                                    ("1 MiB", 1 << 20), ("16 MiB", 16 << 20))],
-               ["stdlib", "gomp"], rounds=rounds, unit="B/s")
+    interleave(
+        [
+            ("throughput %s" % label, lambda i, s=size: throughput(i, s))
+            for label, size in (
+                ("1 KiB", 1 << 10),
+                ("64 KiB", 64 << 10),
+                ("1 MiB", 1 << 20),
+                ("16 MiB", 16 << 20),
+            )
+        ],
+        ["stdlib", "gomp"],
+        rounds=rounds,
+        unit="B/s",
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import queue
 import signal
 import statistics
 import struct
-import sys
 import threading
 import time
 
@@ -31,8 +30,11 @@ def pct(values, p):
 
 
 def report(name, ms):
-    print("%-50s median %6.2f ms  p90 %6.2f ms  max %6.2f ms  (n=%d)"
-          % (name, statistics.median(ms), pct(ms, 0.9), max(ms), len(ms)), flush=True)
+    print(
+        "%-50s median %6.2f ms  p90 %6.2f ms  max %6.2f ms  (n=%d)"
+        % (name, statistics.median(ms), pct(ms, 0.9), max(ms), len(ms)),
+        flush=True,
+    )
 
 
 def fork_latency(n, touch_core):
@@ -62,7 +64,7 @@ def sigint_latency(n, block=None):
     for _ in range(n):
         sent = []
 
-        def fire():
+        def fire(sent=sent):
             sent.append(time.monotonic())
             os.kill(os.getpid(), signal.SIGINT)
 
@@ -125,12 +127,17 @@ def main():
     report("SIGINT -> KeyboardInterrupt in Queue.get()", sigint_latency(k, q.get))
     a, b = gomp.Pipe()
     report("SIGINT -> KeyboardInterrupt in poll(3600)", sigint_latency(k, lambda: b.poll(3600)))
-    report("late past the timeout: Lock.acquire(timeout=0.05)",
-           overshoot(k, lambda t: held.acquire(timeout=t)))
-    report("late past the timeout: Semaphore(0).acquire(0.05)",
-           overshoot(k, lambda t: gomp.Semaphore(0).acquire(timeout=t)))
-    report("late past the timeout: Queue.get(timeout=0.05)",
-           overshoot(k, lambda t: _get_empty(q, t)))
+    report(
+        "late past the timeout: Lock.acquire(timeout=0.05)",
+        overshoot(k, lambda t: held.acquire(timeout=t)),
+    )
+    report(
+        "late past the timeout: Semaphore(0).acquire(0.05)",
+        overshoot(k, lambda t: gomp.Semaphore(0).acquire(timeout=t)),
+    )
+    report(
+        "late past the timeout: Queue.get(timeout=0.05)", overshoot(k, lambda t: _get_empty(q, t))
+    )
     report("late past the timeout: poll(0.05)", overshoot(k, b.poll))
     report("child start -> reaped without join", reaping(k))
 

@@ -62,8 +62,12 @@ class Server:
         env.pop('GOMP_AS_MULTIPROCESSING', None)
         self.proc = subprocess.Popen(
             [sys.executable, '-c', SERVER, impl, family, authkey.hex() if authkey else '-'],
-            stdout=subprocess.PIPE, env=env, text=True)
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
         import ast
+
         self.address = ast.literal_eval(self.proc.stdout.readline())
 
     def stop(self, connection):
@@ -118,12 +122,16 @@ def main():
     n_connect = 50 if args.quick else 200
     n_rtt = 500 if args.quick else 3000
 
-    import gomp.connection as gconn
     import multiprocessing.connection as sconn
+
+    import gomp.connection as gconn
+
     impls = {'gomp': gconn, 'stdlib': sconn}
 
-    print('python %s, %d rounds, load average before: %s'
-          % (sys.version.split()[0], rounds, ' '.join('%.2f' % x for x in os.getloadavg())))
+    print(
+        'python %s, %d rounds, load average before: %s'
+        % (sys.version.split()[0], rounds, ' '.join('%.2f' % x for x in os.getloadavg()))
+    )
     results = {}
     servers = {}
     conns = {}
@@ -143,36 +151,45 @@ def main():
                     mod = impls[impl]
                     address = servers[impl, family].address
                     results.setdefault(('connect+auth+rtt', family, impl), []).append(
-                        bench_connect(mod, address, n_connect))
+                        bench_connect(mod, address, n_connect)
+                    )
                 for impl in order:
                     results.setdefault(('rtt send/recv obj', family, impl), []).append(
-                        bench_rtt_obj(conns[impl, family], n_rtt))
+                        bench_rtt_obj(conns[impl, family], n_rtt)
+                    )
                 for impl in order:
                     results.setdefault(('rtt 32 B bytes', family, impl), []).append(
-                        bench_rtt_bytes(conns[impl, family], n_rtt))
+                        bench_rtt_bytes(conns[impl, family], n_rtt)
+                    )
     finally:
         for c in conns.values():
             c.close()
-        for (impl, family), s in servers.items():
+        for (impl, _family), s in servers.items():
             try:
                 s.stop(impls[impl])
             except Exception:
                 s.proc.kill()
     print('load average after: %s' % ' '.join('%.2f' % x for x in os.getloadavg()))
-    print('%-20s %-8s %12s %12s %7s %7s %7s' % ('case', 'family', 'gomp', 'stdlib', 'ratio',
-                                                 'paired', 'best'))
+    print(
+        '%-20s %-8s %12s %12s %7s %7s %7s'
+        % ('case', 'family', 'gomp', 'stdlib', 'ratio', 'paired', 'best')
+    )
     for case in ('connect+auth+rtt', 'rtt send/recv obj', 'rtt 32 B bytes'):
         for family in ('AF_UNIX', 'AF_INET'):
             g = results[case, family, 'gomp']
             s = results[case, family, 'stdlib']
             gm, sm = statistics.median(g), statistics.median(s)
             paired = statistics.median([a / b for a, b in zip(g, s)])
-            print('%-20s %-8s %12s %12s %7.2f %7.2f %7.2f' % (case, family, fmt(gm), fmt(sm),
-                                                             gm / sm, paired, min(g) / min(s)))
-    print('ratio = median gomp / median stdlib; paired = median over rounds of gomp / stdlib\n'
-          'in the same round; best = best gomp / best stdlib (< 1: gomp faster).\n'
-          'AF_INET connect: the stdlib leaves Nagle on, and its handshake waits 40 ms for a\n'
-          'delayed ACK on every connection; gomp sets TCP_NODELAY.')
+            print(
+                '%-20s %-8s %12s %12s %7.2f %7.2f %7.2f'
+                % (case, family, fmt(gm), fmt(sm), gm / sm, paired, min(g) / min(s))
+            )
+    print(
+        'ratio = median gomp / median stdlib; paired = median over rounds of gomp / stdlib\n'
+        'in the same round; best = best gomp / best stdlib (< 1: gomp faster).\n'
+        'AF_INET connect: the stdlib leaves Nagle on, and its handshake waits 40 ms for a\n'
+        'delayed ACK on every connection; gomp sets TCP_NODELAY.'
+    )
 
 
 if __name__ == '__main__':

@@ -25,8 +25,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import gomp  # noqa: E402
 from harness import interleave  # noqa: E402
+
+import gomp  # noqa: E402
 
 
 def inc(x):
@@ -116,26 +117,52 @@ def main():
     scale = 4 if quick else 1
     impls = ["stdlib", "gomp"]
     print("load average at start: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
-    interleave([
-        ("map 100k, default chunksize x10", lambda i: map_rate(i, 100000 // scale, repeat=10)),
-        ("map 100k, chunksize=1", lambda i: map_rate(i, 100000 // scale, 1)),
-        ("imap_unordered 20k, chunksize=1", lambda i: imap_unordered_rate(i, 20000 // scale)),
-        ("apply_async 20k + get", lambda i: apply_async_rate(i, 20000 // scale)),
-    ], impls, rounds=rounds, unit="tasks/s")
-    interleave([
-        ("apply round trip", lambda i: apply_latency(i, 2000 // scale)),
-    ], impls, rounds=rounds, higher_is_better=False, unit="us")
-    interleave([
-        ("Pool(2) create + close + join", create_close_join),
-        ("with Pool(2): map 10", with_map),
-        ("terminate, pending work", terminate_pending),
-    ], impls, rounds=rounds, higher_is_better=False, unit="ms")
+    interleave(
+        [
+            ("map 100k, default chunksize x10", lambda i: map_rate(i, 100000 // scale, repeat=10)),
+            ("map 100k, chunksize=1", lambda i: map_rate(i, 100000 // scale, 1)),
+            ("imap_unordered 20k, chunksize=1", lambda i: imap_unordered_rate(i, 20000 // scale)),
+            ("apply_async 20k + get", lambda i: apply_async_rate(i, 20000 // scale)),
+        ],
+        impls,
+        rounds=rounds,
+        unit="tasks/s",
+    )
+    interleave(
+        [
+            ("apply round trip", lambda i: apply_latency(i, 2000 // scale)),
+        ],
+        impls,
+        rounds=rounds,
+        higher_is_better=False,
+        unit="us",
+    )
+    interleave(
+        [
+            ("Pool(2) create + close + join", create_close_join),
+            ("with Pool(2): map 10", with_map),
+            ("terminate, pending work", terminate_pending),
+        ],
+        impls,
+        rounds=rounds,
+        higher_is_better=False,
+        unit="ms",
+    )
     for method in ("spawn", "forkserver"):
         for impl in impls:  # start the fork servers, warm the imports
             create_close_join(impl, method)
-        interleave([
-            ("Pool(2) create+close+join " + method, lambda i: create_close_join(i, method)),
-        ], impls, rounds=rounds, higher_is_better=False, unit="ms")
+        interleave(
+            [
+                (
+                    "Pool(2) create+close+join " + method,
+                    lambda i, method=method: create_close_join(i, method),
+                ),
+            ],
+            impls,
+            rounds=rounds,
+            higher_is_better=False,
+            unit="ms",
+        )
     for p in POOLS.values():
         p.close()
         p.join()

@@ -60,9 +60,21 @@ def measure(impl, method, use_pipe, n):
 
 
 def start_join(impl, method, use_pipe, n):
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", impl, method,
-                          str(int(use_pipe)), str(n)],
-                         check=True, capture_output=True, text=True, cwd=HERE)
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            impl,
+            method,
+            str(int(use_pipe)),
+            str(n),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=HERE,
+    )
     return float(out.stdout.split()[-1])
 
 
@@ -74,9 +86,12 @@ def main():
     rounds = int(os.environ.get("BENCH_ROUNDS", "5"))
     cases = []
     for method, n in (("fork", 100), ("forkserver", 40), ("spawn", 10)):
-        cases.append(("%s no-op child" % method, lambda i, m=method, n=n: start_join(i, m, False, n)))
-        cases.append(("%s child using a pipe" % method,
-                      lambda i, m=method, n=n: start_join(i, m, True, n)))
+        cases.append(
+            ("%s no-op child" % method, lambda i, m=method, n=n: start_join(i, m, False, n))
+        )
+        cases.append(
+            ("%s child using a pipe" % method, lambda i, m=method, n=n: start_join(i, m, True, n))
+        )
     print("Process start+join (ms per child, lower is better; ratio = stdlib/gomp)")
     interleave(cases, ["stdlib", "gomp"], rounds=rounds, higher_is_better=False, unit="ms")
 

@@ -25,8 +25,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import gomp  # noqa: E402
 from harness import interleave  # noqa: E402
+
+import gomp  # noqa: E402
 
 try:
     import faster_fifo
@@ -126,18 +127,43 @@ def main():
     if not faster_fifo:
         print("(faster-fifo is not installed: pip install faster-fifo)")
     res = {}
-    res.update(interleave([
-        ("1p->1c ints", lambda i: throughput(i, 1, 200000 // scale)),
-        ("4p->1c ints", lambda i: throughput(i, 4, 200000 // scale)),
-        ("1p->1c tuples", lambda i: throughput(i, 1, 100000 // scale, (1, "item", 2.5))),
-        ("1p->1c 64 KiB bytes", lambda i: throughput(i, 1, 2000 // scale, b"x" * 65536)),
-    ], impls, rounds=rounds, unit="items/s or B/s"))
-    res.update(interleave([
-        ("ping-pong via two queues", lambda i: ping_pong(i, 5000 // scale)),
-    ], impls, rounds=rounds, higher_is_better=False, unit="us"))
-    res.update(interleave([
-        ("SimpleQueue 1p->1c ints", lambda i: throughput(i, 1, 200000 // scale, simple=True)),
-    ], ["stdlib", "gomp"], rounds=rounds, unit="items/s"))
+    res.update(
+        interleave(
+            [
+                ("1p->1c ints", lambda i: throughput(i, 1, 200000 // scale)),
+                ("4p->1c ints", lambda i: throughput(i, 4, 200000 // scale)),
+                ("1p->1c tuples", lambda i: throughput(i, 1, 100000 // scale, (1, "item", 2.5))),
+                ("1p->1c 64 KiB bytes", lambda i: throughput(i, 1, 2000 // scale, b"x" * 65536)),
+            ],
+            impls,
+            rounds=rounds,
+            unit="items/s or B/s",
+        )
+    )
+    res.update(
+        interleave(
+            [
+                ("ping-pong via two queues", lambda i: ping_pong(i, 5000 // scale)),
+            ],
+            impls,
+            rounds=rounds,
+            higher_is_better=False,
+            unit="us",
+        )
+    )
+    res.update(
+        interleave(
+            [
+                (
+                    "SimpleQueue 1p->1c ints",
+                    lambda i: throughput(i, 1, 200000 // scale, simple=True),
+                ),
+            ],
+            ["stdlib", "gomp"],
+            rounds=rounds,
+            unit="items/s",
+        )
+    )
     print("load average at end: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
     return res
 

@@ -62,7 +62,7 @@ def contended_value(ctx, n):
 def value_access(ctx, n):
     v = ctx.Value('i', 0)
     t = time.perf_counter()
-    for i in range(n):
+    for _ in range(n):
         v.value = v.value + 1
     return (time.perf_counter() - t) / (2 * n) * 1e9
 
@@ -92,19 +92,29 @@ def main():
     args = ap.parse_args()
     n = args.n
     gctx, sctx = gomp.get_context('fork'), std_mp.get_context('fork')
-    print('python %s, load average %s' % (sys.version.split()[0],
-                                          ' '.join('%.2f' % x for x in os.getloadavg())))
+    print(
+        'python %s, load average %s'
+        % (sys.version.split()[0], ' '.join('%.2f' % x for x in os.getloadavg()))
+    )
     cases = [
         ('Value += 1, 2 processes (M/s)', lambda c: 2 * n / contended_value(c, n) / 1e6, True),
         ('Value.value read/write (ns)', lambda c: value_access(c, n), False),
         ("Value('i') creation (ns)", lambda c: creation(lambda: c.Value('i'), n // 10), False),
-        ("RawArray('d', 1000) (ns)", lambda c: creation(lambda: c.RawArray('d', 1000), n // 10),
-         False),
-        ('SharedMemory 64 KiB cycle (us)', lambda c: shm_cycle(
-            gomp_shm if c is gctx else std_shm, n // 100), False),
+        (
+            "RawArray('d', 1000) (ns)",
+            lambda c: creation(lambda: c.RawArray('d', 1000), n // 10),
+            False,
+        ),
+        (
+            'SharedMemory 64 KiB cycle (us)',
+            lambda c: shm_cycle(gomp_shm if c is gctx else std_shm, n // 100),
+            False,
+        ),
     ]
-    print('%-34s %12s %12s %8s   (median of %d interleaved rounds, best in brackets)'
-          % ('case', 'stdlib', 'gomp', 'ratio', args.rounds))
+    print(
+        '%-34s %12s %12s %8s   (median of %d interleaved rounds, best in brackets)'
+        % ('case', 'stdlib', 'gomp', 'ratio', args.rounds)
+    )
     for name, fn, higher_is_better in cases:
         if args.only and args.only not in name:
             continue

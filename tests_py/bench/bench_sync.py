@@ -35,7 +35,6 @@ import sys
 import time
 
 import gomp
-from gomp import _gomp
 
 
 def uncontended(lock, n):
@@ -174,19 +173,27 @@ def main():
         ('with Lock', lambda c: uncontended_with(c.Lock(), n)),
         ('with RLock', lambda c: uncontended_with(c.RLock(), n)),
         ('Lock() creation, fork context', lambda c: creation(c.Lock, n // 100)),
-        ('Lock() creation, spawn context', lambda c: creation(
-            (gspawn if c is gctx else sspawn).Lock, n // 1000)),
+        (
+            'Lock() creation, spawn context',
+            lambda c: creation((gspawn if c is gctx else sspawn).Lock, n // 1000),
+        ),
         ('Lock, 2 processes contending', lambda c: contended(c.Lock, args.contended_n, None)),
         ('RLock, 2 processes contending', lambda c: contended(c.RLock, args.contended_n, None)),
         ('Semaphore ping-pong (us)', lambda c: ping_pong(c, args.contended_n // 20, None)),
-        ('Barrier(2) pass, 2 processes (us)', lambda c: barrier_passes(
-            c, args.contended_n // 50, None)),
+        (
+            'Barrier(2) pass, 2 processes (us)',
+            lambda c: barrier_passes(c, args.contended_n // 50, None),
+        ),
     ]
-    print('python %s, load average %s' % (sys.version.split()[0],
-                                          ' '.join('%.2f' % x for x in os.getloadavg())))
-    print('%-32s %12s %12s %8s   (median of %d interleaved rounds, %d for two processes; '
-          'best in brackets)' % ('case (ns per op)', 'stdlib', 'gomp', 'ratio', args.rounds,
-                                 3 * args.rounds))
+    print(
+        'python %s, load average %s'
+        % (sys.version.split()[0], ' '.join('%.2f' % x for x in os.getloadavg()))
+    )
+    print(
+        '%-32s %12s %12s %8s   (median of %d interleaved rounds, %d for two processes; '
+        'best in brackets)'
+        % ('case (ns per op)', 'stdlib', 'gomp', 'ratio', args.rounds, 3 * args.rounds)
+    )
     for name, fn in cases:
         if args.only and args.only not in name:
             continue
@@ -195,8 +202,11 @@ def main():
         # shared machine: three times the rounds for them.
         rounds = args.rounds * (3 if 'process' in name or 'ping-pong' in name else 1)
         for r in range(rounds):
-            for impl, ctx, out in ((('stdlib', sctx, s), ('gomp', gctx, g)) if r % 2 == 0 else
-                                   (('gomp', gctx, g), ('stdlib', sctx, s))):
+            for _impl, ctx, out in (
+                (('stdlib', sctx, s), ('gomp', gctx, g))
+                if r % 2 == 0
+                else (('gomp', gctx, g), ('stdlib', sctx, s))
+            ):
                 out.append(fn(ctx))
         ms, mg = statistics.median(s), statistics.median(g)
         print('%-32s %6.1f (%4.1f) %6.1f (%4.1f) %7.2fx' % (name, ms, min(s), mg, min(g), ms / mg))

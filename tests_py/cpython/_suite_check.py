@@ -37,8 +37,11 @@ _SHIM_MARKER = 'gomp suite runner shim'
 
 
 def _is_mp_name(name):
-    return (name == 'multiprocessing' or name.startswith('multiprocessing.')
-            or name == '_multiprocessing')
+    return (
+        name == 'multiprocessing'
+        or name.startswith('multiprocessing.')
+        or name == '_multiprocessing'
+    )
 
 
 def _is_gomp_module(module):
@@ -53,11 +56,11 @@ def _alias_first():
     return False
 
 
-class _Check(object):
+class _Check:
     def __init__(self, log_path, via, venv, shim_dir):
         self.log_path = log_path
-        self.via = via          # 'pth' or 'shim'
-        self.venv = venv        # the run's venv (prefix), or None
+        self.via = via  # 'pth' or 'shim'
+        self.venv = venv  # the run's venv (prefix), or None
         self.shim_dir = shim_dir
         self.seen = set()
         self.busy = False
@@ -67,8 +70,14 @@ class _Check(object):
 
     def record(self, kind, **fields):
         import json
-        fields.update(kind=kind, pid=os.getpid(), ppid=os.getppid(), via=self.via,
-                      test=os.environ.get('GOMP_SUITE_TEST', ''))
+
+        fields.update(
+            kind=kind,
+            pid=os.getpid(),
+            ppid=os.getppid(),
+            via=self.via,
+            test=os.environ.get('GOMP_SUITE_TEST', ''),
+        )
         line = (json.dumps(fields, default=repr) + '\n').encode('utf-8', 'replace')
         try:
             fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -80,8 +89,13 @@ class _Check(object):
             os.close(fd)
 
     def start(self):
-        self.record('start', cmdline=_cmdline(), executable=sys.executable,
-                    flags=_flag_letters(), alias_first=_alias_first())
+        self.record(
+            'start',
+            cmdline=_cmdline(),
+            executable=sys.executable,
+            flags=_flag_letters(),
+            alias_first=_alias_first(),
+        )
 
     # -- the audit hook ------------------------------------------------------
 
@@ -124,16 +138,22 @@ class _Check(object):
             verdict = 'gomp' if _alias_first() else 'stdlib'
         if verdict == 'gomp' and len(self.seen) > 1:
             return  # one "gomp" record per interpreter is enough
-        self.record('import', name=name, verdict=verdict,
-                    meta_path=[_finder_name(f) for f in sys.meta_path[:3]],
-                    cmdline=_cmdline() if verdict != 'gomp' else None)
+        self.record(
+            'import',
+            name=name,
+            verdict=verdict,
+            meta_path=[_finder_name(f) for f in sys.meta_path[:3]],
+            cmdline=_cmdline() if verdict != 'gomp' else None,
+        )
 
     def at_exit(self):
         if os.getpid() != self.pid:
             return
-        foreign = sorted(name for name, module in list(sys.modules.items())
-                         if _is_mp_name(name) and module is not None
-                         and not _is_gomp_module(module))
+        foreign = sorted(
+            name
+            for name, module in list(sys.modules.items())
+            if _is_mp_name(name) and module is not None and not _is_gomp_module(module)
+        )
         if foreign:
             self.record('exit', foreign=foreign, cmdline=_cmdline())
 
@@ -141,9 +161,15 @@ class _Check(object):
         if event == 'os.system':
             text = os.fsdecode(args[0])
             if 'python' in text:
-                self.record('launch', hooked=False, checked=False,
-                            mentions=('multiprocessing' in text), shell=True,
-                            cmd=text, why='shell command line (os.system)')
+                self.record(
+                    'launch',
+                    hooked=False,
+                    checked=False,
+                    mentions=('multiprocessing' in text),
+                    shell=True,
+                    cmd=text,
+                    why='shell command line (os.system)',
+                )
             return
         if event == 'subprocess.Popen':
             executable, argv, cwd, env = args
@@ -152,9 +178,15 @@ class _Check(object):
                     # A shell command line: look for a Python in it.
                     text = os.fsdecode(argv)
                     if 'python' in text:
-                        self.record('launch', hooked=False, checked=False,
-                                    mentions=('multiprocessing' in text), shell=True,
-                                    cmd=text, why='shell command line')
+                        self.record(
+                            'launch',
+                            hooked=False,
+                            checked=False,
+                            mentions=('multiprocessing' in text),
+                            shell=True,
+                            cmd=text,
+                            why='shell command line',
+                        )
                     return
                 argv = [argv]
         elif event == 'os.exec':
@@ -189,15 +221,20 @@ def _cmdline():
 def _flag_letters():
     f = sys.flags
     letters = ''
-    for attr, letter in (('isolated', 'I'), ('ignore_environment', 'E'),
-                         ('no_site', 'S'), ('no_user_site', 's'),
-                         ('safe_path', 'P')):
+    for attr, letter in (
+        ('isolated', 'I'),
+        ('ignore_environment', 'E'),
+        ('no_site', 'S'),
+        ('no_user_site', 's'),
+        ('safe_path', 'P'),
+    ):
         if getattr(f, attr, 0):
             letters += letter
     return letters
 
 
 # -- launches: can the alias reach the new interpreter? ----------------------
+
 
 def _looks_like_python(prog):
     base = os.path.basename(prog)
@@ -231,12 +268,12 @@ def parse_python_argv(argv):
             while j < len(a):
                 ch = a[j]
                 if ch in 'cm':
-                    rest = a[j + 1:]
+                    rest = a[j + 1 :]
                     if rest:
                         return flags, ch, rest
                     return flags, ch, argv[i + 1] if i + 1 < len(argv) else None
                 if ch in 'WX':
-                    if not a[j + 1:]:
+                    if not a[j + 1 :]:
                         i += 1  # the argument is the next word
                     break
                 flags.add(ch)
@@ -292,12 +329,10 @@ def analyze_launch(prog, argv, cwd, env, venv):
     flags, mode, target = parse_python_argv(argv)
     no_site = 'S' in flags
     isolated = 'I' in flags
-    safe_path = ('P' in flags or isolated
-                 or (not ('E' in flags) and env.get('PYTHONSAFEPATH')))
+    safe_path = 'P' in flags or isolated or ('E' not in flags and env.get('PYTHONSAFEPATH'))
     in_venv = False
     if venv and os.path.isabs(prog):
-        in_venv = (os.path.realpath(os.path.dirname(os.path.dirname(prog)))
-                   == os.path.realpath(venv))
+        in_venv = os.path.realpath(os.path.dirname(os.path.dirname(prog))) == os.path.realpath(venv)
     alias_on = env.get('GOMP_AS_MULTIPROCESSING', '') not in ('', '0')
     check_on = bool(env.get('GOMP_SUITE_CHECK') and env.get('GOMP_SUITE_LOG'))
     why = ''
@@ -317,11 +352,15 @@ def analyze_launch(prog, argv, cwd, env, venv):
             path0 = cwd
         # The venv's zip is on sys.path unless PYTHONHOME moves the base.
         own_home = 'E' in flags or isolated or not env.get('PYTHONHOME')
-        hooked = checked = ((path0 is not None and _shim_in(path0))
-                            or (in_venv and own_home and _zip_shim_of(prog)))
+        hooked = checked = (path0 is not None and _shim_in(path0)) or (
+            in_venv and own_home and _zip_shim_of(prog)
+        )
         if not hooked:
-            why = ('-S without the shim on sys.path[0] (%s)' % path0 if path0
-                   else '-S with -I/-P: no directory of ours on sys.path')
+            why = (
+                '-S without the shim on sys.path[0] (%s)' % path0
+                if path0
+                else '-S with -I/-P: no directory of ours on sys.path'
+            )
     if mode == 'c':
         mentions = 'multiprocessing' in (target or '')
     elif mode == 'script':
@@ -334,11 +373,13 @@ def analyze_launch(prog, argv, cwd, env, venv):
         mentions = True  # a module may import anything
     else:
         mentions = True  # stdin or interactive: cannot tell
-    return dict(hooked=hooked, checked=checked, mentions=mentions, cmd=argv,
-                cwd=cwd, why=why, mode=mode)
+    return dict(
+        hooked=hooked, checked=checked, mentions=mentions, cmd=argv, cwd=cwd, why=why, mode=mode
+    )
 
 
 # -- activation ----------------------------------------------------------------
+
 
 def activate(log_path, via, venv=None, shim_dir=None):
     """Install the check in this interpreter (once)."""
@@ -348,6 +389,7 @@ def activate(log_path, via, venv=None, shim_dir=None):
     sys._gomp_suite_check = check
     check.start()
     import atexit
+
     atexit.register(check.at_exit)
     sys.addaudithook(check.hook)
     return check

@@ -25,7 +25,7 @@ TB_LINES = 30
 TB_CHARS = 4000
 
 
-class Channel(object):
+class Channel:
     """JSON lines to the supervisor. A fork child of the worker inherits the
     fd but never writes: messages are sent only by the worker's pid."""
 
@@ -45,10 +45,10 @@ class Channel(object):
 def short_tb(text):
     lines = text.rstrip('\n').splitlines()
     if len(lines) > TB_LINES:
-        lines = lines[:3] + ['    ...'] + lines[-(TB_LINES - 4):]
+        lines = lines[:3] + ['    ...'] + lines[-(TB_LINES - 4) :]
     text = '\n'.join(lines)
     if len(text) > TB_CHARS:
-        text = text[:600] + '\n    ...\n' + text[-(TB_CHARS - 610):]
+        text = text[:600] + '\n    ...\n' + text[-(TB_CHARS - 610) :]
     return text
 
 
@@ -82,14 +82,24 @@ class Reporter(unittest.TestResult):
         os.environ['GOMP_SUITE_TEST'] = key
         if self.support is not None:
             self.support.environment_altered = False
-        self.current = dict(id=key, problems=[], skip=None, started=time.monotonic(),
-                            success=False, expected_failure=False)
+        self.current = dict(
+            id=key,
+            problems=[],
+            skip=None,
+            started=time.monotonic(),
+            success=False,
+            expected_failure=False,
+        )
         self.channel.send(ev='start', id=key, phase='test')
 
     def _problem(self, kind, err, test=None):
         text = format_error(err) if err is not None else ''
-        if test is not None and self.current is not None and \
-                isinstance(test, unittest.TestCase) and test_key(test) != self.current['id']:
+        if (
+            test is not None
+            and self.current is not None
+            and isinstance(test, unittest.TestCase)
+            and test_key(test) != self.current['id']
+        ):
             kind = '%s in %s' % (kind, test.id())
         self.current['problems'].append(dict(kind=kind, tb=short_tb(text)))
 
@@ -99,8 +109,9 @@ class Reporter(unittest.TestResult):
             return self._problem('error (subtest %s)' % test._subDescription(), err)
         if self.current is None or not isinstance(test, unittest.TestCase):
             # A fixture (setUpClass, tearDownModule...): test is an _ErrorHolder.
-            self.channel.send(ev='fixture', outcome='failed', desc=str(test),
-                              tb=short_tb(format_error(err)))
+            self.channel.send(
+                ev='fixture', outcome='failed', desc=str(test), tb=short_tb(format_error(err))
+            )
             return
         self._problem('error', err, test)
 
@@ -122,8 +133,15 @@ class Reporter(unittest.TestResult):
         if self.current is None:
             # Python 3.12+ reports a test skipped by a decorator without
             # startTest/stopTest.
-            self.channel.send(ev='end', id=test_key(test), outcome='skipped', reason=reason,
-                              tb=None, duration=0.0, env_changed=False)
+            self.channel.send(
+                ev='end',
+                id=test_key(test),
+                outcome='skipped',
+                reason=reason,
+                tb=None,
+                duration=0.0,
+                env_changed=False,
+            )
             return
         self.current['skip'] = reason
 
@@ -156,10 +174,15 @@ class Reporter(unittest.TestResult):
             outcome = 'failed'
             cur['problems'].append(dict(kind='no outcome', tb='the test reported no result'))
         tb = '\n'.join('[%s]\n%s' % (p['kind'], p['tb']) for p in cur['problems'])
-        self.channel.send(ev='end', id=cur['id'], outcome=outcome, reason=cur['skip'],
-                          tb=short_tb(tb) if tb else None,
-                          duration=round(time.monotonic() - cur['started'], 3),
-                          env_changed=self._env_altered())
+        self.channel.send(
+            ev='end',
+            id=cur['id'],
+            outcome=outcome,
+            reason=cur['skip'],
+            tb=short_tb(tb) if tb else None,
+            duration=round(time.monotonic() - cur['started'], 3),
+            env_changed=self._env_altered(),
+        )
         os.environ['GOMP_SUITE_TEST'] = ''
 
 
@@ -213,6 +236,7 @@ def load_suite(args):
     """Import the suite's module (the driver of a start method, or
     test_multiprocessing_main_handling) and return it."""
     import importlib
+
     if args.module:
         if args.module_path:
             sys.path.insert(0, args.module_path)
@@ -224,19 +248,23 @@ def load_suite(args):
 
 
 def check_alias(expect_gomp):
-    import multiprocessing
     import _multiprocessing
+    import multiprocessing
+
     got = [m.__name__ for m in (multiprocessing, _multiprocessing)]
     is_gomp = got == ['gomp', 'gomp._multiprocessing']
     if is_gomp != expect_gomp:
         return 'multiprocessing is %s (%s), expected %s' % (
-            got[0], getattr(multiprocessing, '__file__', '?'),
-            'gomp' if expect_gomp else 'the stdlib')
+            got[0],
+            getattr(multiprocessing, '__file__', '?'),
+            'gomp' if expect_gomp else 'the stdlib',
+        )
     return None
 
 
 def main():
     import argparse
+
     p = argparse.ArgumentParser()
     p.add_argument('--suite', required=True)
     p.add_argument('--drivers', required=True)
@@ -268,9 +296,12 @@ def main():
         channel.send(ev='fatal', what='module skipped', message=str(e))
         return 3
     except BaseException as e:
-        channel.send(ev='fatal', what='import',
-                     message='the suite failed to import: %s: %s' % (type(e).__name__, e),
-                     tb=short_tb(traceback.format_exc()))
+        channel.send(
+            ev='fatal',
+            what='import',
+            message='the suite failed to import: %s: %s' % (type(e).__name__, e),
+            tb=short_tb(traceback.format_exc()),
+        )
         return 3
     problem = check_alias(not args.stdlib)
     if problem:
@@ -293,7 +324,7 @@ def main():
         wanted = set(args.only.split(','))
         tests = [t for t in tests if test_key(t) in wanted]
     else:
-        tests = tests[args.resume:]
+        tests = tests[args.resume :]
 
     classes = []
     for t in tests:
@@ -301,11 +332,13 @@ def main():
             classes.append(type(t))
     for cls in classes:
         wrap_fixture(channel, cls, 'setUpClass', cls.__name__ + '.setUpClass')
-        wrap_fixture(channel, cls, 'tearDownClass', cls.__name__ + '.tearDownClass',
-                     support=support)
+        wrap_fixture(
+            channel, cls, 'tearDownClass', cls.__name__ + '.tearDownClass', support=support
+        )
     wrap_fixture(channel, module, 'setUpModule', 'setUpModule', classmethod_=False)
-    wrap_fixture(channel, module, 'tearDownModule', 'tearDownModule', classmethod_=False,
-                 support=support)
+    wrap_fixture(
+        channel, module, 'tearDownModule', 'tearDownModule', classmethod_=False, support=support
+    )
 
     result = Reporter(channel, support)
     unittest.TestSuite(tests).run(result)

@@ -73,15 +73,18 @@ CHECK_PTH_NAME = 'gomp_suite_check.pth'
 CHECK_PTH_LINE = (
     "import os; os.environ.get('GOMP_SUITE_CHECK') and exec(compile(open("
     "os.environ['GOMP_SUITE_CHECK'], 'rb').read(), os.environ['GOMP_SUITE_CHECK'], 'exec'), "
-    "{'__name__': '_gomp_suite_check', '__file__': os.environ['GOMP_SUITE_CHECK']})\n")
+    "{'__name__': '_gomp_suite_check', '__file__': os.environ['GOMP_SUITE_CHECK']})\n"
+)
 # Helper programs of the stdlib's multiprocessing: an interpreter started
 # with one of these had a stdlib parent (gomp's helpers import gomp.*).
 # The programs the stdlib starts its helpers and spawned children with (a
 # test's own script importing, say, _resource_tracker from there is not one).
-STDLIB_HELPER = re.compile(r'from multiprocessing\.(spawn|forkserver|resource_tracker|'
-                           r'popen_\w+) import (main|spawn_main)\b')
-KILL_GRACE = 3.0        # seconds between the stack dump and SIGKILL
-EXIT_TIMEOUT = 60.0     # for the worker to exit after its last test
+STDLIB_HELPER = re.compile(
+    r'from multiprocessing\.(spawn|forkserver|resource_tracker|'
+    r'popen_\w+) import (main|spawn_main)\b'
+)
+KILL_GRACE = 3.0  # seconds between the stack dump and SIGKILL
+EXIT_TIMEOUT = 60.0  # for the worker to exit after its last test
 MAX_RESTARTS = 80
 
 SHIM_TEMPLATE = '''\
@@ -132,6 +135,7 @@ test._test_multiprocessing.install_tests_in_module_dict(globals(), %(method)r)
 
 # -- the interpreter under test ----------------------------------------------------
 
+
 def probe(python):
     code = r'''
 import json, os, sys, sysconfig
@@ -155,8 +159,9 @@ except Exception:
 print(json.dumps(out))
 '''
     env = clean_env()
-    res = subprocess.run([python, '-c', code], capture_output=True, text=True, env=env,
-                         cwd=tempfile.gettempdir())
+    res = subprocess.run(
+        [python, '-c', code], capture_output=True, text=True, env=env, cwd=tempfile.gettempdir()
+    )
     if res.returncode != 0:
         sys.exit('run_suite: %s does not run: %s' % (python, res.stderr.strip()[-2000:]))
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -178,6 +183,7 @@ def private_interpreter(root, info, shims):
     with site never gets to the zip for these names: gomp.pth puts gomp's
     alias first on sys.meta_path."""
     import zipfile
+
     ver = info['version']
     home = os.path.join(root, 'home')
     venv = os.path.join(root, 'venv')
@@ -191,6 +197,7 @@ def private_interpreter(root, info, shims):
         os.link(info['base_executable'], exe)
     except OSError:
         import shutil
+
         shutil.copy2(info['base_executable'], exe)
     base = info['base_prefix']
     zip_rel = None
@@ -217,8 +224,10 @@ def private_interpreter(root, info, shims):
     os.makedirs(os.path.dirname(os.path.join(venv, site_rel)))
     os.symlink(info['purelib'], os.path.join(venv, site_rel))
     with open(os.path.join(venv, 'pyvenv.cfg'), 'w') as f:
-        f.write('home = %s\ninclude-system-site-packages = false\nversion = %s\n'
-                % (os.path.join(home, 'bin'), info['full']))
+        f.write(
+            'home = %s\ninclude-system-site-packages = false\nversion = %s\n'
+            % (os.path.join(home, 'bin'), info['full'])
+        )
     for name in ('python', 'python3', exe_name):
         os.symlink(os.path.join(home, 'bin', exe_name), os.path.join(venv, 'bin', name))
     return os.path.join(venv, 'bin', 'python')
@@ -228,9 +237,19 @@ def clean_env():
     """The environment of the run: ours, without variables that would change
     what the interpreters import."""
     env = dict(os.environ)
-    for name in ('PYTHONPATH', 'PYTHONHOME', 'PYTHONSTARTUP', 'PYTHONSAFEPATH',
-                 'PYTHONUSERBASE', 'PYTHONINSPECT', 'GOMP_AS_MULTIPROCESSING',
-                 'GOMP_SUITE_CHECK', 'GOMP_SUITE_LOG', 'GOMP_SUITE_VENV', 'GOMP_SUITE_TEST'):
+    for name in (
+        'PYTHONPATH',
+        'PYTHONHOME',
+        'PYTHONSTARTUP',
+        'PYTHONSAFEPATH',
+        'PYTHONUSERBASE',
+        'PYTHONINSPECT',
+        'GOMP_AS_MULTIPROCESSING',
+        'GOMP_SUITE_CHECK',
+        'GOMP_SUITE_LOG',
+        'GOMP_SUITE_VENV',
+        'GOMP_SUITE_TEST',
+    ):
         env.pop(name, None)
     return env
 
@@ -249,7 +268,8 @@ def install_check_pth(info):
 
 # -- expectations ---------------------------------------------------------------------
 
-class Expectations(object):
+
+class Expectations:
     """expected_failures-<X.Y>.txt: `<suites> <test id> <reason>` per line;
     <suites> is `all` or a comma-separated list of fork, spawn, forkserver,
     main_handling. A reason starting with `[flaky]` marks a test that may pass
@@ -260,8 +280,8 @@ class Expectations(object):
 
     def __init__(self, path):
         self.path = path
-        self.entries = {}   # (suite, id) -> (reason, flaky, line number)
-        self.env = {}       # (suite, id) -> (reason, line number): [env] entries
+        self.entries = {}  # (suite, id) -> (reason, flaky, line number)
+        self.env = {}  # (suite, id) -> (reason, line number): [env] entries
         self.errors = []
         if path is None:
             return
@@ -328,15 +348,28 @@ def load_stock_skips(path):
 
 # -- one suite ------------------------------------------------------------------------
 
-class Worker(object):
+
+class Worker:
     def __init__(self, run, resume, only):
         self.run = run
         r, w = os.pipe()
         os.set_blocking(r, False)
         self.fd = r
         self.buf = b''
-        cmd = [run.python, '-X', 'faulthandler', WORKER_FILE, '--suite', run.suite,
-               '--drivers', run.drivers, '--status-fd', str(w), '--resume', str(resume)]
+        cmd = [
+            run.python,
+            '-X',
+            'faulthandler',
+            WORKER_FILE,
+            '--suite',
+            run.suite,
+            '--drivers',
+            run.drivers,
+            '--status-fd',
+            str(w),
+            '--resume',
+            str(resume),
+        ]
         if only:
             cmd += ['--only', ','.join(only)]
         if run.module:
@@ -344,13 +377,24 @@ class Worker(object):
         if run.stdlib:
             cmd.append('--stdlib')
         log = open(run.log_path, 'ab')
-        log.write(('\n===== worker started at %s, resume at test %d: %s\n'
-                   % (time.strftime('%H:%M:%S'), resume, ' '.join(cmd))).encode())
+        log.write(
+            (
+                '\n===== worker started at %s, resume at test %d: %s\n'
+                % (time.strftime('%H:%M:%S'), resume, ' '.join(cmd))
+            ).encode()
+        )
         log.flush()
         try:
-            self.proc = subprocess.Popen(cmd, cwd=run.cwd, env=run.env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, pass_fds=[w],
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=run.cwd,
+                env=run.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=[w],
+                start_new_session=True,
+            )
         finally:
             os.close(w)
             log.close()
@@ -402,9 +446,20 @@ class Worker(object):
         os.close(self.fd)
 
 
-class SuiteRun(object):
-    def __init__(self, suite, python, info, scratch, stdlib, timeout, only, results_dir,
-                 module=None, module_path=None):
+class SuiteRun:
+    def __init__(
+        self,
+        suite,
+        python,
+        info,
+        scratch,
+        stdlib,
+        timeout,
+        only,
+        results_dir,
+        module=None,
+        module_path=None,
+    ):
         self.suite = suite
         self.module = module
         self.module_path = module_path
@@ -428,21 +483,32 @@ class SuiteRun(object):
             # (see private_interpreter), reaching gomp even under -I -S.
             interp = os.path.join(self.dir, 'interp')
             venv = os.path.join(interp, 'venv')
-            self.env.update(GOMP_AS_MULTIPROCESSING='1', GOMP_SUITE_CHECK=CHECK_FILE,
-                            GOMP_SUITE_LOG=self.check_log, GOMP_SUITE_VENV=venv)
+            self.env.update(
+                GOMP_AS_MULTIPROCESSING='1',
+                GOMP_SUITE_CHECK=CHECK_FILE,
+                GOMP_SUITE_LOG=self.check_log,
+                GOMP_SUITE_VENV=venv,
+            )
             shims = {}
-            for name, target in (('multiprocessing', 'gomp'),
-                                 ('_multiprocessing', 'gomp._multiprocessing')):
+            for name, target in (
+                ('multiprocessing', 'gomp'),
+                ('_multiprocessing', 'gomp._multiprocessing'),
+            ):
                 shims[name + '.py'] = SHIM_TEMPLATE % dict(
-                    name=name, target=target, check=CHECK_FILE, log=self.check_log,
-                    venv=venv, gomp_parent=info['gomp_parent'])
+                    name=name,
+                    target=target,
+                    check=CHECK_FILE,
+                    log=self.check_log,
+                    venv=venv,
+                    gomp_parent=info['gomp_parent'],
+                )
                 with open(os.path.join(self.cwd, name + '.py'), 'w') as f:
                     f.write(shims[name + '.py'])
             self.python = private_interpreter(interp, info, shims)
         self.plan = None
         self.module_file = None
-        self.outcomes = {}      # test id -> record
-        self.fixtures = []      # records of fixture problems (extra entries)
+        self.outcomes = {}  # test id -> record
+        self.fixtures = []  # records of fixture problems (extra entries)
         self.env_fixtures = []  # fixtures (tearDownClass...) that altered the environment
         self.fatal = None
         self.restarts = []
@@ -465,8 +531,9 @@ class SuiteRun(object):
         self.outcomes[test_id] = rec
 
     def fixture_problem(self, fixture_id, outcome, reason=None, tb=None):
-        self.fixtures.append(dict(id=fixture_id, outcome=outcome, reason=reason, tb=tb,
-                                  fixture=True))
+        self.fixtures.append(
+            dict(id=fixture_id, outcome=outcome, reason=reason, tb=tb, fixture=True)
+        )
 
     def on_fixture_event(self, msg):
         """A fixture reported by unittest (its error holder's description,
@@ -490,8 +557,9 @@ class SuiteRun(object):
                 else:
                     self.set_outcome(t, 'failed', reason='setUpModule failed', tb=detail)
         elif outcome == 'failed':
-            fid = (cls + '.' + kind) if kind.endswith('Class') or kind == 'doClassCleanups' \
-                else kind
+            fid = (
+                (cls + '.' + kind) if kind.endswith('Class') or kind == 'doClassCleanups' else kind
+            )
             self.fixture_problem(fid, 'failed', reason=kind + ' failed', tb=detail)
 
     # -- driving workers --
@@ -513,8 +581,9 @@ class SuiteRun(object):
             elif resume >= len(self.plan):
                 break
             if len(self.restarts) >= MAX_RESTARTS:
-                self.fatal = dict(what='restarts', message='%d worker restarts: giving up' %
-                                  len(self.restarts))
+                self.fatal = dict(
+                    what='restarts', message='%d worker restarts: giving up' % len(self.restarts)
+                )
                 break
         self.wall = time.monotonic() - t0
         if self.plan is not None:
@@ -526,7 +595,7 @@ class SuiteRun(object):
     def drive(self, worker):
         """Run one worker to its end. Returns None when the suite is over,
         else the plan index to resume at."""
-        current = None          # (id, phase, started)
+        current = None  # (id, phase, started)
         idle_since = time.monotonic()
         last_id = None
         try:
@@ -539,17 +608,23 @@ class SuiteRun(object):
                             self.plan = msg['ids']
                             self.module_file = msg.get('file')
                         elif self.plan != msg['ids']:
-                            self.fatal = dict(what='plan', message='the test plan changed '
-                                              'between workers')
+                            self.fatal = dict(
+                                what='plan', message='the test plan changed between workers'
+                            )
                             worker.kill_group()
                             worker.proc.wait()
                             return None
                     elif ev == 'start':
                         current = (msg['id'], msg['phase'], now)
                     elif ev == 'end':
-                        self.set_outcome(msg['id'], msg['outcome'], reason=msg.get('reason'),
-                                         tb=msg.get('tb'), duration=msg.get('duration'),
-                                         env_changed=msg.get('env_changed'))
+                        self.set_outcome(
+                            msg['id'],
+                            msg['outcome'],
+                            reason=msg.get('reason'),
+                            tb=msg.get('tb'),
+                            duration=msg.get('duration'),
+                            env_changed=msg.get('env_changed'),
+                        )
                         last_id = msg['id']
                         current = None
                     elif ev == 'fixture_end':
@@ -559,8 +634,9 @@ class SuiteRun(object):
                     elif ev == 'fixture':
                         self.on_fixture_event(msg)
                     elif ev == 'fatal':
-                        self.fatal = dict(what=msg.get('what'), message=msg.get('message'),
-                                          tb=msg.get('tb'))
+                        self.fatal = dict(
+                            what=msg.get('what'), message=msg.get('message'), tb=msg.get('tb')
+                        )
                     elif ev == 'done':
                         return self.finish_worker(worker)
                     idle_since = now
@@ -568,32 +644,49 @@ class SuiteRun(object):
                     # Gone without `done`: take what it wrote last, then judge.
                     for msg in worker.messages(0):
                         if msg.get('ev') == 'end':
-                            self.set_outcome(msg['id'], msg['outcome'], reason=msg.get('reason'),
-                                             tb=msg.get('tb'), duration=msg.get('duration'))
+                            self.set_outcome(
+                                msg['id'],
+                                msg['outcome'],
+                                reason=msg.get('reason'),
+                                tb=msg.get('tb'),
+                                duration=msg.get('duration'),
+                            )
                             current = None
                         elif msg.get('ev') == 'fatal':
-                            self.fatal = dict(what=msg.get('what'), message=msg.get('message'),
-                                              tb=msg.get('tb'))
+                            self.fatal = dict(
+                                what=msg.get('what'), message=msg.get('message'), tb=msg.get('tb')
+                            )
                     worker.kill_group()
                     if self.fatal is not None:
                         return None
                     code = worker.proc.returncode
-                    why = ('worker killed by signal %d' % -code if code < 0
-                           else 'worker exited with status %d' % code)
+                    why = (
+                        'worker killed by signal %d' % -code
+                        if code < 0
+                        else 'worker exited with status %d' % code
+                    )
                     return self.interrupted(current, last_id, why, self.tail_of_log())
                 now = time.monotonic()
                 if current is not None and now - current[2] > self.timeout:
                     dump = worker.dump_and_kill()
-                    return self.interrupted(current, last_id, 'timeout: still running after '
-                                            '%d s (stack dump below)' % self.timeout, dump)
+                    return self.interrupted(
+                        current,
+                        last_id,
+                        'timeout: still running after %d s (stack dump below)' % self.timeout,
+                        dump,
+                    )
                 if current is None and now - idle_since > self.timeout:
                     dump = worker.dump_and_kill()
                     if self.plan is None:
-                        self.fatal = dict(what='import', message='importing the suite took '
-                                          'more than %d s' % self.timeout, tb=tail(dump))
+                        self.fatal = dict(
+                            what='import',
+                            message='importing the suite took more than %d s' % self.timeout,
+                            tb=tail(dump),
+                        )
                         return None
-                    return self.interrupted(None, last_id, 'timeout between tests after %s'
-                                            % last_id, dump)
+                    return self.interrupted(
+                        None, last_id, 'timeout between tests after %s' % last_id, dump
+                    )
         finally:
             worker.close()
 
@@ -603,24 +696,37 @@ class SuiteRun(object):
             time.sleep(0.1)
         if worker.proc.poll() is None:
             dump = worker.dump_and_kill()
-            self.fixture_problem('interpreter exit', 'failed',
-                                 reason='the worker did not exit within %d s after its last '
-                                 'test' % EXIT_TIMEOUT, tb=tail(dump))
+            self.fixture_problem(
+                'interpreter exit',
+                'failed',
+                reason='the worker did not exit within %d s after its last test' % EXIT_TIMEOUT,
+                tb=tail(dump),
+            )
         elif worker.proc.returncode != 0:
-            self.fixture_problem('interpreter exit', 'failed',
-                                 reason='the worker exited with status %d after its last test'
-                                 % worker.proc.returncode, tb=self.tail_of_log())
-        worker.kill_group()   # whatever the tests left behind
+            self.fixture_problem(
+                'interpreter exit',
+                'failed',
+                reason='the worker exited with status %d after its last test'
+                % worker.proc.returncode,
+                tb=self.tail_of_log(),
+            )
+        worker.kill_group()  # whatever the tests left behind
         return None
 
     def interrupted(self, current, last_id, why, dump):
         """A worker hung or died: record who was running, and where to resume."""
-        self.restarts.append(dict(why=why, phase=current[1] if current else None,
-                                  id=current[0] if current else last_id))
+        self.restarts.append(
+            dict(
+                why=why,
+                phase=current[1] if current else None,
+                id=current[0] if current else last_id,
+            )
+        )
         tb = tail(dump)
         if self.plan is None:
-            self.fatal = dict(what='import', message='the worker died while importing the '
-                              'suite: ' + why, tb=tb)
+            self.fatal = dict(
+                what='import', message='the worker died while importing the suite: ' + why, tb=tb
+            )
             return None
         if current is not None:
             cid, phase, _ = current
@@ -688,38 +794,72 @@ class SuiteRun(object):
         for r in records:
             kind = r['kind']
             if kind == 'import' and r.get('verdict') != 'gomp':
-                escapes.append(dict(test=r.get('test'), pid=r['pid'],
-                                    what='%s resolved to the stdlib (meta_path %s)'
-                                    % (r.get('name'), r.get('meta_path')), cmd=r.get('cmdline')))
+                escapes.append(
+                    dict(
+                        test=r.get('test'),
+                        pid=r['pid'],
+                        what='%s resolved to the stdlib (meta_path %s)'
+                        % (r.get('name'), r.get('meta_path')),
+                        cmd=r.get('cmdline'),
+                    )
+                )
             elif kind == 'exit':
-                escapes.append(dict(test=r.get('test'), pid=r['pid'],
-                                    what='stdlib modules in sys.modules at exit: %s'
-                                    % ', '.join(r['foreign']), cmd=r.get('cmdline')))
+                escapes.append(
+                    dict(
+                        test=r.get('test'),
+                        pid=r['pid'],
+                        what='stdlib modules in sys.modules at exit: %s' % ', '.join(r['foreign']),
+                        cmd=r.get('cmdline'),
+                    )
+                )
             elif kind == 'start' and STDLIB_HELPER.search(' '.join(r.get('cmdline') or [])):
-                escapes.append(dict(test=r.get('test'), pid=r['pid'],
-                                    what='started by a stdlib multiprocessing (its helper '
-                                    'program)', cmd=r.get('cmdline')))
+                escapes.append(
+                    dict(
+                        test=r.get('test'),
+                        pid=r['pid'],
+                        what='started by a stdlib multiprocessing (its helper program)',
+                        cmd=r.get('cmdline'),
+                    )
+                )
             elif kind == 'launch' and not r.get('hooked'):
                 if r.get('mentions'):
-                    escapes.append(dict(test=r.get('test'), pid=r['pid'],
-                                        what='started an interpreter the alias cannot reach (%s)'
-                                        % r.get('why'), cmd=r.get('cmd')))
+                    escapes.append(
+                        dict(
+                            test=r.get('test'),
+                            pid=r['pid'],
+                            what='started an interpreter the alias cannot reach (%s)'
+                            % r.get('why'),
+                            cmd=r.get('cmd'),
+                        )
+                    )
                 else:
                     unreached.append(r)
             elif kind == 'check_error':
-                escapes.append(dict(test=r.get('test'), pid=r['pid'],
-                                    what='the check failed: %s' % r.get('error')))
+                escapes.append(
+                    dict(
+                        test=r.get('test'),
+                        pid=r['pid'],
+                        what='the check failed: %s' % r.get('error'),
+                    )
+                )
         for e in escapes:
             test = e.get('test')
             if test in self.outcomes:
                 rec = self.outcomes[test]
                 if rec['outcome'] != 'failed':
-                    rec.update(outcome='failed', reason='alias escape: ' + e['what'],
-                               tb=json.dumps(e.get('cmd')))
-        self.alias = dict(interpreters=len({p for p, _ in started}),
-                          importers=len(importers), via_shim=len(shim_pids),
-                          escapes=escapes, unreached_launches=len(unreached),
-                          unreached_examples=[r.get('cmd') for r in unreached[:5]])
+                    rec.update(
+                        outcome='failed',
+                        reason='alias escape: ' + e['what'],
+                        tb=json.dumps(e.get('cmd')),
+                    )
+        self.alias = dict(
+            interpreters=len({p for p, _ in started}),
+            importers=len(importers),
+            via_shim=len(shim_pids),
+            escapes=escapes,
+            unreached_launches=len(unreached),
+            unreached_examples=[r.get('cmd') for r in unreached[:5]],
+        )
         return self.alias
 
     # -- results --
@@ -736,12 +876,22 @@ class SuiteRun(object):
         return c
 
     def write_json(self, comparison):
-        data = dict(suite=self.suite, python=self.info['full'], executable=self.python,
-                    multiprocessing='stdlib' if self.stdlib else 'gomp',
-                    module=self.module_file, tests=len(self.plan or []), counts=self.counts(),
-                    wall_seconds=round(self.wall, 1), timeout=self.timeout,
-                    fatal=self.fatal, restarts=self.restarts, alias_check=self.alias,
-                    comparison=comparison, results=self.entries())
+        data = dict(
+            suite=self.suite,
+            python=self.info['full'],
+            executable=self.python,
+            multiprocessing='stdlib' if self.stdlib else 'gomp',
+            module=self.module_file,
+            tests=len(self.plan or []),
+            counts=self.counts(),
+            wall_seconds=round(self.wall, 1),
+            timeout=self.timeout,
+            fatal=self.fatal,
+            restarts=self.restarts,
+            alias_check=self.alias,
+            comparison=comparison,
+            results=self.entries(),
+        )
         with open(self.json_path, 'w') as f:
             json.dump(data, f, indent=1)
 
@@ -757,9 +907,16 @@ def compare(run, expected, stock_skips):
     listed = expected.for_suite(run.suite) if expected is not None else {}
     skips = stock_skips.get(run.suite, set()) if stock_skips is not None else None
     env_ok = expected.env_for_suite(run.suite) if expected is not None else set()
-    out = dict(unexpected_failures=[], unexpected_passes=[], unexpected_skips=[],
-               stale=[], flaky_failed=[], listed=len(listed), env_changed=[],
-               unexpected_env_changes=[])
+    out = dict(
+        unexpected_failures=[],
+        unexpected_passes=[],
+        unexpected_skips=[],
+        stale=[],
+        flaky_failed=[],
+        listed=len(listed),
+        env_changed=[],
+        unexpected_env_changes=[],
+    )
     # A test or fixture that leaves processes, threads or files behind (the
     # suite's own checks set test.support.environment_altered, as regrtest's
     # "env changed"): allowed only where listed with [env].
@@ -798,31 +955,60 @@ def compare(run, expected, stock_skips):
 
 # -- main -------------------------------------------------------------------------------
 
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--python', default=sys.executable,
-                   help='interpreter of the venv where gomp is installed (pip install .)')
-    p.add_argument('--suite', action='append', choices=SUITES,
-                   help='fork, spawn, forkserver, main_handling (repeat; default: all)')
-    p.add_argument('--timeout', type=float, default=120.0,
-                   help='seconds a test or fixture may run before the watchdog kills it')
-    p.add_argument('--stdlib', action='store_true',
-                   help='calibration: run against the stdlib multiprocessing (never the default)')
-    p.add_argument('--expected', help='expected-failures file (default: '
-                   'expected_failures-<X.Y>.txt next to this script, if it exists)')
-    p.add_argument('--no-expected', action='store_true',
-                   help='report only: do not compare with an expected-failures file')
-    p.add_argument('--write-stock-skips', action='store_true',
-                   help='with --stdlib: write stock_skips-<X.Y>.txt from this run')
-    p.add_argument('--write-expected', action='store_true',
-                   help='write expected_failures-<X.Y>.txt from this run: every test that does '
-                   'not pass, with the reason it failed (keeps [flaky] entries); review it')
+    p.add_argument(
+        '--python',
+        default=sys.executable,
+        help='interpreter of the venv where gomp is installed (pip install .)',
+    )
+    p.add_argument(
+        '--suite',
+        action='append',
+        choices=SUITES,
+        help='fork, spawn, forkserver, main_handling (repeat; default: all)',
+    )
+    p.add_argument(
+        '--timeout',
+        type=float,
+        default=120.0,
+        help='seconds a test or fixture may run before the watchdog kills it',
+    )
+    p.add_argument(
+        '--stdlib',
+        action='store_true',
+        help='calibration: run against the stdlib multiprocessing (never the default)',
+    )
+    p.add_argument(
+        '--expected',
+        help='expected-failures file (default: '
+        'expected_failures-<X.Y>.txt next to this script, if it exists)',
+    )
+    p.add_argument(
+        '--no-expected',
+        action='store_true',
+        help='report only: do not compare with an expected-failures file',
+    )
+    p.add_argument(
+        '--write-stock-skips',
+        action='store_true',
+        help='with --stdlib: write stock_skips-<X.Y>.txt from this run',
+    )
+    p.add_argument(
+        '--write-expected',
+        action='store_true',
+        help='write expected_failures-<X.Y>.txt from this run: every test that does '
+        'not pass, with the reason it failed (keeps [flaky] entries); review it',
+    )
     p.add_argument('--only', help='comma-separated test ids (Class.test_x) to run')
-    p.add_argument('--results', help='directory for the JSON and logs '
-                   '(default: results/<X.Y> next to this script)')
+    p.add_argument(
+        '--results',
+        help='directory for the JSON and logs (default: results/<X.Y> next to this script)',
+    )
     p.add_argument('--keep', action='store_true', help='keep the scratch directory')
-    p.add_argument('--module', help=argparse.SUPPRESS)        # the runner's own tests:
-    p.add_argument('--module-path', help=argparse.SUPPRESS)   # a unittest module as suite
+    p.add_argument('--module', help=argparse.SUPPRESS)  # the runner's own tests:
+    p.add_argument('--module-path', help=argparse.SUPPRESS)  # a unittest module as suite
     args = p.parse_args()
     suites = args.suite or list(SUITES)
     if args.module:
@@ -832,19 +1018,26 @@ def main():
     info = probe(python)
     ver = info['version']
     if 'suite_error' in info and not args.module:
-        sys.exit('run_suite: %s has no test suite (test._test_multiprocessing: %s); on Debian '
-                 'install libpython%s-testsuite' % (python, info['suite_error'], ver))
+        sys.exit(
+            'run_suite: %s has no test suite (test._test_multiprocessing: %s); on Debian '
+            'install libpython%s-testsuite' % (python, info['suite_error'], ver)
+        )
     if not args.stdlib:
         if 'gomp_error' in info:
-            sys.exit('run_suite: gomp does not import in %s: %s (pip install . into its venv)'
-                     % (python, info['gomp_error']))
+            sys.exit(
+                'run_suite: gomp does not import in %s: %s (pip install . into its venv)'
+                % (python, info['gomp_error'])
+            )
         if info['prefix'] == info['base_prefix']:
-            sys.exit('run_suite: %s is not a venv interpreter: the run needs a private venv '
-                     'with gomp installed by pip (its gomp.pth reaches -E/-I interpreters)'
-                     % python)
+            sys.exit(
+                'run_suite: %s is not a venv interpreter: the run needs a private venv '
+                'with gomp installed by pip (its gomp.pth reaches -E/-I interpreters)' % python
+            )
         if not os.path.exists(os.path.join(info['purelib'], 'gomp.pth')):
-            sys.exit('run_suite: %s has no gomp.pth at the root of %s: reinstall gomp with '
-                     '`pip install .`' % (python, info['purelib']))
+            sys.exit(
+                'run_suite: %s has no gomp.pth at the root of %s: reinstall gomp with '
+                '`pip install .`' % (python, info['purelib'])
+            )
         install_check_pth(info)
 
     results_dir = os.path.abspath(args.results or os.path.join(HERE, 'results', ver))
@@ -858,9 +1051,11 @@ def main():
         if expected.errors:
             sys.exit('\n'.join(expected.errors))
         if stock_skips is None and not args.module:
-            sys.exit('run_suite: no %s: calibrate Python %s first (run_suite.py --stdlib '
-                     '--write-stock-skips), or use --no-expected to report only'
-                     % (os.path.relpath(stock_path), ver))
+            sys.exit(
+                'run_suite: no %s: calibrate Python %s first (run_suite.py --stdlib '
+                '--write-stock-skips), or use --no-expected to report only'
+                % (os.path.relpath(stock_path), ver)
+            )
     only = args.only.split(',') if args.only else None
 
     scratch = tempfile.mkdtemp(prefix='gomp-suite-')
@@ -871,8 +1066,11 @@ def main():
             f.write(DRIVER_TEMPLATE % dict(method=method))
 
     mode = 'stdlib multiprocessing (calibration)' if args.stdlib else 'gomp'
-    print('CPython %s suite against %s, with %s; per-test timeout %d s; results in %s'
-          % (info['full'], mode, python, args.timeout, results_dir), flush=True)
+    print(
+        'CPython %s suite against %s, with %s; per-test timeout %d s; results in %s'
+        % (info['full'], mode, python, args.timeout, results_dir),
+        flush=True,
+    )
     if expected is not None and expected.path is None:
         print('(no expected-failures file for Python %s: every failure counts)' % ver)
     elif expected is None and not args.stdlib:
@@ -882,8 +1080,18 @@ def main():
     t_all = time.monotonic()
     try:
         for suite in suites:
-            run = SuiteRun(suite, python, info, scratch, args.stdlib, args.timeout, only,
-                           results_dir, args.module, args.module_path)
+            run = SuiteRun(
+                suite,
+                python,
+                info,
+                scratch,
+                args.stdlib,
+                args.timeout,
+                only,
+                results_dir,
+                args.module,
+                args.module_path,
+            )
             all_runs.append(run)
             run.execute()
             problems = report(run, expected, stock_skips, args)
@@ -895,6 +1103,7 @@ def main():
     finally:
         if not args.keep:
             import shutil
+
             shutil.rmtree(scratch, ignore_errors=True)
         else:
             print('scratch directory kept: ' + scratch)
@@ -929,16 +1138,36 @@ def report(run, expected, stock_skips, args):
         comparison = compare(run, expected, stock_skips)
     run.write_json(comparison)
     c = run.counts()
-    print('%s %s in %.0f s (%s), %d worker restart(s)%s'
-          % (tag, 'no test list' if run.plan is None else '%d tests' % len(run.plan)
-             if not run.only else '%d of %d tests' % (len(run.only), len(run.plan)),
-             run.wall, run.json_path,
-             len(run.restarts), '' if not run.restarts else ': ' + '; '.join(
-                 '%s (%s)' % (r.get('id'), r['why'].split(' (')[0]) for r in run.restarts[:6])))
+    print(
+        '%s %s in %.0f s (%s), %d worker restart(s)%s'
+        % (
+            tag,
+            'no test list'
+            if run.plan is None
+            else '%d tests' % len(run.plan)
+            if not run.only
+            else '%d of %d tests' % (len(run.only), len(run.plan)),
+            run.wall,
+            run.json_path,
+            len(run.restarts),
+            ''
+            if not run.restarts
+            else ': '
+            + '; '.join(
+                '%s (%s)' % (r.get('id'), r['why'].split(' (')[0]) for r in run.restarts[:6]
+            ),
+        )
+    )
     if run.fatal:
         importing = run.fatal['what'] == 'import'
-        print('%s %s: %s' % (tag, 'THE SUITE DOES NOT IMPORT' if importing else 'RUN FAILED',
-                             run.fatal['message']))
+        print(
+            '%s %s: %s'
+            % (
+                tag,
+                'THE SUITE DOES NOT IMPORT' if importing else 'RUN FAILED',
+                run.fatal['message'],
+            )
+        )
         if run.fatal.get('tb'):
             print(indent(run.fatal['tb'], 4))
         if importing and run.plan is not None:
@@ -949,17 +1178,26 @@ def report(run, expected, stock_skips, args):
             problems.append('fatal')
     if not run.stdlib:
         esc = alias['escapes']
-        print('%s alias check: %d interpreters started (%d via the -S shim), %d processes '
-              'imported multiprocessing: %s; %d launches the alias cannot reach, none importing '
-              'multiprocessing' % (tag, alias['interpreters'], alias['via_shim'],
-                                   alias['importers'],
-                                   'all gomp' if not esc else '%d ESCAPES' % len(esc),
-                                   alias['unreached_launches'])
-              if not esc else
-              '%s alias check: %d ESCAPE(S) to the stdlib multiprocessing:' % (tag, len(esc)))
+        print(
+            '%s alias check: %d interpreters started (%d via the -S shim), %d processes '
+            'imported multiprocessing: %s; %d launches the alias cannot reach, none importing '
+            'multiprocessing'
+            % (
+                tag,
+                alias['interpreters'],
+                alias['via_shim'],
+                alias['importers'],
+                'all gomp' if not esc else '%d ESCAPES' % len(esc),
+                alias['unreached_launches'],
+            )
+            if not esc
+            else '%s alias check: %d ESCAPE(S) to the stdlib multiprocessing:' % (tag, len(esc))
+        )
         for e in esc[:20]:
-            print('    %s (pid %s, during %s): %s' % (e['what'], e['pid'], e.get('test'),
-                                                   ' '.join(map(str, e.get('cmd') or []))[:300]))
+            print(
+                '    %s (pid %s, during %s): %s'
+                % (e['what'], e['pid'], e.get('test'), ' '.join(map(str, e.get('cmd') or []))[:300])
+            )
         # An escape fails its test (recorded above). It fails the run too,
         # unless that test is listed as an expected failure: the list then
         # says why no alias can reach that interpreter.
@@ -967,12 +1205,16 @@ def report(run, expected, stock_skips, args):
         if [e for e in esc if e.get('test') not in listed]:
             problems.append('escape')
     if comparison is not None:
-        for key, label in (('unexpected_failures', 'UNEXPECTED FAILURE'),
-                           ('unexpected_passes', 'UNEXPECTED PASS (remove it from the list)'),
-                           ('unexpected_skips', 'SKIPPED, BUT STOCK RUNS IT (list it)'),
-                           ('unexpected_env_changes', 'ENVIRONMENT CHANGED (processes, '
-                            'threads or files left behind)'),
-                           ('stale', 'STALE LIST ENTRY')):
+        for key, label in (
+            ('unexpected_failures', 'UNEXPECTED FAILURE'),
+            ('unexpected_passes', 'UNEXPECTED PASS (remove it from the list)'),
+            ('unexpected_skips', 'SKIPPED, BUT STOCK RUNS IT (list it)'),
+            (
+                'unexpected_env_changes',
+                'ENVIRONMENT CHANGED (processes, threads or files left behind)',
+            ),
+            ('stale', 'STALE LIST ENTRY'),
+        ):
             for tid in comparison[key]:
                 line = '%s %s: %s' % (tag, label, tid)
                 rec = run.outcomes.get(tid)
@@ -983,9 +1225,15 @@ def report(run, expected, stock_skips, args):
                 problems.append(key)
         for tid in comparison['flaky_failed']:
             print('%s failed, listed as flaky: %s' % (tag, tid))
-        print('%s expected failures: %d listed; %d unexpected failure(s), %d unexpected pass(es)'
-              % (tag, comparison['listed'], len(comparison['unexpected_failures']),
-                 len(comparison['unexpected_passes'])))
+        print(
+            '%s expected failures: %d listed; %d unexpected failure(s), %d unexpected pass(es)'
+            % (
+                tag,
+                comparison['listed'],
+                len(comparison['unexpected_failures']),
+                len(comparison['unexpected_passes']),
+            )
+        )
     else:
         if not args.stdlib:
             for e in run.entries():
@@ -995,9 +1243,11 @@ def report(run, expected, stock_skips, args):
         changed = [e['id'] for e in run.entries() if e.get('env_changed')] + run.env_fixtures
         for tid in changed:
             print('%s environment changed: %s' % (tag, tid))
-    print('%s%s %d passed, %d failed, %d skipped'
-          % (tag, ' FAILED' if problems else '', c['passed'], c['failed'], c['skipped']),
-          flush=True)
+    print(
+        '%s%s %d passed, %d failed, %d skipped'
+        % (tag, ' FAILED' if problems else '', c['passed'], c['failed'], c['skipped']),
+        flush=True,
+    )
     return problems
 
 
@@ -1011,26 +1261,34 @@ def list_plan(run):
         path, name = '', 'test.test_multiprocessing_main_handling'
     else:
         path, name = run.drivers, 'test_multiprocessing_' + run.suite
-    code = ('import sys, json, unittest; sys.path.insert(0, %r); import importlib; '
-            'm = importlib.import_module(%r)\n'
-            'def flat(s):\n'
-            '    for t in s:\n'
-            '        yield from (flat(t) if isinstance(t, unittest.TestSuite) else [t])\n'
-            'print(json.dumps(["%%s.%%s" %% (type(t).__name__, t._testMethodName) '
-            'for t in flat(unittest.TestLoader().loadTestsFromModule(m))]))'
-            % (path, name))
+    code = (
+        'import sys, json, unittest; sys.path.insert(0, %r); import importlib; '
+        'm = importlib.import_module(%r)\n'
+        'def flat(s):\n'
+        '    for t in s:\n'
+        '        yield from (flat(t) if isinstance(t, unittest.TestSuite) else [t])\n'
+        'print(json.dumps(["%%s.%%s" %% (type(t).__name__, t._testMethodName) '
+        'for t in flat(unittest.TestLoader().loadTestsFromModule(m))]))' % (path, name)
+    )
     # The venv under test, not the run's private interpreter, whose zip
     # shims would serve gomp.
-    res = subprocess.run([run.info['executable'], '-c', code], capture_output=True, text=True,
-                         env=clean_env(), cwd=tempfile.gettempdir())
+    res = subprocess.run(
+        [run.info['executable'], '-c', code],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        cwd=tempfile.gettempdir(),
+    )
     try:
         return json.loads(res.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return None
 
 
-EXC_LINE = re.compile(r'^([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning|Failure)|'
-                      r'AssertionError)\b')
+EXC_LINE = re.compile(
+    r'^([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning|Failure)|'
+    r'AssertionError)\b'
+)
 
 
 def first_line(rec):
@@ -1054,7 +1312,7 @@ def write_expected(runs, ver, info, old, stock_skips):
     does not pass and the reason from this run; [flaky] entries of the old
     file are kept as they are."""
     path = os.path.join(HERE, 'expected_failures-%s.txt' % ver)
-    rows = {}       # test id -> {suite: reason}
+    rows = {}  # test id -> {suite: reason}
     for run in runs:
         if run.stdlib or run.only or run.plan is None:
             continue
@@ -1074,8 +1332,10 @@ def write_expected(runs, ver, info, old, stock_skips):
                 flaky.setdefault(tid, {})[suite] = reason
     lines = []
     for tid in sorted(set(rows) | set(flaky)):
-        for group in (flaky.get(tid, {}), {s: r for s, r in rows.get(tid, {}).items()
-                                           if s not in flaky.get(tid, {})}):
+        for group in (
+            flaky.get(tid, {}),
+            {s: r for s, r in rows.get(tid, {}).items() if s not in flaky.get(tid, {})},
+        ):
             if not group:
                 continue
             suites = [s for s in SUITES + ('custom',) if s in group]
@@ -1105,14 +1365,18 @@ EXPECTED_HEADER = '''\
 def write_stock_skips(runs, ver, info):
     path = os.path.join(HERE, 'stock_skips-%s.txt' % ver)
     with open(path, 'w', encoding='utf-8') as f:
-        f.write('# Tests that stock multiprocessing skips on CPython %s (written by\n'
-                '# run_suite.py --stdlib --write-stock-skips). A test that gomp skips but\n'
-                '# stock runs counts as not passing.\n' % info['full'])
+        f.write(
+            '# Tests that stock multiprocessing skips on CPython %s (written by\n'
+            '# run_suite.py --stdlib --write-stock-skips). A test that gomp skips but\n'
+            '# stock runs counts as not passing.\n' % info['full']
+        )
         for run in runs:
             for e in run.entries():
                 if e['outcome'] == 'skipped':
-                    f.write('%s %s %s\n' % (run.suite, e['id'],
-                                            ' '.join((e.get('reason') or '').split())))
+                    f.write(
+                        '%s %s %s\n'
+                        % (run.suite, e['id'], ' '.join((e.get('reason') or '').split()))
+                    )
     print('wrote ' + path)
 
 

@@ -3,9 +3,8 @@ with gomp, as CPython's suite did while gomp's synchronize was a placeholder:
 the runner's tests check that this is a failure of every test, never 0
 tests. Not a test of gomp; never collected by pytest."""
 
-import unittest
-
 import multiprocessing
+import unittest
 
 if multiprocessing.__name__ == 'gomp':
     raise NotImplementedError('gomp: this part is not implemented yet')

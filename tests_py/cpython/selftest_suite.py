@@ -12,8 +12,9 @@ import unittest
 
 
 def run_child(code, *flags, **kwargs):
-    return subprocess.run([sys.executable, *flags, '-c', code], capture_output=True,
-                          text=True, timeout=60, **kwargs)
+    return subprocess.run(
+        [sys.executable, *flags, '-c', code], capture_output=True, text=True, timeout=60, **kwargs
+    )
 
 
 def real_home_env():
@@ -26,12 +27,14 @@ def real_home_env():
 
 def _report_name(conn):
     import multiprocessing
+
     conn.send(multiprocessing.__name__)
 
 
 class A_Outcomes(unittest.TestCase):
     def test_1_pass(self):
         import multiprocessing
+
         self.assertEqual(multiprocessing.__name__, 'gomp')
 
     def test_2_fail(self):
@@ -91,6 +94,7 @@ class D_TearDownClassFails(unittest.TestCase):
 class E_Alias(unittest.TestCase):
     def test_spawn_child_gets_gomp(self):
         import multiprocessing
+
         ctx = multiprocessing.get_context('spawn')
         a, b = ctx.Pipe()
         p = ctx.Process(target=_report_name, args=(b,))
@@ -118,8 +122,10 @@ class E_Alias(unittest.TestCase):
         run_child('import multiprocessing', env={})
 
     def test_escape_alias_removed(self):
-        run_child("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
-                  "if type(f).__module__ != 'gomp._alias']; import multiprocessing")
+        run_child(
+            "import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+            "if type(f).__module__ != 'gomp._alias']; import multiprocessing"
+        )
 
     def test_escape_shell_command(self):
         os.system('%s -S -c "import multiprocessing"' % sys.executable)
@@ -136,8 +142,10 @@ class F_Env(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         from test import support
+
         support.environment_altered = True
 
     def test_alters_environment(self):
         from test import support
+
         support.environment_altered = True

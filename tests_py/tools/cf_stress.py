@@ -28,8 +28,13 @@ def main():
         ok = fail = skip = 0
         t0 = time.monotonic()
         for i in range(a.runs):
-            p = subprocess.run([sys.executable, "-c", CF_STRESS_SCRIPT, method, str(a.tasks)],
-                               capture_output=True, text=True, cwd=HERE, timeout=300)
+            p = subprocess.run(
+                [sys.executable, "-c", CF_STRESS_SCRIPT, method, str(a.tasks)],
+                capture_output=True,
+                text=True,
+                cwd=HERE,
+                timeout=300,
+            )
             if p.stdout.startswith("SKIP"):
                 skip += 1
                 break
@@ -38,9 +43,18 @@ def main():
             else:
                 fail += 1
                 print("run %d failed:\n%s%s" % (i, p.stdout, p.stderr[-3000:]), flush=True)
-        print("%s %s: %d ok, %d failed%s (%.0f s)" % (
-            sys.version.split()[0], method, ok, fail, " (skipped: fork refused)" if skip else "",
-            time.monotonic() - t0), flush=True)
+        print(
+            "%s %s: %d ok, %d failed%s (%.0f s)"
+            % (
+                sys.version.split()[0],
+                method,
+                ok,
+                fail,
+                " (skipped: fork refused)" if skip else "",
+                time.monotonic() - t0,
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@ The >2 GiB header is produced by CPython's own _send_bytes without sending
 the payload: the header is written first, and the capture stops there.
 
 Run with the host Python: python tests_py/tools/gen_cpython_frames.py"""
+
 import multiprocessing.connection as mpc
 import os
 import sys
 
-OUT = os.path.join(os.path.dirname(__file__), '..', '..', 'pickle', 'frame', 'testdata',
-                   'cpython_frames.txt')
+OUT = os.path.join(
+    os.path.dirname(__file__), '..', '..', 'pickle', 'frame', 'testdata', 'cpython_frames.txt'
+)
 
 
 class HeaderOnly(mpc.Connection):
@@ -38,7 +40,7 @@ def header_of(size):
         c._send_bytes(bytes(size) if size <= 16384 else _FakeBuffer(size))
     except StopIteration:
         pass
-    return bytes(c.out[:12 if size > 0x7fffffff else 4])
+    return bytes(c.out[: 12 if size > 0x7FFFFFFF else 4])
 
 
 class _FakeBuffer:
@@ -53,10 +55,28 @@ class _FakeBuffer:
 
 
 def main():
-    sizes = [0, 1, 2, 255, 256, 16383, 65535, 65536, 1 << 20, (1 << 24) + 7,
-             0x7ffffffe, 0x7fffffff, 0x80000000, 0x80000001, 1 << 33, (1 << 62) + 3]
-    lines = ['# frames written by CPython %s multiprocessing.connection (size header-hex)'
-             % sys.version.split()[0]]
+    sizes = [
+        0,
+        1,
+        2,
+        255,
+        256,
+        16383,
+        65535,
+        65536,
+        1 << 20,
+        (1 << 24) + 7,
+        0x7FFFFFFE,
+        0x7FFFFFFF,
+        0x80000000,
+        0x80000001,
+        1 << 33,
+        (1 << 62) + 3,
+    ]
+    lines = [
+        '# frames written by CPython %s multiprocessing.connection (size header-hex)'
+        % sys.version.split()[0]
+    ]
     for n in sizes:
         lines.append('%d %s' % (n, header_of(n).hex()))
     with open(OUT, 'w') as f:

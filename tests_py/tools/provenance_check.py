@@ -50,12 +50,20 @@ import sys
 import sysconfig
 import tokenize
 
-WINDOW = 40            # tokens in a token or shape window
-LINE_RUN = 6           # identical logical lines that count as a run
-SAME_NAMES = 0.6       # share of identical names a shape match needs
+WINDOW = 40  # tokens in a token or shape window
+LINE_RUN = 6  # identical logical lines that count as a run
+SAME_NAMES = 0.6  # share of identical names a shape match needs
 _KEEP = frozenset(keyword.kwlist) | {'self', 'cls'}
-_SKIP_TYPES = frozenset((tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER,
-                         tokenize.INDENT, tokenize.DEDENT))
+_SKIP_TYPES = frozenset(
+    (
+        tokenize.COMMENT,
+        tokenize.NL,
+        tokenize.ENCODING,
+        tokenize.ENDMARKER,
+        tokenize.INDENT,
+        tokenize.DEDENT,
+    )
+)
 _BARE = frozenset(('else', 'try', 'finally', 'pass', 'return', 'break', 'continue', 'except'))
 
 _MOD = (1 << 61) - 1
@@ -78,8 +86,8 @@ class Source:
         self._read(text)
 
     def _read(self, text):
-        current = []           # tokens of the logical line being read
-        depth_at_start = 0     # indentation depth where it starts
+        current = []  # tokens of the logical line being read
+        depth_at_start = 0  # indentation depth where it starts
         depth = 0
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
             if tok.type == tokenize.INDENT:
@@ -122,13 +130,20 @@ def _kind(toks, depth):
     if first in ('import', 'from', 'def', 'class', 'async', '@'):
         return 'fact'
     if first in _BARE and len(toks) <= 2:
-        return 'fact'   # `else:`, `pass`, `return`, `except:`
+        return 'fact'  # `else:`, `pass`, `return`, `except:`
     if depth == 0 and first == '__all__':
         return 'fact'
-    if depth == 0 and len(toks) >= 3 and toks[1].string == '=' and all(
+    if (
+        depth == 0
+        and len(toks) >= 3
+        and toks[1].string == '='
+        and all(
             t.type in (tokenize.NAME, tokenize.NUMBER, tokenize.STRING, tokenize.OP)
-            and t.string not in ('(', 'lambda') for t in toks[2:]):
-        return 'fact'   # NAME = constant expression at module level
+            and t.string not in ('(', 'lambda')
+            for t in toks[2:]
+        )
+    ):
+        return 'fact'  # NAME = constant expression at module level
     return 'impl'
 
 
@@ -164,7 +179,7 @@ class Corpus:
     def __init__(self, files, ids):
         self.sources = [Source(p) for p in files]
         self.ids = ids
-        self.exact = {}   # window hash -> [(source, start)]
+        self.exact = {}  # window hash -> [(source, start)]
         self.shape = {}
         self.line_seqs = {}  # hash of LINE_RUN consecutive line texts -> [(source, first line)]
         for n, src in enumerate(self.sources):
@@ -174,7 +189,7 @@ class Corpus:
                 self.shape.setdefault(h, []).extend((n, s) for s in starts)
             texts = [ln[0] for ln in src.lines]
             for k in range(len(texts) - LINE_RUN + 1):
-                self.line_seqs.setdefault(hash(tuple(texts[k:k + LINE_RUN])), []).append((n, k))
+                self.line_seqs.setdefault(hash(tuple(texts[k : k + LINE_RUN])), []).append((n, k))
 
 
 def shared_lines(src, corpus):
@@ -187,26 +202,30 @@ def shared_lines(src, corpus):
         for where in corpus.exact.get(h, ()):
             other = corpus.sources[where[0]].tokens
             for s in starts:
-                if [t[0] for t in src.tokens[s:s + WINDOW]] == \
-                        [t[0] for t in other[where[1]:where[1] + WINDOW]]:
+                if [t[0] for t in src.tokens[s : s + WINDOW]] == [
+                    t[0] for t in other[where[1] : where[1] + WINDOW]
+                ]:
                     runs.append((src.tokens[s][3], src.tokens[s + WINDOW - 1][3], 'tokens'))
     shape_vals = [ids(t[1]) for t in src.tokens]
     for h, starts in window_hashes(shape_vals, WINDOW).items():
         for where in corpus.shape.get(h, ()):
-            other = corpus.sources[where[0]].tokens[where[1]:where[1] + WINDOW]
+            other = corpus.sources[where[0]].tokens[where[1] : where[1] + WINDOW]
             for s in starts:
-                mine = src.tokens[s:s + WINDOW]
+                mine = src.tokens[s : s + WINDOW]
                 if [t[1] for t in mine] != [t[1] for t in other]:
                     continue
                 names = [(a[0], b[0]) for a, b in zip(mine, other) if a[2]]
-                if names and sum(a == b for a, b in names) >= SAME_NAMES * len(names) \
-                        and _one_to_one(names):
+                if (
+                    names
+                    and sum(a == b for a, b in names) >= SAME_NAMES * len(names)
+                    and _one_to_one(names)
+                ):
                     runs.append((mine[0][3], mine[-1][3], 'shape'))
     texts = [ln[0] for ln in src.lines]
     for k in range(len(texts) - LINE_RUN + 1):
-        for n, j in corpus.line_seqs.get(hash(tuple(texts[k:k + LINE_RUN])), ()):
-            other = [ln[0] for ln in corpus.sources[n].lines[j:j + LINE_RUN]]
-            if other == texts[k:k + LINE_RUN]:
+        for n, j in corpus.line_seqs.get(hash(tuple(texts[k : k + LINE_RUN])), ()):
+            other = [ln[0] for ln in corpus.sources[n].lines[j : j + LINE_RUN]]
+            if other == texts[k : k + LINE_RUN]:
                 runs.append((k, k + LINE_RUN - 1, 'lines'))
     covered = set()
     for a, b, _ in runs:
@@ -236,10 +255,13 @@ def _merge(runs):
 def cpython_trees():
     """Lib/multiprocessing directories of the CPythons on this machine."""
     sid = os.environ.get('GOMP_SID_ROOT', '/opt/gomp-sid')
-    patterns = [os.path.expanduser('~/.pyenv/versions/*/lib/python3.*/multiprocessing'),
-                '/usr/lib/python3.*/multiprocessing', '/usr/local/lib/python3.*/multiprocessing',
-                sid + '/usr/lib/python3.*/multiprocessing',
-                os.path.join(sysconfig.get_paths()['stdlib'], 'multiprocessing')]
+    patterns = [
+        os.path.expanduser('~/.pyenv/versions/*/lib/python3.*/multiprocessing'),
+        '/usr/lib/python3.*/multiprocessing',
+        '/usr/local/lib/python3.*/multiprocessing',
+        sid + '/usr/lib/python3.*/multiprocessing',
+        os.path.join(sysconfig.get_paths()['stdlib'], 'multiprocessing'),
+    ]
     found = {}
     for pattern in patterns:
         for d in glob.glob(pattern):
@@ -288,8 +310,9 @@ def check(package, trees=None):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--package', default=os.path.join(os.path.dirname(__file__), '..', '..',
-                                                     'python', 'gomp'))
+    p.add_argument(
+        '--package', default=os.path.join(os.path.dirname(__file__), '..', '..', 'python', 'gomp')
+    )
     p.add_argument('--max-statements', type=int, default=25)
     p.add_argument('--max-run-lines', type=int, default=8)
     p.add_argument('--show', action='store_true', help='print every shared span')
@@ -310,10 +333,14 @@ def main(argv=None):
             print('%-24s %8d %8d %8d' % (rel, shared, impl, run))
         if args.show:
             for a, b, why in spans:
-                print('    %s:%d-%d (%d logical lines; %s)' % (
-                    rel, src.lines[a][1], src.lines[b][2], b - a + 1, '+'.join(sorted(why))))
-    print('TOTAL shared implementation statements: %d (allowed %d); longest shared run: %d '
-          'logical lines (allowed %d)' % (total, args.max_statements, longest, args.max_run_lines))
+                print(
+                    '    %s:%d-%d (%d logical lines; %s)'
+                    % (rel, src.lines[a][1], src.lines[b][2], b - a + 1, '+'.join(sorted(why)))
+                )
+    print(
+        'TOTAL shared implementation statements: %d (allowed %d); longest shared run: %d '
+        'logical lines (allowed %d)' % (total, args.max_statements, longest, args.max_run_lines)
+    )
     return 0 if total <= args.max_statements and longest <= args.max_run_lines else 1
 
 

@@ -17,9 +17,22 @@ from threading import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, 
 from .connection import Pipe
 
 __all__ = [
-    'Process', 'current_process', 'active_children', 'freeze_support',
-    'Lock', 'RLock', 'Semaphore', 'BoundedSemaphore', 'Condition',
-    'Event', 'Barrier', 'Queue', 'Manager', 'Pipe', 'Pool', 'JoinableQueue',
+    'Process',
+    'current_process',
+    'active_children',
+    'freeze_support',
+    'Lock',
+    'RLock',
+    'Semaphore',
+    'BoundedSemaphore',
+    'Condition',
+    'Event',
+    'Barrier',
+    'Queue',
+    'Manager',
+    'Pipe',
+    'Pool',
+    'JoinableQueue',
 ]
 
 # queue.Queue already has task_done() and join().
@@ -54,8 +67,7 @@ class DummyProcess(threading.Thread):
     def start(self):
         caller = current_process()
         if caller is not self._parent:
-            raise RuntimeError('Parent is %r but current_process is %r'
-                               % (self._parent, caller))
+            raise RuntimeError('Parent is %r but current_process is %r' % (self._parent, caller))
         self._start_called = True
         _children_of(caller)[self] = None
         super().start()
@@ -83,19 +95,18 @@ def freeze_support():
     """Nothing to do for threads."""
 
 
-class Namespace(object):
+class Namespace:
     """A plain object whose attributes are the keyword arguments."""
 
     def __init__(self, /, **attributes):
         vars(self).update(attributes)
 
     def __repr__(self):
-        shown = sorted('%s=%r' % item for item in vars(self).items()
-                       if not item[0].startswith('_'))
+        shown = sorted('%s=%r' % item for item in vars(self).items() if not item[0].startswith('_'))
         return '%s(%s)' % (type(self).__name__, ', '.join(shown))
 
 
-class Value(object):
+class Value:
     """A box with a ``value`` attribute: what sharedctypes.Value offers, for
     threads that share memory anyway (typecode is only shown, lock ignored)."""
 
@@ -125,4 +136,5 @@ def shutdown():
 def Pool(processes=None, initializer=None, initargs=()):
     """A pool of worker threads (gomp.pool.ThreadPool)."""
     from ..pool import ThreadPool
+
     return ThreadPool(processes, initializer, initargs)

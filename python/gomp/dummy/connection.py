@@ -14,7 +14,7 @@ __all__ = ['Client', 'Listener', 'Pipe']
 families = [None]
 
 
-class Connection(object):
+class Connection:
     """One end of a channel: it receives from one queue and sends into another."""
 
     def __init__(self, _in, _out):
@@ -53,7 +53,7 @@ def Pipe(duplex=True):
     return _channel()
 
 
-class Listener(object):
+class Listener:
     """Accepts the connections of Client(listener.address). The address is the
     queue through which each Client hands over the listener's end of a new
     channel (at most backlog of them wait to be accepted)."""
