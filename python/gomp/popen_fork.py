@@ -60,7 +60,7 @@ class Popen:
     def _prepare_supervision(self, *fds_to_close):
         # Made before fork() by the fork start method: in the parent, every
         # object made after it costs copy-on-write faults while the child
-        # starts (measured: the finalizer alone took 95 us after a fork).
+        # starts (tests_py/bench/NOTES.md, "Start-up of children").
         self._child = _Child()
         self.finalizer = util.Finalize(self, _release, (self._child,) + fds_to_close)
 

@@ -57,10 +57,8 @@ _ForkingPickler = context.reduction.ForkingPickler
 # through the ring. The memfd's pages are committed only once touched: an idle
 # queue holds 4 KiB of shared memory (8 KiB after a few small items), a busy
 # one the whole ring (68 KiB / 260 KiB / 1028 KiB for rings of 64 KiB /
-# 256 KiB / 1 MiB). Measured against 1 MiB (bench_queues cases, interleaved,
-# medians of 5 and 11 rounds on a loaded 2-CPU VM): 256 KiB x0.81-1.27 and
-# x0.79-1.02, items of 200/400 KiB (streamed with 256 KiB) x0.87/x0.79; 64 KiB
-# x0.56-1.34 and x0.49-1.20. A smaller ring is not clearly free: 1 MiB stays.
+# 256 KiB / 1 MiB). Smaller rings measured no clear gain and some loss
+# (tests_py/bench/NOTES.md, "Queue ring size"): 1 MiB stays.
 _RING_BYTES = 1 << 20
 
 # The bound the stdlib reports as the maxsize of an unbounded queue.

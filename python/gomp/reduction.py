@@ -5,10 +5,8 @@ file descriptors between processes (SCM_RIGHTS).
 Every process that uses gomp imports this module, spawned children first of
 all, so it loads no more than it needs: the C pickler (_pickle, which is what
 pickle.Pickler is) rather than the pickle module with its re, and socket only
-once sockets or file descriptors are passed. Measured here: pickle and
-socket, with the re, enum and selectors they import, take 12 ms to import;
-a bare interpreter starts in 16 ms, a spawned child with nothing to do took
-60."""
+once sockets or file descriptors are passed (the import costs are in
+tests_py/bench/NOTES.md, "Start-up of children")."""
 
 import _socket
 import array

@@ -113,8 +113,8 @@ class SemLock(_multiprocessing.SemLock):
     Unlike the standard library, which wraps a _multiprocessing.SemLock in
     a Python object, these classes are subclasses of the C type itself: so
     acquire(), release() and `with lock:` call the C methods directly, with
-    no Python frame in between (`with` is about 4x faster than a Python
-    __enter__/__exit__ pair). `_semlock` is the object itself, for code that
+    no Python frame in between (bench_sync.py measures `with lock:`).
+    `_semlock` is the object itself, for code that
     follows the standard library's layout."""
 
     # Random names, one draw each: next(SemLock._rand). Libraries that name

@@ -484,9 +484,8 @@ def _flush_std_streams():
 # first fork, and each forked child takes the inherited object over. Opened in
 # the child instead (as spawned children still do), it costs every forked
 # child four system calls and three new objects with their decoder, written
-# into pages the child shares with its parent (copy-on-write faults).
-# Measured: a no-op child starts and joins 12% faster with the object made
-# before the fork (medians of 8 interleaved runs of 200 children each).
+# into pages the child shares with its parent (copy-on-write faults); see
+# tests_py/bench/NOTES.md, "Start-up of children".
 _child_stdin = None
 
 
