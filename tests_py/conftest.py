@@ -129,30 +129,44 @@ def wait_until(predicate, what, timeout=HANG_GUARD, interval=0.01):
         time.sleep(interval)
 
 
+class Background:
+    """Runs fn(*args, **kwargs) in a daemon thread from now on. result()
+    returns its value or re-raises its exception, exception() returns the
+    exception (None if it returned); both fail the test as hung if fn is
+    still running after `hang_guard` seconds."""
+
+    def __init__(self, fn, *args, what=None, hang_guard=HANG_GUARD, **kwargs):
+        self.value = self.error = None
+        self.what = what or getattr(fn, "__qualname__", fn)
+        self.hang_guard = hang_guard
+
+        def run():
+            try:
+                self.value = fn(*args, **kwargs)
+            except BaseException as e:  # handed to the test's thread
+                self.error = e
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def exception(self):
+        self.thread.join(self.hang_guard)
+        if self.thread.is_alive():
+            pytest.fail("hung: %s still running after %s s" % (self.what, self.hang_guard))
+        return self.error
+
+    def result(self):
+        if self.exception() is not None:
+            raise self.error
+        return self.value
+
+
 def returns(fn, *args, what=None, hang_guard=HANG_GUARD, **kwargs):
     """Call fn(*args, **kwargs) in a daemon thread and return its result (or
     raise its exception). A call still running after `hang_guard` seconds
     fails the test as hung: the way to check that a call returns rather than
     blocks, without asserting how fast it does."""
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn(*args, **kwargs)
-        except BaseException as e:  # re-raised in the caller's thread
-            box["error"] = e
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(hang_guard)
-    if thread.is_alive():
-        pytest.fail(
-            "hung: %s still running after %s s"
-            % (what or getattr(fn, "__qualname__", fn), hang_guard)
-        )
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return Background(fn, *args, what=what, hang_guard=hang_guard, **kwargs).result()
 
 
 def run_python(code, *args, timeout=60, env=None, check=True, cwd=None):

@@ -11,41 +11,15 @@ after another (each until its deadline) cannot satisfy."""
 
 import socket
 import struct
-import threading
 
 import pytest
 
 import gomp.connection as connection
+from conftest import HANG_GUARD, Background
 from gomp import AuthenticationError
 from gomp.connection import Client, Listener
 
 KEY = b'faults conn key'
-# Only a guard against a test hanging forever: nothing here measures time.
-HANG_GUARD = 60
-
-
-class Background:
-    """Runs fn(*args) in a daemon thread; result() re-raises its exception
-    and fails the test if it is still running after HANG_GUARD seconds."""
-
-    def __init__(self, fn, *args):
-        self.value = self.error = None
-
-        def run():
-            try:
-                self.value = fn(*args)
-            except BaseException as e:
-                self.error = e
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def result(self):
-        self.thread.join(HANG_GUARD)
-        assert not self.thread.is_alive(), 'background call hung'
-        if self.error is not None:
-            raise self.error
-        return self.value
 
 
 def raw_connect(address):

@@ -20,41 +20,11 @@ import pytest
 
 import gomp
 import gomp.connection as connection
+from conftest import HANG_GUARD, Background
 from gomp import AuthenticationError, util
 from gomp.connection import Client, Listener
 
 KEY = b'listener test key'
-# Only a guard against a test hanging forever: nothing here measures time.
-HANG_GUARD = 60
-
-
-class Background:
-    """Runs fn in a thread; result() re-raises its exception, and fails the
-    test if fn is still running after HANG_GUARD seconds."""
-
-    def __init__(self, fn, *args):
-        self.value = self.error = None
-
-        def run():
-            try:
-                self.value = fn(*args)
-            except BaseException as e:
-                self.error = e
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def result(self):
-        self.thread.join(HANG_GUARD)
-        assert not self.thread.is_alive(), 'background call hung'
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-    def exception(self):
-        self.thread.join(HANG_GUARD)
-        assert not self.thread.is_alive(), 'background call hung'
-        return self.error
 
 
 def accept_in_background(listener):

@@ -13,14 +13,13 @@ import glob
 import os
 import subprocess
 import sys
-import threading
 
 import pytest
 
 import gomp.connection as gconn
+from conftest import HANG_GUARD, Background
 from gomp import AuthenticationError
 
-HANG_GUARD = 60
 KEY = b'interop key \x00\xff'
 
 # The stdlib side. Runs on Python 3.6+ (no syntax newer than that).
@@ -138,27 +137,6 @@ def finish(p):
         out, err = p.communicate()
         pytest.fail('stdlib peer hung; stderr:\n' + err)
     return out.split('\n'), err
-
-
-class Background:
-    def __init__(self, fn, *args):
-        self.value = self.error = None
-
-        def run():
-            try:
-                self.value = fn(*args)
-            except BaseException as e:
-                self.error = e
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def result(self):
-        self.thread.join(HANG_GUARD)
-        assert not self.thread.is_alive(), 'hung'
-        if self.error is not None:
-            raise self.error
-        return self.value
 
 
 def gomp_serves(c, peer):

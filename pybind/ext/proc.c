@@ -200,13 +200,11 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
-/* Starts the reaper of this process image (GIL held). */
-static int reaper_start(void)
+/* Starts a detached thread running fn(arg) with a small stack and every
+ * signal blocked (signals are for Python's main thread), as the reaper and
+ * the owner watcher are. Returns 0 or an errno value. */
+static int start_quiet_thread(void *(*fn)(void *), void *arg)
 {
-    int epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (epfd < 0)
-        return -1;
-    /* Every signal blocked in the reaper thread: they are for Python's. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_attr_t attr;
@@ -215,9 +213,19 @@ static int reaper_start(void)
     pthread_attr_setstacksize(&attr, 64 * 1024);
     pthread_t t;
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int e = pthread_create(&t, &attr, reaper_main, (void *)(intptr_t)epfd);
+    int e = pthread_create(&t, &attr, fn, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
+    return e;
+}
+
+/* Starts the reaper of this process image (GIL held). */
+static int reaper_start(void)
+{
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0)
+        return -1;
+    int e = start_quiet_thread(reaper_main, (void *)(intptr_t)epfd);
     if (e != 0) {
         close(epfd);
         errno = e;
@@ -492,18 +500,7 @@ static PyObject *m_owner_watch(PyObject *self, PyObject *args)
     a->signum = signum;
     a->grace_ms = grace < 0 ? -1 : (long)(grace * 1000);
     int fd = a->pidfd;
-    /* As the reaper: every signal blocked in the thread, a small stack. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
-    pthread_t t;
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int e = pthread_create(&t, &attr, owner_watch_main, a);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
+    int e = start_quiet_thread(owner_watch_main, a);
     if (e != 0) {
         close(fd);
         free(a);

@@ -301,6 +301,19 @@ class _QueueType(type):
         return False
 
 
+def _make_ends(queue):
+    """The stdlib's _reader and _writer of a ring queue: closing one closes
+    this process's get or put side (see _Reader and _Writer)."""
+    queue._reader = _Reader(queue, '_get_closed')
+    queue._writer = _Writer(queue, '_put_closed')
+
+
+def _close_when_both_ends_closed(queue):
+    """Called when an end closes: the ring goes once both have."""
+    if queue._put_closed and queue._get_closed:
+        queue._close_ring()
+
+
 # ---- Queue ---------------------------------------------------------------------------------
 
 
@@ -349,12 +362,9 @@ class Queue(_gomp.QueueCore, metaclass=_QueueType):
         self._closed = False
         self._used = False
         self._joincancelled = False
-        self._reader = _Reader(self, '_get_closed')
-        self._writer = _Writer(self, '_put_closed')
+        _make_ends(self)
 
-    def _end_closed(self):
-        if self._put_closed and self._get_closed:
-            self._close_ring()
+    _end_closed = _close_when_both_ends_closed
 
     def _reader_closed(self):
         self._unwatch()
@@ -438,12 +448,9 @@ class SimpleQueue(_gomp.SimpleQueueCore, metaclass=_QueueType):
     def __init__(self, *, ctx):
         _gomp.SimpleQueueCore.__init__(self, _RING_BYTES, 0, 0, _dumps)
         self._is_fork_ctx = _is_fork(ctx)
-        self._reader = _Reader(self, '_get_closed')
-        self._writer = _Writer(self, '_put_closed')
+        _make_ends(self)
 
-    def _end_closed(self):
-        if self._put_closed and self._get_closed:
-            self._close_ring()
+    _end_closed = _close_when_both_ends_closed
 
     def _reader_closed(self):
         self._unwatch()
@@ -466,8 +473,7 @@ class SimpleQueue(_gomp.SimpleQueueCore, metaclass=_QueueType):
         df, de, rclosed, wclosed = state
         _gomp.SimpleQueueCore.__init__(self, 0, dumps=_dumps, fd=df.detach(), efd=de.detach())
         self._is_fork_ctx = False
-        self._reader = _Reader(self, '_get_closed')
-        self._writer = _Writer(self, '_put_closed')
+        _make_ends(self)
         self._get_closed = rclosed
         self._put_closed = wclosed
 
