@@ -383,6 +383,7 @@ class Round:
         self.c = collections.Counter()  # ops hangs losses corrupt leaks expected
         self.expected = collections.Counter()
         self.problems = []
+        self.stuck = False  # E3 on an internal lock: the object is unusable
 
     def start(self, role, target, args):
         path = os.path.join(self.tmp, "%s-%d" % (role, sum(map(len, self.paths.values()))))
@@ -468,14 +469,19 @@ def guarded(fn, *args):
     return True, box[0][1] if box[0][0] else box[0][1]
 
 
+def held_by_dead(lock):
+    """True if lock (a Lock or RLock) is held by a process that is gone.
+    (Not the OwnerDiedWarning: a process is warned only once.)"""
+    pid = lock._owner()
+    return pid is not None and pid > 0 and not _alive(pid)
+
+
 def stuck_by_dead_owner(R, lock, what):
     """After a call that hung on an object built on a non-robust internal
-    Lock (Event, Barrier): if that lock is held by a killed process (E3,
-    the OwnerDiedWarning tells), count it as expected, else as a hang."""
-    ok, died = _acquire_noting_death(lock, 2.0)
-    if ok:
-        lock.release()
-    if not ok and died:
+    Lock (Event, Barrier): if that lock is held by a killed process (E3),
+    count it as expected, else as a hang. Either way the object is stuck."""
+    R.stuck = True
+    if held_by_dead(lock):
         R.expect("E3 lock-stuck (internal lock)")
     else:
         R.problem("hangs", what)
@@ -679,7 +685,7 @@ def round_lock(R):
         lock.release()
         if timeouts:
             R.problem("hangs", "%d workers timed out in acquire() of a free lock" % timeouts)
-    elif died and not robust:
+    elif not robust and (died or held_by_dead(lock)):
         R.expect("E3 lock-stuck")
     else:
         R.problem("hangs", "lock not acquirable (owner died warning: %s)" % died)
@@ -810,6 +816,8 @@ def round_barrier(R):
         R.start(role, _barrier_worker, (bar, tag[0]))
 
     def reset(_role):
+        if R.stuck:
+            return
         done, _ = guarded(bar.reset)
         if not done:
             stuck_by_dead_owner(R, bar._lock, "reset() after a kill")
@@ -820,6 +828,8 @@ def round_barrier(R):
     R.kill_all()
     reps = R.reports()
     R.c["ops"] += sum(1 for k, *_ in reps if k == "O")
+    if R.stuck:
+        return
     R.expect(
         "E6 barrier-broken", min(1, sum(1 for k, *_ in reps if k == "K")) * sum(R.kills.values())
     )
