@@ -5,7 +5,7 @@ VENV ?= .venv
 VPY := $(abspath $(VENV))/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all install demo test test-newer test-go test-py test-asan test-suite test-clients test-cpython lint lint-c lint-py provenance bench fuzz clean
+.PHONY: all install demo test test-newer test-go test-py test-asan test-suite test-clients test-cpython lint lint-c lint-py provenance bench fuzz soak clean
 
 all: install
 
@@ -180,6 +180,12 @@ bench: install
 	$(VPY) tests_py/bench/bench_sync.py
 	$(VPY) tests_py/bench/bench_shared.py
 	$(VPY) tests_py/bench/bench_pool.py
+
+# A kill storm over every object type and start method (tests_py/soak.py):
+# 10 minutes unless SOAK_SECONDS says otherwise.
+SOAK_SECONDS ?= 600
+soak: install
+	SOAK_SECONDS=$(SOAK_SECONDS) $(VPY) tests_py/soak.py
 
 clean:
 	rm -rf build dist *.egg-info python/*.egg-info $(VENV) .venv-3.* $(CLIENTS_VENV) $(ASAN_VENV)
