@@ -3,6 +3,7 @@ own, so that spawned and fork-server children can import them)."""
 
 import os
 import threading
+import time
 
 
 def use_all(lock, rlock, sem, bsem, event, cond, barrier, done):
@@ -50,3 +51,11 @@ def wait_on_condition_and_report(cond, ready, result):
         ready.release()
         if cond.wait(60):
             result.release()
+
+
+def hold_internal_lock(obj, ready):
+    """Take the internal lock of an Event or Barrier and keep it (the test
+    kills this process while it holds it)."""
+    obj._lock.acquire()
+    ready.release()
+    time.sleep(3600)

@@ -615,7 +615,7 @@ class Event(_StateInLock):
 
     def __init__(self, *, ctx):
         ctx = _context(ctx)
-        self._attach(ctx.Condition(ctx.Lock()))
+        self._attach(ctx.Condition(ctx.Lock(robust=True)))
 
     def is_set(self):
         with self._lock:
@@ -674,7 +674,7 @@ class Barrier(_StateInLock, threading.Barrier):
         self._parties = parties
         self._action = action
         self._timeout = timeout
-        self._attach(ctx.Condition(ctx.Lock()))
+        self._attach(ctx.Condition(ctx.Lock(robust=True)))
 
     def wait(self, timeout=None):
         """Wait until `parties` parties have called wait(); return this
