@@ -61,3 +61,32 @@ def blocked_in_shared_futex(pid, tid=None):
 def thread_blocked(thread):
     """blocked_in_shared_futex for a threading.Thread of this process."""
     return blocked_in_shared_futex(os.getpid(), thread.native_id)
+
+
+def _state(pid, tid):
+    with open("/proc/%d/task/%d/stat" % (pid, tid)) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def futex_key(pid, tid=None):
+    """What thread tid of process pid sleeps on, as (device, inode, offset in
+    the file) of a futex word in a shared mapping, the same in every process
+    that maps the file wherever it maps it; None if the thread is not asleep
+    in a futex wait on a shared word (a woken thread, runnable but not yet
+    out of the system call, is not asleep)."""
+    tid = pid if tid is None else tid
+    addr = futex_wait_address(pid, tid)
+    if addr is None:
+        return None
+    try:
+        if _state(pid, tid) != "S":
+            return None
+        with open("/proc/%d/maps" % pid) as f:
+            for line in f:
+                span, perms, offset, dev, inode = line.split()[:5]
+                lo, hi = (int(x, 16) for x in span.split("-"))
+                if "s" in perms and lo <= addr < hi:
+                    return (dev, int(inode), int(offset, 16) + addr - lo)
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return None
