@@ -12,7 +12,7 @@ import pytest
 
 import gomp
 import queue_helpers as H
-from blocked_helpers import thread_blocked
+from blocked_helpers import blocked_in_shared_futex, thread_blocked
 from conftest import HANG_GUARD, returns, run_python, wait_until
 from gomp import _gomp, queues
 
@@ -629,7 +629,8 @@ def test_consumer_killed_while_waiting():
     procs = [ctx.Process(target=H.consume_forever, args=(q, out)) for _ in range(2)]
     for p in procs:
         p.start()
-    time.sleep(0.3)
+    for p in procs:  # killed while they wait in get(), not before
+        wait_until(lambda p=p: blocked_in_shared_futex(p.pid), "a consumer waiting in get()")
     for p in procs:
         p.kill()
         p.join()

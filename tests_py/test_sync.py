@@ -963,7 +963,13 @@ def test_ctrl_c_interrupts_blocking_calls(what):
     )
     try:
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.3)  # let it block
+        # Signal it once it sleeps in the call (a signal that came earlier
+        # would interrupt plain Python code, and pass for any wait).
+        wait_until(
+            lambda: blocked_helpers.blocked_in_shared_futex(proc.pid) or proc.poll() is not None,
+            "the child blocked in %s" % what,
+        )
+        assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         # A hang guard shorter than the 60 s timeout above: a wait that
         # ignores Ctrl-C fails here (bench_latency.py measures how fast it is).
