@@ -21,8 +21,8 @@ import pytest
 
 import gomp
 import gomp.connection as connection
-from gomp import AuthenticationError, util
 from conftest import wait_until
+from gomp import AuthenticationError, util
 from gomp.connection import Client, Connection, Listener
 
 KEY = b'listener test key'

@@ -16,8 +16,8 @@ import warnings
 
 import pytest
 
-import gomp
 import blocked_helpers
+import gomp
 import sync_helpers as h
 from conftest import HERE, held_by_another_thread, returns, run_python, wait_until
 from gomp import _gomp, _multiprocessing, synchronize
@@ -663,8 +663,10 @@ def test_condition_several_waiters_in_several_processes(ctx):
     # Exactly two: the other four are asleep again on that word (not woken
     # and runnable) and no wake-up is left in the semaphore for them.
     wait_until(
-        lambda: sum(a == b for a, b in zip(asleep(), keys)) == 4
-        and cond._wait_semaphore.get_value() == 0,
+        lambda: (
+            sum(a == b for a, b in zip(asleep(), keys)) == 4
+            and cond._wait_semaphore.get_value() == 0
+        ),
         lambda: "four waiters still asleep, not %r" % (asleep(),),
     )
     assert woken.get_value() == 2  # exactly two
