@@ -88,11 +88,26 @@ def stdin_report(conn, method, close_then_start_child):
 
 
 def parent_liveness(conn):
+    """Report whether the parent lives, wait for it to end (60 s: a hang
+    guard), then report again: ("parent gone", False) only if it did."""
     import gomp
 
-    conn.send(gomp.parent_process().is_alive())
-    gomp.parent_process().join(10)
-    conn.send("parent gone")
+    parent = gomp.parent_process()
+    conn.send(parent.is_alive())
+    parent.join(60)
+    conn.send(("parent gone", parent.is_alive(), parent.exitcode))
+
+
+def liveness_child_then_exit(conn, go, method):
+    """Start a parent_liveness child (reporting on conn), wait for the word
+    on go, then end at once, without joining it: the child sees its parent
+    go."""
+    import gomp
+
+    child = gomp.get_context(method).Process(target=parent_liveness, args=(conn,))
+    child.start()
+    go.recv()
+    os._exit(0)
 
 
 def send_handle_back(conn, fd):

@@ -15,14 +15,15 @@ import sys
 import threading
 import time
 import tracemalloc
+import types
 
 import pytest
 
 import gomp
 import gomp.connection as connection
-from conftest import HANG_GUARD, Background
+from conftest import HANG_GUARD, Background, wait_until
 from gomp import AuthenticationError, util
-from gomp.connection import Client, Listener
+from gomp.connection import Client, Connection, Listener
 
 KEY = b'listener test key'
 
@@ -602,17 +603,51 @@ def test_handshake_wait_is_interruptible():
 
 
 def test_no_timeout_when_handshake_timeout_is_none(monkeypatch):
+    """HANDSHAKE_TIMEOUT None: a handshake has no deadline at all. While the
+    peer is half-way, the listener's clock jumps four months ahead (any
+    deadline, the 20 s default included, would have passed) and the
+    listener goes through one more round of its wait (the peer sends a
+    byte): the peer is still served. Every wait has no time limit."""
     monkeypatch.setattr(connection, 'HANDSHAKE_TIMEOUT', None)
+    skew = [0.0]
+    clock = types.SimpleNamespace(**vars(time))
+    clock.monotonic = lambda: time.monotonic() + skew[0]
+    monkeypatch.setattr(connection, 'time', clock)
+    real_core = connection._gomp
+    waits = []  # the timeout of each wait the listener entered
+
+    class Core:
+        def __getattr__(self, name):
+            return getattr(real_core, name)
+
+        def wait_readable(self, fds, timeout):
+            waits.append(timeout)
+            return real_core.wait_readable(fds, timeout)
+
+    monkeypatch.setattr(connection, '_gomp', Core())
     with Listener(authkey=KEY) as l:
-
-        def slow_client():
-            time.sleep(0.3)
-            return Client(l.address, authkey=KEY)
-
-        client = Background(slow_client)
-        with l.accept() as d, client.result() as c:
+        s = raw_connect(l.address)
+        accepted = Background(l.accept)
+        challenge = read_frame(s)[len(b'#CHALLENGE#') :]
+        wait_until(lambda: waits, 'the listener waiting for the peer')
+        skew[0] = 1e7
+        answer = frame(connection._create_response(KEY, challenge))
+        s.sendall(answer[:1])
+        # The listener read the byte, checked the deadlines against its
+        # clock and waits again, or else gave up on the peer.
+        wait_until(
+            lambda: len(waits) >= 2 or not accepted.thread.is_alive(),
+            'the listener reading the first byte',
+        )
+        assert accepted.thread.is_alive(), 'accept() returned: %r' % (accepted.exception(),)
+        s.sendall(answer[1:])
+        assert read_frame(s) == b'#WELCOME#'
+        channel = connection._SocketChannel(s)
+        connection._run_steps(channel, connection._challenge_steps(channel.send_bytes, KEY))
+        with accepted.result() as d, Connection(s.detach()) as c:
             c.send('slow but fine')
             assert d.recv() == 'slow but fine'
+        assert waits and all(t is None for t in waits), waits
 
 
 # ---- bad listeners against a Client ---------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 import gomp
 import manager_helpers as h
-from conftest import HERE
+from conftest import HANG_GUARD, HERE
 from gomp import managers, shared_memory
 from gomp.managers import RemoteError, SyncManager
 
@@ -271,17 +271,43 @@ def test_shared_memory_manager():
 
 
 def test_threads_share_no_connection():
+    """Each thread calls the server through a connection of its own, opened
+    on its first call: four threads that call at the same time hold four
+    connections, none of them the main thread's, and no call gets another
+    thread's reply."""
     with SyncManager() as m:
         lst = m.list()
-        threads = [
-            threading.Thread(target=lambda i=i: [lst.append(i) for _ in range(50)])
-            for i in range(4)
-        ]
+        lst.append(-1)  # the main thread's connection
+        main_conn = lst._tls.connection
+        barrier = threading.Barrier(4)
+        conns = {}
+
+        errors = []
+
+        def work(i):
+            try:
+                lst.append(i)
+                conns[i] = lst._tls.connection
+                barrier.wait(HANG_GUARD)  # all four connections open at once
+                for _ in range(49):
+                    lst.append(i)
+                assert lst._tls.connection is conns[i]  # kept for the thread's life
+            except BaseException as e:
+                errors.append(e)
+                barrier.abort()
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert sorted(lst[:]) == sorted(list(range(4)) * 50)
+        assert errors == []
+        assert sorted(conns) == [0, 1, 2, 3]
+        opened = [main_conn] + [conns[i] for i in range(4)]
+        assert len({id(c) for c in opened}) == 5, "threads share a connection"
+        assert len({c.fileno() for c in opened}) == 5
+        assert lst._tls.connection is main_conn
+        assert sorted(lst[:]) == sorted([-1] + list(range(4)) * 50)
 
 
 # ---- interoperability with the stdlib's managers -------------------------------------------

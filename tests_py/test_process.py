@@ -11,7 +11,7 @@ import pytest
 
 import gomp
 import procs_helpers as h
-from conftest import run_python, wait_until
+from conftest import HANG_GUARD, run_python, wait_until
 from gomp import connection
 from gomp._versions import V
 
@@ -192,7 +192,15 @@ def test_reaper_races_the_parent_without_losing_a_status():
         for i in range(60):
             p = started(ctx, h.exit_with, i % 5)
             if i % 3 == 0:
-                time.sleep(0.005)  # let the reaper get some first
+                # The reaper wins this one: the child goes (not even a
+                # zombie) with nobody joining it; the reaper holds its status.
+                wait_until(
+                    lambda p=p: _zombie_or_gone(p.pid) == "gone",
+                    "child %d reaped by the reaper" % i,
+                )
+                # ... until join() or the next start()'s poll of the
+                # children collects it.
+                assert _gomp.proc_reaper_state()[0] >= 1
             procs.append(p)
         for i, p in enumerate(procs):
             p.join(30)
@@ -231,10 +239,27 @@ def test_parent_process_liveness(ctx):
     r, w = ctx.Pipe()
     p = started(ctx, h.parent_liveness, w)
     assert r.recv() is True
-    # The parent stays alive: the child's join(10) times out only if we die,
-    # so it still waits; stop it.
+    # The parent stays alive: the child still waits in join() (it reports
+    # when that returns); stop it.
+    assert not r.poll(0.2)
     p.terminate()
     p.join()
+
+
+def test_parent_process_sees_its_parent_go(ctx):
+    """A child whose parent exits sees it: parent_process().join() returns
+    and is_alive() turns False."""
+    r, w = ctx.Pipe(duplex=False)
+    go_r, go_w = ctx.Pipe(duplex=False)
+    middle = started(ctx, h.liveness_child_then_exit, w, go_r, ctx.get_start_method())
+    assert r.poll(HANG_GUARD)
+    assert r.recv() is True  # the grandchild's parent (middle) is alive
+    go_w.send(None)
+    middle.join(HANG_GUARD)
+    assert middle.exitcode == 0
+    assert r.poll(HANG_GUARD), "the grandchild's parent_process().join() did not return"
+    what, alive, _ = r.recv()
+    assert (what, alive) == ("parent gone", False)
 
 
 def test_current_and_active(ctx):

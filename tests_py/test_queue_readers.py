@@ -382,9 +382,11 @@ def test_reader_closed_with_ignore_epipe_drops_the_overflow():
     big = b"o" * (gomp.queues._RING_BYTES // 3)
     for _ in range(3):
         q.put(big)
+    assert q._stat(_gomp.GOMP_QSTAT_PENDING) > 0  # one waits in the overflow
     q._reader.close()
     q.close()
-    returns(q.join_thread)  # does not wait for room that never comes
+    returns(q.join_thread)  # does not wait for room that never comes ...
+    assert q._stat(_gomp.GOMP_QSTAT_PENDING) == 0  # ... because it was dropped
 
 
 def test_reader_closed_without_ignore_epipe_keeps_the_overflow():

@@ -12,7 +12,8 @@ import pytest
 
 import gomp
 import queue_helpers as H
-from conftest import HANG_GUARD, returns, run_python
+from blocked_helpers import blocked_in_shared_futex, thread_blocked
+from conftest import HANG_GUARD, returns, run_python, wait_until
 from gomp import _gomp, queues
 
 METHODS = ["fork", "spawn", "forkserver"]
@@ -319,10 +320,23 @@ def test_joinable_queue_in_process():
     q.put(2)
     q.get()
     q.task_done()
-    t = threading.Timer(0.1, lambda: (q.get(), q.task_done()))
-    t.start()
-    q.join()
-    t.join()
+    # join() waits while an item is not done: it must be blocked (in its
+    # futex wait, see blocked_helpers) and not have returned, until the
+    # last task_done().
+    returned = []
+    joiner = threading.Thread(target=lambda: (q.join(), returned.append(True)))
+    joiner.start()
+    wait_until(
+        lambda: returned or thread_blocked(joiner),
+        "join() blocked with an item not done",
+    )
+    assert not returned, "join() returned with an item not done"
+    assert q.get() == 2
+    assert not returned
+    q.task_done()
+    joiner.join(HANG_GUARD)
+    assert returned == [True]
+    q.join()  # nothing left: returns at once
     with pytest.raises(ValueError, match="called too many times"):
         q.task_done()
 
@@ -615,7 +629,8 @@ def test_consumer_killed_while_waiting():
     procs = [ctx.Process(target=H.consume_forever, args=(q, out)) for _ in range(2)]
     for p in procs:
         p.start()
-    time.sleep(0.3)
+    for p in procs:  # killed while they wait in get(), not before
+        wait_until(lambda p=p: blocked_in_shared_futex(p.pid), "a consumer waiting in get()")
     for p in procs:
         p.kill()
         p.join()

@@ -16,6 +16,7 @@ import warnings
 
 import pytest
 
+import blocked_helpers
 import gomp
 import sync_helpers as h
 from conftest import HERE, held_by_another_thread, returns, run_python, wait_until
@@ -642,13 +643,32 @@ def test_condition_several_waiters_in_several_processes(ctx):
         t.start()
     for _ in range(6):
         assert sleeping.acquire(timeout=60)
-    time.sleep(0.1)
+    waiters = [(p.pid, None) for p in procs] + [(os.getpid(), t.native_id) for t in threads]
+
+    def asleep():
+        # what each waiter sleeps on (futex word of a shared mapping), or None
+        return [blocked_helpers.futex_key(pid, tid) for pid, tid in waiters]
+
+    # All six asleep in cond.wait(): on words of one shared file (the
+    # condition's wait semaphore gives each sleeper a word of its own).
+    keys = wait_until(
+        lambda: (lambda k: None not in k and len({x[:2] for x in k}) == 1 and k)(asleep()),
+        lambda: "six waiters asleep in cond.wait(), not %r" % (asleep(),),
+    )
     assert woken.get_value() == 0
     assert repr(cond).endswith(", 6)>")
     with cond:
         cond.notify(2)
     assert wait_value(woken, 2) == 2
-    time.sleep(0.1)
+    # Exactly two: the other four are asleep again on that word (not woken
+    # and runnable) and no wake-up is left in the semaphore for them.
+    wait_until(
+        lambda: (
+            sum(a == b for a, b in zip(asleep(), keys)) == 4
+            and cond._wait_semaphore.get_value() == 0
+        ),
+        lambda: "four waiters still asleep, not %r" % (asleep(),),
+    )
     assert woken.get_value() == 2  # exactly two
     with cond:
         cond.notify_all()
@@ -945,7 +965,13 @@ def test_ctrl_c_interrupts_blocking_calls(what):
     )
     try:
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.3)  # let it block
+        # Signal it once it sleeps in the call (a signal that came earlier
+        # would interrupt plain Python code, and pass for any wait).
+        wait_until(
+            lambda: blocked_helpers.blocked_in_shared_futex(proc.pid) or proc.poll() is not None,
+            "the child blocked in %s" % what,
+        )
+        assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         # A hang guard shorter than the 60 s timeout above: a wait that
         # ignores Ctrl-C fails here (bench_latency.py measures how fast it is).

@@ -2,7 +2,9 @@ package fdio
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"math/rand"
 	"os"
 	"sync"
@@ -70,6 +72,27 @@ func recvFrame(fd int) ([]byte, error) {
 	}
 }
 
+// framePattern is the payload of frame i, n bytes that differ from one
+// position to the next and from one frame to the next (with no period
+// that divides the pipe's or the socket's buffer sizes), so that a byte
+// lost, repeated, reordered or taken from another frame shows.
+func framePattern(i, n int) []byte {
+	p := make([]byte, n)
+	x := uint32(i*2654435761 + 1)
+	for j := range p {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		p[j] = byte(x)
+	}
+	return p
+}
+
+// sum names a payload by its SHA-256 for a failure message.
+func sum(p []byte) string {
+	return fmt.Sprintf("sha256 %x", sha256.Sum256(p))
+}
+
 func TestFramesThroughPipeAndSocket(t *testing.T) {
 	for _, kind := range []string{"pipe", "socketpair"} {
 		var r, w int
@@ -84,8 +107,7 @@ func TestFramesThroughPipeAndSocket(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i, n := range sizes {
-				p := bytes.Repeat([]byte{byte(i + 1)}, n)
-				if err := sendFrame(w, p); err != nil {
+				if err := sendFrame(w, framePattern(i, n)); err != nil {
 					t.Errorf("%s send %d: %v", kind, n, err)
 					return
 				}
@@ -96,8 +118,9 @@ func TestFramesThroughPipeAndSocket(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s recv %d: %v", kind, n, err)
 			}
-			if len(got) != n || (n > 0 && (got[0] != byte(i+1) || got[n-1] != byte(i+1))) {
-				t.Fatalf("%s frame %d: got %d bytes", kind, i, len(got))
+			if want := framePattern(i, n); !bytes.Equal(got, want) {
+				t.Fatalf("%s frame %d: got %d bytes (%s), want %d (%s)", kind, i,
+					len(got), sum(got), n, sum(want))
 			}
 		}
 		wg.Wait()

@@ -296,12 +296,15 @@ func TestWatchNoLostWakeups(t *testing.T) {
 }
 
 // The same with a consumer in another view that takes items too: readiness
-// may then be spurious, never lost.
+// may then be spurious, never lost. The other consumer stops after half the
+// items, so that the watcher must take the rest by readiness alone (were it
+// to drain the ring to the end, a descriptor that never becomes readable
+// would pass).
 func TestWatchNoLostWakeupsWithAnotherConsumer(t *testing.T) {
 	q, fd := newTestQueue(t, 1<<16, 0, 0)
 	p, c := attach(t, fd), attach(t, fd)
 	const n = 20000
-	var taken atomic.Int64
+	var taken, other atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -316,18 +319,20 @@ func TestWatchNoLostWakeupsWithAnotherConsumer(t *testing.T) {
 	}()
 	go func() {
 		defer wg.Done()
-		for {
+		for other.Load() < n/2 {
 			select {
 			case <-stop:
 				return
 			default:
 			}
 			if _, err := get(c, 0); err == nil {
+				other.Add(1)
 				taken.Add(1)
 			}
 		}
 	}()
 	efd, _ := q.Watch()
+	mine := 0
 	for taken.Load() < n {
 		if !readable(t, efd, time.Minute) {
 			// Readiness is needed only while an item is there.
@@ -338,12 +343,16 @@ func TestWatchNoLostWakeupsWithAnotherConsumer(t *testing.T) {
 		}
 		if _, err := get(q, 0); err == nil {
 			taken.Add(1)
+			mine++
 		}
 	}
 	close(stop)
 	wg.Wait()
 	q.Empty()
 	level(t, q, efd, "at the end")
+	if int64(mine)+other.Load() != n || mine < n/2 {
+		t.Fatalf("the watcher took %d items, the other consumer %d, of %d", mine, other.Load(), n)
+	}
 }
 
 // Nobody watches: puts and gets never touch the eventfd (its counter stays
