@@ -5,7 +5,7 @@ VENV ?= .venv
 VPY := $(abspath $(VENV))/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all install demo test test-newer test-go test-py test-suite test-clients test-cpython lint lint-c lint-py provenance bench fuzz clean
+.PHONY: all install demo test test-newer test-go test-py test-suite test-clients test-cpython lint lint-c lint-py provenance bench fuzz clean wheels test-wheels
 
 all: install
 
@@ -36,6 +36,19 @@ test-newer:
 		echo "== CPython $$v"; \
 		.ci/sid-pythons.sh run "make test-py test-suite PY=/usr/bin/python$$v VENV=.venv-$$v SUITE_TIMEOUT=$(SUITE_TIMEOUT)" || exit 1; \
 	done
+
+# Wheels (tools/wheels.py): the sdist and manylinux_2_17 x86_64 wheels for
+# CPython 3.10-3.15 in dist/, built with zig's C compiler for glibc 2.17 (from
+# PyPI, in .venv-wheels-tools), the Go core built once for all; 3.14 and 3.15
+# in the chroot of test-newer (root needed). test-wheels installs each wheel
+# into a fresh venv of its Python with no Go and no C compiler on PATH and runs
+# the demo and gomp's tests from the installed wheel (tests_py/test_wheels.py).
+WHEEL_VERSIONS ?= 3.10 3.11 3.12 3.13 3.14 3.15
+wheels:
+	$(PY) tools/wheels.py --versions $(WHEEL_VERSIONS)
+
+test-wheels: $(VENV)/bin/python
+	GOMP_TEST_WHEELS="$(WHEEL_VERSIONS)" $(VPY) -m pytest -q -s tests_py/test_wheels.py
 
 # Style checks: C with clang-format (.clang-format), Python with ruff
 # ([tool.ruff] in pyproject.toml; ruff is installed into the venv). make test

@@ -131,6 +131,16 @@ def build_wheel(version, sdist, zcc, core, raw_dir):
              % (" ".join("%s='%s'" % kv for kv in env.items()), venv, raw_dir, sdist)]
     if version in CHROOT_VERSIONS:
         steps[1] %= "/usr/bin/python" + version
+        # Debian's pyconfig.h includes <x86_64-linux-gnu/python3.X/pyconfig.h>
+        # from the system's include directory, which zig (with its own libc
+        # headers) does not search, and must not: its glibc headers are new.
+        # A directory holding just that one path serves it.
+        inc = os.path.join(WORK, "include-" + version)
+        multiarch = "x86_64-linux-gnu/python" + version
+        steps.insert(0, "rm -rf '%s' && mkdir -p '%s' && ln -s '/usr/include/%s' '%s/%s'"
+                     % (inc, os.path.dirname(os.path.join(inc, multiarch)), multiarch,
+                        inc, multiarch))
+        steps[-1] = "CFLAGS='-I%s' %s" % (inc, steps[-1])
         run([SID, "run", " && ".join(steps)])
     else:
         py = host_python(version)
