@@ -14,6 +14,9 @@ Importing this module does nothing: all of it runs under `__main__` only
 import os
 import sys
 
+# CPython's suite imports every module of the package and checks __all__.
+__all__ = ['main', 'core_build_info', 'version_lines', 'check_lines', 'run_program']
+
 USAGE = """usage: python -m gomp script.py [args...]
        python -m gomp -m module [args...]
        python -m gomp --version | --check
