@@ -22,6 +22,9 @@ import pytest
 from conftest import ROOT
 
 VERSIONS = os.environ.get("GOMP_TEST_WHEELS", "").split()
+# Test files to run from each wheel (default: all but tools/wheel_check.py's
+# EXCLUDED).
+TESTS = os.environ.get("GOMP_WHEEL_TESTS", "").split()
 DIST = os.environ.get("GOMP_WHEELS_DIR", os.path.join(ROOT, "dist"))
 WORK = os.path.join(ROOT, "build", "wheel-check")
 TOOLS_BIN = os.path.join(ROOT, ".venv-wheels-tools", "bin")
@@ -70,9 +73,10 @@ def test_installed_wheel_runs_without_go_or_compiler(version):
     if version in CHROOT_VERSIONS:
         if os.getuid() != 0:
             pytest.skip("CPython %s runs in a chroot, which needs root" % version)
-        cmd = [SID, "run", "/usr/bin/python%s '%s' '%s' '%s'" % (version, check, wheel, work)]
+        cmd = [SID, "run", "/usr/bin/python%s '%s' '%s' '%s'" % (version, check, wheel, work)
+               + "".join(" '%s'" % t for t in ["--tests"] * bool(TESTS) + TESTS)]
     else:
-        cmd = [host_python(version), check, wheel, work]
+        cmd = [host_python(version), check, wheel, work] + (["--tests"] + TESTS if TESTS else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("WHEEL-CHECK ")]
     assert lines, "no result from wheel_check:\n%s\n%s" % (proc.stdout[-4000:],
