@@ -13,7 +13,6 @@ import pytest
 
 from conftest import ROOT, run_python
 
-
 # The build's checks need the source tree; tools/wheel_check.py runs this file
 # against an installed wheel, with tests_py copied away from it.
 needs_source = pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "setup.py")),
