@@ -87,4 +87,5 @@ def test_installed_wheel_runs_without_go_or_compiler(version):
         result, proc.stdout[-6000:], proc.stderr[-3000:])
     assert result["python"].startswith(version + ".")
     assert result["tools_on_path"] == []
-    assert re.search(r"\d+ passed", result["tests"]) and "failed" not in result["tests"]
+    assert re.search(r"\d+ passed", result["tests"])
+    assert not re.search(r"\d+ failed", result["tests"]), result["tests"]  # (xfailed is fine)
