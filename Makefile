@@ -5,7 +5,7 @@ VENV ?= .venv
 VPY := $(abspath $(VENV))/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all install demo test test-newer test-go test-py test-asan test-suite test-clients test-cpython lint lint-c lint-py provenance bench fuzz soak clean
+.PHONY: all install demo test test-newer test-go test-py test-asan test-suite test-clients test-cpython lint lint-c lint-py provenance bench fuzz soak clean wheels test-wheels test-wheels-quick
 
 all: install
 
@@ -36,6 +36,31 @@ test-newer:
 		echo "== CPython $$v"; \
 		.ci/sid-pythons.sh run "make test-py test-suite PY=/usr/bin/python$$v VENV=.venv-$$v SUITE_TIMEOUT=$(SUITE_TIMEOUT)" || exit 1; \
 	done
+
+# Wheels (tools/wheels.py): the sdist and manylinux_2_17 x86_64 wheels for
+# CPython 3.10-3.15 in dist/, built with zig's C compiler for glibc 2.17 (from
+# PyPI, in .venv-wheels-tools), the Go core built once for all; 3.14 and 3.15
+# in the chroot of test-newer (so only with root; without it, 3.10-3.13).
+# test-wheels installs each wheel of dist/ into a fresh venv of its Python with
+# no Go and no C compiler on PATH and runs `python -m gomp --check`, the demo
+# and gomp's tests from the installed wheel (tests_py/test_wheels.py, with
+# tools/wheel_check.py): all of them (about 4 min a Python here), or those of
+# WHEEL_TESTS. test-wheels-quick: a fresh build, and a test file for each part
+# of gomp (about 1.5 min a Python; 8 min in all with the build). Not in make
+# test yet: CI's time with it has not been measured.
+WHEEL_VERSIONS ?= 3.10 3.11 3.12 3.13 $(if $(filter 0,$(shell id -u)),3.14 3.15)
+WHEEL_TESTS ?=
+WHEEL_QUICK_TESTS := test_wheels_cli.py test_core.py test_connection.py test_queues.py \
+	test_sync.py test_pool.py test_pth.py test_spawn_exec.py test_shared.py test_process.py
+wheels:
+	$(PY) tools/wheels.py --versions $(WHEEL_VERSIONS)
+
+test-wheels: $(VENV)/bin/python
+	GOMP_TEST_WHEELS="$(WHEEL_VERSIONS)" GOMP_WHEEL_TESTS="$(WHEEL_TESTS)" \
+		$(VPY) -m pytest -q -s tests_py/test_wheels.py
+
+test-wheels-quick: wheels
+	$(MAKE) --no-print-directory test-wheels WHEEL_TESTS="$(WHEEL_QUICK_TESTS)"
 
 # Style checks, both in make test: C with clang-format (.clang-format),
 # Python with ruff ([tool.ruff] in pyproject.toml; ruff is installed into the

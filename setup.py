@@ -3,7 +3,15 @@ library libgompcore.so that the extension loads at run time.
 
 The Go core is built with `go build -buildmode=c-shared` from pybind/. Both
 toolchains are checked first so that a missing one fails with one sentence
-saying what to install."""
+saying what to install. The minimum Go is the one go.mod names.
+
+The Go core does not depend on the Python version, so a wheel build for
+several Pythons (tools/wheels.py) builds it once and hands it to every build
+through the environment variable GOMP_CORE_LIB (a path to a ready
+libgompcore.so); setup.py then copies it instead of running Go, and needs no
+Go at all. CC (and LDSHARED for the link) choose the C compiler as
+setuptools always does; tools/wheels.py points them at zig's, targeting an
+old glibc."""
 
 import glob
 import os
@@ -17,7 +25,6 @@ from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-GO_MIN = (1, 22)
 CORE_NAME = "libgompcore.so"
 # The whole-program opt-in: a one-line .pth file at the root of site-packages
 # that aliases `multiprocessing` to gomp at interpreter start when the
@@ -65,6 +72,24 @@ class BuildError(SystemExit):
         super().__init__("gomp build error: " + sentence)
 
 
+def go_min_version(go_mod=os.path.join(HERE, "go.mod")):
+    """The minimum Go, as (major, minor), from go.mod's `go` line: the one
+    place it is written (the README quotes it)."""
+    try:
+        with open(go_mod) as f:
+            m = re.search(r"^go\s+(\d+)\.(\d+)", f.read(), re.MULTILINE)
+    except OSError as e:
+        raise BuildError("cannot read %s (%s): an incomplete source tree?" % (go_mod, e))
+    if not m:
+        raise BuildError("%s names no `go` version: an incomplete source tree?" % go_mod)
+    return int(m.group(1)), int(m.group(2))
+
+
+GO_MIN = go_min_version()
+# Set to a ready libgompcore.so to copy it instead of building the Go core.
+CORE_LIB_ENV = "GOMP_CORE_LIB"
+
+
 def go_toolchain():
     go = os.environ.get("GO") or shutil.which("go")
     if not go:
@@ -84,6 +109,49 @@ def go_toolchain():
     return go
 
 
+def core_build_command(go, out, flags=()):
+    """The `go build` line of the Go core library, run in the source root."""
+    return [go, "build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false",
+            "-ldflags=-s -w"] + list(flags) + ["-o", out, "./pybind"]
+
+
+def build_core_library(go, cc, out, announce=print):
+    """Build libgompcore.so at out with cgo's C compiler cc (a command line:
+    `zig cc -target ...` works as well as `gcc`)."""
+    # GOTOOLCHAIN=local: an older go must not go and download the one go.mod
+    # names (go_toolchain() has already said which is needed).
+    env = dict(os.environ, CGO_ENABLED="1", CC=cc, GOTOOLCHAIN="local")
+    flags = []
+    if werror():  # the cgo C: runtime/cgo's and the export wrappers of pybind/
+        cflags = os.environ.get("CGO_CFLAGS", "-O2 -g").split()
+        env["CGO_CFLAGS"] = " ".join(cflags + WARNINGS + ["-Werror"])
+    if sanitize():
+        # Go's -asan: the Go code's reads and writes of C memory (the
+        # buffers the extension hands the core) are checked too.
+        flags.append("-asan")
+    cmd = core_build_command(go, out, flags)
+    announce("building the Go core: " + " ".join(cmd))
+    try:
+        subprocess.run(cmd, cwd=HERE, env=env, check=True)
+    except subprocess.CalledProcessError as e:
+        raise BuildError("`go build` of the Go core failed (exit %d); see its output above."
+                         % e.returncode)
+    header = os.path.splitext(out)[0] + ".h"
+    if os.path.exists(header):
+        os.remove(header)
+
+
+def prebuilt_core():
+    """The ready core library named by GOMP_CORE_LIB, or None."""
+    path = os.environ.get(CORE_LIB_ENV)
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise BuildError("%s=%s names no file; unset it to build the Go core here."
+                         % (CORE_LIB_ENV, path))
+    return os.path.abspath(path)
+
+
 def c_compiler(compiler):
     cc = (getattr(compiler, "compiler_so", None) or ["cc"])[0]
     if not shutil.which(cc):
@@ -94,7 +162,8 @@ def c_compiler(compiler):
 
 class BuildGomp(build_ext):
     def run(self):
-        self._go = go_toolchain()
+        self._prebuilt = prebuilt_core()
+        self._go = None if self._prebuilt else go_toolchain()
         super().run()
 
     def build_extension(self, ext):
@@ -105,26 +174,11 @@ class BuildGomp(build_ext):
 
     def build_core(self, outdir):
         out = os.path.join(outdir, CORE_NAME)
-        env = dict(os.environ, CGO_ENABLED="1", CC=os.environ.get("CC", self._cc))
-        flags = []
-        if werror():  # the cgo C: runtime/cgo's and the export wrappers of pybind/
-            cflags = os.environ.get("CGO_CFLAGS", "-O2 -g").split()
-            env["CGO_CFLAGS"] = " ".join(cflags + WARNINGS + ["-Werror"])
-        if sanitize():
-            # Go's -asan: the Go code's reads and writes of C memory (the
-            # buffers the extension hands the core) are checked too.
-            flags.append("-asan")
-        cmd = [self._go, "build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false",
-               "-ldflags=-s -w"] + flags + ["-o", out, "./pybind"]
-        self.announce("building the Go core: " + " ".join(cmd), level=2)
-        try:
-            subprocess.run(cmd, cwd=HERE, env=env, check=True)
-        except subprocess.CalledProcessError as e:
-            raise BuildError("`go build` of the Go core failed (exit %d); see its output above."
-                             % e.returncode)
-        header = os.path.splitext(out)[0] + ".h"
-        if os.path.exists(header):
-            os.remove(header)
+        if self._prebuilt:
+            self.copy_file(self._prebuilt, out, preserve_mode=0)
+            return
+        build_core_library(self._go, os.environ.get("CC", self._cc), out,
+                           announce=lambda msg: self.announce(msg, level=2))
 
     # Editable installs (pip install -e .) build in build_lib and copy the
     # extension back into the source tree; the core library goes with it.

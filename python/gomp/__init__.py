@@ -13,6 +13,9 @@ name is looked up, listed (dir) or star-imported (__all__)."""
 
 import sys
 
+# The one place the version is written: pyproject.toml reads it from here.
+__version__ = '0.1.0'
+
 SUBDEBUG = 5
 SUBWARNING = 25
 
