@@ -39,7 +39,10 @@ def wheel_for(version):
     tag = "cp" + version.replace(".", "")
     found = glob.glob(os.path.join(DIST, "gomp_mp-*-%s-%s-*.whl" % (tag, tag)))
     assert len(found) == 1, "one wheel for CPython %s in %s (make wheels), found %s" % (
-        version, DIST, found)
+        version,
+        DIST,
+        found,
+    )
     return found[0]
 
 
@@ -52,16 +55,21 @@ def host_python(version):
 def test_auditwheel_shows_manylinux_2_17(version):
     wheel = wheel_for(version)
     assert TAG in os.path.basename(wheel) and "manylinux2014_x86_64" in wheel
-    proc = subprocess.run([os.path.join(TOOLS_BIN, "auditwheel"), "show", wheel],
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, PATH=TOOLS_BIN + ":" + os.environ["PATH"]))
+    proc = subprocess.run(
+        [os.path.join(TOOLS_BIN, "auditwheel"), "show", wheel],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PATH=TOOLS_BIN + ":" + os.environ["PATH"]),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     text = " ".join(proc.stdout.split())
     print(proc.stdout)
     assert 'is consistent with the following platform tag: "%s"' % TAG in text
     # Both ELF files are in the wheel: the extension and the Go core.
-    names = subprocess.run([sys.executable, "-m", "zipfile", "-l", wheel],
-                           capture_output=True, text=True, check=True).stdout
+    names = subprocess.run(
+        [sys.executable, "-m", "zipfile", "-l", wheel], capture_output=True, text=True, check=True
+    ).stdout
     assert "gomp/libgompcore.so" in names and re.search(r"gomp/_gomp\.cpython-3\d+-", names)
 
 
@@ -73,18 +81,24 @@ def test_installed_wheel_runs_without_go_or_compiler(version):
     if version in CHROOT_VERSIONS:
         if os.getuid() != 0:
             pytest.skip("CPython %s runs in a chroot, which needs root" % version)
-        cmd = [SID, "run", "/usr/bin/python%s '%s' '%s' '%s'" % (version, check, wheel, work)
-               + "".join(" '%s'" % t for t in ["--tests"] * bool(TESTS) + TESTS)]
+        cmd = [
+            SID,
+            "run",
+            "/usr/bin/python%s '%s' '%s' '%s'" % (version, check, wheel, work)
+            + "".join(" '%s'" % t for t in ["--tests"] * bool(TESTS) + TESTS),
+        ]
     else:
         cmd = [host_python(version), check, wheel, work] + (["--tests"] + TESTS if TESTS else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("WHEEL-CHECK ")]
-    assert lines, "no result from wheel_check:\n%s\n%s" % (proc.stdout[-4000:],
-                                                           proc.stderr[-4000:])
-    result = json.loads(lines[-1][len("WHEEL-CHECK "):])
+    assert lines, "no result from wheel_check:\n%s\n%s" % (proc.stdout[-4000:], proc.stderr[-4000:])
+    result = json.loads(lines[-1][len("WHEEL-CHECK ") :])
     print("\n" + json.dumps(result))
     assert result["ok"] and proc.returncode == 0, "%s\n%s\n%s" % (
-        result, proc.stdout[-6000:], proc.stderr[-3000:])
+        result,
+        proc.stdout[-6000:],
+        proc.stderr[-3000:],
+    )
     assert result["python"].startswith(version + ".")
     assert result["tools_on_path"] == []
     assert re.search(r"\d+ passed", result["tests"])

@@ -15,8 +15,10 @@ from conftest import ROOT, run_python
 
 # The build's checks need the source tree; tools/wheel_check.py runs this file
 # against an installed wheel, with tests_py copied away from it.
-needs_source = pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "setup.py")),
-                                  reason="needs the source tree (setup.py, go.mod)")
+needs_source = pytest.mark.skipif(
+    not os.path.exists(os.path.join(ROOT, "setup.py")),
+    reason="needs the source tree (setup.py, go.mod)",
+)
 
 
 def load_setup():
@@ -30,11 +32,18 @@ def gomp_main(*args, cwd=None, env=None, timeout=120):
     full_env = dict(os.environ)
     full_env.pop("GOMP_AS_MULTIPROCESSING", None)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "gomp", *args], capture_output=True, text=True,
-                          cwd=cwd, env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "gomp", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=timeout,
+    )
 
 
 # ---- the minimum Go: go.mod, setup.py and the README agree ---------------------------------
+
 
 @needs_source
 def test_go_mod_setup_and_readme_name_one_minimum_go():
@@ -71,8 +80,10 @@ def test_a_prebuilt_core_that_is_not_there_is_one_sentence(monkeypatch, tmp_path
 
 # ---- the version ---------------------------------------------------------------------------
 
+
 def test_version_is_the_installed_distributions():
     import gomp
+
     assert re.fullmatch(r"\d+\.\d+\.\d+\S*", gomp.__version__)
     assert importlib.metadata.version("gomp-mp") == gomp.__version__
 
@@ -87,8 +98,10 @@ def test_version_does_not_fill_the_namespace():
 
 # ---- python -m gomp --version / --check -----------------------------------------------------
 
+
 def test_version_names_gomp_python_and_the_go_core():
     import gomp
+
     proc = gomp_main("--version")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -101,6 +114,7 @@ def test_version_names_gomp_python_and_the_go_core():
 def test_core_build_info_reads_what_the_go_linker_wrote():
     import gomp
     from gomp.__main__ import core_build_info
+
     path = os.path.join(os.path.dirname(gomp.__file__), "libgompcore.so")
     info = core_build_info(path)
     assert re.fullmatch(r"go1\.\d+(\.\d+)?\S*", info["go"])
@@ -157,16 +171,29 @@ def test_a_script_runs_with_multiprocessing_as_gomp_in_every_child(tmp_path):
     script.write_text(PROGRAM)
     proc = gomp_main(str(script), "a", "--b", cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["gomp", "['a',", "'--b']", "fork=gomp", "spawn=gomp",
-                                   "forkserver=gomp", "exec=gomp"]
+    assert proc.stdout.split() == [
+        "gomp",
+        "['a',",
+        "'--b']",
+        "fork=gomp",
+        "spawn=gomp",
+        "forkserver=gomp",
+        "exec=gomp",
+    ]
 
 
 def test_a_module_runs_the_same_with_dash_m(tmp_path):
     (tmp_path / "progmod.py").write_text(PROGRAM)
     proc = gomp_main("-m", "progmod", "x", cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["gomp", "['x']", "fork=gomp", "spawn=gomp",
-                                   "forkserver=gomp", "exec=gomp"]
+    assert proc.stdout.split() == [
+        "gomp",
+        "['x']",
+        "fork=gomp",
+        "spawn=gomp",
+        "forkserver=gomp",
+        "exec=gomp",
+    ]
 
 
 def test_the_scripts_exit_status_and_traceback_are_its_own(tmp_path):

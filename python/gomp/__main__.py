@@ -39,7 +39,7 @@ def _uvarint(data, pos):
     while True:
         byte = data[pos]
         pos += 1
-        value |= (byte & 0x7f) << shift
+        value |= (byte & 0x7F) << shift
         if byte < 0x80:
             return value, pos
         shift += 7
@@ -59,9 +59,9 @@ def core_build_info(path):
     if at < 0 or len(data) < at + 32 or not data[at + 15] & 2:
         return None
     n, pos = _uvarint(data, at + 32)
-    version = data[pos:pos + n].decode('utf-8', 'replace')
+    version = data[pos : pos + n].decode('utf-8', 'replace')
     n, pos = _uvarint(data, pos + n)
-    modinfo = data[pos:pos + n]
+    modinfo = data[pos : pos + n]
     # The module information is framed by two 16-byte sentinels.
     if len(modinfo) >= 33 and modinfo[-17:-16] == b'\n':
         modinfo = modinfo[16:-16]
@@ -83,6 +83,7 @@ def core_build_info(path):
 
 def _core_path():
     import gomp
+
     return os.path.join(os.path.dirname(os.path.abspath(gomp.__file__)), CORE_NAME)
 
 
@@ -91,10 +92,17 @@ def version_lines():
     import platform
 
     import gomp
-    lines = ['gomp %s (%s %s)' % (gomp.__version__, DISTRIBUTION, gomp.__version__),
-             'Python %s (%s) on %s %s' % (platform.python_version(),
-                                          platform.python_implementation(),
-                                          platform.system(), platform.machine())]
+
+    lines = [
+        'gomp %s (%s %s)' % (gomp.__version__, DISTRIBUTION, gomp.__version__),
+        'Python %s (%s) on %s %s'
+        % (
+            platform.python_version(),
+            platform.python_implementation(),
+            platform.system(),
+            platform.machine(),
+        ),
+    ]
     path = _core_path()
     try:
         info = core_build_info(path)
@@ -111,6 +119,7 @@ def version_lines():
 
 
 # ---- --check: what gomp needs from the system -----------------------------------------
+
 
 def _check_kernel():
     # pidfd_open is Linux 5.3, waitid(P_PIDFD) 5.4: gomp reaps children that way.
@@ -157,6 +166,7 @@ def _check_futex():
     # word nobody waits for answers 0 where the call exists.
     try:
         import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
     except (ImportError, OSError) as e:
         return None, 'futex: cannot ask (%s)' % e
@@ -177,6 +187,7 @@ def _check_core():
     try:
         import gomp
         import gomp._gomp as ext
+
         ext._core_load()
         a, b = gomp.Pipe()
         a.send(['gomp', 1])
@@ -202,6 +213,7 @@ def check_lines():
 
 
 # ---- running a program ----------------------------------------------------------------
+
 
 def run_program(args):
     """Run `script.py args...` or `-m module args...` as Python would, with
