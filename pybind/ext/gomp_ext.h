@@ -20,6 +20,12 @@
 /* Exit status of a child that other code reaped (its code is lost). */
 #define GOMP_STATUS_LOST (-1000000)
 
+/* Version facts of the C API's users (the Python side's are in
+ * python/gomp/_versions.py). From 3.14 the stdlib's SemLock.acquire takes
+ * `block` as a truth value (any object); before, as a C int (TypeError for
+ * None or a str). */
+#define GOMP_SEMLOCK_BLOCK_IS_TRUTH (PY_VERSION_HEX >= 0x030E0000)
+
 typedef struct {
 #define X(ret, name, args) ret(*name) args;
     GOMPCORE_FUNCS(X)

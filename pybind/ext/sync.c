@@ -804,9 +804,17 @@ static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
     if (gomp_parse_args("acquire", args, nargs, kwnames, acquire_names, 2, 0, a) < 0)
         return -1;
     *timeout = a[1];
+#if GOMP_SEMLOCK_BLOCK_IS_TRUTH
     if (a[0] != NULL) {
-        /* An integer (bool is one), as the stdlib's C signature takes it:
-         * block=None or 'x' is a TypeError, not a truth value. */
+        int b = PyObject_IsTrue(a[0]);
+        if (b < 0)
+            return -1;
+        *blocking = b;
+    }
+#else
+    if (a[0] != NULL) {
+        /* An integer (bool is one), as the stdlib's C signature takes it
+         * before 3.14: block=None or 'x' is a TypeError, not a truth value. */
         int overflow;
         long b = PyLong_AsLongAndOverflow(a[0], &overflow);
         if (b == -1 && PyErr_Occurred())
@@ -817,6 +825,7 @@ static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
         }
         *blocking = b != 0;
     }
+#endif
     return 0;
 }
 
