@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import os
 import signal
+import struct
 import subprocess
 import sys
 import sysconfig
@@ -220,3 +221,20 @@ def held_by_another_thread(lock):
     finally:
         done.set()
         thread.join()
+
+
+def read_frame(sock):
+    """One frame of the connection wire format (a 4-byte big-endian signed
+    length, then the payload) read from a raw socket; EOFError at its end."""
+
+    def exactly(n):
+        data = b''
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
+    (n,) = struct.unpack('!i', exactly(4))
+    return exactly(n)

@@ -15,7 +15,7 @@ import struct
 import pytest
 
 import gomp.connection as connection
-from conftest import HANG_GUARD, Background
+from conftest import HANG_GUARD, Background, read_frame
 from gomp import AuthenticationError
 from gomp.connection import Client, Listener
 
@@ -27,20 +27,6 @@ def raw_connect(address):
     s.settimeout(HANG_GUARD)
     s.connect(address)
     return s
-
-
-def read_frame(sock):
-    def exactly(n):
-        data = b''
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            if not chunk:
-                raise EOFError
-            data += chunk
-        return data
-
-    (n,) = struct.unpack('!i', exactly(4))
-    return exactly(n)
 
 
 def still_open_and_quiet(sock):

@@ -21,7 +21,7 @@ import pytest
 
 import gomp
 import gomp.connection as connection
-from conftest import HANG_GUARD, Background, wait_until
+from conftest import HANG_GUARD, Background, read_frame, wait_until
 from gomp import AuthenticationError, util
 from gomp.connection import Client, Connection, Listener
 
@@ -41,23 +41,6 @@ def raw_connect(address):
 
 def frame(payload):
     return struct.pack('!i', len(payload)) + payload
-
-
-def read_frame(sock):
-    head = b''
-    while len(head) < 4:
-        chunk = sock.recv(4 - len(head))
-        if not chunk:
-            raise EOFError
-        head += chunk
-    (n,) = struct.unpack('!i', head)
-    data = b''
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
 
 
 def served_after(listener, authkey=KEY):
