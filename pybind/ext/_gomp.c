@@ -22,7 +22,7 @@
  * errors, deadlines, the wait loop); conn.c the connection functions;
  * queue.c the queues; sync.c the locks and semaphores; proc.c process
  * supervision; spawn.c process start. */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1 /* 1: see gomp_ext.h */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 

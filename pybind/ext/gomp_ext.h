@@ -3,8 +3,12 @@
  * shared helpers (helpers.h). */
 #ifndef GOMP_EXT_H
 #define GOMP_EXT_H
+/* pwritev2, RWF_NOWAIT. Defined as 1 here and in every C file that defines
+ * it: CPython 3.10's pyconfig.h defines _GNU_SOURCE 1 without an #ifndef,
+ * and any other value would be a redefinition warning (an error with
+ * -Werror, in CI). */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* pwritev2, RWF_NOWAIT */
+#define _GNU_SOURCE 1
 #endif
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -48,7 +48,7 @@
  * thread that acquired last; _is_mine() is count > 0 && last_tid == current
  * thread. A forked child starts with count 0 (the fork generation below),
  * also when it was forked by os.fork() rather than by gomp. */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1 /* 1: see gomp_ext.h */
 #include "gomp_ext.h"
 
 #include <ctype.h>
