@@ -20,9 +20,14 @@ install: $(VENV)/bin/python
 demo: install
 	$(VPY) examples/demo.py
 
-# CLIENTS=0 leaves out test-clients (it needs PyPI the first time).
+# CLIENTS=0 leaves out test-clients (it needs PyPI the first time); WHEELS=0
+# leaves out test-wheels-quick (it needs PyPI for zig and auditwheel the
+# first time). test-wheels-quick comes last: its 3.14/3.15 wheels use the
+# chroot that test-newer makes (tools/wheels.py would make it otherwise).
 CLIENTS ?= 1
-test: lint-c lint-py test-go test-py test-asan test-suite $(if $(filter 1,$(CLIENTS)),test-clients) test-newer
+WHEELS ?= 1
+test: lint-c lint-py test-go test-py test-asan test-suite $(if $(filter 1,$(CLIENTS)),test-clients) test-newer \
+	$(if $(filter 1,$(WHEELS)),test-wheels-quick)
 
 # CPython 3.14 and 3.15 (Debian's, in a Debian-unstable chroot made once by
 # .ci/sid-pythons.sh and reused): gomp's own tests and CPython's suite on each,
@@ -40,15 +45,19 @@ test-newer:
 # Wheels (tools/wheels.py): the sdist and manylinux_2_17 x86_64 wheels for
 # CPython 3.10-3.15 in dist/, built with zig's C compiler for glibc 2.17 (from
 # PyPI, in .venv-wheels-tools), the Go core built once for all; 3.14 and 3.15
-# in the chroot of test-newer (so only with root; without it, 3.10-3.13).
+# in the chroot of test-newer (so only with root).
 # test-wheels installs each wheel of dist/ into a fresh venv of its Python with
 # no Go and no C compiler on PATH and runs `python -m gomp --check`, the demo
 # and gomp's tests from the installed wheel (tests_py/test_wheels.py, with
 # tools/wheel_check.py): all of them (about 4 min a Python here), or those of
-# WHEEL_TESTS. test-wheels-quick: a fresh build, and a test file for each part
-# of gomp (about 1.5 min a Python; 8 min in all with the build). Not in make
-# test yet: CI's time with it has not been measured.
-WHEEL_VERSIONS ?= 3.10 3.11 3.12 3.13 $(if $(filter 0,$(shell id -u)),3.14 3.15)
+# WHEEL_TESTS. test-wheels-quick (in make test): a fresh build, and a test
+# file for each part of gomp (about 10 min in all here for six Pythons, the
+# build 70 s of it).
+# WHEEL_VERSIONS: by default every version this machine can build (the host's
+# CPythons, pyenv's or pythonX.Y on PATH; the chroot's with root); the others
+# are named with the reason. Computed once, when first used (the $(eval)), so
+# that other targets do not pay for it.
+WHEEL_VERSIONS ?= $(eval WHEEL_VERSIONS := $$(shell $(PY) tools/wheels.py --available))$(WHEEL_VERSIONS)
 WHEEL_TESTS ?=
 WHEEL_QUICK_TESTS := test_wheels_cli.py test_core.py test_connection.py test_queues.py \
 	test_sync.py test_pool.py test_pth.py test_spawn_exec.py test_shared.py test_process.py
@@ -60,7 +69,8 @@ test-wheels: $(VENV)/bin/python
 		$(VPY) -m pytest -q -s tests_py/test_wheels.py
 
 test-wheels-quick: wheels
-	$(MAKE) --no-print-directory test-wheels WHEEL_TESTS="$(WHEEL_QUICK_TESTS)"
+	$(MAKE) --no-print-directory test-wheels WHEEL_VERSIONS="$(WHEEL_VERSIONS)" \
+		WHEEL_TESTS="$(WHEEL_QUICK_TESTS)"
 
 # Style checks, both in make test: C with clang-format (.clang-format),
 # Python with ruff ([tool.ruff] in pyproject.toml; ruff is installed into the

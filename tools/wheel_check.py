@@ -41,17 +41,6 @@ _PROBES = ["go", "gofmt", "cc", "gcc", "c++", "g++", "clang", "zig", "tcc", "ld"
 #   test_libs_clients.py  third-party suites in their own venvs from PyPI
 #   test_suite_runner.py  the CPython-suite runner's own machinery
 #   test_wheels.py     this check's driver
-# Tests that fail on a Python version from a source build too (`make install
-# PY=...`), for reasons in the tests, not in the wheel; left out there, by
-# name, and printed. CPython 3.10: concurrent.futures' ProcessPoolExecutor has
-# no max_tasks_per_child (3.11), and the stdlib's set_forkserver_preload(1)
-# raises nothing to compare gomp's TypeError with.
-KNOWN_FAILURES = {
-    "3.10": ["test_queue_readers.py::test_process_pool_executor[",
-             "test_queue_readers.py::test_process_pool_executor_max_tasks_per_child_stress",
-             "test_faults_errors.py::test_same_exception_type_as_stdlib"
-             "[set_forkserver_preload(int)]"],
-}
 EXCLUDED = {"test_build.py", "test_provenance.py", "test_libs_clients.py",
             "test_suite_runner.py", "test_wheels.py"}
 
@@ -139,17 +128,13 @@ def main():
                                  if n.startswith("test_") and n.endswith(".py")
                                  and n not in EXCLUDED)
     result["test_files"] = len(names)
-    known = KNOWN_FAILURES.get("%d.%d" % sys.version_info[:2], [])
-    known = [k for k in known if k.partition("::")[0] in names]
-    result["deselected"] = known
-    deselect = [arg for k in known for arg in ("--deselect", k)]
     # The venv's pytest script, not `python -m pytest`: -m would put the
     # current directory first on sys.path. --rootdir: without it pytest would
     # climb to a setup.py above (the source tree's, when WORKDIR is in it),
     # and name the tests from there.
     proc, result["tests_s"] = run([os.path.join(venv, "bin", "pytest"), "-q", "-p",
                                    "no:cacheprovider", "--rootdir", tests, "-m", "not clients"]
-                                  + deselect + names,
+                                  + names,
                                   cwd=tests, env=env, capture_output=True, text=True)
     sys.stdout.write(proc.stdout[-3000:])
     sys.stderr.write(proc.stderr[-2000:])

@@ -1,6 +1,7 @@
 """Build gomp's manylinux wheels for CPython 3.10-3.15 on x86_64 (`make wheels`).
 
     python3 tools/wheels.py [--out dist] [--versions 3.10 3.11 ...]
+    python3 tools/wheels.py --available   (the versions this machine can build)
 
 What it does, in order:
 
@@ -53,6 +54,26 @@ def host_python(version):
     """The pyenv CPython of that version on this machine, or None."""
     found = sorted(glob.glob("/root/.pyenv/versions/%s.*/bin/python3" % version))
     return found[-1] if found else shutil.which("python" + version)
+
+
+def available():
+    """The versions of VERSIONS this machine can build wheels for: the host's
+    CPythons, and those of the chroot when we are root (`ensure` makes the
+    chroot if need be). Each left out is named on stderr with the reason, so
+    that a run that builds fewer than six wheels says so."""
+    found = []
+    for version in VERSIONS:
+        if version in CHROOT_VERSIONS:
+            if os.getuid() != 0:
+                print("wheels: no wheel for CPython %s: its build runs in the chroot of "
+                      ".ci/sid-pythons.sh, which needs root" % version, file=sys.stderr)
+                continue
+        elif not host_python(version):
+            print("wheels: no wheel for CPython %s: no such Python on this machine (pyenv's "
+                  "or python%s on PATH)" % (version, version), file=sys.stderr)
+            continue
+        found.append(version)
+    return found
 
 
 def log(msg):
@@ -125,28 +146,29 @@ def build_wheel(version, sdist, zcc, core, raw_dir):
     venv = os.path.join(WORK, "venv-" + version)
     env = {"CC": zcc, "LDSHARED": zcc + " -shared", "GOMP_CORE_LIB": core,
            "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    steps = ["rm -rf '%s'" % venv,
+    # Debian's pyconfig.h (the chroot's Pythons, and a host's /usr/bin
+    # python3.X) includes <x86_64-linux-gnu/python3.X/pyconfig.h> from the
+    # system's include directory, which zig (with its own libc headers) does
+    # not search, and must not: its glibc headers are new. A directory holding
+    # just that one path serves it (for other Pythons, such as pyenv's, whose
+    # pyconfig.h is whole, nothing includes it and the -I changes nothing).
+    inc = os.path.join(WORK, "include-" + version)
+    multiarch = "x86_64-linux-gnu/python" + version
+    steps = ["rm -rf '%s' && mkdir -p '%s'" % (inc, os.path.join(inc, "x86_64-linux-gnu")),
+             "{ [ ! -d '/usr/include/%s' ] || ln -s '/usr/include/%s' '%s/%s'; }"
+             % (multiarch, multiarch, inc, multiarch),
+             "rm -rf '%s'" % venv,
              "%%s -m venv '%s'" % venv,
-             "%s '%s/bin/python' -m pip wheel -q --no-deps -w '%s' '%s'"
-             % (" ".join("%s='%s'" % kv for kv in env.items()), venv, raw_dir, sdist)]
+             "CFLAGS='-I%s' %s '%s/bin/python' -m pip wheel -q --no-deps -w '%s' '%s'"
+             % (inc, " ".join("%s='%s'" % kv for kv in env.items()), venv, raw_dir, sdist)]
     if version in CHROOT_VERSIONS:
-        steps[1] %= "/usr/bin/python" + version
-        # Debian's pyconfig.h includes <x86_64-linux-gnu/python3.X/pyconfig.h>
-        # from the system's include directory, which zig (with its own libc
-        # headers) does not search, and must not: its glibc headers are new.
-        # A directory holding just that one path serves it.
-        inc = os.path.join(WORK, "include-" + version)
-        multiarch = "x86_64-linux-gnu/python" + version
-        steps.insert(0, "rm -rf '%s' && mkdir -p '%s' && ln -s '/usr/include/%s' '%s/%s'"
-                     % (inc, os.path.dirname(os.path.join(inc, multiarch)), multiarch,
-                        inc, multiarch))
-        steps[-1] = "CFLAGS='-I%s' %s" % (inc, steps[-1])
+        steps[3] %= "/usr/bin/python" + version
         run([SID, "run", " && ".join(steps)])
     else:
         py = host_python(version)
         if not py:
             raise SystemExit("wheels: no CPython %s on this machine" % version)
-        steps[1] %= py
+        steps[3] %= py
         run(["/bin/sh", "-c", " && ".join(steps)])
     tag = "cp" + version.replace(".", "")
     (wheel,) = glob.glob(os.path.join(raw_dir, "*-%s-%s-*.whl" % (tag, tag)))
@@ -166,7 +188,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "dist"))
     ap.add_argument("--versions", nargs="+", default=VERSIONS)
+    ap.add_argument("--available", action="store_true",
+                    help="print the versions this machine can build, say why not the others")
     args = ap.parse_args()
+    if args.available:
+        print(" ".join(available()))
+        return
     t0 = time.monotonic()
     os.makedirs(WORK, exist_ok=True)
     out = os.path.abspath(args.out)

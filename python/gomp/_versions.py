@@ -41,6 +41,13 @@ class _Facts:
     # preparation data chose the default (TestStartMethod.test_spawn_dont_set_context).
     start_keeps_method_unchosen = _since(3, 14)
 
+    # The stdlib's set_forkserver_preload() raises TypeError for names that
+    # are not all strings. Before, it checked the list of the previous call
+    # instead of the new one, so set_forkserver_preload(5) passed (and the
+    # fork server failed on it later). gomp checks the new names on every
+    # version (a deliberate difference, README); its tests read this fact.
+    stdlib_preload_checks_names = _since(3, 11)
+
     # runpy.run_path gives the module it runs a __cached__ (None for a
     # source file); 3.15 no longer does, and neither does spawn's re-run of
     # the parent's main script.
@@ -50,6 +57,16 @@ class _Facts:
     # Listener/Client negotiate the HMAC digest ({sha256}-prefixed
     # challenges); before, a bare HMAC-MD5 challenge of fixed length.
     digest_negotiation = _since(3, 12)
+
+    # -- concurrent.futures (gomp's queues as its call and result queues) --
+    # When a worker dies, ProcessPoolExecutor closes its call queue's reader
+    # before it waits for the queue, and gomp's Queue then drops the items
+    # still waiting in this process (as the stdlib's feeder thread gives up
+    # on EPIPE). 3.10's does not close it, and its executor hangs there when
+    # big tasks still wait to enter the call queue, over the stdlib's queue
+    # as over gomp's: nothing gomp can tell apart from a live reader. Read
+    # by gomp's tests.
+    cf_broken_pool_closes_reader = _since(3, 11)
 
     # -- logging ----------------------------------------------------------
     # util's log records name the caller's file and line (stacklevel=2).
