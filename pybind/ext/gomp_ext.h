@@ -25,10 +25,10 @@
 #define GOMP_STATUS_LOST (-1000000)
 
 /* Version facts of the C API's users (the Python side's are in
- * python/gomp/_versions.py). From 3.14 the stdlib's SemLock.acquire takes
+ * python/gomp/_versions.py). From 3.12 the stdlib's SemLock.acquire takes
  * `block` as a truth value (any object); before, as a C int (TypeError for
  * None or a str). */
-#define GOMP_SEMLOCK_BLOCK_IS_TRUTH (PY_VERSION_HEX >= 0x030E0000)
+#define GOMP_SEMLOCK_BLOCK_IS_TRUTH (PY_VERSION_HEX >= 0x030C0000)
 
 typedef struct {
 #define X(ret, name, args) ret(*name) args;

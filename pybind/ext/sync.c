@@ -814,7 +814,7 @@ static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
 #else
     if (a[0] != NULL) {
         /* An integer (bool is one), as the stdlib's C signature takes it
-         * before 3.14: block=None or 'x' is a TypeError, not a truth value. */
+         * before 3.12: block=None or 'x' is a TypeError, not a truth value. */
         int overflow;
         long b = PyLong_AsLongAndOverflow(a[0], &overflow);
         if (b == -1 && PyErr_Occurred())
