@@ -40,4 +40,3 @@ def test_messages_of_any_size_need_no_go_runtime():
     )
     # 10: the child never loaded the core; 0: neither did the parent.
     assert out.stdout.split() == ["10", "0"]
-
