@@ -61,94 +61,153 @@ static int64_t wait_ready(int fd, short events)
     }
 }
 
-/* Whether a failed RWF_NOWAIT transfer should go to the core: the flag is not
- * supported (EOPNOTSUPP: ttys and the like; EINVAL: kernels before 4.14), or
- * the descriptor was called ready and still has nothing (a regular file, or
- * another reader was faster), which the core sorts out. */
-static int hand_over(int err, int waited)
+/* One attempt at moving the bytes of iov. Without block: preadv2/pwritev2
+ * with RWF_NOWAIT and the GIL held (it never waits). With block: a plain
+ * readv/writev with the GIL released, which waits in the kernel as the
+ * stdlib's transfers do; a signal ends it with EINTR (CPython installs its
+ * handlers without SA_RESTART), and the handlers run here. Returns the
+ * count, GOMP_EPYERR (a handler raised) or -errno. */
+static int64_t io_once(int fd, int is_write, struct iovec *iov, int cnt, int block)
 {
-    return err == EOPNOTSUPP || err == EINVAL || (err == EAGAIN && waited);
-}
-
-/* Reads buf[*done..n) (n > *done). 0 when full; GOMP_EEOF at end of file;
- * HANDOVER; GOMP_EPYERR; or -errno. *done counts every byte read. */
-static int64_t c_read_full(int fd, char *buf, int64_t n, int64_t *done)
-{
-    int waited = 0;
-    while (*done < n) {
-        struct iovec iov = {buf + *done, (size_t)(n - *done)};
-        ssize_t r;
+    ssize_t r;
+    int err;
+    if (!block) {
         do {
-            r = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+            r = is_write ? pwritev2(fd, iov, cnt, -1, RWF_NOWAIT)
+                         : preadv2(fd, iov, cnt, -1, RWF_NOWAIT);
         } while (r < 0 && errno == EINTR);
-        if (r > 0) {
-            *done += r;
-            waited = 0;
-            continue;
-        }
-        if (r == 0)
-            return GOMP_EEOF;
-        int err = errno;
-        if (hand_over(err, waited))
-            return HANDOVER;
-        if (err != EAGAIN)
-            return -err;
-        int64_t w = wait_ready(fd, POLLIN);
-        if (w < 0)
-            return w;
-        waited = 1;
+        return r < 0 ? -errno : r;
     }
-    return 0;
+    Py_BEGIN_ALLOW_THREADS
+    r = is_write ? writev(fd, iov, cnt) : readv(fd, iov, cnt);
+    err = errno;
+    Py_END_ALLOW_THREADS
+    if (r >= 0)
+        return r;
+    if (err == EINTR && PyErr_CheckSignals() < 0)
+        return GOMP_EPYERR;
+    return -err;
 }
 
-/* Writes the frame of the n bytes at buf (header, then payload) from byte
- * *done of the two together. 0 when written; HANDOVER; GOMP_EPYERR; or
- * -errno. */
-static int64_t c_write_frame(int fd, const char *buf, int64_t n, int64_t *done)
+/* Fills iov with what is left to move after the first done bytes; returns
+ * the number of entries. */
+typedef int (*iov_fill)(void *ctx, int64_t done, struct iovec *iov);
+
+/* Moves total bytes through fd, starting after *done (which counts every
+ * byte moved). Each attempt is first made without waiting. When fd is not
+ * ready:
+ *  - may_block (the rest of a message the peer is in the middle of): one
+ *    blocking call with the GIL released, a single system call however long
+ *    the peer takes, where polling first would cost two per piece;
+ *  - otherwise (waiting for a message that may never come): poll(2) in
+ *    slices, so that Ctrl-C is seen within a slice even if its signal
+ *    reached the process just before the wait began.
+ * A descriptor in O_NONBLOCK mode refuses the blocking call and is polled.
+ * Returns 0 when done; GOMP_EEOF (a read got end of file); HANDOVER;
+ * GOMP_EPYERR; or -errno. */
+static int64_t c_transfer(int fd, int is_write, int64_t total, int64_t *done, int may_block,
+                          iov_fill fill, void *ctx)
 {
-    uint8_t hdr[12];
-    int hlen = 4;
-    uint64_t len = (uint64_t)n;
-    if (n > 0x7fffffff) {
-        memset(hdr, 0xff, 4);
-        hlen = 12;
-    }
-    for (int i = 0; i < hlen && i < 8; i++)
-        hdr[hlen - 1 - i] = (uint8_t)(len >> (8 * i));
-    int64_t total = hlen + n;
-    int waited = 0;
+    int block = 0, polled = 0;
     while (*done < total) {
         struct iovec iov[2];
-        int cnt = 0;
-        if (*done < hlen) {
-            iov[cnt++] = (struct iovec){hdr + *done, (size_t)(hlen - *done)};
-            if (n > 0)
-                iov[cnt++] = (struct iovec){(void *)buf, (size_t)n};
-        } else {
-            iov[cnt++] = (struct iovec){(void *)(buf + (*done - hlen)), (size_t)(total - *done)};
-        }
-        ssize_t r;
-        do {
-            r = pwritev2(fd, iov, cnt, -1, RWF_NOWAIT);
-        } while (r < 0 && errno == EINTR);
+        int cnt = fill(ctx, *done, iov);
+        int64_t r = io_once(fd, is_write, iov, cnt, block);
         if (r > 0) {
             *done += r;
-            waited = 0;
+            polled = 0;
+            /* A part only: the kernel has no more room (or data) now, so
+             * the next attempt without waiting would mostly be refused. */
+            size_t want = iov[0].iov_len + (cnt > 1 ? iov[1].iov_len : 0);
+            if (may_block && (size_t)r < want)
+                block = 1;
             continue;
         }
-        if (r == 0) /* nothing taken from a non-empty write: let the core decide */
+        if (r == 0) /* a write that takes nothing is the core's to judge */
+            return is_write ? HANDOVER : GOMP_EEOF;
+        if (r == -EINTR) /* the signal handlers ran and did not raise */
+            continue;
+        if (r != -EAGAIN) {
+            /* RWF_NOWAIT not supported (EOPNOTSUPP: ttys and the like;
+             * EINVAL: kernels before 4.14): the core has the fallbacks. */
+            return (!block && (r == -EOPNOTSUPP || r == -EINVAL)) ? HANDOVER : r;
+        }
+        if (may_block && !block) {
+            block = 1;
+            continue;
+        }
+        /* Called ready and still nothing: a regular file (poll always says
+         * ready) or another reader was faster. The core sorts it out. */
+        if (polled && !block)
             return HANDOVER;
-        int err = errno;
-        if (hand_over(err, waited))
-            return HANDOVER;
-        if (err != EAGAIN)
-            return -err;
-        int64_t w = wait_ready(fd, POLLOUT);
+        block = 0;
+        int64_t w = wait_ready(fd, is_write ? POLLOUT : POLLIN);
         if (w < 0)
             return w;
-        waited = 1;
+        polled = 1;
     }
     return 0;
+}
+
+typedef struct {
+    char *buf;
+    int64_t n;
+} read_span;
+
+static int fill_read_span(void *ctx, int64_t done, struct iovec *iov)
+{
+    read_span *s = ctx;
+    iov->iov_base = s->buf + done;
+    iov->iov_len = (size_t)(s->n - done);
+    return 1;
+}
+
+/* Reads buf[*done..n). 0 when full; GOMP_EEOF at end of file; HANDOVER;
+ * GOMP_EPYERR; or -errno. *done counts every byte read. may_block: see
+ * c_transfer. */
+static int64_t c_read_full(int fd, char *buf, int64_t n, int64_t *done, int may_block)
+{
+    read_span s = {buf, n};
+    return c_transfer(fd, 0, n, done, may_block, fill_read_span, &s);
+}
+
+typedef struct {
+    uint8_t hdr[12];
+    int hlen;
+    const char *buf;
+    int64_t n;
+} write_span;
+
+static int fill_write(void *ctx, int64_t done, struct iovec *iov)
+{
+    write_span *w = ctx;
+    if (done < w->hlen) {
+        iov[0] = (struct iovec){w->hdr + done, (size_t)(w->hlen - done)};
+        if (w->n == 0)
+            return 1;
+        iov[1] = (struct iovec){(void *)w->buf, (size_t)w->n};
+        return 2;
+    }
+    iov[0] = (struct iovec){(void *)(w->buf + (done - w->hlen)), (size_t)(w->hlen + w->n - done)};
+    return 1;
+}
+
+/* Writes the frame of the n bytes at buf (CPython's header, then the
+ * payload, in one writev while the kernel takes them) from byte *done of
+ * the two together. 0 when written; HANDOVER; GOMP_EPYERR; or -errno. */
+static int64_t c_write_frame(int fd, const char *buf, int64_t n, int64_t *done)
+{
+    write_span w = {{0}, 4, buf, n};
+    uint64_t len = (uint64_t)n;
+    if (n > 0x7fffffff) { /* -1, then the length in 8 bytes */
+        memset(w.hdr, 0xff, 4);
+        w.hlen = 12;
+    }
+    for (int i = 0; i < w.hlen && i < 8; i++)
+        w.hdr[w.hlen - 1 - i] = (uint8_t)(len >> (8 * i));
+    /* Blocking once the kernel refuses the rest: a sender waits for its
+     * reader as long as it takes, like the stdlib's. */
+    return c_transfer(fd, 1, w.hlen + n, done, 1, fill_write, &w);
 }
 
 /* ---- transfers: the C path, then the core ----------------------------------------------- */
@@ -193,10 +252,11 @@ static int64_t write_frame(int fd, const char *buf, int64_t n)
 }
 
 /* Fills buf[*done..n): the C path, and the core for what it hands over. 0,
- * GOMP_EEOF, GOMP_EPYERR (exception set) or another negative core result. */
-static int64_t read_full(int fd, char *buf, int64_t n, int64_t *done)
+ * GOMP_EEOF, GOMP_EPYERR (exception set) or another negative core result.
+ * may_block: see c_transfer. */
+static int64_t read_full(int fd, char *buf, int64_t n, int64_t *done, int may_block)
 {
-    int64_t r = c_read_full(fd, buf, n, done);
+    int64_t r = c_read_full(fd, buf, n, done, may_block);
     if (r != HANDOVER)
         return r;
     if (gomp_core_ready() < 0)
@@ -265,7 +325,7 @@ static int64_t recv_header(int fd)
 {
     uint8_t h[12];
     int64_t got = 0;
-    int64_t r = read_full(fd, (char *)h, 4, &got);
+    int64_t r = read_full(fd, (char *)h, 4, &got, 0);
     int32_t short_len = 0;
     if (r == 0) {
         short_len = (int32_t)(((uint32_t)h[0] << 24) | ((uint32_t)h[1] << 16) |
@@ -276,7 +336,7 @@ static int64_t recv_header(int fd)
             gomp_set_error(GOMP_EBADLEN);
             return -1;
         }
-        r = read_full(fd, (char *)h, 12, &got);
+        r = read_full(fd, (char *)h, 12, &got, 1);
     }
     if (r == 0) {
         uint64_t long_len = 0;
@@ -297,7 +357,7 @@ static int64_t recv_header(int fd)
 static int recv_into(int fd, char *buf, int64_t n)
 {
     int64_t done = 0;
-    int64_t r = n > 0 ? read_full(fd, buf, n, &done) : 0;
+    int64_t r = n > 0 ? read_full(fd, buf, n, &done, 1) : 0;
     if (r >= 0)
         return 0;
     if (r == GOMP_EEOF)
