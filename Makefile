@@ -197,6 +197,7 @@ provenance:
 bench: install
 	$(VPY) tests_py/bench/bench_conn.py
 	$(VPY) tests_py/bench/bench_listener.py
+	$(VPY) tests_py/bench/bench_managers.py
 	$(VPY) tests_py/bench/bench_process.py
 	$(VPY) tests_py/bench/bench_alias.py
 	$(VPY) tests_py/bench/bench_latency.py
