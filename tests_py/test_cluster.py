@@ -266,6 +266,31 @@ def test_worker_killed_mid_task(pool, tmp_path):
     assert pool.apply(square, (4,)) == 16
 
 
+def test_worker_killed_on_a_scheduler_the_pool_did_not_start(tmp_path):
+    # A scheduler with Dask's default allowed-failures (3): the pool's own
+    # scheduler plugin still makes a lost task fail at once, or after the
+    # retries asked for, and leaves the scheduler's setting alone.
+    import distributed
+
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, dashboard_address=None, silence_logs=50
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
+        assert cluster.scheduler.allowed_failures == 3
+        for retries in (0, 1):
+            marker = str(tmp_path / ('runs%d' % retries))
+            with Pool(client=client, retries=retries) as p:
+                with pytest.raises(WorkerLostError):
+                    p.apply(kill_own_worker, (marker,))
+                assert p.apply(square, (5,)) == 25
+            with open(marker) as f:
+                assert len(f.read().split()) == retries + 1
+        assert cluster.scheduler.allowed_failures == 3
+        assert not any(n.startswith('gomp-pool') for n in cluster.scheduler.plugins)
+
+
 # ---- initializer ---------------------------------------------------------------------------
 
 

@@ -34,7 +34,8 @@ How the Pool API maps onto Dask
   has distributed.scheduler.allowed-failures = retries (0 unless asked) and a
   KilledWorker becomes gomp.pool.WorkerLostError. The nanny restarts the
   worker and the pool goes on. A scheduler this module did not start keeps
-  its own setting; the pool warns when it retries.
+  its own setting, and a scheduler plugin of the pool's (_LostIsFinal)
+  makes the pool's own tasks fail after `retries` worker deaths there too.
 - initializer(*initargs) runs once in each worker process, through a Dask
   WorkerPlugin, also in workers that join (or are restarted) later.
 - A large function shared by all the tasks of a map (a functools.partial
@@ -142,6 +143,34 @@ class _Initializer(distributed.WorkerPlugin):
         self.initializer(*self.initargs)
 
 
+class _LostIsFinal(distributed.SchedulerPlugin):
+    """On a scheduler the pool did not start: a task of the pool (its key
+    starts with prefix) fails with KilledWorker once `retries` workers died
+    while running it, whatever the scheduler's allowed-failures.
+
+    The scheduler counts, per task, the workers that died while running it
+    (TaskState.suspicious) and fails the task once the count passes
+    allowed_failures. Each time one of the pool's tasks starts processing,
+    its count is raised to allowed_failures - retries, so that the next
+    death after `retries` of them passes it."""
+
+    def __init__(self, prefix, retries):
+        self.prefix = prefix
+        self.retries = retries
+        self.scheduler = None
+
+    async def start(self, scheduler):
+        self.scheduler = scheduler
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        if finish != 'processing' or not isinstance(key, str) or not key.startswith(self.prefix):
+            return
+        scheduler = self.scheduler
+        ts = scheduler.tasks.get(key) if scheduler is not None else None
+        if ts is not None:
+            ts.suspicious = max(ts.suspicious, scheduler.allowed_failures - self.retries)
+
+
 # ---- scattering what all the tasks of a job share ------------------------------------------
 
 # Functions and classes pickle as a reference to their module and name, so
@@ -229,9 +258,9 @@ class Pool:
     address: a running Dask scheduler ('tcp://host:8786') to connect to.
     client: a distributed.Client to use; the pool leaves it open.
     retries: how many times a task whose worker process died is run again
-      on another worker before it fails with WorkerLostError, on the
-      LocalCluster the pool starts (Dask's allowed-failures). 0: never, as
-      with the local Pool.
+      on another worker before it fails with WorkerLostError (Dask's
+      allowed-failures, for the pool's tasks). 0: never, as with the local
+      Pool.
     cluster_kwargs: more keyword arguments for that LocalCluster.
     """
 
@@ -289,17 +318,18 @@ class Pool:
             except BaseException:
                 self._cluster.close()
                 raise
+        self._plugin = self._scheduler_plugin = None
         try:
             if self._cluster is None:
-                self._check_retries(retries)
+                self._limit_retries(retries)
             if processes is None:
                 processes = sum(self._client.nthreads().values()) or 1
             self._processes = processes
-            self._plugin = None
             if initializer is not None:
                 self._plugin = self._name + '-init'
                 self._client.register_plugin(_Initializer(initializer, initargs), name=self._plugin)
         except BaseException:
+            self._unregister_plugins()
             self._release_client()
             raise
         self._cache = _Cache()
@@ -315,21 +345,48 @@ class Pool:
         self._feeder.start()
         self._terminate = util.Finalize(self, self._shutdown, args=(True,), exitpriority=15)
 
-    def _check_retries(self, retries):
-        # A scheduler the pool did not start retries tasks of dead workers
-        # as it was told to; say so when that is not what the pool promises.
+    def _limit_retries(self, retries):
+        # A scheduler the pool did not start runs a task whose worker died
+        # again, up to its allowed-failures, for every client. A scheduler
+        # plugin of the pool's own makes the pool's tasks fail after
+        # `retries` such deaths instead, leaving other clients' tasks alone.
+        # It needs gomp on the scheduler's machine; without, the pool warns.
+        name = self._name + '-retries'
         try:
-            allowed = self._client.run_on_scheduler(_allowed_failures)
-        except Exception:
-            return
-        if allowed != retries:
+            self._client.register_plugin(_LostIsFinal(self._name + '-', retries), name=name)
+        except Exception as e:
             warnings.warn(
-                f"the Dask scheduler runs a task whose worker died up to {allowed} more "
-                f"time(s) (distributed.scheduler.allowed-failures), not {retries}: set it "
-                "there for gomp.cluster.Pool's retries to hold",
+                "gomp.cluster.Pool could not install its scheduler plugin (%s: %s): a task "
+                "whose worker dies is run again as often as the scheduler's "
+                "distributed.scheduler.allowed-failures says" % (type(e).__name__, e),
                 RuntimeWarning,
                 stacklevel=3,
             )
+            return
+        self._scheduler_plugin = name
+        allowed = self._client.run_on_scheduler(_allowed_failures)
+        if allowed < retries:
+            warnings.warn(
+                f"the Dask scheduler runs a task whose worker died at most {allowed} more "
+                f"time(s) (distributed.scheduler.allowed-failures), fewer than retries={retries}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def _unregister_plugins(self):
+        # Plugins stay with a cluster the pool does not own: take them off.
+        if self._owns_client and self._cluster is not None:
+            return
+        if self._plugin is not None:
+            try:
+                self._client.unregister_worker_plugin(self._plugin)
+            except Exception:
+                pass
+        if self._scheduler_plugin is not None:
+            try:
+                self._client.unregister_scheduler_plugin(self._scheduler_plugin)
+            except Exception:
+                pass
 
     def __repr__(self):
         return '<{0.__module__}.{0.__qualname__} state={1} processes={2}>'.format(
@@ -548,11 +605,7 @@ class Pool:
                 pass
         if threading.current_thread() is not self._feeder:
             self._feeder.join()
-        if self._plugin is not None and not self._owns_client:
-            try:
-                self._client.unregister_worker_plugin(self._plugin)
-            except Exception:
-                pass
+        self._unregister_plugins()
         self._release_client()
 
     def _release_client(self):
