@@ -337,13 +337,18 @@ class Pool:
         self._inflight = {}  # key -> Future
         self._slots = threading.Semaphore(processes)
         self._taskqueue = queue.SimpleQueue()
+        self._results = queue.SimpleQueue()  # (future, job, i, data) for the router
         self._feeder = threading.Thread(
             target=self._feed_loop, daemon=True, name=self._name + '-feeder'
+        )
+        self._router = threading.Thread(
+            target=self._route_loop, daemon=True, name=self._name + '-router'
         )
         self._done = threading.Event()  # the pool's resources are released
         self._state = RUN
         self._feeder.start()
-        self._terminate = util.Finalize(self, self._shutdown, args=(True,), exitpriority=15)
+        self._router.start()
+        self._terminate = util.Finalize(self, self._shutdown, exitpriority=15)
 
     def _limit_retries(self, retries):
         # A scheduler the pool did not start runs a task whose worker died
@@ -537,20 +542,46 @@ class Pool:
         fut.add_done_callback(lambda f, job=job, i=i: self._on_done(f, job, i))
 
     def _on_done(self, fut, job, i):
-        # In Dask's callback thread.
-        try:
-            outcome = self._outcome(fut)
-        except BaseException as e:
-            outcome = (False, e)
-        with self._lock:
-            self._inflight.pop(fut.key, None)
-        self._slots.release()
-        fut.release()
-        self._deliver(job, i, outcome)
-
-    def _outcome(self, fut):
+        # In Dask's callback thread (one for all the futures of the
+        # process): hand a finished task's result to the client's event
+        # loop, which fetches many at once, and anything else to the router.
         if fut.status == 'finished':
-            return pickle.loads(fut.result())
+            self._client.loop.add_callback(self._fetch, fut, job, i)
+        else:
+            self._results.put((fut, job, i, None))
+
+    async def _fetch(self, fut, job, i):
+        # In the client's event loop.
+        try:
+            data = await self._client.gather(fut, asynchronous=True)
+        except BaseException as e:  # asyncio's CancelledError included
+            data = e
+        self._results.put((fut, job, i, data))
+
+    def _route_loop(self):
+        # Outcomes reach the results (and the user's callbacks) from this
+        # thread of the pool's own, so a slow callback holds up neither
+        # Dask's callback thread nor its event loop.
+        while True:
+            item = self._results.get()
+            if item is None:
+                break
+            fut, job, i, data = item
+            with self._lock:
+                self._inflight.pop(fut.key, None)
+            self._slots.release()
+            try:
+                outcome = self._outcome(fut, data)
+            except BaseException as e:
+                outcome = (False, e)
+            fut.release()
+            self._deliver(job, i, outcome)
+
+    def _outcome(self, fut, data):
+        if isinstance(data, bytes):
+            return pickle.loads(data)
+        if isinstance(data, BaseException):
+            return False, data
         if fut.status == 'cancelled':
             return False, distributed.client.FutureCancelledError(fut.key, 'cancelled')
         exc = fut.exception()
@@ -591,10 +622,12 @@ class Pool:
         self._state = TERMINATE
         self._terminate()
 
-    def _shutdown(self, cancel):
+    def _shutdown(self):
         if self._done.is_set():
             return
         self._done.set()
+        if self._state == RUN:  # at exit, or collected: as terminate()
+            self._state = TERMINATE
         self._taskqueue.put(None)
         with self._lock:
             futures = list(self._inflight.values())
@@ -603,8 +636,12 @@ class Pool:
                 self._client.cancel(futures, force=True)
             except Exception:
                 pass
-        if threading.current_thread() is not self._feeder:
+        me = threading.current_thread()
+        if me is not self._feeder:
             self._feeder.join()
+        self._results.put(None)
+        if me is not self._router:
+            self._router.join()
         self._unregister_plugins()
         self._release_client()
 
