@@ -104,7 +104,7 @@ __all__ = ['Pool', 'AsyncResult', 'WorkerLostError']
 SCATTER_MIN = 64 * 1024
 
 # Seconds between looks at the pool's state while the feeder waits for a
-# free slot (terminate() also wakes it at once by releasing slots).
+# free slot: terminate() is noticed within that time.
 _POLL = 0.5
 
 
