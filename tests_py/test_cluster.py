@@ -178,9 +178,14 @@ def test_remote_traceback(pool):
         list(pool.imap(fail, range(2)))
 
 
-def test_unpicklable_result(pool):
+def test_unpicklable_result_and_argument(pool):
     with pytest.raises(MaybeEncodingError):
         pool.apply(unpicklable, (0,))
+    with pytest.raises(TypeError):
+        pool.apply(len, (threading.Lock(),))
+    with pytest.raises(TypeError):
+        pool.map(len, [threading.Lock()])
+    assert pool.map(square, [3]) == [9]
 
 
 def test_iterable_that_raises(pool):
@@ -223,9 +228,14 @@ def test_large_shared_argument_scattered_once(pool, monkeypatch):
         len(blob) + x for x in range(12)
     ]
     assert len(scattered) == 2
+    # A closure over it too (cloudpickle sends closures by value).
+    assert pool.map(lambda x: len(blob) + x, range(4), chunksize=1) == [
+        len(blob) + x for x in range(4)
+    ]
+    assert len(scattered) == 3
     # Small arguments travel inside the tasks.
     assert pool.starmap(add, [(1, 2)] * 4) == [3] * 4
-    assert len(scattered) == 2
+    assert len(scattered) == 3
 
 
 def test_processes_bounds_tasks_in_flight(client):

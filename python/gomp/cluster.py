@@ -62,6 +62,7 @@ import uuid
 import warnings
 
 try:
+    import cloudpickle
     import dask
     import distributed
 except ImportError as e:  # pragma: no cover - the message is the point
@@ -173,9 +174,20 @@ class _LostIsFinal(distributed.SchedulerPlugin):
 
 # ---- scattering what all the tasks of a job share ------------------------------------------
 
-# Functions and classes pickle as a reference to their module and name, so
-# they are small whatever they do; only other callables are measured.
-_BY_NAME = (types.FunctionType, types.BuiltinFunctionType, type)
+
+def _by_reference(func):
+    """Whether func pickles as a reference to its module and name (a
+    function, class or builtin its module holds under that name), so is
+    small whatever it does. Others, a lambda or a closure, a function of
+    __main__ (which cloudpickle sends by value: the workers cannot import
+    the client's __main__), a partial or a bound method, carry what they
+    refer to."""
+    if not isinstance(func, (types.FunctionType, types.BuiltinFunctionType, type)):
+        return False
+    module = getattr(func, '__module__', None)
+    if module is None or module == '__main__':
+        return False
+    return getattr(sys.modules.get(module), func.__qualname__, None) is func
 
 
 class _Sharer:
@@ -195,12 +207,15 @@ class _Sharer:
 
     def func(self, func):
         """func, or its Future if its pickle is large."""
-        if isinstance(func, _BY_NAME) or id(func) in self.sent:
-            return self._scatter(func) if id(func) in self.sent else func
+        if id(func) in self.sent:
+            return self._scatter(func)
+        if _by_reference(func):
+            return func
         try:
-            size = len(pickle.dumps(func, pickle.HIGHEST_PROTOCOL))
+            # Measured as Dask would send it.
+            size = len(cloudpickle.dumps(func, pickle.HIGHEST_PROTOCOL))
         except Exception:
-            return func  # cloudpickle (Dask's) may still manage it
+            return func  # fails in submit(), with Dask's message
         return self._scatter(func) if size >= SCATTER_MIN else func
 
     def items(self, chunk):
