@@ -7,6 +7,7 @@ their own pools on that cluster's Client (client=) or scheduler address
 dask.distributed cannot be imported (make test installs it)."""
 
 import functools
+import gc
 import os
 import signal
 import subprocess
@@ -241,13 +242,14 @@ def test_large_shared_argument_scattered_once(pool, monkeypatch):
 def test_processes_bounds_tasks_in_flight(client):
     seen = []
     with Pool(1, client=client) as p:
-        real = p._submit
+        runner = p._runner
+        real = runner._submit
 
         def submit(task, sharer):
-            seen.append(len(p._inflight))
+            seen.append(len(runner._inflight))
             real(task, sharer)
 
-        p._submit = submit
+        runner._submit = submit
         assert p.map(sleep_then, range(6), chunksize=1) == list(range(6))
     assert max(seen) == 0  # each submission waited for the one before to finish
 
@@ -352,7 +354,7 @@ def test_terminate(client):
     p.join()
     with pytest.raises(ValueError):
         p.map(square, [1])
-    assert not p._inflight
+    assert not p._runner._inflight
     assert not r.ready()  # pending results stay pending, as with the local Pool
     assert client.submit(square, 3).result(LONG) == 9
 
@@ -368,11 +370,25 @@ def test_address(pool):
 def test_context_manager_own_cluster():
     with Pool(1) as p:
         assert p.apply(square, (3,)) == 9
-        cluster = p._cluster
+        cluster = p._runner._cluster
     assert cluster.status.name == 'closed'
     assert p.client.status == 'closed'
     with pytest.raises(ValueError):
         p.apply(square, (3,))
+
+
+def test_unclosed_pool_is_collected(client):
+    # As with the local Pool: a ResourceWarning, and the pool's threads and
+    # plugins go (the threads do not keep the pool alive).
+    p = Pool(1, client=client, initializer=abs, initargs=(1,))
+    runner = p._runner
+    assert p.apply(square, (2,)) == 4
+    with pytest.warns(ResourceWarning, match='unclosed'):
+        del p
+        gc.collect()
+    assert runner._done.is_set()
+    assert not runner._feeder.is_alive() and not runner._router.is_alive()
+    assert client.submit(square, 3).result(LONG) == 9
 
 
 def test_not_picklable(pool):

@@ -259,54 +259,18 @@ class _Cache(dict):
                 self.cond.notify_all()
 
 
-class Pool:
-    """The Pool API of gomp.Pool (and multiprocessing.Pool) on a Dask cluster.
+class _Runner:
+    """What a Pool runs on: the Dask client (and the LocalCluster, when the
+    pool started one), the feeder and router threads, and the table of
+    tasks in flight. Kept apart from the Pool object, which the threads do
+    not refer to, so that a pool nobody closed can be collected: its
+    finalizer then shuts the runner down (see Pool.__del__)."""
 
-    processes: the most tasks in flight at once (a task is one apply or one
-      chunk of a map); with neither address nor client, also the number of
-      worker processes of the LocalCluster started for the pool. None: the
-      CPU count for a LocalCluster, the workers' threads in all for a
-      running cluster.
-    initializer, initargs: initializer(*initargs) runs once in each worker
-      process (also in workers that join later).
-    maxtasksperchild: only None (see the module documentation).
-    address: a running Dask scheduler ('tcp://host:8786') to connect to.
-    client: a distributed.Client to use; the pool leaves it open.
-    retries: how many times a task whose worker process died is run again
-      on another worker before it fails with WorkerLostError (Dask's
-      allowed-failures, for the pool's tasks). 0: never, as with the local
-      Pool.
-    cluster_kwargs: more keyword arguments for that LocalCluster.
-    """
-
-    _state = INIT
-    _client = None
-
-    def __init__(
-        self,
-        processes=None,
-        initializer=None,
-        initargs=(),
-        maxtasksperchild=None,
-        *,
-        address=None,
-        client=None,
-        retries=0,
-        cluster_kwargs=None,
-    ):
-        _checked_size(processes, initializer, maxtasksperchild)
-        if maxtasksperchild is not None:
-            raise NotImplementedError(
-                "gomp.cluster.Pool does not support maxtasksperchild: Dask's workers are "
-                "long-lived (restart them with client.restart())"
-            )
-        if address is not None and client is not None:
-            raise ValueError("give address or client, not both")
-        if not isinstance(retries, int) or retries < 0:
-            raise ValueError("retries must be an int >= 0")
+    def __init__(self, processes, initializer, initargs, address, client, retries, cluster_kwargs):
         self._name = 'gomp-pool-' + uuid.uuid4().hex[:12]
         self._cluster = None
         self._owns_client = client is None
+        self._plugin = self._scheduler_plugin = None
         if client is not None:
             self._client = client
         elif address is not None:
@@ -333,13 +297,12 @@ class Pool:
             except BaseException:
                 self._cluster.close()
                 raise
-        self._plugin = self._scheduler_plugin = None
         try:
             if self._cluster is None:
                 self._limit_retries(retries)
             if processes is None:
                 processes = sum(self._client.nthreads().values()) or 1
-            self._processes = processes
+            self.processes = processes
             if initializer is not None:
                 self._plugin = self._name + '-init'
                 self._client.register_plugin(_Initializer(initializer, initargs), name=self._plugin)
@@ -353,17 +316,16 @@ class Pool:
         self._slots = threading.Semaphore(processes)
         self._taskqueue = queue.SimpleQueue()
         self._results = queue.SimpleQueue()  # (future, job, i, data) for the router
+        self._stopping = threading.Event()  # terminate(): the feeder stops
+        self._done = threading.Event()  # shutdown() ran
         self._feeder = threading.Thread(
             target=self._feed_loop, daemon=True, name=self._name + '-feeder'
         )
         self._router = threading.Thread(
             target=self._route_loop, daemon=True, name=self._name + '-router'
         )
-        self._done = threading.Event()  # the pool's resources are released
-        self._state = RUN
         self._feeder.start()
         self._router.start()
-        self._terminate = util.Finalize(self, self._shutdown, exitpriority=15)
 
     def _limit_retries(self, retries):
         # A scheduler the pool did not start runs a task whose worker died
@@ -408,6 +370,243 @@ class Pool:
             except Exception:
                 pass
 
+    def _unregister_plugins(self):
+        # Plugins stay with a cluster the pool does not own: take them off.
+        if self._owns_client and self._cluster is not None:
+            return
+        if self._plugin is not None:
+            try:
+                self._client.unregister_worker_plugin(self._plugin)
+            except Exception:
+                pass
+        if self._scheduler_plugin is not None:
+            try:
+                self._client.unregister_scheduler_plugin(self._scheduler_plugin)
+            except Exception:
+                pass
+
+    # -- the feeder: task streams -> Dask futures --
+
+    def _feed_loop(self):
+        while True:
+            item = self._taskqueue.get()
+            if item is None:
+                break
+            tasks, set_length = item
+            sharer = _Sharer(self._client)
+            n = 0  # how many tasks the stream made (an imap's length)
+            for task in tasks:
+                if isinstance(task, _Failure):
+                    # The iterable raised: that position fails, the rest
+                    # of the stream is not read.
+                    self._deliver(task.job, task.i, (False, task.exc))
+                    n = task.i + 1
+                    break
+                if not self._take_slot():
+                    break  # terminated: pending results stay pending
+                self._submit(task, sharer)
+                n += 1
+            if set_length is not None:
+                set_length(n)
+
+    def _take_slot(self):
+        while not self._slots.acquire(timeout=_POLL):
+            if self._stopping.is_set():
+                return False
+        if self._stopping.is_set():
+            self._slots.release()
+            return False
+        return True
+
+    def _submit(self, task, sharer):
+        job, i, func, args, kwds = task
+        key = f'{self._name}-{job}-{i}'
+        try:
+            if func is _run_chunk or func is _run_star_chunk:
+                inner, chunk = args
+                inner = sharer.func(inner)
+                if func is _run_star_chunk:
+                    chunk = sharer.items(chunk)
+                args = (inner, chunk)
+            fut = self._client.submit(_call, func, args, kwds, key=key, pure=False)
+        except Exception as e:
+            self._slots.release()
+            self._deliver(job, i, (False, e))
+            return
+        with self._lock:
+            self._inflight[key] = fut
+        fut.add_done_callback(lambda f, job=job, i=i: self._on_done(f, job, i))
+
+    def _on_done(self, fut, job, i):
+        # In Dask's callback thread (one for all the futures of the
+        # process): hand a finished task's result to the client's event
+        # loop, which fetches many at once, and anything else to the router.
+        if fut.status == 'finished':
+            self._client.loop.add_callback(self._fetch, fut, job, i)
+        else:
+            self._results.put((fut, job, i, None))
+
+    async def _fetch(self, fut, job, i):
+        # In the client's event loop.
+        try:
+            data = await self._client.gather(fut, asynchronous=True)
+        except BaseException as e:  # asyncio's CancelledError included
+            data = e
+        self._results.put((fut, job, i, data))
+
+    def _route_loop(self):
+        # Outcomes reach the results (and the user's callbacks) from this
+        # thread of the pool's own, so a slow callback holds up neither
+        # Dask's callback thread nor its event loop.
+        while True:
+            item = self._results.get()
+            if item is None:
+                break
+            fut, job, i, data = item
+            with self._lock:
+                self._inflight.pop(fut.key, None)
+            self._slots.release()
+            try:
+                outcome = self._outcome(fut, data)
+            except BaseException as e:
+                outcome = (False, e)
+            fut.release()
+            self._deliver(job, i, outcome)
+
+    def _outcome(self, fut, data):
+        if isinstance(data, bytes):
+            return pickle.loads(data)
+        if isinstance(data, BaseException):
+            return False, data
+        if fut.status == 'cancelled':
+            return False, distributed.client.FutureCancelledError(fut.key, 'cancelled')
+        exc = fut.exception()
+        if isinstance(exc, distributed.KilledWorker):
+            return False, _lost(exc)
+        return False, exc
+
+    def _deliver(self, job, i, outcome):
+        with self._lock:
+            result = self._cache.get(job)
+            if result is not None:
+                result._set(i, outcome)
+
+    # -- the end --
+
+    def wait_idle(self):
+        """After close(): wait until every submitted task has reported."""
+        self._feeder.join()
+        with self._cache.cond:
+            self._cache.cond.wait_for(lambda: not self._cache)
+
+    def shutdown(self):
+        """Stop feeding, cancel the tasks in flight, stop the threads, and
+        release the plugins, the client and the LocalCluster the pool made."""
+        if self._done.is_set():
+            return
+        self._done.set()
+        self._stopping.set()
+        self._taskqueue.put(None)
+        with self._lock:
+            futures = list(self._inflight.values())
+        if futures:
+            try:
+                self._client.cancel(futures, force=True)
+            except Exception:
+                pass
+        me = threading.current_thread()
+        if me is not self._feeder:
+            self._feeder.join()
+        self._results.put(None)
+        if me is not self._router:
+            self._router.join()
+        self._unregister_plugins()
+        self._release_client()
+
+    def finalize(self):
+        # The Pool's finalizer: at exit, in the main thread; for a pool
+        # collected unclosed, in whatever thread dropped the last reference
+        # or ran the garbage collector, which may be Dask's event loop,
+        # where the client's blocking calls cannot run: from a thread of
+        # its own there.
+        if threading.current_thread() is threading.main_thread():
+            self.shutdown()
+        else:
+            threading.Thread(target=self.shutdown, daemon=True, name=self._name + '-end').start()
+
+    def _release_client(self):
+        if self._owns_client and self._client is not None:
+            try:
+                self._client.close()
+            except Exception:
+                pass
+        if self._cluster is not None:
+            try:
+                self._cluster.close()
+            except Exception:
+                pass
+
+
+class Pool:
+    """The Pool API of gomp.Pool (and multiprocessing.Pool) on a Dask cluster.
+
+    processes: the most tasks in flight at once (a task is one apply or one
+      chunk of a map); with neither address nor client, also the number of
+      worker processes of the LocalCluster started for the pool. None: the
+      CPU count for a LocalCluster, the workers' threads in all for a
+      running cluster.
+    initializer, initargs: initializer(*initargs) runs once in each worker
+      process (also in workers that join later).
+    maxtasksperchild: only None (see the module documentation).
+    address: a running Dask scheduler ('tcp://host:8786') to connect to.
+    client: a distributed.Client to use; the pool leaves it open.
+    retries: how many times a task whose worker process died is run again
+      on another worker before it fails with WorkerLostError (Dask's
+      allowed-failures, for the pool's tasks). 0: never, as with the local
+      Pool.
+    cluster_kwargs: more keyword arguments for that LocalCluster.
+    """
+
+    _state = INIT
+    _runner = None
+
+    def __init__(
+        self,
+        processes=None,
+        initializer=None,
+        initargs=(),
+        maxtasksperchild=None,
+        *,
+        address=None,
+        client=None,
+        retries=0,
+        cluster_kwargs=None,
+    ):
+        _checked_size(processes, initializer, maxtasksperchild)
+        if maxtasksperchild is not None:
+            raise NotImplementedError(
+                "gomp.cluster.Pool does not support maxtasksperchild: Dask's workers are "
+                "long-lived (restart them with client.restart())"
+            )
+        if address is not None and client is not None:
+            raise ValueError("give address or client, not both")
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError("retries must be an int >= 0")
+        runner = _Runner(processes, initializer, initargs, address, client, retries, cluster_kwargs)
+        self._runner = runner
+        self._processes = runner.processes
+        # Under the names the local Pool has (results use _cache).
+        self._cache = runner._cache
+        self._taskqueue = runner._taskqueue
+        self._state = RUN
+        self._terminate = util.Finalize(self, runner.finalize, exitpriority=15)
+
+    def __del__(self, _warn=warnings.warn, RUN=RUN):
+        # As with the local Pool: a warning, and the finalizer releases
+        # the cluster.
+        if self._state == RUN:
+            _warn('unclosed running gomp.cluster pool %r' % (self,), ResourceWarning, source=self)
+
     def __repr__(self):
         return '<{0.__module__}.{0.__qualname__} state={1} processes={2}>'.format(
             type(self), self._state, getattr(self, '_processes', None)
@@ -416,7 +615,7 @@ class Pool:
     @property
     def client(self):
         """The distributed.Client the pool submits to."""
-        return self._client
+        return self._runner._client
 
     def _check_running(self):
         if self._state != RUN:
@@ -504,112 +703,6 @@ class Pool:
         """func(*args, **kwds) on a worker; waits for the result."""
         return self.apply_async(func, args, kwds).get()
 
-    # -- the feeder: task streams -> Dask futures --
-
-    def _feed_loop(self):
-        while True:
-            item = self._taskqueue.get()
-            if item is None:
-                break
-            tasks, set_length = item
-            sharer = _Sharer(self._client)
-            n = 0  # how many tasks the stream made (an imap's length)
-            for task in tasks:
-                if isinstance(task, _Failure):
-                    # The iterable raised: that position fails, the rest
-                    # of the stream is not read.
-                    self._deliver(task.job, task.i, (False, task.exc))
-                    n = task.i + 1
-                    break
-                if not self._take_slot():
-                    break  # terminated: pending results stay pending
-                self._submit(task, sharer)
-                n += 1
-            if set_length is not None:
-                set_length(n)
-
-    def _take_slot(self):
-        while not self._slots.acquire(timeout=_POLL):
-            if self._state == TERMINATE:
-                return False
-        if self._state == TERMINATE:
-            self._slots.release()
-            return False
-        return True
-
-    def _submit(self, task, sharer):
-        job, i, func, args, kwds = task
-        key = f'{self._name}-{job}-{i}'
-        try:
-            if func is _run_chunk or func is _run_star_chunk:
-                inner, chunk = args
-                inner = sharer.func(inner)
-                if func is _run_star_chunk:
-                    chunk = sharer.items(chunk)
-                args = (inner, chunk)
-            fut = self._client.submit(_call, func, args, kwds, key=key, pure=False)
-        except Exception as e:
-            self._slots.release()
-            self._deliver(job, i, (False, e))
-            return
-        with self._lock:
-            self._inflight[key] = fut
-        fut.add_done_callback(lambda f, job=job, i=i: self._on_done(f, job, i))
-
-    def _on_done(self, fut, job, i):
-        # In Dask's callback thread (one for all the futures of the
-        # process): hand a finished task's result to the client's event
-        # loop, which fetches many at once, and anything else to the router.
-        if fut.status == 'finished':
-            self._client.loop.add_callback(self._fetch, fut, job, i)
-        else:
-            self._results.put((fut, job, i, None))
-
-    async def _fetch(self, fut, job, i):
-        # In the client's event loop.
-        try:
-            data = await self._client.gather(fut, asynchronous=True)
-        except BaseException as e:  # asyncio's CancelledError included
-            data = e
-        self._results.put((fut, job, i, data))
-
-    def _route_loop(self):
-        # Outcomes reach the results (and the user's callbacks) from this
-        # thread of the pool's own, so a slow callback holds up neither
-        # Dask's callback thread nor its event loop.
-        while True:
-            item = self._results.get()
-            if item is None:
-                break
-            fut, job, i, data = item
-            with self._lock:
-                self._inflight.pop(fut.key, None)
-            self._slots.release()
-            try:
-                outcome = self._outcome(fut, data)
-            except BaseException as e:
-                outcome = (False, e)
-            fut.release()
-            self._deliver(job, i, outcome)
-
-    def _outcome(self, fut, data):
-        if isinstance(data, bytes):
-            return pickle.loads(data)
-        if isinstance(data, BaseException):
-            return False, data
-        if fut.status == 'cancelled':
-            return False, distributed.client.FutureCancelledError(fut.key, 'cancelled')
-        exc = fut.exception()
-        if isinstance(exc, distributed.KilledWorker):
-            return False, _lost(exc)
-        return False, exc
-
-    def _deliver(self, job, i, outcome):
-        with self._lock:
-            result = self._cache.get(job)
-            if result is not None:
-                result._set(i, outcome)
-
     # -- lifetime --
 
     def close(self):
@@ -625,52 +718,21 @@ class Pool:
         if self._state not in (CLOSE, TERMINATE):
             raise ValueError("Pool is still running" if self._state == RUN else "In unknown state")
         if self._state == CLOSE:
-            self._feeder.join()
-            with self._cache.cond:
-                self._cache.cond.wait_for(lambda: not self._cache)
-        self._terminate()
+            self._runner.wait_idle()
+        self._end()
 
     def terminate(self):
         """Cancel the pending work and release the LocalCluster or the
         connection the pool made. Results still pending stay pending, as
         with the local Pool."""
         self._state = TERMINATE
-        self._terminate()
+        self._end()
 
-    def _shutdown(self):
-        if self._done.is_set():
-            return
-        self._done.set()
-        if self._state == RUN:  # at exit, or collected: as terminate()
-            self._state = TERMINATE
-        self._taskqueue.put(None)
-        with self._lock:
-            futures = list(self._inflight.values())
-        if futures:
-            try:
-                self._client.cancel(futures, force=True)
-            except Exception:
-                pass
-        me = threading.current_thread()
-        if me is not self._feeder:
-            self._feeder.join()
-        self._results.put(None)
-        if me is not self._router:
-            self._router.join()
-        self._unregister_plugins()
-        self._release_client()
-
-    def _release_client(self):
-        if self._owns_client and self._client is not None:
-            try:
-                self._client.close()
-            except Exception:
-                pass
-        if self._cluster is not None:
-            try:
-                self._cluster.close()
-            except Exception:
-                pass
+    def _end(self):
+        # Here, in the caller's thread (the finalizer would hand the work
+        # to another thread outside the main one).
+        self._terminate.cancel()
+        self._runner.shutdown()
 
     def __enter__(self):
         self._check_running()
