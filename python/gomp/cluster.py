@@ -22,7 +22,9 @@ How the Pool API maps onto Dask
   and keeps at most `processes` tasks in flight: submitted and not finished.
   The results are gomp.pool's own result objects (AsyncResult, MapResult,
   the imap iterators), so order, callbacks and the first-failure rule are
-  those of the local Pool.
+  those of the local Pool. The client's event loop fetches the results of
+  finished tasks, many at once; a router thread of the pool's own hands
+  them to the result objects and runs the callbacks.
 - A task runs inside _call on the worker, which catches its exception and
   sends it back with the worker's traceback as text (gomp.pool's
   ExceptionWithTraceback): get() raises the exception with that traceback as
@@ -40,8 +42,8 @@ How the Pool API maps onto Dask
   WorkerPlugin, also in workers that join (or are restarted) later.
 - A large function shared by all the tasks of a map (a functools.partial
   over a big array, a bound method of a big object) and large arguments of
-  starmap items are sent to the cluster once with client.scatter() and
-  referred to by the tasks, instead of travelling inside every task.
+  starmap items are sent to the cluster once per map with client.scatter()
+  and referred to by the tasks, instead of travelling inside every task.
 
 What differs from the local Pool: maxtasksperchild is not supported (Dask
 workers are long-lived: a worker restarted while its results wait to be
