@@ -5,7 +5,7 @@ VENV ?= .venv
 VPY := $(abspath $(VENV))/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all install demo test test-newer test-go test-py test-asan test-suite test-clients test-cpython lint lint-c lint-py provenance bench cluster-deps fuzz soak clean wheels test-wheels test-wheels-quick
+.PHONY: all install demo test test-newer test-go test-py test-asan test-suite test-clients test-cpython lint lint-c lint-py provenance bench bench-compare cluster-deps fuzz soak clean wheels test-wheels test-wheels-quick
 
 all: install
 
@@ -216,6 +216,12 @@ bench: install
 	$(MAKE) --no-print-directory cluster-deps
 	$(VPY) -m pip install -q --disable-pip-version-check ray || echo "(ray not installed: cluster benchmark without it)"
 	$(VPY) tests_py/bench/bench_cluster.py
+
+# Two builds of gomp through the same benchmarks, alternated, each against the
+# stdlib (tests_py/bench/compare_builds.py): BEFORE= a python that has the
+# older build installed, e.g. the .venv of an older checkout.
+bench-compare: install
+	$(VPY) tests_py/bench/compare_builds.py --before $(BEFORE) --after $(VPY)
 
 # A kill storm over every object type and start method (tests_py/soak.py):
 # 10 minutes unless SOAK_SECONDS says otherwise.
