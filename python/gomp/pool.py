@@ -50,6 +50,7 @@ import threading
 import traceback
 import warnings
 from collections import deque
+from functools import partial
 from itertools import chain, count, islice
 from types import GenericAlias
 
@@ -176,12 +177,19 @@ def worker(
     wrap_exception=False,
     slots=None,
     slot=-1,
+    claim=None,
 ):
     """The loop of a pool worker: take a task, run it, send its result; stop
-    at None, or after maxtasks tasks."""
+    at None, or after maxtasks tasks.
+
+    claim is None for a queue of plain items (then a worker with slots marks
+    its task in slots[2*slot:2*slot+2] once it has it); otherwise the tasks
+    carry claim headers (Queue._put_task) and a claim >= 0 is this worker's
+    claim slot in the task ring, where the ring records the task the worker
+    holds in the step that hands it over."""
     if maxtasks is not None and not (isinstance(maxtasks, int) and maxtasks >= 1):
         raise AssertionError(f'maxtasks {maxtasks!r} is not valid')
-    take = inqueue.get
+    take = inqueue.get if claim is None else partial(inqueue._get_task, claim)
     send = outqueue.put
     mark = None
     if slots is not None:
@@ -217,6 +225,13 @@ def worker(
             mark[at] = _IDLE
         task = func = args = kwds = outcome = None
         done += 1
+    if claim is not None and claim >= 0:
+        # The last task's result went out: the pool must not report it lost
+        # when this worker exits.
+        try:
+            inqueue._take_claim(claim)
+        except (OSError, ValueError):
+            pass
     util.debug('pool worker exits after %d tasks', done)
 
 
@@ -350,6 +365,7 @@ class _Engine:
         inqueue,
         outqueue,
         use_threads,
+        claiming=False,
     ):
         self.ctx = ctx
         self.make_process = make_process
@@ -371,7 +387,17 @@ class _Engine:
         self.threads = ()
         self.thread_idents = frozenset()
         self.slots = self.mark = None
-        if not use_threads:
+        # Tasks carry claim headers and each worker claims what it takes in
+        # the task ring (see the module documentation); workers beyond the
+        # ring's claim slots take tasks unclaimed.
+        self.claiming = claiming
+        self.num_claims = inqueue._num_claims() if claiming else 0
+        if claiming:
+            self.put_task = inqueue._put_task
+        else:
+            put = inqueue.put
+            self.put_task = lambda job, i, task: put(task)
+        if not use_threads and not claiming:
             from .sharedctypes import RawArray
 
             self.slots = RawArray('q', 2 * processes)
@@ -403,6 +429,9 @@ class _Engine:
                 else:
                     used = {getattr(p, '_gomp_pool_slot', -1) for p in self.pool}
                     slot = min(k for k in range(self.processes) if k not in used)
+                    claim = None
+                    if self.claiming:
+                        claim = slot if slot < self.num_claims else -1
                     w = self.make_process(
                         self.ctx,
                         target=_owned_worker,
@@ -416,6 +445,7 @@ class _Engine:
                             self.wrap_exception,
                             self.slots,
                             slot,
+                            claim,
                         ),
                     )
                 w._gomp_pool_slot = slot
@@ -438,12 +468,10 @@ class _Engine:
                 self.pool.remove(w)
                 util.debug('pool worker %s exited with %r', w.name, w.exitcode)
                 slot = getattr(w, '_gomp_pool_slot', -1)
-                if self.mark is None or slot < 0:
+                held = self._held_by(slot)
+                if held is None:
                     continue
-                job, i = self.mark[2 * slot], self.mark[2 * slot + 1]
-                self.mark[2 * slot] = _IDLE
-                if job == _IDLE:
-                    continue
+                job, i = held
                 err = WorkerLostError(
                     'pool worker %s (pid %s) exited with %s while running task %d of job %d'
                     % (w.name, w.pid, _describe_exit(w.exitcode), i, job),
@@ -458,6 +486,24 @@ class _Engine:
                     self.deliver(job, i, (False, err))
         return reaped
 
+    def _held_by(self, slot):
+        # The (job, index) of the task the exited worker of this slot held,
+        # or None; the slot is empty afterwards.
+        if slot < 0:
+            return None
+        if self.claiming:
+            if slot >= self.num_claims:
+                return None
+            try:
+                return self.inqueue._take_claim(slot)
+            except (OSError, ValueError):
+                return None
+        if self.mark is None:
+            return None
+        job, i = self.mark[2 * slot], self.mark[2 * slot + 1]
+        self.mark[2 * slot] = _IDLE
+        return None if job == _IDLE else (job, i)
+
     # -- results --
 
     def deliver(self, job, i, outcome):
@@ -471,7 +517,7 @@ class _Engine:
     def feed(self, tasks, set_length):
         """Put the tasks of one submission into the task queue. Returns False
         if the pool was terminated meanwhile."""
-        put = self.inqueue.put
+        put = self.put_task
         last = -1
         task = None
         try:
@@ -483,7 +529,7 @@ class _Engine:
                     self.deliver(task.job, task.i, (False, task.exc))
                     break
                 try:
-                    put(task)
+                    put(task[0], task[1], task)
                 except Exception as e:
                     self.deliver(task[0], task[1], (False, e))
                 last = task[1]
@@ -547,7 +593,7 @@ class _Engine:
         try:
             self.outqueue.put(None)
             for _ in range(len(self.pool)):
-                self.inqueue.put(None)
+                self.put_task(-1, 0, None)
         except (OSError, ValueError):
             pass
         util.debug('pool feeder: done')
@@ -1035,6 +1081,7 @@ class Pool:
             self._inqueue,
             self._outqueue,
             self._threads,
+            self._claims_tasks(),
         )
         # The engine's containers under the names the standard library's
         # pool has (tests and debugging tools look at them).
@@ -1056,6 +1103,18 @@ class Pool:
     def Process(ctx, *args, **kwds):
         """A new worker (a process of the pool's context)."""
         return ctx.Process(*args, **kwds)
+
+    def _claims_tasks(self):
+        # Claiming needs both ends to be ours: the queues of our own
+        # _setup_queues and workers started by our own _repopulate_pool (a
+        # subclass may start workers that call worker() with plain gets).
+        cls = type(self)
+        return (
+            not self._threads
+            and cls._setup_queues is Pool._setup_queues
+            and cls._repopulate_pool is Pool._repopulate_pool
+            and hasattr(self._inqueue, '_put_task')
+        )
 
     def _setup_queues(self):
         if self._threads:
@@ -1178,7 +1237,7 @@ class Pool:
             engine.taskqueue.put(((task,), None))
             return result
         try:
-            engine.inqueue.put(task)
+            engine.put_task(result._job, 0, task)
         except Exception as e:
             engine.deliver(result._job, 0, (False, e))
         return result
