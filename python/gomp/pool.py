@@ -54,7 +54,7 @@ from functools import partial
 from itertools import chain, count, islice
 from types import GenericAlias
 
-from . import TimeoutError, _deathwatch, get_context, util
+from . import TimeoutError, _deathwatch, _gomp, get_context, util
 from .connection import wait
 from .context import ProcessError
 
@@ -1113,7 +1113,7 @@ class Pool:
             not self._threads
             and cls._setup_queues is Pool._setup_queues
             and cls._repopulate_pool is Pool._repopulate_pool
-            and hasattr(self._inqueue, '_put_task')
+            and isinstance(self._inqueue, _gomp.SimpleQueueCore)
         )
 
     def _setup_queues(self):
