@@ -16,6 +16,7 @@ import time
 import pytest
 
 import gomp
+import gomp.pool
 import pool_helpers as h
 from gomp.pool import WorkerLostError
 
@@ -202,3 +203,18 @@ def test_kill_storm(method, api):
                 raise AssertionError(f'round {k} (seed {seed}): {got!r}') from got
             lost_total += got[1]
     print(f'{method} {api}: {ROUNDS} rounds, {lost_total} tasks/maps failed with WorkerLostError')
+
+
+def test_workers_beyond_the_claim_slots_mark_their_tasks(monkeypatch):
+    # A pool with more workers than the ring has claim slots: those beyond
+    # mark their task in the shared array, and still fail it when killed.
+    monkeypatch.setattr(gomp.pool, '_claim_cap', 1)
+    with gomp.get_context('fork').Pool(2) as p:
+        assert p._engine.num_claims == 1 and p._engine.slots is not None
+        # Four tasks that kill their worker: whichever worker runs each,
+        # claiming or marking, the task fails.
+        lost = [p.apply_async(h.kill_self) for _ in range(4)]
+        for r in lost:
+            with pytest.raises(WorkerLostError):
+                r.get(LONG)
+        assert p.map(h.square, range(10)) == [x * x for x in range(10)]

@@ -22,18 +22,40 @@ A worker that dies does not hang the pool
 With the standard library, a worker killed while it runs a task (SIGKILL,
 a segfault, os._exit() in the task, the OOM killer) makes that task's result
 wait forever: the pool replaces the worker but nobody knows which task was
-lost (CPython gh-66587). gomp's workers write the (job, index) of the task
-they run into a small shared array (one int64 pair per worker, written before
-the task starts and cleared once its result is in the result queue). When a
-worker exits, the supervisor reads the worker's pair; if a task was under
-way, its result is failed with WorkerLostError (a ProcessError carrying the
-worker's pid and exit code), the worker is replaced and the other tasks go on.
-For map()/map_async() the whole map fails with that error; for imap() the
-items of the lost chunk raise it when they are reached.
+lost (CPython gh-66587). gomp's pool knows which task every worker holds:
 
-A task is known to a worker only once it wrote the pair, a few instructions
-after it took the task out of the queue: a worker killed in exactly that
-window still loses its task silently, as with the standard library.
+- Tasks are put into the task ring with a 16-byte claim header, the job id
+  and the task's index (SimpleQueue._put_task); the rest is the pickle.
+- Each worker has a claim slot in the task ring's header. The get that hands
+  a task to the worker (SimpleQueue._get_task, in the core) records the
+  header's (job, index) in that slot in the same step that moves the ring's
+  head past the task, under the consumer lock's journal: a worker killed at
+  any instruction either left the task in the ring (another worker takes it)
+  or has it claimed, even if it died in the middle of the get itself (whoever
+  takes the lock over completes the dead worker's claim from the journal).
+  The claim stays until the worker comes for its next task (its result was
+  sent by then) or exits. gomp/queue/claim.go has the details.
+- When a worker exits, the supervisor takes its claim (under the consumer
+  lock, so that no replay can come after the look); if a task was held, its
+  result fails with WorkerLostError (a ProcessError carrying the worker's pid
+  and exit code), the worker is replaced and the other tasks go on. The
+  error travels through the result queue, behind any result the worker sent
+  before dying, and a task's first report stands: a worker killed after it
+  sent its result and before its next get costs nothing.
+
+For map()/map_async() the whole map fails with that error; for imap() the
+items of the lost chunk raise it when they are reached. In random-kill storms
+(300 tasks on Pool(3), a random worker SIGKILLed 0-50 ms in, 1,000 rounds per
+API and start method: tests_py/test_pool_claims.py with GOMP_SLOW=1) every
+task ended as a value or a WorkerLostError.
+
+The claims need both ends to be the pool's own: its _setup_queues and its
+_repopulate_pool. A subclass that installs other queues or starts its own
+workers (joblib, torch.multiprocessing) gets plain tasks; its workers, when
+they run worker() with a shared array of slots, mark their task after taking
+it, which leaves a window of a few instructions in which a killed worker
+loses its task silently, as with the standard library. So do the workers
+beyond the ring's 176 claim slots (in a Pool of more than 176 processes).
 
 Other departures from the standard library, both in the direction of not
 hanging: an exception raised by a callback or error_callback is printed to
@@ -71,6 +93,10 @@ job_counter = count()
 
 # Value of a worker's slot when it runs no task.
 _IDLE = -1
+
+# At most this many workers of a pool claim their tasks in the ring (the ring
+# has 176 claim slots; the tests lower the cap to try the workers beyond it).
+_claim_cap = 1 << 30
 
 
 # ---- errors --------------------------------------------------------------------------------
@@ -391,13 +417,13 @@ class _Engine:
         # the task ring (see the module documentation); workers beyond the
         # ring's claim slots take tasks unclaimed.
         self.claiming = claiming
-        self.num_claims = inqueue._num_claims() if claiming else 0
+        self.num_claims = min(inqueue._num_claims(), _claim_cap) if claiming else 0
         if claiming:
             self.put_task = inqueue._put_task
         else:
             put = inqueue.put
             self.put_task = lambda job, i, task: put(task)
-        if not use_threads and not claiming:
+        if not use_threads and (not claiming or processes > self.num_claims):
             from .sharedctypes import RawArray
 
             self.slots = RawArray('q', 2 * processes)
@@ -429,9 +455,11 @@ class _Engine:
                 else:
                     used = {getattr(p, '_gomp_pool_slot', -1) for p in self.pool}
                     slot = min(k for k in range(self.processes) if k not in used)
-                    claim = None
-                    if self.claiming:
-                        claim = slot if slot < self.num_claims else -1
+                    claim, slots = None, self.slots
+                    if self.claiming and slot < self.num_claims:
+                        claim, slots = slot, None
+                    elif self.claiming:
+                        claim = -1  # no claim slot left: marks its task in slots
                     w = self.make_process(
                         self.ctx,
                         target=_owned_worker,
@@ -443,7 +471,7 @@ class _Engine:
                             self.initargs,
                             self.maxtasks,
                             self.wrap_exception,
-                            self.slots,
+                            slots,
                             slot,
                             claim,
                         ),
@@ -491,9 +519,7 @@ class _Engine:
         # or None; the slot is empty afterwards.
         if slot < 0:
             return None
-        if self.claiming:
-            if slot >= self.num_claims:
-                return None
+        if self.claiming and slot < self.num_claims:
             try:
                 return self.inqueue._take_claim(slot)
             except (OSError, ValueError):
