@@ -415,7 +415,8 @@ class _Engine:
         self.slots = self.mark = None
         # Tasks carry claim headers and each worker claims what it takes in
         # the task ring (see the module documentation); workers beyond the
-        # ring's claim slots take tasks unclaimed.
+        # ring's claim slots, and all workers of a pool that does not claim,
+        # mark their task in the shared array `slots` instead.
         self.claiming = claiming
         self.num_claims = min(inqueue._num_claims(), _claim_cap) if claiming else 0
         if claiming:
