@@ -84,7 +84,7 @@ def chart(sections, path, title, baseline=None):
     if not rows:
         return False
     height = 0.8 / len(impls)
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) * len(impls) + 1.5))
+    fig, ax = plt.subplots(figsize=(9, 0.2 * len(names) * len(impls) + 1.5))
     for k, impl in enumerate(impls):
         ys = [n - 0.4 + height * (k + 0.5) for n in range(len(names))]
         xs = [row.get(impl, 0) for row in rows]
