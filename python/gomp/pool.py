@@ -391,6 +391,8 @@ class _Engine:
         inqueue,
         outqueue,
         use_threads,
+        quick_put=None,
+        quick_get=None,
         claiming=False,
     ):
         self.ctx = ctx
@@ -403,6 +405,10 @@ class _Engine:
         self.inqueue = inqueue
         self.outqueue = outqueue
         self.use_threads = use_threads
+        # How the router takes a result: the queue's get, unless a
+        # subclass's _setup_queues installed _quick_get (the stdlib's pool
+        # moves tasks and results through _quick_put/_quick_get).
+        self.get_result = quick_get or outqueue.get
         self.taskqueue = queue.SimpleQueue()
         self.state = INIT
         self.wake = _Wake()
@@ -419,10 +425,13 @@ class _Engine:
         # mark their task in the shared array `slots` instead.
         self.claiming = claiming
         self.num_claims = min(inqueue._num_claims(), _claim_cap) if claiming else 0
+        # put_task(job, i, task): how the feeder and apply_async put a task:
+        # with its claim header, or else through the queue's put (or the
+        # _quick_put a subclass's _setup_queues installed).
         if claiming:
             self.put_task = inqueue._put_task
         else:
-            put = inqueue.put
+            put = quick_put or inqueue.put
             self.put_task = lambda job, i, task: put(task)
         if not use_threads and (not claiming or processes > self.num_claims):
             from .sharedctypes import RawArray
@@ -626,7 +635,7 @@ class _Engine:
         util.debug('pool feeder: done')
 
     def _route_loop(self):
-        take = self.outqueue.get
+        take = self.get_result
         deliver = self.deliver
         while True:
             try:
@@ -1108,6 +1117,8 @@ class Pool:
             self._inqueue,
             self._outqueue,
             self._threads,
+            getattr(self, '_quick_put', None),
+            getattr(self, '_quick_get', None),
             self._claims_tasks(),
         )
         # The engine's containers under the names the standard library's
@@ -1118,7 +1129,10 @@ class Pool:
         self._taskqueue = engine.taskqueue
         self._change_notifier = engine.wake
         try:
-            engine.repopulate()
+            # Through the method, which a subclass may override (the stdlib
+            # calls it here too; its later replacements of exited workers
+            # do not go through it, nor do ours).
+            self._repopulate_pool()
         except BaseException:
             self._stop_started_workers()
             raise
