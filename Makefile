@@ -212,6 +212,8 @@ bench: install
 	$(VPY) tests_py/bench/bench_queues.py
 	$(VPY) tests_py/bench/bench_sync.py
 	$(VPY) tests_py/bench/bench_shared.py
+	$(VPY) -m pip install -q --disable-pip-version-check "mpire==2.10.2" || echo "(mpire not installed: pool benchmark without it)"
+	$(VPY) -m pip install -q --disable-pip-version-check "matplotlib==3.9.2" || echo "(matplotlib not installed: no pool chart)"
 	$(VPY) tests_py/bench/bench_pool.py
 	$(MAKE) --no-print-directory cluster-deps
 	$(VPY) -m pip install -q --disable-pip-version-check ray || echo "(ray not installed: cluster benchmark without it)"
