@@ -63,6 +63,8 @@ import types
 import uuid
 import warnings
 
+# A subpackage rather than a module: CPython's suite imports every *.py file
+# of the package folder (its import-star test), and this one needs Dask.
 try:
     import cloudpickle
     import dask
@@ -74,8 +76,8 @@ except ImportError as e:  # pragma: no cover - the message is the point
         "(or: pip install 'dask[distributed]')"
     ) from e
 
-from . import util
-from .pool import (
+from .. import util
+from ..pool import (
     CLOSE,
     INIT,
     RUN,
