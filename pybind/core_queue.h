@@ -19,6 +19,7 @@ typedef struct {
 typedef struct {
     int64_t locked, mid, total, got;
     int64_t report; /* in: an item cut short ends the get with GOMP_QLOST */
+    int64_t claim;  /* in: claim slot + 1 (0: none): see gomp/queue/claim.go */
 } gomp_qget;
 
 /* queue_get with report set: the item being received was cut short (its
@@ -58,6 +59,8 @@ typedef struct {
     X(int64_t, queue_watch, (int64_t h))                                          \
     X(int64_t, queue_unwatch, (int64_t h))                                        \
     X(int64_t, queue_poll, (int64_t h, int slice_ms))                             \
-    X(int64_t, queue_discard, (int64_t h))
+    X(int64_t, queue_discard, (int64_t h))                                        \
+    X(int64_t, queue_take_claim, (int64_t h, int64_t slot, int64_t *out,          \
+                                  int slice_ms))
 /* clang-format on */
 #endif

@@ -68,7 +68,7 @@ func savePut(st *C.gomp_qput, s queue.PutState) {
 
 func getState(st *C.gomp_qget) queue.GetState {
 	return queue.GetState{Locked: int64(st.locked), Mid: int64(st.mid), Total: int64(st.total), Got: int64(st.got),
-		Report: int64(st.report)}
+		Report: int64(st.report), Claim: int64(st.claim)}
 }
 
 func saveGet(st *C.gomp_qget, s queue.GetState) {
@@ -165,6 +165,23 @@ func gompcore_queue_get(h C.int64_t, buf unsafe.Pointer, capacity C.int64_t, st 
 		n, err := q.Get(cBytes(buf, int64(capacity)), &s, queueSlice(sliceMs))
 		saveGet(st, s)
 		return C.int64_t(n), err
+	})
+}
+
+// gompcore_queue_take_claim returns 1 and stores (job, index) in out[0..1]
+// if claim slot slot held a task (clearing it), 0 if not; GOMP_EAGAIN when
+// the slice ended before the consumer lock was free (see queue.TakeClaim).
+//
+//export gompcore_queue_take_claim
+func gompcore_queue_take_claim(h, slot C.int64_t, out *C.int64_t, sliceMs C.int) C.int64_t {
+	return onQueue(h, func(q *queue.Queue) (C.int64_t, error) {
+		held, job, idx, err := q.TakeClaim(int(slot), queueSlice(sliceMs))
+		if err != nil || !held {
+			return 0, err
+		}
+		pair := unsafe.Slice(out, 2)
+		pair[0], pair[1] = C.int64_t(job), C.int64_t(idx)
+		return 1, nil
 	})
 }
 

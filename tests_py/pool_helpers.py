@@ -122,3 +122,24 @@ def pipe_queue_pool_class(base):
             self._outqueue = PipeTaskQueue(self._ctx)
 
     return PipeQueuePool
+
+
+class DieOnUnpickle:
+    """An argument whose unpickling SIGKILLs the process unpickling it: a
+    worker dies after it took the task out of the queue and before any of
+    its own code ran (the window an atomic claim closes)."""
+
+    def __reduce__(self):
+        return kill_self, ()
+
+
+def square_after(arg):
+    """x * x after sleeping seconds (arg is (x, seconds))."""
+    x, seconds = arg
+    if seconds:
+        time.sleep(seconds)
+    return x * x
+
+
+def square_after2(x, seconds):
+    return square_after((x, seconds))

@@ -48,6 +48,9 @@ type GetState struct {
 	// unfinished (it died) ends the get with ErrItemLost instead of being
 	// dropped silently.
 	Report int64
+	// Set by the caller: its claim slot + 1 (0: none). The item taken is
+	// claimed in that slot in the step that takes it (see claim.go).
+	Claim int64
 }
 
 // ErrItemLost reports (to a get with Report set) that the item it was
@@ -397,6 +400,7 @@ func (r *Ring) consume(newHead uint64, item bool) {
 	if item {
 		*r.u64(offCJHead) = newHead
 		*r.u64(offCJGet) = atomic.LoadUint64(r.getCount()) + 1
+		*r.u64(offCJClaim) = 0 // no claim: a stale one must not replay
 		*r.u32(offCJValid) = 1
 		atomic.StoreUint64(r.head(), newHead)
 		atomic.StoreUint64(r.getCount(), *r.u64(offCJGet))
@@ -448,7 +452,12 @@ func (r *Ring) abortIfProducerGone(head uint64) {
 // buffer that large. ErrAgain when d ends first; a streamed item being
 // assembled keeps the consumer lock in st across calls.
 func (r *Ring) read(buf []byte, st *GetState, d *deadline) (int64, error) {
+	slot := int(st.Claim) - 1
 	for {
+		if st.Locked == 0 && st.Mid == 0 && slot >= 0 {
+			// Coming for the next item: the last one's result went out.
+			r.clearClaim(slot)
+		}
 		if st.Locked == 0 {
 			if err := r.lockC(d); err != nil {
 				return 0, err
@@ -506,7 +515,12 @@ func (r *Ring) read(buf []byte, st *GetState, d *deadline) (int64, error) {
 				return int64(n), nil
 			}
 			r.readAt(head+recHdr, buf[:n])
-			r.consume(head+size, true)
+			if slot >= 0 {
+				job, idx := r.claimOf(head+recHdr, uint64(n))
+				r.consumeClaim(head+size, true, slot, job, idx)
+			} else {
+				r.consume(head+size, true)
+			}
 			r.endGet(st)
 			return int64(n), nil
 		case kindFirst:
@@ -527,7 +541,14 @@ func (r *Ring) read(buf []byte, st *GetState, d *deadline) (int64, error) {
 			}
 			r.readAt(head+recHdr+8, buf[:chunk])
 			st.Mid, st.Total, st.Got = 1, int64(total), int64(chunk)
-			r.consume(head+size, false)
+			if slot >= 0 {
+				// A streamed item is received once its first fragment is:
+				// claimed there.
+				job, idx := r.claimOf(head+recHdr+8, chunk)
+				r.consumeClaim(head+size, false, slot, job, idx)
+			} else {
+				r.consume(head+size, false)
+			}
 		case kindMid, kindLast:
 			last := kind == kindLast
 			if st.Mid == 0 || st.Got+int64(n) > st.Total || (last && st.Got+int64(n) != st.Total) ||

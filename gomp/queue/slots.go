@@ -287,9 +287,11 @@ func (r *Ring) replayC() {
 		return
 	}
 	if atomic.LoadUint64(r.head()) == *r.u64(offCJHead) {
+		r.replayClaim()
 		atomic.StoreUint64(r.getCount(), *r.u64(offCJGet))
 	}
 	*r.u32(offCJValid) = 0
+	*r.u64(offCJClaim) = 0
 	futex.Wake(r.headWord(), math.MaxInt32)
 }
 

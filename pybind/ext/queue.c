@@ -34,6 +34,8 @@
 
 #include <unistd.h>
 
+/* The claim header of a pool task: job and index, little-endian int64s. */
+#define TASK_HDR 16
 /* Items up to this size are received on the stack, then copied once. */
 #define STACK_ITEM 8192
 /* Tuples and lists up to this length are checked for the fast pickling. */
@@ -468,15 +470,34 @@ static int64_t get_step(void *c, int ms)
     return gomp_core.queue_get(g->h, g->buf, g->cap, &g->st, ms);
 }
 
+/* The object pickled after a pool task's 16-byte claim header (see
+ * _put_task) in the n bytes at b. */
+static PyObject *task_decode(const char *b, int64_t n)
+{
+    if (n < TASK_HDR) {
+        PyErr_SetString(PyExc_ValueError, "not a pool task: too short for its header");
+        return NULL;
+    }
+    PyObject *view = PyMemoryView_FromMemory((char *)b + TASK_HDR, n - TASK_HDR, PyBUF_READ);
+    if (view == NULL)
+        return NULL;
+    PyObject *o = PyObject_CallOneArg(pickle_loads, view);
+    Py_DECREF(view);
+    return o;
+}
+
 /* Takes the next item. With decode, returns the object (fast_decode or
- * pickle.loads); otherwise its pickle as bytes. NULL with queue.Empty on
- * timeout, or another exception. */
-static PyObject *q_take(QCore *self, gomp_deadline *d, int decode, int report)
+ * pickle.loads); otherwise its pickle as bytes. claim >= 0 takes a pool task
+ * (decode is implied): the item's claim header is skipped, and claim > 0
+ * (slot + 1) claims it in that slot as it is taken (gomp/queue/claim.go).
+ * NULL with queue.Empty on timeout, or another exception. */
+static PyObject *q_take(QCore *self, gomp_deadline *d, int decode, int report, int64_t claim)
 {
     char stack[STACK_ITEM];
     PyObject *big = NULL;
     get_ctx g = {self->h, stack, sizeof stack, {0}};
     g.st.report = report;
+    g.st.claim = claim > 0 ? claim : 0;
     if (self->hint > STACK_ITEM) {
         /* Large items tend to follow each other: receive into a bytes object
          * of the last one's size at once instead of asking for the size. */
@@ -509,6 +530,11 @@ static PyObject *q_take(QCore *self, gomp_deadline *d, int decode, int report)
         }
         if (r <= g.cap) {
             self->hint = r > STACK_ITEM ? r : 0;
+            if (claim >= 0) {
+                PyObject *o = task_decode(big ? PyBytes_AS_STRING(big) : stack, r);
+                Py_XDECREF(big);
+                return o;
+            }
             if (big == NULL) {
                 if (decode) {
                     PyObject *o = fast_decode((const unsigned char *)stack, r);
@@ -545,7 +571,7 @@ static PyObject *get_obj(QCore *self, gomp_deadline *d)
         return closed_error(self);
     if (q_ready(self) < 0)
         return NULL;
-    return q_take(self, d, 1, 0);
+    return q_take(self, d, 1, 0, -1);
 }
 
 /* Queue.get(block=True, timeout=None): see gomp.queues. */
@@ -587,7 +613,123 @@ static PyObject *q_get_raw(QCore *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (q_ready(self) < 0)
         return NULL;
-    return q_take(self, &d, 0, 0);
+    return q_take(self, &d, 0, 0, -1);
+}
+
+/* ---- pool tasks: claimed as they are taken (gomp/queue/claim.go) ---------------------- */
+
+static void put_le64(unsigned char *b, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    for (int k = 0; k < 8; k++)
+        b[k] = (unsigned char)(u >> (8 * k));
+}
+
+/* _put_task(job, index, obj): puts obj pickled behind the claim header
+ * (job, index), waiting for room (a SimpleQueue's put). A job below 0 marks
+ * an item no worker claims (the end-of-work None). */
+static PyObject *q_put_task(QCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "_put_task(job, index, obj)");
+        return NULL;
+    }
+    long long job = PyLong_AsLongLong(args[0]);
+    if (job == -1 && PyErr_Occurred())
+        return NULL;
+    long long idx = PyLong_AsLongLong(args[1]);
+    if (idx == -1 && PyErr_Occurred())
+        return NULL;
+    if (self->put_closed)
+        return closed_error(self);
+    if (q_ready(self) < 0)
+        return NULL;
+    self->used = 1;
+    PyObject *data = q_pickle(self, args[2]);
+    if (data == NULL)
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    unsigned char small[STACK_ITEM];
+    unsigned char *buf = small;
+    Py_ssize_t n = view.len + TASK_HDR;
+    if (n > (Py_ssize_t)sizeof small && (buf = PyMem_Malloc((size_t)n)) == NULL) {
+        PyBuffer_Release(&view);
+        Py_DECREF(data);
+        return PyErr_NoMemory();
+    }
+    put_le64(buf, job < 0 ? -1 : job);
+    put_le64(buf + 8, idx);
+    memcpy(buf + TASK_HDR, view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    Py_DECREF(data);
+    gomp_deadline d;
+    gomp_deadline_set(&d, -1);
+    int64_t r = put_data(self, buf, n, &d);
+    if (buf != small)
+        PyMem_Free(buf);
+    if (r < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* _get_task(slot) -> the next pool task, waiting for it; slot >= 0 claims
+ * it in that claim slot in the step that takes it out of the ring. */
+static PyObject *q_get_task(QCore *self, PyObject *arg)
+{
+    long long slot = PyLong_AsLongLong(arg);
+    if (slot == -1 && PyErr_Occurred())
+        return NULL;
+    if (self->get_closed)
+        return closed_error(self);
+    if (q_ready(self) < 0)
+        return NULL;
+    gomp_deadline d;
+    gomp_deadline_set(&d, -1);
+    return q_take(self, &d, 1, 0, slot >= 0 ? slot + 1 : 0);
+}
+
+/* The claim slots of a ring (gomp/queue/claim.go: NumClaims). */
+#define NUM_CLAIMS 176
+
+static PyObject *q_num_claims(QCore *self, PyObject *noargs)
+{
+    return PyLong_FromLong(NUM_CLAIMS);
+}
+
+typedef struct {
+    int64_t h, slot;
+    int64_t out[2];
+} claim_ctx;
+
+static int64_t claim_step(void *c, int ms)
+{
+    claim_ctx *k = c;
+    return gomp_core.queue_take_claim(k->h, k->slot, k->out, ms);
+}
+
+/* _take_claim(slot) -> (job, index) of the task claimed in slot, or None;
+ * the slot is empty afterwards. For the pool, once the slot's worker is gone
+ * (or by the worker itself). */
+static PyObject *q_take_claim(QCore *self, PyObject *arg)
+{
+    long long slot = PyLong_AsLongLong(arg);
+    if (slot == -1 && PyErr_Occurred())
+        return NULL;
+    if (q_ready(self) < 0)
+        return NULL;
+    claim_ctx k = {self->h, slot, {0, 0}};
+    gomp_deadline d;
+    gomp_deadline_set(&d, -1);
+    int64_t r = gomp_run(claim_step, &k, &d, 1);
+    if (r < 0)
+        return gomp_run_error(r);
+    if (r == 0)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(LL)", (long long)k.out[0], (long long)k.out[1]);
 }
 
 /* ---- the reader end: readiness descriptor, recv, poll --------------------------------- */
@@ -616,7 +758,7 @@ static PyObject *q_recv(QCore *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     gomp_deadline d;
     gomp_deadline_set(&d, -1);
-    return q_take(self, &d, decode, 1);
+    return q_take(self, &d, decode, 1, -1);
 }
 
 typedef struct {
@@ -925,7 +1067,14 @@ static int flag_set(QCore *self, PyObject *v, void *which)
      "_watch() -> fd readable while the queue holds an item (the queue's eventfd)."},              \
     {"_unwatch", (PyCFunction)q_unwatch, METH_NOARGS, "Stop counting as a watcher."},              \
     {"_discard", (PyCFunction)q_discard, METH_NOARGS,                                              \
-     "Give the queue up: drop this process's overflow, do not wait for it at exit."}
+     "Give the queue up: drop this process's overflow, do not wait for it at exit."},              \
+    {"_put_task", (PyCFunction)(void (*)(void))q_put_task, METH_FASTCALL,                          \
+     "_put_task(job, index, obj): put a pool task, claimable by the worker taking it."},           \
+    {"_get_task", (PyCFunction)q_get_task, METH_O,                                                 \
+     "_get_task(slot) -> the next pool task, claimed in slot (>= 0) as it is taken."},             \
+    {"_take_claim", (PyCFunction)q_take_claim, METH_O,                                             \
+     "_take_claim(slot) -> (job, index) claimed in slot, or None; empties the slot."},             \
+    {"_num_claims", (PyCFunction)q_num_claims, METH_NOARGS, "The number of claim slots."}
 /* clang-format on */
 
 static PyMethodDef q_methods[] = {

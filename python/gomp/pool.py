@@ -22,18 +22,40 @@ A worker that dies does not hang the pool
 With the standard library, a worker killed while it runs a task (SIGKILL,
 a segfault, os._exit() in the task, the OOM killer) makes that task's result
 wait forever: the pool replaces the worker but nobody knows which task was
-lost (CPython gh-66587). gomp's workers write the (job, index) of the task
-they run into a small shared array (one int64 pair per worker, written before
-the task starts and cleared once its result is in the result queue). When a
-worker exits, the supervisor reads the worker's pair; if a task was under
-way, its result is failed with WorkerLostError (a ProcessError carrying the
-worker's pid and exit code), the worker is replaced and the other tasks go on.
-For map()/map_async() the whole map fails with that error; for imap() the
-items of the lost chunk raise it when they are reached.
+lost (CPython gh-66587). gomp's pool knows which task every worker holds:
 
-A task is known to a worker only once it wrote the pair, a few instructions
-after it took the task out of the queue: a worker killed in exactly that
-window still loses its task silently, as with the standard library.
+- Tasks are put into the task ring with a 16-byte claim header, the job id
+  and the task's index (SimpleQueue._put_task); the rest is the pickle.
+- Each worker has a claim slot in the task ring's header. The get that hands
+  a task to the worker (SimpleQueue._get_task, in the core) records the
+  header's (job, index) in that slot in the same step that moves the ring's
+  head past the task, under the consumer lock's journal: a worker killed at
+  any instruction either left the task in the ring (another worker takes it)
+  or has it claimed, even if it died in the middle of the get itself (whoever
+  takes the lock over completes the dead worker's claim from the journal).
+  The claim stays until the worker comes for its next task (its result was
+  sent by then) or exits. gomp/queue/claim.go has the details.
+- When a worker exits, the supervisor takes its claim (under the consumer
+  lock, so that no replay can come after the look); if a task was held, its
+  result fails with WorkerLostError (a ProcessError carrying the worker's pid
+  and exit code), the worker is replaced and the other tasks go on. The
+  error travels through the result queue, behind any result the worker sent
+  before dying, and a task's first report stands: a worker killed after it
+  sent its result and before its next get costs nothing.
+
+For map()/map_async() the whole map fails with that error; for imap() the
+items of the lost chunk raise it when they are reached. In random-kill storms
+(300 tasks on Pool(3), a random worker SIGKILLed 0-50 ms in, 1,000 rounds per
+API and start method: tests_py/test_pool_claims.py with GOMP_SLOW=1) every
+task ended as a value or a WorkerLostError.
+
+The claims need both ends to be the pool's own: its _setup_queues and its
+_repopulate_pool. A subclass that installs other queues or starts its own
+workers (joblib, torch.multiprocessing) gets plain tasks; its workers, when
+they run worker() with a shared array of slots, mark their task after taking
+it, which leaves a window of a few instructions in which a killed worker
+loses its task silently, as with the standard library. So do the workers
+beyond the ring's 176 claim slots (in a Pool of more than 176 processes).
 
 Other departures from the standard library, both in the direction of not
 hanging: an exception raised by a callback or error_callback is printed to
@@ -50,10 +72,11 @@ import threading
 import traceback
 import warnings
 from collections import deque
+from functools import partial
 from itertools import chain, count, islice
 from types import GenericAlias
 
-from . import TimeoutError, _deathwatch, get_context, util
+from . import TimeoutError, _deathwatch, _gomp, get_context, util
 from .connection import wait
 from .context import ProcessError
 
@@ -70,6 +93,10 @@ job_counter = count()
 
 # Value of a worker's slot when it runs no task.
 _IDLE = -1
+
+# At most this many workers of a pool claim their tasks in the ring (the ring
+# has 176 claim slots; the tests lower the cap to try the workers beyond it).
+_claim_cap = 1 << 30
 
 
 # ---- errors --------------------------------------------------------------------------------
@@ -176,12 +203,19 @@ def worker(
     wrap_exception=False,
     slots=None,
     slot=-1,
+    claim=None,
 ):
     """The loop of a pool worker: take a task, run it, send its result; stop
-    at None, or after maxtasks tasks."""
+    at None, or after maxtasks tasks.
+
+    claim is None for a queue of plain items (then a worker with slots marks
+    its task in slots[2*slot:2*slot+2] once it has it); otherwise the tasks
+    carry claim headers (Queue._put_task) and a claim >= 0 is this worker's
+    claim slot in the task ring, where the ring records the task the worker
+    holds in the step that hands it over."""
     if maxtasks is not None and not (isinstance(maxtasks, int) and maxtasks >= 1):
         raise AssertionError(f'maxtasks {maxtasks!r} is not valid')
-    take = inqueue.get
+    take = inqueue.get if claim is None else partial(inqueue._get_task, claim)
     send = outqueue.put
     mark = None
     if slots is not None:
@@ -217,6 +251,13 @@ def worker(
             mark[at] = _IDLE
         task = func = args = kwds = outcome = None
         done += 1
+    if claim is not None and claim >= 0:
+        # The last task's result went out: the pool must not report it lost
+        # when this worker exits.
+        try:
+            inqueue._take_claim(claim)
+        except (OSError, ValueError):
+            pass
     util.debug('pool worker exits after %d tasks', done)
 
 
@@ -350,6 +391,9 @@ class _Engine:
         inqueue,
         outqueue,
         use_threads,
+        quick_put=None,
+        quick_get=None,
+        claiming=False,
     ):
         self.ctx = ctx
         self.make_process = make_process
@@ -361,6 +405,10 @@ class _Engine:
         self.inqueue = inqueue
         self.outqueue = outqueue
         self.use_threads = use_threads
+        # How the router takes a result: the queue's get, unless a
+        # subclass's _setup_queues installed _quick_get (the stdlib's pool
+        # moves tasks and results through _quick_put/_quick_get).
+        self.get_result = quick_get or outqueue.get
         self.taskqueue = queue.SimpleQueue()
         self.state = INIT
         self.wake = _Wake()
@@ -371,7 +419,21 @@ class _Engine:
         self.threads = ()
         self.thread_idents = frozenset()
         self.slots = self.mark = None
-        if not use_threads:
+        # Tasks carry claim headers and each worker claims what it takes in
+        # the task ring (see the module documentation); workers beyond the
+        # ring's claim slots, and all workers of a pool that does not claim,
+        # mark their task in the shared array `slots` instead.
+        self.claiming = claiming
+        self.num_claims = min(inqueue._num_claims(), _claim_cap) if claiming else 0
+        # put_task(job, i, task): how the feeder and apply_async put a task:
+        # with its claim header, or else through the queue's put (or the
+        # _quick_put a subclass's _setup_queues installed).
+        if claiming:
+            self.put_task = inqueue._put_task
+        else:
+            put = quick_put or inqueue.put
+            self.put_task = lambda job, i, task: put(task)
+        if not use_threads and (not claiming or processes > self.num_claims):
             from .sharedctypes import RawArray
 
             self.slots = RawArray('q', 2 * processes)
@@ -403,6 +465,11 @@ class _Engine:
                 else:
                     used = {getattr(p, '_gomp_pool_slot', -1) for p in self.pool}
                     slot = min(k for k in range(self.processes) if k not in used)
+                    claim, slots = None, self.slots
+                    if self.claiming and slot < self.num_claims:
+                        claim, slots = slot, None
+                    elif self.claiming:
+                        claim = -1  # no claim slot left: marks its task in slots
                     w = self.make_process(
                         self.ctx,
                         target=_owned_worker,
@@ -414,8 +481,9 @@ class _Engine:
                             self.initargs,
                             self.maxtasks,
                             self.wrap_exception,
-                            self.slots,
+                            slots,
                             slot,
+                            claim,
                         ),
                     )
                 w._gomp_pool_slot = slot
@@ -438,12 +506,10 @@ class _Engine:
                 self.pool.remove(w)
                 util.debug('pool worker %s exited with %r', w.name, w.exitcode)
                 slot = getattr(w, '_gomp_pool_slot', -1)
-                if self.mark is None or slot < 0:
+                held = self._held_by(slot)
+                if held is None:
                     continue
-                job, i = self.mark[2 * slot], self.mark[2 * slot + 1]
-                self.mark[2 * slot] = _IDLE
-                if job == _IDLE:
-                    continue
+                job, i = held
                 err = WorkerLostError(
                     'pool worker %s (pid %s) exited with %s while running task %d of job %d'
                     % (w.name, w.pid, _describe_exit(w.exitcode), i, job),
@@ -458,6 +524,22 @@ class _Engine:
                     self.deliver(job, i, (False, err))
         return reaped
 
+    def _held_by(self, slot):
+        # The (job, index) of the task the exited worker of this slot held,
+        # or None; the slot is empty afterwards.
+        if slot < 0:
+            return None
+        if self.claiming and slot < self.num_claims:
+            try:
+                return self.inqueue._take_claim(slot)
+            except (OSError, ValueError):
+                return None
+        if self.mark is None:
+            return None
+        job, i = self.mark[2 * slot], self.mark[2 * slot + 1]
+        self.mark[2 * slot] = _IDLE
+        return None if job == _IDLE else (job, i)
+
     # -- results --
 
     def deliver(self, job, i, outcome):
@@ -471,7 +553,7 @@ class _Engine:
     def feed(self, tasks, set_length):
         """Put the tasks of one submission into the task queue. Returns False
         if the pool was terminated meanwhile."""
-        put = self.inqueue.put
+        put = self.put_task
         last = -1
         task = None
         try:
@@ -483,7 +565,7 @@ class _Engine:
                     self.deliver(task.job, task.i, (False, task.exc))
                     break
                 try:
-                    put(task)
+                    put(task[0], task[1], task)
                 except Exception as e:
                     self.deliver(task[0], task[1], (False, e))
                 last = task[1]
@@ -547,13 +629,13 @@ class _Engine:
         try:
             self.outqueue.put(None)
             for _ in range(len(self.pool)):
-                self.inqueue.put(None)
+                self.put_task(-1, 0, None)
         except (OSError, ValueError):
             pass
         util.debug('pool feeder: done')
 
     def _route_loop(self):
-        take = self.outqueue.get
+        take = self.get_result
         deliver = self.deliver
         while True:
             try:
@@ -1035,6 +1117,9 @@ class Pool:
             self._inqueue,
             self._outqueue,
             self._threads,
+            getattr(self, '_quick_put', None),
+            getattr(self, '_quick_get', None),
+            self._claims_tasks(),
         )
         # The engine's containers under the names the standard library's
         # pool has (tests and debugging tools look at them).
@@ -1044,7 +1129,10 @@ class Pool:
         self._taskqueue = engine.taskqueue
         self._change_notifier = engine.wake
         try:
-            engine.repopulate()
+            # Through the method, which a subclass may override (the stdlib
+            # calls it here too; its later replacements of exited workers
+            # do not go through it, nor do ours).
+            self._repopulate_pool()
         except BaseException:
             self._stop_started_workers()
             raise
@@ -1056,6 +1144,18 @@ class Pool:
     def Process(ctx, *args, **kwds):
         """A new worker (a process of the pool's context)."""
         return ctx.Process(*args, **kwds)
+
+    def _claims_tasks(self):
+        # Claiming needs both ends to be ours: the queues of our own
+        # _setup_queues and workers started by our own _repopulate_pool (a
+        # subclass may start workers that call worker() with plain gets).
+        cls = type(self)
+        return (
+            not self._threads
+            and cls._setup_queues is Pool._setup_queues
+            and cls._repopulate_pool is Pool._repopulate_pool
+            and isinstance(self._inqueue, _gomp.SimpleQueueCore)
+        )
 
     def _setup_queues(self):
         if self._threads:
@@ -1178,7 +1278,7 @@ class Pool:
             engine.taskqueue.put(((task,), None))
             return result
         try:
-            engine.inqueue.put(task)
+            engine.put_task(result._job, 0, task)
         except Exception as e:
             engine.deliver(result._job, 0, (False, e))
         return result

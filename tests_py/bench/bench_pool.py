@@ -16,8 +16,17 @@ interleaved in one run (A, B, B, A, ...), both with the fork start method and
   terminate, pending work       terminate() of a warm pool with 20 sleeping
                                 tasks queued (ms)
 
-Ratios are gomp against the stdlib: above 1 means gomp is better."""
+The throughput cases and "create + first task + close + join" also run
+concurrent.futures.ProcessPoolExecutor(2) ("futures", fork) and mpire's
+WorkerPool(2) ("mpire", fork; skipped with a message when mpire is not
+installed): each case with its closest call (executor.map with chunksize,
+submit + result, WorkerPool.map / imap_unordered / apply_async).
 
+Ratios are against the stdlib: above 1 means better than the stdlib. The run
+writes a chart of every case (tests_py/bench/pool.png, shown by the README)
+when matplotlib is installed; --chart PATH writes it elsewhere."""
+
+import concurrent.futures as cf
 import multiprocessing as std
 import os
 import sys
@@ -25,7 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import interleave  # noqa: E402
+from harness import chart, interleave  # noqa: E402
 
 import gomp  # noqa: E402
 
@@ -34,44 +43,105 @@ def inc(x):
     return x + 1
 
 
+try:
+    import mpire
+except ImportError:
+    mpire = None
+
 MODS = {"stdlib": std, "gomp": gomp}
 CTX = {"stdlib": std.get_context("fork"), "gomp": gomp.get_context("fork")}
 POOLS = {}
 
 
-def pool(impl):
-    if impl not in POOLS:
-        POOLS[impl] = CTX[impl].Pool(2)
-        POOLS[impl].map(inc, range(100))  # warm up
-    return POOLS[impl]
+def new_pool(impl, kind="map"):
+    """A pool of 2 workers (fork) of impl, started (mpire's for kind)."""
+    if impl == "futures":
+        ex = cf.ProcessPoolExecutor(2, mp_context=std.get_context("fork"))
+        ex.submit(inc, 0).result()
+        return ex
+    if impl == "mpire":
+        wp = mpire.WorkerPool(n_jobs=2, start_method="fork", keep_alive=True)
+        if kind == "map":
+            wp.map(inc, range(10))
+        elif kind == "imap_unordered":
+            sum(1 for _ in wp.imap_unordered(inc, range(10), chunk_size=1))
+        else:
+            wp.apply_async(inc, (1,)).get()
+        return wp
+    return CTX[impl].Pool(2)
+
+
+def close_pool(impl, p):
+    if impl == "futures":
+        p.shutdown()
+    elif impl == "mpire":
+        p.terminate()
+    else:
+        p.close()
+        p.join()
+
+
+def pool(impl, kind="map"):
+    # mpire's kept-alive workers serve one kind of call (a WorkerPool that ran
+    # map() fails an apply_async() afterwards): one WorkerPool per kind.
+    key = (impl, kind) if impl == "mpire" else (impl, "")
+    if key not in POOLS:
+        POOLS[key] = new_pool(impl, kind)
+        if impl in MODS:
+            POOLS[key].map(inc, range(100))  # warm up
+    return POOLS[key]
 
 
 def map_rate(impl, n, chunksize=None, repeat=1):
     p = pool(impl)
     t0 = time.perf_counter()
     for _ in range(repeat):
-        out = p.map(inc, range(n), chunksize)
+        if impl == "futures":
+            out = list(p.map(inc, range(n), chunksize=chunksize or max(1, n // 8)))
+        elif impl == "mpire":
+            out = p.map(inc, range(n), chunk_size=chunksize)
+        else:
+            out = p.map(inc, range(n), chunksize)
     dt = time.perf_counter() - t0
     assert out[-1] == n
     return n * repeat / dt
 
 
 def imap_unordered_rate(impl, n):
-    p = pool(impl)
+    p = pool(impl, "imap_unordered")
     t0 = time.perf_counter()
-    total = sum(1 for _ in p.imap_unordered(inc, range(n)))
+    if impl == "futures":
+        total = sum(1 for _ in cf.as_completed([p.submit(inc, i) for i in range(n)]))
+    elif impl == "mpire":
+        total = sum(1 for _ in p.imap_unordered(inc, range(n), chunk_size=1))
+    else:
+        total = sum(1 for _ in p.imap_unordered(inc, range(n)))
     dt = time.perf_counter() - t0
     assert total == n
     return n / dt
 
 
 def apply_async_rate(impl, n):
-    p = pool(impl)
+    p = pool(impl, "apply_async")
     t0 = time.perf_counter()
-    results = [p.apply_async(inc, (i,)) for i in range(n)]
-    for r in results:
-        r.get()
+    if impl == "futures":
+        futures = [p.submit(inc, i) for i in range(n)]
+        for f in futures:
+            f.result()
+    else:
+        results = [p.apply_async(inc, (i,)) for i in range(n)]
+        for r in results:
+            r.get()
     return n / (time.perf_counter() - t0)
+
+
+def create_first_task_join(impl):
+    t0 = time.perf_counter()
+    p = new_pool(impl)
+    if impl in MODS:
+        p.apply(inc, (1,))
+    close_pool(impl, p)
+    return (time.perf_counter() - t0) * 1e3
 
 
 def apply_latency(impl, n):
@@ -116,19 +186,37 @@ def main():
     rounds = 3 if quick else 5
     scale = 4 if quick else 1
     impls = ["stdlib", "gomp"]
+    others = impls + ["futures"] + (["mpire"] if mpire is not None else [])
+    if mpire is None:
+        print("(mpire is not installed: pip install mpire; running without it)")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pool.png")
+    if "--chart" in sys.argv:
+        path = sys.argv[sys.argv.index("--chart") + 1]
+    sections = []
     print("load average at start: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
-    interleave(
+    res = interleave(
         [
             ("map 100k, default chunksize x10", lambda i: map_rate(i, 100000 // scale, repeat=10)),
             ("map 100k, chunksize=1", lambda i: map_rate(i, 100000 // scale, 1)),
             ("imap_unordered 20k, chunksize=1", lambda i: imap_unordered_rate(i, 20000 // scale)),
             ("apply_async 20k + get", lambda i: apply_async_rate(i, 20000 // scale)),
         ],
-        impls,
+        others,
         rounds=rounds,
         unit="tasks/s",
     )
-    interleave(
+    sections.append((res, True))
+    res = interleave(
+        [
+            ("Pool(2) create + first task + close + join", create_first_task_join),
+        ],
+        others,
+        rounds=rounds,
+        higher_is_better=False,
+        unit="ms",
+    )
+    sections.append((res, False))
+    res = interleave(
         [
             ("apply round trip", lambda i: apply_latency(i, 2000 // scale)),
         ],
@@ -137,7 +225,8 @@ def main():
         higher_is_better=False,
         unit="us",
     )
-    interleave(
+    sections.append((res, False))
+    res = interleave(
         [
             ("Pool(2) create + close + join", create_close_join),
             ("with Pool(2): map 10", with_map),
@@ -148,10 +237,11 @@ def main():
         higher_is_better=False,
         unit="ms",
     )
+    sections.append((res, False))
     for method in ("spawn", "forkserver"):
         for impl in impls:  # start the fork servers, warm the imports
             create_close_join(impl, method)
-        interleave(
+        res = interleave(
             [
                 (
                     "Pool(2) create+close+join " + method,
@@ -163,9 +253,14 @@ def main():
             higher_is_better=False,
             unit="ms",
         )
-    for p in POOLS.values():
-        p.close()
-        p.join()
+        sections.append((res, False))
+    for (impl, _), p in POOLS.items():
+        close_pool(impl, p)
+    title = "Pool(2), 2 cores: gomp, concurrent.futures and mpire against multiprocessing"
+    if chart(sections, path, title):
+        print("chart:", path)
+    else:
+        print("(matplotlib is not installed: no chart)")
     print("load average at end: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
 
 

@@ -48,3 +48,58 @@ def timed(fn, *args):
     t0 = time.perf_counter()
     fn(*args)
     return time.perf_counter() - t0
+
+
+def chart(sections, path, title, baseline=None):
+    """Writes a PNG bar chart of interleave() results to path: one group of
+    bars per case, one bar per implementation, each the implementation's
+    median relative to the baseline's (the first implementation unless
+    baseline names another), so that longer is better whatever the case's
+    unit. sections: list of (results, higher_is_better) as returned by and
+    given to interleave(). Returns False (and writes nothing) when
+    matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names, rows = [], []
+    impls = []
+    for results, higher_is_better in sections:
+        for name, values in results.items():
+            if not impls:
+                impls = list(values)
+            base_impl = baseline or next(iter(values))
+            base = statistics.median(values[base_impl])
+            row = {}
+            for impl, vals in values.items():
+                med = statistics.median(vals)
+                row[impl] = med / base if higher_is_better else base / med
+                if impl not in impls:
+                    impls.append(impl)
+            names.append(name)
+            rows.append(row)
+    if not rows:
+        return False
+    height = 0.8 / len(impls)
+    fig, ax = plt.subplots(figsize=(9, 0.2 * len(names) * len(impls) + 1.5))
+    for k, impl in enumerate(impls):
+        ys = [n - 0.4 + height * (k + 0.5) for n in range(len(names))]
+        xs = [row.get(impl, 0) for row in rows]
+        bars = ax.barh(ys, xs, height=height, label=impl)
+        for bar, x in zip(bars, xs):
+            if x:
+                ax.text(x, bar.get_y() + height / 2, " x%.2f" % x, va="center", fontsize=7)
+    ax.axvline(1.0, color="grey", linewidth=0.8)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("relative to %s (median; longer is better)" % (baseline or impls[0]))
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
