@@ -473,6 +473,15 @@ class Condition:
             if w[at] == state
         ]
 
+    def _tagged(self, tag):
+        """How many slots hold a wait with that tag (waiting or notified)."""
+        w = self._words
+        return sum(
+            1
+            for at in range(_HEADER_WORDS, _HEADER_WORDS + _SLOT_WORDS * w[_HIGH], _SLOT_WORDS)
+            if w[at] != _FREE and w[at + 3] == tag
+        )
+
     def _reap(self, every=None):
         """Frees the slots of waiters whose process is gone; returns the
         (state, tag) pair of each. With every (seconds), does nothing if any
@@ -705,6 +714,9 @@ class Barrier(_StateInLock, threading.Barrier):
     def _enter_within(self, start, timeout):
         """threading.Barrier._enter with the timeout: wait while the barrier
         drains or resets, then refuse a broken one."""
+        # Not reaping here: a party that died asleep still counts until the
+        # waits look for the dead (a barrier it arrived at may trip without it).
+        self._give_up_on_dead(mine=0, reap=False)
         if not self._sleep(lambda: self._state not in (-1, 1), self._ENTERING, start, timeout):
             self._break()
             raise threading.BrokenBarrierError
@@ -720,27 +732,44 @@ class Barrier(_StateInLock, threading.Barrier):
         # As threading.Barrier, the deadline is computed only when a wait
         # is needed: a timeout of a wrong type is a TypeError only then.
         end = None if timeout is None else start + timeout
+        mine = 1 if tag == self._COUNTED else 0
         while True:
             left = self._REAP_INTERVAL
             if end is not None:
                 left = min(left, end - time.monotonic())
                 if left <= 0:
-                    self._give_up_on_dead()
+                    self._give_up_on_dead(mine=mine)
                     return predicate()
             self._cond._wait_tagged(left, tag)
             if predicate():
                 return True
-            self._give_up_on_dead(self._REAP_INTERVAL)
+            self._give_up_on_dead(self._REAP_INTERVAL, mine)
 
-    def _give_up_on_dead(self, every=None):
-        """Takes the parties that died while waiting off the count; breaks the
-        barrier if one died while it was filling (the others could only
-        hang or trip without it). With every, at most once per `every`
-        seconds among all the waiting parties (Condition._reap)."""
-        dead = sum(1 for _state, tag in self._cond._reap(every) if tag == self._COUNTED)
-        if not dead:
+    def _give_up_on_dead(self, every=None, mine=0, reap=True):
+        """Takes the parties that died off the count; breaks the barrier if
+        one died while it was filling (the others could only hang or trip
+        without it). The caller holds the lock; mine: whether it is counted
+        itself (it has no slot in the table at this moment).
+
+        Every counted party other than the lock's holder sleeps in a slot of
+        the condition's table tagged _COUNTED, so the count beyond those
+        slots is parties that are gone: those that died asleep (their slots
+        are freed here; with every, at most once per `every` seconds among
+        all the parties, Condition._reap), those whose slot a notify or a
+        full table's reap freed, and one that died holding the lock between
+        counting itself and sleeping, or between waking and leaving (the
+        lock is robust: the next party takes it over). reap=False: only the
+        last two kinds."""
+        reaped = reap and sum(1 for _state, tag in self._cond._reap(every) if tag == self._COUNTED)
+        if self._parties > self._cond._nslots:
+            # More parties than slots: a live party may be waiting for a
+            # slot outside the table. Only the reaped ones are known gone.
+            gone = reaped
+        else:
+            gone = self._count - mine - self._cond._tagged(self._COUNTED)
+        if gone <= 0:
             return
-        self._count -= dead
+        self._count -= gone
         if self._state == 0:
             self._break()
         else:
