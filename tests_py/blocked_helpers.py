@@ -194,3 +194,13 @@ def private_dirty_kib(pid):
     except (FileNotFoundError, ProcessLookupError):
         pass
     return None
+
+
+def dead(pid):
+    """Whether process pid has died: a zombie (its descriptors closed, its
+    parent not told yet) or gone. A SIGKILL only starts that."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
