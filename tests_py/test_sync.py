@@ -723,7 +723,7 @@ def test_event_across_processes(ctx):
         "three processes asleep in event.wait()",
     )
     event.set()
-    assert [r.recv() for _ in procs] == [True, True, True]
+    assert [returns(r.recv) for _ in procs] == [True, True, True]
     joined(*procs)
     assert event.is_set() and event.wait() is True and repr(event).endswith(" set>")
     event.set()
