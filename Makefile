@@ -5,7 +5,7 @@ VENV ?= .venv
 VPY := $(abspath $(VENV))/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all install demo test test-newer test-go test-py test-asan test-suite test-clients test-cpython lint lint-c lint-py provenance bench fuzz soak clean wheels test-wheels test-wheels-quick
+.PHONY: all install demo test test-newer test-go test-py test-asan test-suite test-clients test-cpython lint lint-c lint-py provenance bench bench-compare cluster-deps fuzz soak clean wheels test-wheels test-wheels-quick
 
 all: install
 
@@ -87,7 +87,14 @@ test-go:
 	go vet ./...
 	go test -race -count=1 ./...
 
-test-py: install
+# gomp.cluster's tests (tests_py/test_cluster.py) need Dask, pinned here and
+# installed from PyPI into the venv; without it they are skipped, saying why.
+CLUSTER_PINS := dask==2026.8.0 distributed==2026.8.0
+cluster-deps: $(VENV)/bin/python
+	$(VPY) -m pip install -q --disable-pip-version-check $(CLUSTER_PINS) || \
+		echo "(dask could not be installed: tests_py/test_cluster.py is skipped)"
+
+test-py: install cluster-deps
 	$(VPY) -m pytest -q tests_py
 
 # gomp's own tests against an AddressSanitizer + UndefinedBehaviorSanitizer
@@ -197,6 +204,7 @@ provenance:
 bench: install
 	$(VPY) tests_py/bench/bench_conn.py
 	$(VPY) tests_py/bench/bench_listener.py
+	$(VPY) tests_py/bench/bench_managers.py
 	$(VPY) tests_py/bench/bench_process.py
 	$(VPY) tests_py/bench/bench_alias.py
 	$(VPY) tests_py/bench/bench_latency.py
@@ -205,6 +213,15 @@ bench: install
 	$(VPY) tests_py/bench/bench_sync.py
 	$(VPY) tests_py/bench/bench_shared.py
 	$(VPY) tests_py/bench/bench_pool.py
+	$(MAKE) --no-print-directory cluster-deps
+	$(VPY) -m pip install -q --disable-pip-version-check ray || echo "(ray not installed: cluster benchmark without it)"
+	$(VPY) tests_py/bench/bench_cluster.py
+
+# Two builds of gomp through the same benchmarks, alternated, each against the
+# stdlib (tests_py/bench/compare_builds.py): BEFORE= a python that has the
+# older build installed, e.g. the .venv of an older checkout.
+bench-compare: install
+	$(VPY) tests_py/bench/compare_builds.py --before $(BEFORE) --after $(VPY)
 
 # A kill storm over every object type and start method (tests_py/soak.py):
 # 10 minutes unless SOAK_SECONDS says otherwise.

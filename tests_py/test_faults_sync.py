@@ -393,6 +393,20 @@ def test_acquire_nan_timeout_is_oserror():
             assert "NaN" in str(e.value)
 
 
+@pytest.mark.parametrize("timeout", [float("inf"), 1e19, 1e300])
+@pytest.mark.parametrize("name", ["Lock", "Semaphore"])
+def test_acquire_timeout_beyond_a_timespec_is_oserror(name, timeout):
+    # The stdlib refuses a timeout whose seconds do not fit in a timespec
+    # (inf included) with OSError(EINVAL) when it would wait, and takes a
+    # free lock or semaphore as usual.
+    for mod in (gomp, multiprocessing):
+        lock = getattr(mod, name)(1) if name == "Semaphore" else getattr(mod, name)()
+        assert lock.acquire(timeout=timeout) is True
+        with pytest.raises(OSError) as e:
+            lock.acquire(timeout=timeout)
+        assert e.value.errno == errno.EINVAL, mod
+
+
 @pytest.mark.parametrize("n", ["x", None, []])
 def test_condition_notify_with_a_wrong_n_is_typeerror(n):
     for mod in (gomp, multiprocessing):

@@ -1,12 +1,12 @@
 /* Connection functions of gomp._gomp: frames in CPython's format on a file
  * descriptor (pipe or socket) that the Python class gomp.connection.Connection
- * owns. The bytes move in the Go core (gomp/fdio); this file parses
- * arguments, allocates the result, and runs the core's steps through
- * gomp_run() so that every wait releases the GIL and stays interruptible. */
+ * owns. The bytes move here in C with non-blocking system calls (see "the C
+ * path" below); the Go core (gomp/fdio) takes over for descriptors that this
+ * path cannot serve. Every wait releases the GIL and stays interruptible. */
 #include "gomp_ext.h"
 
-/* Sends and receives up to this size try once with the GIL held first. */
-#define SMALL_MESSAGE (64 * 1024)
+#include <string.h>
+
 /* A payload above this is received into a buffer that grows as the bytes
  * arrive (realloc of a large block is mremap: no copy), so that a bogus
  * length header cannot make us allocate memory that no data backs. */
@@ -22,24 +22,195 @@ static int ssize_arg(PyObject *o, Py_ssize_t *v, Py_ssize_t if_none)
     return (*v == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
-/* ---- send ---------------------------------------------------------------------------- */
+/* ---- the C path -------------------------------------------------------------------------
+ *
+ * Most messages are moved here, without the Go core: a frame that the kernel
+ * can take (or hand over) at once costs one system call per direction and
+ * piece (one pwritev2 for header and payload together; one preadv2 for the
+ * header and one for the payload), made with the GIL held because a call
+ * with RWF_NOWAIT never blocks. Only when the descriptor is not ready does
+ * the caller wait: poll(2) in slices with the GIL released and signal
+ * handlers run in between, so Ctrl-C interrupts it. Entering the Go runtime
+ * costs more than such a message (its idle threads are woken: NOTES.md, "The
+ * per-message path"), so the core is called only for what this path cannot
+ * do: descriptors without RWF_NOWAIT (ttys, regular files) and the rare
+ * reader that loses the bytes it was woken for to another process. It then
+ * continues from the progress made here. */
 
-/* The one piece of I/O done in C: while the Go core is not loaded in this
- * process (typically a fork child, whose first call would have to bring up a
- * fresh Go runtime), a small frame is offered to the kernel with one
- * non-blocking writev. If it is taken whole, the child never needed a
- * runtime; otherwise the core is loaded and continues from the bytes already
- * written. Frames up to SMALL_MESSAGE always use the 4-byte header. */
-static int64_t write_frame_nowait(int fd, const char *buf, int64_t n)
+/* Returned by the C path: continue in the core from the progress made. */
+#define HANDOVER (-300001)
+
+/* Waits until fd is ready for events: poll(2) in slices of GOMP_SLICE_MS
+ * with the GIL released, signal handlers run between slices. 0, GOMP_EPYERR
+ * (a handler raised) or -errno. */
+static int64_t wait_ready(int fd, short events)
 {
-    uint8_t hdr[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-    struct iovec iov[2] = {{hdr, 4}, {(void *)buf, (size_t)n}};
-    ssize_t r;
-    do {
-        r = pwritev2(fd, iov, n > 0 ? 2 : 1, -1, RWF_NOWAIT);
-    } while (r < 0 && errno == EINTR);
-    return r < 0 ? -errno : r;
+    for (;;) {
+        struct pollfd p = {fd, events, 0};
+        int rc, err;
+        Py_BEGIN_ALLOW_THREADS
+        rc = poll(&p, 1, GOMP_SLICE_MS);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (rc > 0)
+            return (p.revents & POLLNVAL) ? -EBADF : 0;
+        if (rc < 0 && err != EINTR)
+            return -err;
+        if (PyErr_CheckSignals() < 0)
+            return GOMP_EPYERR;
+    }
 }
+
+/* One attempt at moving the bytes of iov. Without block: preadv2/pwritev2
+ * with RWF_NOWAIT and the GIL held (it never waits). With block: a plain
+ * readv/writev with the GIL released, which waits in the kernel as the
+ * stdlib's transfers do; a signal ends it with EINTR (CPython installs its
+ * handlers without SA_RESTART), and the handlers run here. Returns the
+ * count, GOMP_EPYERR (a handler raised) or -errno. */
+static int64_t io_once(int fd, int is_write, struct iovec *iov, int cnt, int block)
+{
+    ssize_t r;
+    int err;
+    if (!block) {
+        do {
+            r = is_write ? pwritev2(fd, iov, cnt, -1, RWF_NOWAIT)
+                         : preadv2(fd, iov, cnt, -1, RWF_NOWAIT);
+        } while (r < 0 && errno == EINTR);
+        return r < 0 ? -errno : r;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    r = is_write ? writev(fd, iov, cnt) : readv(fd, iov, cnt);
+    err = errno;
+    Py_END_ALLOW_THREADS
+    if (r >= 0)
+        return r;
+    if (err == EINTR && PyErr_CheckSignals() < 0)
+        return GOMP_EPYERR;
+    return -err;
+}
+
+/* Fills iov with what is left to move after the first done bytes; returns
+ * the number of entries. */
+typedef int (*iov_fill)(void *ctx, int64_t done, struct iovec *iov);
+
+/* Moves total bytes through fd, starting after *done (which counts every
+ * byte moved). Each attempt is first made without waiting. When fd is not
+ * ready:
+ *  - may_block (the rest of a message the peer is in the middle of): one
+ *    blocking call with the GIL released, a single system call however long
+ *    the peer takes, where polling first would cost two per piece;
+ *  - otherwise (waiting for a message that may never come): poll(2) in
+ *    slices, so that Ctrl-C is seen within a slice even if its signal
+ *    reached the process just before the wait began.
+ * A descriptor in O_NONBLOCK mode refuses the blocking call and is polled.
+ * Returns 0 when done; GOMP_EEOF (a read got end of file); HANDOVER;
+ * GOMP_EPYERR; or -errno. */
+static int64_t c_transfer(int fd, int is_write, int64_t total, int64_t *done, int may_block,
+                          iov_fill fill, void *ctx)
+{
+    int block = 0, polled = 0;
+    while (*done < total) {
+        struct iovec iov[2];
+        int cnt = fill(ctx, *done, iov);
+        int64_t r = io_once(fd, is_write, iov, cnt, block);
+        if (r > 0) {
+            *done += r;
+            polled = 0;
+            /* A part only: the kernel has no more room (or data) now, so
+             * the next attempt without waiting would mostly be refused. */
+            size_t want = iov[0].iov_len + (cnt > 1 ? iov[1].iov_len : 0);
+            if (may_block && (size_t)r < want)
+                block = 1;
+            continue;
+        }
+        if (r == 0) /* a write that takes nothing is the core's to judge */
+            return is_write ? HANDOVER : GOMP_EEOF;
+        if (r == -EINTR) /* the signal handlers ran and did not raise */
+            continue;
+        if (r != -EAGAIN) {
+            /* RWF_NOWAIT not supported (EOPNOTSUPP: ttys and the like;
+             * EINVAL: kernels before 4.14): the core has the fallbacks. */
+            return (!block && (r == -EOPNOTSUPP || r == -EINVAL)) ? HANDOVER : r;
+        }
+        if (may_block && !block) {
+            block = 1;
+            continue;
+        }
+        /* Called ready and still nothing: a regular file (poll always says
+         * ready) or another reader was faster. The core sorts it out. */
+        if (polled && !block)
+            return HANDOVER;
+        block = 0;
+        int64_t w = wait_ready(fd, is_write ? POLLOUT : POLLIN);
+        if (w < 0)
+            return w;
+        polled = 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    char *buf;
+    int64_t n;
+} read_span;
+
+static int fill_read_span(void *ctx, int64_t done, struct iovec *iov)
+{
+    read_span *s = ctx;
+    iov->iov_base = s->buf + done;
+    iov->iov_len = (size_t)(s->n - done);
+    return 1;
+}
+
+/* Reads buf[*done..n). 0 when full; GOMP_EEOF at end of file; HANDOVER;
+ * GOMP_EPYERR; or -errno. *done counts every byte read. may_block: see
+ * c_transfer. */
+static int64_t c_read_full(int fd, char *buf, int64_t n, int64_t *done, int may_block)
+{
+    read_span s = {buf, n};
+    return c_transfer(fd, 0, n, done, may_block, fill_read_span, &s);
+}
+
+typedef struct {
+    uint8_t hdr[12];
+    int hlen;
+    const char *buf;
+    int64_t n;
+} write_span;
+
+static int fill_write(void *ctx, int64_t done, struct iovec *iov)
+{
+    write_span *w = ctx;
+    if (done < w->hlen) {
+        iov[0] = (struct iovec){w->hdr + done, (size_t)(w->hlen - done)};
+        if (w->n == 0)
+            return 1;
+        iov[1] = (struct iovec){(void *)w->buf, (size_t)w->n};
+        return 2;
+    }
+    iov[0] = (struct iovec){(void *)(w->buf + (done - w->hlen)), (size_t)(w->hlen + w->n - done)};
+    return 1;
+}
+
+/* Writes the frame of the n bytes at buf (CPython's header, then the
+ * payload, in one writev while the kernel takes them) from byte *done of
+ * the two together. 0 when written; HANDOVER; GOMP_EPYERR; or -errno. */
+static int64_t c_write_frame(int fd, const char *buf, int64_t n, int64_t *done)
+{
+    write_span w = {{0}, 4, buf, n};
+    uint64_t len = (uint64_t)n;
+    if (n > 0x7fffffff) { /* -1, then the length in 8 bytes */
+        memset(w.hdr, 0xff, 4);
+        w.hlen = 12;
+    }
+    for (int i = 0; i < w.hlen && i < 8; i++)
+        w.hdr[w.hlen - 1 - i] = (uint8_t)(len >> (8 * i));
+    /* Blocking once the kernel refuses the rest: a sender waits for its
+     * reader as long as it takes, like the stdlib's. */
+    return c_transfer(fd, 1, w.hlen + n, done, 1, fill_write, &w);
+}
+
+/* ---- transfers: the C path, then the core ----------------------------------------------- */
 
 typedef struct {
     int fd;
@@ -52,6 +223,53 @@ static int64_t write_step(void *c, int ms)
     write_ctx *w = c;
     return gomp_core.write_frame(w->fd, w->buf, w->n, &w->done, ms);
 }
+
+typedef struct {
+    int fd;
+    char *buf;
+    int64_t n, done;
+} read_ctx;
+
+static int64_t read_step(void *c, int ms)
+{
+    read_ctx *r = c;
+    return gomp_core.read_full(r->fd, r->buf, r->n, &r->done, ms);
+}
+
+/* Writes one frame: the C path, and the core for what it hands over. 0,
+ * GOMP_EPYERR (exception set) or another negative core result. */
+static int64_t write_frame(int fd, const char *buf, int64_t n)
+{
+    write_ctx w = {fd, buf, n, 0};
+    int64_t r = c_write_frame(fd, buf, n, &w.done);
+    if (r != HANDOVER)
+        return r;
+    if (gomp_core_ready() < 0)
+        return GOMP_EPYERR;
+    gomp_deadline d;
+    gomp_deadline_set(&d, -1);
+    return gomp_run_fd(write_step, &w, fd, POLLOUT, &d, 0);
+}
+
+/* Fills buf[*done..n): the C path, and the core for what it hands over. 0,
+ * GOMP_EEOF, GOMP_EPYERR (exception set) or another negative core result.
+ * may_block: see c_transfer. */
+static int64_t read_full(int fd, char *buf, int64_t n, int64_t *done, int may_block)
+{
+    int64_t r = c_read_full(fd, buf, n, done, may_block);
+    if (r != HANDOVER)
+        return r;
+    if (gomp_core_ready() < 0)
+        return GOMP_EPYERR;
+    read_ctx rc = {fd, buf, n, *done};
+    gomp_deadline d;
+    gomp_deadline_set(&d, -1);
+    r = gomp_run_fd(read_step, &rc, fd, POLLIN, &d, 0);
+    *done = rc.done;
+    return r;
+}
+
+/* ---- send ---------------------------------------------------------------------------- */
 
 static PyObject *m_send_bytes(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -84,27 +302,7 @@ static PyObject *m_send_bytes(PyObject *self, PyObject *const *args, Py_ssize_t 
     else {
         if (size < 0)
             size = view.len - offset;
-        write_ctx w = {fd, (const char *)view.buf + offset, size, 0};
-        if (!gomp_core_ok && size <= SMALL_MESSAGE) {
-            int64_t r = write_frame_nowait(fd, w.buf, size);
-            if (r == size + 4) {
-                PyBuffer_Release(&view);
-                Py_RETURN_NONE;
-            }
-            if (r >= 0)
-                w.done = r;
-            else if (r != -EAGAIN && r != -EOPNOTSUPP && r != -EINVAL) {
-                PyBuffer_Release(&view);
-                return gomp_set_error(r);
-            }
-        }
-        if (gomp_core_ready() < 0) {
-            PyBuffer_Release(&view);
-            return NULL;
-        }
-        gomp_deadline d;
-        gomp_deadline_set(&d, -1);
-        int64_t r = gomp_run_fd(write_step, &w, fd, POLLOUT, &d, size <= SMALL_MESSAGE);
+        int64_t r = write_frame(fd, (const char *)view.buf + offset, size);
         if (r < 0)
             gomp_run_error(r);
         else
@@ -116,44 +314,39 @@ static PyObject *m_send_bytes(PyObject *self, PyObject *const *args, Py_ssize_t 
 
 /* ---- receive ------------------------------------------------------------------------- */
 
-typedef struct {
-    int fd;
-    gomp_hdr h;
-} header_ctx;
-
-static int64_t header_step(void *c, int ms)
-{
-    header_ctx *h = c;
-    return gomp_core.read_header(h->fd, &h->h, ms);
-}
-
-typedef struct {
-    int fd;
-    char *buf;
-    int64_t n, done;
-} read_ctx;
-
-static int64_t read_step(void *c, int ms)
-{
-    read_ctx *r = c;
-    return gomp_core.read_full(r->fd, r->buf, r->n, &r->done, ms);
-}
-
 static void eof_mid_frame(void)
 {
     PyErr_SetString(PyExc_OSError, "got end of file during message");
 }
 
-/* Reads a frame header; returns the payload size or -1 with an exception. */
+/* Reads a frame header (CPython's: a 4-byte big-endian length, or -1 and an
+ * 8-byte length); returns the payload size or -1 with an exception. */
 static int64_t recv_header(int fd)
 {
-    header_ctx h = {fd, {0}};
-    gomp_deadline d;
-    gomp_deadline_set(&d, -1);
-    int64_t r = gomp_run_fd(header_step, &h, fd, POLLIN, &d, 1);
-    if (r >= 0)
-        return r;
-    if (r == GOMP_EEOF && h.h.got > 0)
+    uint8_t h[12];
+    int64_t got = 0;
+    int64_t r = read_full(fd, (char *)h, 4, &got, 0);
+    int32_t short_len = 0;
+    if (r == 0) {
+        short_len = (int32_t)(((uint32_t)h[0] << 24) | ((uint32_t)h[1] << 16) |
+                              ((uint32_t)h[2] << 8) | (uint32_t)h[3]);
+        if (short_len >= 0)
+            return short_len;
+        if (short_len != -1) {
+            gomp_set_error(GOMP_EBADLEN);
+            return -1;
+        }
+        r = read_full(fd, (char *)h, 12, &got, 1);
+    }
+    if (r == 0) {
+        uint64_t long_len = 0;
+        for (int i = 4; i < 12; i++)
+            long_len = (long_len << 8) | h[i];
+        if (long_len <= INT64_MAX)
+            return (int64_t)long_len;
+        r = GOMP_EBADLEN;
+    }
+    if (r == GOMP_EEOF && got > 0)
         eof_mid_frame();
     else
         gomp_run_error(r);
@@ -163,10 +356,8 @@ static int64_t recv_header(int fd)
 /* Reads n payload bytes into buf; 0 or -1 with an exception. */
 static int recv_into(int fd, char *buf, int64_t n)
 {
-    read_ctx rc = {fd, buf, n, 0};
-    gomp_deadline d;
-    gomp_deadline_set(&d, -1);
-    int64_t r = gomp_run_fd(read_step, &rc, fd, POLLIN, &d, n <= SMALL_MESSAGE);
+    int64_t done = 0;
+    int64_t r = n > 0 ? read_full(fd, buf, n, &done, 1) : 0;
     if (r >= 0)
         return 0;
     if (r == GOMP_EEOF)
@@ -185,26 +376,18 @@ static PyObject *recv_payload(int fd, int64_t size)
     PyObject *b = PyBytes_FromStringAndSize(NULL, cap);
     if (b == NULL)
         return NULL;
-    read_ctx rc = {fd, PyBytes_AS_STRING(b), cap, 0};
-    gomp_deadline d;
-    gomp_deadline_set(&d, -1);
+    int64_t done = 0;
     for (;;) {
-        int64_t r = gomp_run_fd(read_step, &rc, fd, POLLIN, &d, cap <= SMALL_MESSAGE);
-        if (r < 0) {
-            if (r == GOMP_EEOF)
-                eof_mid_frame();
-            else
-                gomp_run_error(r);
+        if (recv_into(fd, PyBytes_AS_STRING(b) + done, cap - done) < 0) {
             Py_DECREF(b);
             return NULL;
         }
         if (cap == size)
             return b;
+        done = cap;
         cap = (size - cap > cap) ? 2 * cap : (Py_ssize_t)size;
         if (_PyBytes_Resize(&b, cap) < 0)
             return NULL;
-        rc.buf = PyBytes_AS_STRING(b);
-        rc.n = cap;
     }
 }
 
@@ -222,8 +405,6 @@ static PyObject *m_recv_bytes(PyObject *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_ValueError, "negative maxlength");
         return NULL;
     }
-    if (gomp_core_ready() < 0)
-        return NULL;
     int64_t size = recv_header(fd);
     if (size < 0)
         return NULL;
@@ -262,7 +443,7 @@ static PyObject *m_recv_bytes_into(PyObject *self, PyObject *const *args, Py_ssi
         PyErr_SetString(PyExc_ValueError, "negative offset");
     else if (offset > view.len)
         PyErr_SetString(PyExc_ValueError, "offset too large");
-    else if (gomp_core_ready() == 0) {
+    else {
         int64_t size = recv_header(fd);
         if (size >= 0) {
             if (size <= view.len - offset) {

@@ -13,7 +13,11 @@
  * (proc_release). So no child stays a zombie, joined or not. Exits are taken
  * in batches: one wakeup of the reaper serves every child that exits within
  * a grace period, so a parent that starts and joins children in a loop
- * wakes it a few times per grace period, not once per child.
+ * wakes it a few times per grace period, not once per child. The reaper
+ * lives only while it watches a child: once the last one is reaped it
+ * closes its epoll set and ends, and the next child started gets a new
+ * reaper. A program whose children are gone keeps no thread or descriptor
+ * of ours (and a later os.fork() of it is not a fork of a threaded process).
  *
  * None of this loads the Go core: a Go runtime in the parent makes every
  * fork() of it slower (its mappings, threads and pages are copied and torn
@@ -76,9 +80,10 @@ static int reap(int pidfd, int *status)
  * none of it (reaper_atfork_child) and starts its own reaper when it starts
  * a child. */
 static pthread_mutex_t rp_mu = PTHREAD_MUTEX_INITIALIZER;
-static int rp_epfd = -1;
-static pid_t rp_self;    /* this process image, for the tokens it issues */
-static uint32_t rp_last; /* the last token issued here */
+static int rp_epfd = -1;   /* the running reaper's epoll set, or -1 (rp_mu) */
+static size_t rp_nwatched; /* children in that set (rp_mu) */
+static pid_t rp_self;      /* this process image, for the tokens it issues */
+static uint32_t rp_last;   /* the last token issued here */
 static long rp_grace_ns = 100 * 1000 * 1000;
 static int ow_fd = -1; /* the pidfd the owner watcher polls (owner_watch, below) */
 
@@ -133,8 +138,11 @@ static uint64_t event_data(uint32_t tok, int fd)
     return ((uint64_t)tok << 32) | (uint32_t)fd;
 }
 
-/* Reaps the children of a batch of exits whose parents did not reap them. */
-static void reap_batch(int epfd, const struct epoll_event *evs, size_t n)
+/* Reaps the children of a batch of exits whose parents did not reap them.
+ * Returns 1 when the set is left empty: the reaper then ends, closing it,
+ * and the next child started gets a new one (proc_supervise). So a program
+ * whose children have all exited keeps no thread and no descriptor. */
+static int reap_batch(int epfd, const struct epoll_event *evs, size_t n)
 {
     pthread_mutex_lock(&rp_mu);
     for (size_t i = 0; i < n; i++) {
@@ -155,8 +163,13 @@ static void reap_batch(int epfd, const struct epoll_event *evs, size_t n)
         } /* else out of memory: a later join reports the status lost */
         epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
         close(fd);
+        rp_nwatched--;
     }
+    int done = rp_nwatched == 0;
+    if (done)
+        rp_epfd = -1;
     pthread_mutex_unlock(&rp_mu);
+    return done;
 }
 
 static void *reaper_main(void *arg)
@@ -194,9 +207,12 @@ static void *reaper_main(void *arg)
         struct timespec ts = {grace / 1000000000, grace % 1000000000};
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
-        reap_batch(epfd, batch, n);
+        if (reap_batch(epfd, batch, n))
+            break;
         n = 0;
     }
+    close(epfd);
+    free(batch);
     return NULL;
 }
 
@@ -219,7 +235,7 @@ static int start_quiet_thread(void *(*fn)(void *), void *arg)
     return e;
 }
 
-/* Starts the reaper of this process image (GIL held). */
+/* Starts the reaper of this process image (rp_mu held). */
 static int reaper_start(void)
 {
     int epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -243,6 +259,7 @@ static void reaper_atfork_child(void)
     if (rp_epfd >= 0)
         close(rp_epfd); /* the parent's set (the parent keeps it) */
     rp_epfd = -1;
+    rp_nwatched = 0;
     rp_self = getpid();
     rp_nstatuses = rp_nforgotten = 0;
     /* The owner watcher is a thread of the parent: a forked child follows
@@ -258,22 +275,34 @@ static PyObject *m_proc_supervise(PyObject *self, PyObject *arg)
     int pidfd = PyLong_AsLong(arg);
     if (pidfd == -1 && PyErr_Occurred())
         return NULL;
-    if (rp_epfd < 0 && reaper_start() < 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
     int fd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3); /* the reaper's own, closed by it */
     if (fd < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
+    /* Under rp_mu: a reaper whose set has just emptied ends (reap_batch), so
+     * the set is either still its own, counted, or gone and started anew. */
+    pthread_mutex_lock(&rp_mu);
+    if (rp_epfd < 0 && reaper_start() < 0) {
+        int e = errno;
+        pthread_mutex_unlock(&rp_mu);
+        close(fd);
+        errno = e;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     if (++rp_last == 0)
         ++rp_last;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT};
     ev.data.u64 = event_data(rp_last, fd);
     if (epoll_ctl(rp_epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         int e = errno;
+        pthread_mutex_unlock(&rp_mu);
         close(fd);
         errno = e;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    return PyLong_FromLongLong(((long long)rp_self << 32) | rp_last);
+    rp_nwatched++;
+    uint32_t tok = rp_last;
+    pthread_mutex_unlock(&rp_mu);
+    return PyLong_FromLongLong(((long long)rp_self << 32) | tok);
 }
 
 /* The attribute names of a child record, interned once: made from C strings

@@ -858,11 +858,16 @@ acquire_slow(SemLockObject *s, uint32_t id, int blocking, double t)
     if (!blocking)
         Py_RETURN_FALSE;
     gomp_deadline d;
-    if (isnan(t)) {
-        /* OSError(EINVAL), the stdlib's type (sem_timedwait refuses it), with a
-         * message that says what is wrong; as with the stdlib, only when the
-         * lock is taken and acquire() would wait. */
-        PyObject *exc = Py_BuildValue("(is)", EINVAL, "timeout must not be NaN");
+    /* OSError(EINVAL), the stdlib's type (sem_timedwait refuses such a
+     * deadline), with a message that says what is wrong; as with the stdlib,
+     * only when the lock is taken and acquire() would wait. Too large: more
+     * seconds than a timespec's long holds (inf too); the stdlib refuses
+     * those and waits for any smaller timeout. */
+    const char *bad = isnan(t)                         ? "timeout must not be NaN"
+                      : t != NO_TIMEOUT && t >= 0x1p63 ? "timeout is too large"
+                                                       : NULL;
+    if (bad != NULL) {
+        PyObject *exc = Py_BuildValue("(is)", EINVAL, bad);
         if (exc != NULL) {
             PyErr_SetObject(PyExc_OSError, exc);
             Py_DECREF(exc);

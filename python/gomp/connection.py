@@ -3,11 +3,13 @@ wait() for several connections at once.
 
 Messages use CPython's frame format (a 4-byte big-endian length, or -1 and an
 8-byte length above 2 GiB) and the stdlib's pickling, so either end may be a
-stdlib multiprocessing process. The bytes are moved by gomp's Go core: it
-writes a frame with one system call, reads a payload straight into its final
-bytes object, and waits with the GIL released and Ctrl-C honoured. The Python
-layer here only owns the descriptor, checks that an operation is allowed, and
-sets sockets up (listening, connecting, authenticating)."""
+stdlib multiprocessing process. The bytes are moved in C (_gomp, conn.c): a
+frame is written with one system call, a payload is read straight into its
+final bytes object, and every wait releases the GIL and honours Ctrl-C. The
+Go core is not involved in messages (it is the fallback for descriptors such
+as ttys that refuse non-blocking reads and writes). The Python layer here
+only owns the descriptor, checks that an operation is allowed, and sets
+sockets up (listening, connecting, authenticating)."""
 
 import _socket  # socket is imported by the functions that make sockets
 import _struct

@@ -305,11 +305,14 @@ def main(listener_fd, alive_r, setup_fd):
     # it would be written again by every child forked from here.
     util._flush_std_streams()
     util._close_stdin()
-    owner_fd = _owner_pidfd(setup.get('owner'))
-    if owner_fd is None:
-        return  # the process that started us is gone already
-    with socket.socket(socket.AF_UNIX, fileno=listener_fd) as listener:
-        _Server(listener, alive_r, setup['authkey'], owner_fd).serve()
+    try:
+        owner_fd = _owner_pidfd(setup.get('owner'))
+        if owner_fd is None:
+            return  # the process that started us is gone already
+        with socket.socket(socket.AF_UNIX, fileno=listener_fd) as listener:
+            _Server(listener, alive_r, setup['authkey'], owner_fd).serve()
+    finally:
+        util._put_away_stdin()
 
 
 def _owner_pidfd(owner):

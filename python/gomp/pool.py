@@ -350,6 +350,8 @@ class _Engine:
         inqueue,
         outqueue,
         use_threads,
+        quick_put=None,
+        quick_get=None,
     ):
         self.ctx = ctx
         self.make_process = make_process
@@ -361,6 +363,12 @@ class _Engine:
         self.inqueue = inqueue
         self.outqueue = outqueue
         self.use_threads = use_threads
+        # How the feeder puts a task and the router takes a result: the
+        # queues' put and get, unless a subclass's _setup_queues installed
+        # _quick_put/_quick_get (the stdlib's pool moves tasks and results
+        # through those two).
+        self.put_task = quick_put or inqueue.put
+        self.get_result = quick_get or outqueue.get
         self.taskqueue = queue.SimpleQueue()
         self.state = INIT
         self.wake = _Wake()
@@ -471,7 +479,7 @@ class _Engine:
     def feed(self, tasks, set_length):
         """Put the tasks of one submission into the task queue. Returns False
         if the pool was terminated meanwhile."""
-        put = self.inqueue.put
+        put = self.put_task
         last = -1
         task = None
         try:
@@ -553,7 +561,7 @@ class _Engine:
         util.debug('pool feeder: done')
 
     def _route_loop(self):
-        take = self.outqueue.get
+        take = self.get_result
         deliver = self.deliver
         while True:
             try:
@@ -1035,6 +1043,8 @@ class Pool:
             self._inqueue,
             self._outqueue,
             self._threads,
+            getattr(self, '_quick_put', None),
+            getattr(self, '_quick_get', None),
         )
         # The engine's containers under the names the standard library's
         # pool has (tests and debugging tools look at them).
@@ -1044,7 +1054,10 @@ class Pool:
         self._taskqueue = engine.taskqueue
         self._change_notifier = engine.wake
         try:
-            engine.repopulate()
+            # Through the method, which a subclass may override (the stdlib
+            # calls it here too; its later replacements of exited workers
+            # do not go through it, nor do ours).
+            self._repopulate_pool()
         except BaseException:
             self._stop_started_workers()
             raise

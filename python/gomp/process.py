@@ -44,6 +44,15 @@ def _cleanup():
         if child._popen is not None and child._popen.poll() is not None
     ]
     _children.difference_update(exited)
+    if exited:
+        _children_gone()
+
+
+def _children_gone():
+    # Called when children were forgotten: with none left, the /dev/null
+    # kept for forked children is let go (util._release_child_stdin).
+    if not _children:
+        util._release_child_stdin()
 
 
 def _working_directory():
@@ -141,6 +150,7 @@ class BaseProcess:
         assert self._popen is not None, 'can only join a started process'
         if self._popen.wait(timeout) is not None:
             _children.discard(self)
+            _children_gone()
 
     def is_alive(self):
         """Whether the child is running."""
@@ -153,6 +163,7 @@ class BaseProcess:
         exited = self._popen.poll() is not None
         if exited:
             _children.discard(self)
+            _children_gone()
         return not exited
 
     def close(self):
@@ -169,6 +180,7 @@ class BaseProcess:
             self._popen = None
             del self._sentinel
             _children.discard(self)
+            _children_gone()
         self._closed = True
 
     # ---- attributes -----------------------------------------------------------------------
@@ -311,6 +323,7 @@ def _wind_down(exitcode):
     threading._shutdown()
     util.info('process exiting with exitcode %d' % exitcode)
     util._flush_std_streams()
+    util._put_away_stdin()
 
 
 def _exitcode_of_exit(code):

@@ -486,20 +486,36 @@ def _flush_std_streams():
 # child four system calls and three new objects with their decoder, written
 # into pages the child shares with its parent (copy-on-write faults); see
 # tests_py/bench/NOTES.md, "Start-up of children".
+# The file is closed again once the parent has no child left
+# (_release_child_stdin), so a program whose children are gone holds no
+# descriptor for them; the next fork opens another.
 _child_stdin = None
+_child_stdin_closer = None
+_opened_stdin = None  # the /dev/null a child opened for itself (_close_stdin)
 
 
 def _prepare_child_stdin():
     """Before fork(): make the /dev/null stdin forked children take over."""
-    global _child_stdin
+    global _child_stdin, _child_stdin_closer
     if sys.stdin is not None and (_child_stdin is None or _child_stdin.closed):
         # Closed: this is a forked child whose code closed its stdin (this
         # object); its own children get a new one.
         _child_stdin = _open_devnull()
         if _child_stdin is not None:
-            # Closed at exit: an open file left to the interpreter's teardown
-            # is a ResourceWarning under -X dev.
-            Finalize(None, _child_stdin.close, exitpriority=0)
+            # Closed at exit at the latest: an open file left to the
+            # interpreter's teardown is a ResourceWarning under -X dev.
+            _child_stdin_closer = Finalize(None, _child_stdin.close, exitpriority=0)
+
+
+def _release_child_stdin():
+    """The last child is gone: close the /dev/null kept for forked children.
+    Not in a forked child whose own stdin it is."""
+    global _child_stdin, _child_stdin_closer
+    closer = _child_stdin_closer
+    if _child_stdin is None or _child_stdin is sys.stdin or closer is None:
+        return
+    _child_stdin = _child_stdin_closer = None
+    closer()  # closes the file and leaves the exit registry
 
 
 def _open_devnull():
@@ -518,17 +534,29 @@ def _open_devnull():
 def _close_stdin():
     """In a child: close the stdin it inherited and read /dev/null instead."""
     stdin = sys.stdin
-    replacement = _child_stdin  # None, or open: _prepare_child_stdin renews it
+    replacement = _child_stdin
     if stdin is None or stdin is replacement:
         return  # no stdin, or a forked child's child: /dev/null already
     try:
         stdin.close()
     except (OSError, ValueError):
         pass
-    if replacement is None:
-        replacement = _open_devnull()
+    if replacement is None or replacement.closed:
+        # Closed: another thread of the parent released it (its last child
+        # had gone) between this fork's _prepare_child_stdin and the fork.
+        global _opened_stdin
+        replacement = _opened_stdin = _open_devnull()
     if replacement is not None:
         sys.stdin = replacement
+
+
+def _put_away_stdin():
+    """At the end of a child (or of a helper process): close its /dev/null
+    stdin. Left to the interpreter's teardown, an open file it finds is a
+    ResourceWarning under -X dev."""
+    stdin = sys.stdin
+    if stdin is not None and (stdin is _child_stdin or stdin is _opened_stdin):
+        stdin.close()
 
 
 # ==== starting helper interpreters ===========================================================

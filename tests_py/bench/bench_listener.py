@@ -6,7 +6,8 @@ written with the same library as the client):
            connect, the two-way authentication handshake and one round
            trip, over AF_UNIX and over AF_INET loopback;
   rtt:     on an established (authenticated) connection, one round trip of
-           a small object (send/recv) and of 32 bytes (send_bytes/recv_bytes).
+           a small object (send/recv) and of 32 bytes, 64 KiB and 1 MiB
+           (send_bytes/recv_bytes).
 
 Batches of each case alternate between gomp and the stdlib (A, B, A, B ...,
 the first of each pair swapped every round); the figure per case is the
@@ -99,14 +100,22 @@ def bench_rtt_obj(conn, n):
     return (time.perf_counter() - t0) / n
 
 
-def bench_rtt_bytes(conn, n):
-    buf = b'x' * 32
+def bench_rtt_bytes(conn, n, size=32):
+    buf = b'x' * size
     send, recv = conn.send_bytes, conn.recv_bytes
     t0 = time.perf_counter()
     for _ in range(n):
         send(buf)
         recv()
     return (time.perf_counter() - t0) / n
+
+
+# (case, message size, divisor of the batch size)
+SIZED_CASES = (
+    ('rtt 32 B bytes', 32, 1),
+    ('rtt 64 KiB bytes', 64 << 10, 10),
+    ('rtt 1 MiB bytes', 1 << 20, 100),
+)
 
 
 def fmt(t):
@@ -157,10 +166,11 @@ def main():
                     results.setdefault(('rtt send/recv obj', family, impl), []).append(
                         bench_rtt_obj(conns[impl, family], n_rtt)
                     )
-                for impl in order:
-                    results.setdefault(('rtt 32 B bytes', family, impl), []).append(
-                        bench_rtt_bytes(conns[impl, family], n_rtt)
-                    )
+                for case, size, n in SIZED_CASES:
+                    for impl in order:
+                        results.setdefault((case, family, impl), []).append(
+                            bench_rtt_bytes(conns[impl, family], max(20, n_rtt // n), size)
+                        )
     finally:
         for c in conns.values():
             c.close()
@@ -174,7 +184,7 @@ def main():
         '%-20s %-8s %12s %12s %7s %7s %7s'
         % ('case', 'family', 'gomp', 'stdlib', 'ratio', 'paired', 'best')
     )
-    for case in ('connect+auth+rtt', 'rtt send/recv obj', 'rtt 32 B bytes'):
+    for case in ('connect+auth+rtt', 'rtt send/recv obj') + tuple(c for c, _, _ in SIZED_CASES):
         for family in ('AF_UNIX', 'AF_INET'):
             g = results[case, family, 'gomp']
             s = results[case, family, 'stdlib']
