@@ -204,3 +204,28 @@ def dead(pid):
             return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except (FileNotFoundError, ProcessLookupError):
         return True
+
+
+# write, writev, sendto, sendmsg: a blocking send sleeps in one of them.
+_WRITES = {"x86_64": (1, 20, 44, 46), "aarch64": (64, 66, 206, 211)}.get(platform.machine(), ())
+
+
+def waits_to_send(pid, fd, tid=None):
+    """Whether the thread waits for room to send on descriptor fd: asleep in
+    poll for POLLOUT on it, or in a blocking write to it (the core writes
+    with a blocking writev where a non-blocking one is refused)."""
+    if polls_for(pid, fd, POLLOUT, tid):
+        return True
+    tid = pid if tid is None else tid
+    try:
+        with open("/proc/%d/task/%d/syscall" % (pid, tid)) as f:
+            fields = f.read().split()
+        return (
+            len(fields) > 1
+            and fields[0].isdigit()
+            and int(fields[0]) in _WRITES
+            and int(fields[1], 16) == fd
+            and _state(pid, tid) == "S"
+        )
+    except (FileNotFoundError, ProcessLookupError, OSError):
+        return False

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from blocked_helpers import POLLIN, POLLOUT, polls_for
+from blocked_helpers import POLLIN, polls_for, waits_to_send
 from conftest import run_python, wait_until
 from gomp import _gomp
 from gomp.connection import Pipe
@@ -229,11 +229,17 @@ def test_fork_child_sending_small_messages_needs_no_runtime():
         finally:
             os._exit(code)
     # Read only once the child waits for room on the full socket (in poll,
-    # after the core's non-blocking write took what fitted).
+    # or in a blocking write, after a non-blocking one took what fitted).
     try:
         wait_until(
-            lambda: polls_for(pid, b.fileno(), POLLOUT),
-            "the child waiting to send on a full socket",
+            lambda: waits_to_send(pid, b.fileno()),
+            lambda: (
+                "the child waiting to send on a full socket: %r"
+                % {
+                    t: open("/proc/%d/task/%s/syscall" % (pid, t)).read()
+                    for t in os.listdir("/proc/%d/task" % pid)
+                }
+            ),
         )
     except BaseException:
         os.kill(pid, signal.SIGKILL)
