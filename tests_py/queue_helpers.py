@@ -33,12 +33,14 @@ def pattern(k, size):
     return data
 
 
-def put_and_exit(q, n, item_size):
+def put_and_exit(q, n, item_size, done=None):
     """Put n items and return at once: the exit must feed whatever is
-    still buffered."""
+    still buffered. With a connection `done`, say "put" on it first."""
     item = b"z" * item_size
     for i in range(n):
         q.put((i, item))
+    if done is not None:
+        done.send("put")
 
 
 def put_cancel_and_exit(q, n, item_size):

@@ -7,12 +7,13 @@ import os
 import pickle
 import socket
 import threading
-import time
 
 import pytest
 
+import blocked_helpers
 import gomp
 import sync_helpers as h
+from conftest import wait_until
 from gomp import connection, reduction
 
 
@@ -59,7 +60,15 @@ def test_notify_n_wakes_exactly_n_threads():
     with cond:
         cond.notify(2)  # returns once both have left their sleep
     assert woken.acquire(timeout=60) and woken.acquire(timeout=60)
-    time.sleep(0.05)
+    # Exactly two: the third is asleep on the condition again (not woken and
+    # runnable), with no wake-up left in the semaphore for it.
+    wait_until(
+        lambda: (
+            [blocked_helpers.thread_blocked(t) for t in threads if t.is_alive()] == [True]
+            and cond._wait_semaphore.get_value() == 0
+        ),
+        "one waiter left, asleep in cond.wait()",
+    )
     assert woken.get_value() == 0
     with cond:
         cond.notify_all()

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from blocked_helpers import POLLIN, polls_for, waits_to_send
 from conftest import run_python, wait_until
 from gomp import _gomp
 from gomp.connection import Pipe
@@ -227,7 +228,23 @@ def test_fork_child_sending_small_messages_needs_no_runtime():
             code = big_send()
         finally:
             os._exit(code)
-    time.sleep(0.2)  # the child is blocked on a full socket by now
+    # Read only once the child waits for room on the full socket (in poll,
+    # or in a blocking write, after a non-blocking one took what fitted).
+    try:
+        wait_until(
+            lambda: waits_to_send(pid, b.fileno()),
+            lambda: (
+                "the child waiting to send on a full socket: %r"
+                % {
+                    t: open("/proc/%d/task/%s/syscall" % (pid, t)).read()
+                    for t in os.listdir("/proc/%d/task" % pid)
+                }
+            ),
+        )
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
     assert a.recv_bytes() == big
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
@@ -245,7 +262,12 @@ def test_child_blocked_in_recv_dies_on_sigterm():
             b.recv()  # blocks in the core
         finally:
             os._exit(3)
-    time.sleep(0.3)
+    try:
+        wait_until(lambda: polls_for(pid, b.fileno(), POLLIN), "the child waiting in recv()")
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
     os.kill(pid, signal.SIGTERM)
 
     def reaped():
@@ -266,14 +288,19 @@ def test_child_blocked_in_recv_dies_on_sigterm():
 def test_sigint_interrupts_blocking_recv_in_main_thread():
     out = run_python(
         """
-        import os, signal, threading, time
+        import os, signal, time
         import gomp
+        from blocked_helpers import POLLIN, polls_for, signal_when
         a, b = gomp.Pipe()
         latencies = []
+
+        def blocked():  # the main thread asleep in recv(), timed from here
+            if polls_for(os.getpid(), b.fileno(), POLLIN):
+                latencies.append(time.monotonic())
+                return True
+
         for i in range(10):
-            t = threading.Timer(0.2, lambda: (latencies.append(time.monotonic()),
-                                              os.kill(os.getpid(), signal.SIGINT)))
-            t.start()
+            t = signal_when(blocked, signal.SIGINT, "recv() blocking")
             try:
                 b.recv()
             except KeyboardInterrupt:
@@ -296,10 +323,11 @@ def test_sigint_interrupts_blocking_recv_in_main_thread():
 def test_sigint_interrupts_poll_with_timeout():
     out = run_python(
         """
-        import os, signal, threading, time
+        import os, signal
         import gomp
+        from blocked_helpers import POLLIN, polls_for, signal_when
         a, b = gomp.Pipe()
-        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        signal_when(lambda: polls_for(os.getpid(), b.fileno(), POLLIN), signal.SIGINT)
         try:
             b.poll(3600)
         except KeyboardInterrupt:

@@ -40,6 +40,8 @@ import time
 import pytest
 
 import gomp
+from blocked_helpers import blocked_in_shared_futex, threads_blocked_in_shared_futex
+from conftest import wait_until
 from gomp import _gomp
 
 ctx = gomp.get_context("fork")
@@ -378,12 +380,12 @@ def test_producer_stopped_mid_put_then_killed(kind, tmp_path):
     p.start()
     try:
         assert _wait_lines(path, 1)
-        # The ring is full of the item's first fragments once it is not
-        # empty and stays unchanged: the producer waits for room.
-        end = time.monotonic() + HANG_GUARD
-        while q.empty() and time.monotonic() < end:
-            time.sleep(0.01)
-        time.sleep(0.2)
+        # The ring is full of the item's first fragments once the producer
+        # waits for room (its put, or the goroutine feeding its overflow).
+        wait_until(
+            lambda: threads_blocked_in_shared_futex(p.pid) and not q.empty(),
+            "the producer waiting for room in the middle of its item",
+        )
         os.kill(p.pid, signal.SIGSTOP)
     finally:
         os.kill(p.pid, signal.SIGKILL)
@@ -413,9 +415,9 @@ def test_put_returned_means_in_the_ring(tmp_path):
     p = ctx.Process(target=_fill_then, args=(q, 3, path, True), daemon=True)
     p.start()
     assert _wait_lines(path, 1)
-    # Let the child's first put wait a moment (less than the half second
-    # after which a put that nobody makes room for keeps its item buffered).
-    time.sleep(0.1)
+    # Make room once the child's first put waits for it (at once: after half
+    # a second a put that nobody makes room for keeps its item buffered).
+    wait_until(lambda: blocked_in_shared_futex(p.pid), "the child's put waiting for room")
     got = [q.get(timeout=HANG_GUARD) for _ in range(4)]
     p.join(HANG_GUARD)
     assert p.exitcode == -signal.SIGKILL

@@ -11,6 +11,7 @@ import pytest
 
 import gomp
 import procs_helpers as h
+from blocked_helpers import dead
 from conftest import HANG_GUARD, run_python, wait_until
 from gomp import connection
 from gomp._versions import V
@@ -518,7 +519,7 @@ def test_forkserver_never_loads_the_go_core_and_restarts(tmp_path):
     with open("/proc/%d/maps" % server) as f:
         assert "libgompcore" not in f.read()
     os.kill(server, signal.SIGKILL)
-    time.sleep(0.2)
+    wait_until(lambda: dead(server), "the killed server dead")
     p = started(ctx, h.exit_with, 4)
     p.join(60)
     assert p.exitcode == 4

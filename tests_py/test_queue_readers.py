@@ -17,7 +17,8 @@ import pytest
 
 import gomp
 import queue_helpers as H
-from conftest import HANG_GUARD, returns, run_python, stdlib_peer
+from blocked_helpers import POLLIN, polls_for
+from conftest import HANG_GUARD, returns, run_python, stdlib_peer, wait_until
 from gomp import _gomp
 from gomp.connection import wait
 
@@ -302,7 +303,8 @@ def test_fork_child_shares_the_descriptor():
     c = ctx.Process(target=H.take_from_reader, args=(q, out, 3))
     c.start()
     for i in range(3):
-        time.sleep(0.05)
+        # put once the child waits (polls the eventfd), so that it does
+        wait_until(lambda: polls_for(c.pid, fd, POLLIN), "the child waiting on the queue's reader")
         q.put(i)
     got, childs, all_childs = out.get()
     c.join(30)

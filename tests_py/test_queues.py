@@ -5,6 +5,7 @@ the exit flush, killed producers and consumers, and bad input."""
 import os
 import pickle
 import queue as pyqueue
+import signal
 import threading
 import time
 
@@ -12,8 +13,13 @@ import pytest
 
 import gomp
 import queue_helpers as H
-from blocked_helpers import blocked_in_shared_futex, thread_blocked
-from conftest import HANG_GUARD, returns, run_python, wait_until
+from blocked_helpers import (
+    blocked_in_shared_futex,
+    private_dirty_kib,
+    thread_blocked,
+    threads_blocked_in_shared_futex,
+)
+from conftest import HANG_GUARD, Background, returns, run_python, wait_until
 from gomp import _gomp, queues
 
 METHODS = ["fork", "spawn", "forkserver"]
@@ -163,10 +169,15 @@ def test_bounded_put():
 def test_bounded_put_waits_for_a_consumer():
     q = gomp.Queue(maxsize=1)
     q.put("a")
-    t = threading.Timer(0.1, q.get)
-    t.start()
-    q.put("b", timeout=10)
-    t.join()
+    me = threading.get_native_id()
+
+    def get_once_the_put_waits():
+        wait_until(lambda: blocked_in_shared_futex(os.getpid(), me), "put() waiting for a slot")
+        return q.get()
+
+    t = Background(get_once_the_put_waits)
+    q.put("b", timeout=HANG_GUARD)
+    assert t.result() == "a"
     assert q.get() == "b"
 
 
@@ -442,10 +453,18 @@ def test_items_buffered_at_exit_are_delivered(method):
     # until its overflow is in the ring, as the stdlib joins its feeder.
     ctx = ctx_of(method)
     q = ctx.Queue()
-    p = ctx.Process(target=H.put_and_exit, args=(q, 2000, 4096))
+    r, w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=H.put_and_exit, args=(q, 2000, 4096, w))
     p.start()
-    time.sleep(0.3)
-    assert q.qsize() == 2000 or p.is_alive()
+    # Nothing is read until the child has made all its puts and gone on to
+    # exit: about 7 MiB are in its overflow then, waiting for room (on a
+    # thread of the core), and only its exit can feed them.
+    assert r.recv() == "put"
+    wait_until(
+        lambda: threads_blocked_in_shared_futex(p.pid) or not p.is_alive(),
+        "the child's overflow waiting for room in the ring",
+    )
+    assert p.is_alive()  # its exit waits for the overflow
     got = [q.get(timeout=60)[0] for _ in range(2000)]
     assert got == list(range(2000))
     join_all([p])
@@ -601,8 +620,12 @@ def test_forked_child_starts_with_an_empty_overflow():
 # ---- failures ------------------------------------------------------------------------------
 
 
-def test_consumer_killed_mid_get():
-    ctx = ctx_of("fork")
+def _stopped_mid_get(ctx):
+    """A queue holding a 256 MiB item and "after", and a consumer stopped
+    (SIGSTOP) while it streams that item in: it has copied part of it (its
+    own memory grew by 32 MiB) and this process has not fed the last
+    fragment yet (the item still counts as pending here). None if the
+    consumer was through before it could be stopped."""
     q, out = ctx.Queue(), ctx.Queue()
     big = b"k" * (256 << 20)
     q.put(big)
@@ -610,15 +633,36 @@ def test_consumer_killed_mid_get():
     del big
     p = ctx.Process(target=H.consume_forever, args=(q, out))
     p.start()
-    time.sleep(0.15)  # it is receiving the 256 MiB item
+
+    def pending():
+        return q._stat(_gomp.GOMP_QSTAT_PENDING)
+
+    wait_until(
+        lambda: (private_dirty_kib(p.pid) or 0) > 32 << 10 or pending() < 2,
+        "the consumer copying the large item out",
+    )
+    os.kill(p.pid, signal.SIGSTOP)
+    if pending() == 2:
+        return q, p
     p.kill()
     p.join()
-    # The killed consumer may have taken the large item or not; what
-    # follows it arrives intact either way, and the queue keeps working.
-    first = q.get(timeout=30)
-    if first != "after":
-        assert len(first) == 256 << 20
-        assert q.get(timeout=30) == "after"
+    return None
+
+
+def test_consumer_killed_mid_get():
+    ctx = ctx_of("fork")
+    for _ in range(5):  # a machine fast enough to be through unseen: again
+        got = _stopped_mid_get(ctx)
+        if got:
+            break
+    else:
+        pytest.fail("the consumer was never caught in the middle of the large item")
+    q, p = got
+    p.kill()
+    p.join()
+    # It had taken fragments of the large item: the item counts as received
+    # (lost with it). What follows arrives intact and the queue keeps working.
+    assert q.get(timeout=30) == "after"
     q.put("again")
     assert q.get(timeout=10) == "again"
 
@@ -645,21 +689,22 @@ def test_producer_killed_mid_put():
     # once it is full (nobody reads yet); it dies holding the producer lock.
     p = ctx.Process(target=H.put_big_simple, args=(q, 64 << 20))
     p.start()
-    time.sleep(0.5)
+    wait_until(lambda: blocked_in_shared_futex(p.pid), "the producer waiting for room")
     p.kill()
     p.join()
     p2 = ctx.Process(target=H.produce_ints, args=(q, 7, 3))
     p2.start()
     # The half-written item is dropped; the other producer's items come.
-    assert [q.get() for _ in range(3)] == [7, 8, 9]
+    assert returns(lambda: [q.get() for _ in range(3)]) == [7, 8, 9]
     join_all([p2])
 
 
 def test_get_is_interruptible():
     code = """
-        import os, signal, threading, time, gomp
+        import os, signal, gomp
+        from blocked_helpers import blocked_in_shared_futex, signal_when
         q = gomp.Queue()
-        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        signal_when(lambda: blocked_in_shared_futex(os.getpid()), signal.SIGINT)
         try:
             q.get()
         except KeyboardInterrupt:
@@ -674,10 +719,11 @@ def test_get_is_interruptible():
 
 def test_bounded_put_is_interruptible():
     code = """
-        import os, signal, threading, gomp
+        import os, signal, gomp
+        from blocked_helpers import blocked_in_shared_futex, signal_when
         q = gomp.Queue(1)
         q.put(0)
-        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        signal_when(lambda: blocked_in_shared_futex(os.getpid()), signal.SIGINT)
         try:
             q.put(1)
         except KeyboardInterrupt:
@@ -692,8 +738,9 @@ def test_simple_queue_put_of_a_large_item_is_interruptible():
     # gives it up; the part written is dropped by the reader.
     code = """
         import os, signal, threading, gomp
+        from blocked_helpers import blocked_in_shared_futex, signal_when
         q = gomp.SimpleQueue()
-        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        signal_when(lambda: blocked_in_shared_futex(os.getpid()), signal.SIGINT)
         try:
             q.put(b"x" * (64 << 20))
         except KeyboardInterrupt:

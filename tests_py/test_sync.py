@@ -496,7 +496,10 @@ def test_semaphore_across_processes(ctx):
     sem = ctx.Semaphore(0)
     r, w = ctx.Pipe()
     procs = [started(ctx, h.acquire_and_report, sem, w, 30, False) for _ in range(3)]
-    time.sleep(0.1)
+    wait_until(
+        lambda: all(blocked_helpers.blocked_in_shared_futex(p.pid) for p in procs),
+        "three processes asleep in acquire()",
+    )
     for _ in procs:
         sem.release()
     got = [r.recv()[0] for _ in procs]
@@ -513,7 +516,9 @@ def test_fork_child_sees_held_lock_and_its_release():
     assert r.recv() is False
     joined(p)
     p = started(ctx, h.acquire_and_report, lock, w, 30)
-    time.sleep(0.1)
+    wait_until(
+        lambda: blocked_helpers.blocked_in_shared_futex(p.pid), "the child asleep in acquire()"
+    )
     lock.release()
     got, _ = r.recv()
     joined(p)
@@ -713,9 +718,12 @@ def test_event_across_processes(ctx):
     procs = [started(ctx, h.event_waiter, event, w) for _ in range(3)]
     for _ in procs:
         assert r.recv() == "waiting"
-    time.sleep(0.1)
+    wait_until(
+        lambda: all(blocked_helpers.blocked_in_shared_futex(p.pid) for p in procs),
+        "three processes asleep in event.wait()",
+    )
     event.set()
-    assert [r.recv() for _ in procs] == [True, True, True]
+    assert [returns(r.recv) for _ in procs] == [True, True, True]
     joined(*procs)
     assert event.is_set() and event.wait() is True and repr(event).endswith(" set>")
     event.set()
@@ -814,7 +822,7 @@ def test_owner_died_while_waiters_sleep():
     results = []
 
     def waiter():
-        results.append((lock.acquire(timeout=30), time.monotonic()))
+        results.append((lock.acquire(timeout=30), time.monotonic(), threading.get_native_id()))
 
     def wait_results(n):
         deadline = time.monotonic() + 30
@@ -822,22 +830,31 @@ def test_owner_died_while_waiters_sleep():
             time.sleep(0.005)
         return len(results)
 
+    def asleep(threads):
+        return all(blocked_helpers.thread_blocked(t) for t in threads)
+
     # (catch_warnings is not thread-safe: one around all the threads.)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         threads = [threading.Thread(target=waiter) for _ in range(3)]
         for t in threads:
             t.start()
-        time.sleep(0.2)
+        wait_until(lambda: asleep(threads), "three threads asleep in acquire()")
         assert not results
         t_kill = time.monotonic()
         p.kill()
         assert wait_results(1) == 1
-        got, when = results[0]
+        got, when, winner = results[0]
         assert got is True
         print("a waiter took over %.3f s after the kill" % (when - t_kill))
-        time.sleep(0.1)
-        assert len(results) == 1  # the others still wait
+        # The others still wait: asleep on the lock again (not woken and
+        # about to return), and none has returned meanwhile.
+        others = [t for t in threads if t.native_id != winner]
+        wait_until(
+            lambda: len(results) > 1 or asleep(others),
+            "the two other waiters asleep again",
+        )
+        assert len(results) == 1
         assert [c.category for c in caught] == [synchronize.OwnerDiedWarning]
         for n in (2, 3):
             lock.release()  # a Lock may be released by any thread
@@ -878,7 +895,14 @@ def test_holders_killed_under_contention(counter, kind):
     workers = [started(ctx, h.count_until_stopped, lock, counter, i + 1, stop) for i in range(3)]
     for _ in range(10):
         victim = started(ctx, h.hold_repeatedly, lock)
-        time.sleep(0.05)
+        # Killed while it holds the lock: stopped (SIGSTOP) once it is the
+        # owner, and killed if it still is, else let go and caught again.
+        while True:
+            wait_until(lambda v=victim: lock._owner() == v.pid, "the victim holding the lock")
+            os.kill(victim.pid, signal.SIGSTOP)
+            if lock._owner() == victim.pid:
+                break
+            os.kill(victim.pid, signal.SIGCONT)
         victim.kill()
         victim.join(30)
     after_kills = [counter[i] for i in (1, 2, 3)]
