@@ -98,8 +98,8 @@ from ..pool import (
     _map_method,
     _run_chunk,
     _run_star_chunk,
-    _task_stream,
 )
+from ..pool import Pool as _LocalPool
 
 __all__ = ['Pool', 'AsyncResult', 'WorkerLostError']
 
@@ -682,19 +682,9 @@ class Pool:
             self._taskqueue.put((tasks, None))
         return result
 
-    def _submit_lazily(self, iterator_class, func, iterable, chunksize):
-        self._check_running()
-        if chunksize < 1:
-            raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
-        results = iterator_class(self)
-        if chunksize == 1:
-            tasks = _task_stream(results._job, func, iterable)
-        else:
-            tasks = _chunk_stream(results._job, _run_chunk, func, iterable, chunksize)
-        self._taskqueue.put((tasks, results._set_length))
-        if chunksize == 1:
-            return results
-        return (x for chunk in results for x in chunk)
+    # The local Pool's: imap's tasks go to the feeder thread, which walks the
+    # iterable (here as there, _taskqueue takes (tasks, set_length) pairs).
+    _submit_lazily = _LocalPool._submit_lazily
 
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
         """func(*args, **kwds) on a worker; returns an AsyncResult."""
@@ -703,9 +693,7 @@ class Pool:
         self._taskqueue.put((((result._job, 0, func, tuple(args), dict(kwds)),), None))
         return result
 
-    def apply(self, func, args=(), kwds={}):
-        """func(*args, **kwds) on a worker; waits for the result."""
-        return self.apply_async(func, args, kwds).get()
+    apply = _LocalPool.apply
 
     # -- lifetime --
 
