@@ -85,8 +85,6 @@ from ..pool import (
     ApplyResult,
     AsyncResult,
     ExceptionWithTraceback,
-    IMapIterator,
-    IMapUnorderedIterator,
     MapResult,
     MaybeEncodingError,
     WorkerLostError,
@@ -94,8 +92,6 @@ from ..pool import (
     _chunk_stream,
     _default_chunksize,
     _Failure,
-    _imap_method,
-    _map_method,
     _run_chunk,
     _run_star_chunk,
 )
@@ -374,21 +370,6 @@ class _Runner:
             except Exception:
                 pass
 
-    def _unregister_plugins(self):
-        # Plugins stay with a cluster the pool does not own: take them off.
-        if self._owns_client and self._cluster is not None:
-            return
-        if self._plugin is not None:
-            try:
-                self._client.unregister_worker_plugin(self._plugin)
-            except Exception:
-                pass
-        if self._scheduler_plugin is not None:
-            try:
-                self._client.unregister_scheduler_plugin(self._scheduler_plugin)
-            except Exception:
-                pass
-
     # -- the feeder: task streams -> Dask futures --
 
     def _feed_loop(self):
@@ -627,49 +608,14 @@ class Pool:
 
     # -- submitting work --
 
-    map = _map_method(
-        'map',
-        _run_chunk,
-        True,
-        """\
-        list(map(func, iterable)), computed on the cluster in chunks of
-        chunksize items (by default about four chunks per task slot).""",
-    )
-    starmap = _map_method(
-        'starmap',
-        _run_star_chunk,
-        True,
-        """\
-        Like map(), with each item of iterable unpacked as func's arguments.""",
-    )
-    map_async = _map_method(
-        'map_async',
-        _run_chunk,
-        False,
-        """\
-        map() that returns a MapResult at once; callback gets the list,
-        error_callback the first exception.""",
-    )
-    starmap_async = _map_method(
-        'starmap_async',
-        _run_star_chunk,
-        False,
-        """\
-        starmap() that returns a MapResult at once.""",
-    )
-    imap = _imap_method(
-        'imap',
-        IMapIterator,
-        """\
-        An iterator over func(x) for x in iterable, in order; with a
-        chunksize above 1 each task gets chunksize items.""",
-    )
-    imap_unordered = _imap_method(
-        'imap_unordered',
-        IMapUnorderedIterator,
-        """\
-        Like imap(), with the results in the order they are ready.""",
-    )
+    # The local Pool's methods: they submit through this class's
+    # _submit_chunks and _submit_lazily.
+    map = _LocalPool.map
+    starmap = _LocalPool.starmap
+    map_async = _LocalPool.map_async
+    starmap_async = _LocalPool.starmap_async
+    imap = _LocalPool.imap
+    imap_unordered = _LocalPool.imap_unordered
 
     def _submit_chunks(self, runner, func, iterable, chunksize, callback, error_callback):
         self._check_running()
