@@ -42,7 +42,19 @@ bind() {  # bind HOSTDIR [INSIDE]: mount once, leave mounted (cheap, and
           # unmounting could pull the floor from under a concurrent run)
   local inside="$root${2:-$1}"
   mkdir -p "$inside"
-  mountpoint -q "$inside" || mount --bind "$1" "$inside"
+  if mountpoint -q "$inside"; then
+    # A mount left by an earlier run may hold a directory that has since been
+    # deleted and made again at the same path (a CI machine re-cloning the
+    # project): then it shows the dead directory (no links, another inode)
+    # and every command inside fails in getcwd. Such a mount serves nobody;
+    # detach it and bind the live directory.
+    local want have
+    want=$(stat -c '%d:%i' "$1")
+    have=$(stat -c '%d:%i %h' "$inside" 2>/dev/null || echo gone)
+    [ "$have" != "$want 0" ] && [ "${have%% *}" = "$want" ] && return 0
+    umount -l "$inside"
+  fi
+  mount --bind "$1" "$inside"
 }
 
 prepare() {
