@@ -69,6 +69,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 import traceback
 import warnings
 from collections import deque
@@ -79,6 +80,7 @@ from types import GenericAlias
 from . import TimeoutError, _deathwatch, _gomp, get_context, util
 from .connection import wait
 from .context import ProcessError
+from .reduction import ForkingPickler
 
 __all__ = ['Pool', 'ThreadPool']
 
@@ -97,6 +99,21 @@ _IDLE = -1
 # At most this many workers of a pool claim their tasks in the ring (the ring
 # has 176 claim slots; the tests lower the cap to try the workers beyond it).
 _claim_cap = 1 << 30
+
+# Batches of small tasks (see "Small tasks travel in batches" above). A batch
+# holds at most _BATCH_MAX tasks and about _BATCH_BYTES of pickle; tasks count
+# as small while the pool completes at least _SMALL_RATE of them per second
+# and worker (see _Pace). A worker sends
+# the results of a batch it has run for _FLUSH_AFTER seconds so far without
+# waiting for the rest. The claim header of a batch of n tasks from index i
+# carries the index i + n * _BATCH_SPAN (n >= 2).
+_BATCH_MAX = 64
+_BATCH_BYTES = 1 << 16
+_SMALL_RATE = 5000
+_RATE_WINDOW = 0.002
+_SMALL_WINDOW = 0.02
+_FLUSH_AFTER = 0.002
+_BATCH_SPAN = 1 << 40
 
 
 # ---- errors --------------------------------------------------------------------------------
@@ -218,6 +235,7 @@ def worker(
     take = inqueue.get if claim is None else partial(inqueue._get_task, claim)
     send = outqueue.put
     mark = None
+    at = -1
     if slots is not None:
         mark = memoryview(slots).cast('B').cast('q')
         at = 2 * slot
@@ -232,6 +250,11 @@ def worker(
             task = None  # the pool's end of the queue is gone: nothing more to do
         if task is None:
             break
+        if type(task) is bytes:
+            # A batch of small tasks (only the pool's own feeder sends them).
+            done += _run_batch(ForkingPickler.loads(task), send, wrap_exception, mark, at)
+            task = None
+            continue
         job, i, func, args, kwds = task
         if mark is not None:
             mark[at + 1] = i
@@ -240,13 +263,7 @@ def worker(
             outcome = (True, func(*args, **kwds) if kwds else func(*args))
         except Exception as e:
             outcome = (False, ExceptionWithTraceback(e, e.__traceback__) if wrap_exception else e)
-        try:
-            send((job, i, outcome))
-        except Exception as e:
-            failed = outcome[1].exc if type(outcome[1]) is ExceptionWithTraceback else outcome[1]
-            util.debug('pool worker: cannot send the result of task %d of job %d: %r', i, job, e)
-            send((job, i, (False, MaybeEncodingError(e, failed))))
-            failed = None
+        _send_result(send, job, i, outcome)
         if mark is not None:
             mark[at] = _IDLE
         task = func = args = kwds = outcome = None
@@ -259,6 +276,64 @@ def worker(
         except (OSError, ValueError):
             pass
     util.debug('pool worker exits after %d tasks', done)
+
+
+def _send_result(send, job, i, outcome):
+    """Send the outcome of task i of job; a result that cannot be pickled
+    goes as a MaybeEncodingError instead."""
+    try:
+        send((job, i, outcome))
+    except Exception as e:
+        failed = outcome[1].exc if type(outcome[1]) is ExceptionWithTraceback else outcome[1]
+        util.debug('pool worker: cannot send the result of task %d of job %d: %r', i, job, e)
+        send((job, i, (False, MaybeEncodingError(e, failed))))
+
+
+def _send_results(send, job, first, values, failed):
+    """Send the outcomes of tasks first, first + 1, ... of job in one item:
+    (job, first, values, failed), failed listing the offsets in values that
+    are exceptions (None: none). If the item cannot be pickled, each outcome
+    goes on its own, so that only the results that do not pickle fail."""
+    try:
+        send((job, first, values, failed))
+    except Exception:
+        for k, value in enumerate(values):
+            _send_result(send, job, first + k, (failed is None or k not in failed, value))
+
+
+def _run_batch(batch, send, wrap_exception, mark, at):
+    """Run a batch of tasks (job, first, [(func, args, kwds), ...]) of one job
+    in order, as worker() runs single tasks, and send their outcomes in one
+    item (or in a few, for a batch that runs long). Returns its task count."""
+    job, first, calls = batch
+    n = len(calls)
+    if mark is not None:
+        mark[at + 1] = first + n * _BATCH_SPAN
+        mark[at] = job
+    clock = time.monotonic
+    flush_at = clock() + _FLUSH_AFTER
+    values = []
+    failed = None
+    start = first  # the index of values[0]
+    for k, (func, args, kwds) in enumerate(calls):
+        try:
+            values.append(func(*args, **kwds) if kwds else func(*args))
+        except Exception as e:
+            values.append(ExceptionWithTraceback(e, e.__traceback__) if wrap_exception else e)
+            if failed is None:
+                failed = []
+            failed.append(len(values) - 1)
+        func = args = kwds = None
+        if k + 1 < n and clock() >= flush_at:
+            # Slow tasks: what is done so far goes now, so that batching never
+            # holds a result back for long (an imap consumer sees it).
+            _send_results(send, job, start, values, failed)
+            start, values, failed = first + k + 1, [], None
+            flush_at = clock() + _FLUSH_AFTER
+    _send_results(send, job, start, values, failed)
+    if mark is not None:
+        mark[at] = _IDLE
+    return n
 
 
 def _owned_worker(owner, *args):
@@ -335,6 +410,41 @@ class _JobTable(dict):
                 engine.wake.poke()
 
 
+class _Pace:
+    """How many tasks the feeder puts into the next ring item of one
+    submission: one while the tasks are not known to be small; doubling up
+    to _BATCH_MAX tasks (and about _BATCH_BYTES of pickle) while they are.
+    Tasks are small while the pool completes at least _SMALL_RATE of them
+    per second and worker: judged after _RATE_WINDOW seconds, then over
+    windows of _SMALL_WINDOW (longer than the interpreter's switch interval,
+    during which the router may wait for the GIL while results pile up)."""
+
+    __slots__ = ('engine', 'start', 'then', 'small')
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.start = time.monotonic()
+        self.then = engine.completed
+        self.small = False
+
+    def next_size(self, size, per_task):
+        """After an item of size tasks (per_task: pickle bytes per task of
+        the last batch, 0 if none yet)."""
+        now = time.monotonic()
+        elapsed = now - self.start
+        if elapsed >= (_SMALL_WINDOW if self.small else _RATE_WINDOW):
+            engine = self.engine
+            done = engine.completed
+            self.small = done - self.then >= _SMALL_RATE * engine.processes * elapsed
+            self.start, self.then = now, done
+        if not self.small:
+            return 1
+        size = min(2 * size, _BATCH_MAX)
+        if per_task:
+            size = min(size, max(1, _BATCH_BYTES // per_task))
+        return size
+
+
 class _Failure:
     """Stands in a task stream for the exception its iterable raised at
     position i: that position of the job fails with exc in the pool's own
@@ -346,6 +456,21 @@ class _Failure:
         self.job = job
         self.i = i
         self.exc = exc
+
+
+class _Batchable:
+    """A task stream the feeder may put in batches: its iterable is a
+    sequence already in memory (a map's list, an imap over a list or range),
+    so gathering a batch never waits on the caller's generator (which may
+    itself wait for the results of the tasks it yielded so far)."""
+
+    __slots__ = ('tasks',)
+
+    def __init__(self, tasks):
+        self.tasks = tasks
+
+    def __iter__(self):
+        return iter(self.tasks)
 
 
 def _task_stream(job, func, iterable):
@@ -433,6 +558,11 @@ class _Engine:
         else:
             put = quick_put or inqueue.put
             self.put_task = lambda job, i, task: put(task)
+        # Small tasks travel in batches when the workers are behind: only
+        # between the pool's own feeder and workers (claiming), and not with
+        # maxtasksperchild, whose count a batch could overrun.
+        self.batching = claiming and maxtasks is None
+        self.completed = 0  # tasks reported so far (the router counts them)
         if not use_threads and (not claiming or processes > self.num_claims):
             from .sharedctypes import RawArray
 
@@ -509,19 +639,23 @@ class _Engine:
                 held = self._held_by(slot)
                 if held is None:
                     continue
-                job, i = held
-                err = WorkerLostError(
-                    'pool worker %s (pid %s) exited with %s while running task %d of job %d'
-                    % (w.name, w.pid, _describe_exit(w.exitcode), i, job),
-                    w.pid,
-                    w.exitcode,
-                )
-                # Through the result queue: a result the worker sent before
-                # dying is ahead of this one, and wins.
-                try:
-                    self.outqueue.put((job, i, (False, err)))
-                except Exception:
-                    self.deliver(job, i, (False, err))
+                job, first = held
+                n = 1
+                if first >= _BATCH_SPAN:
+                    n, first = divmod(first, _BATCH_SPAN)  # a batch: every task of it
+                for i in range(first, first + n):
+                    err = WorkerLostError(
+                        'pool worker %s (pid %s) exited with %s while running task %d of job %d'
+                        % (w.name, w.pid, _describe_exit(w.exitcode), i, job),
+                        w.pid,
+                        w.exitcode,
+                    )
+                    # Through the result queue: a result the worker sent
+                    # before dying is ahead of this one, and wins.
+                    try:
+                        self.outqueue.put((job, i, (False, err)))
+                    except Exception:
+                        self.deliver(job, i, (False, err))
         return reaped
 
     def _held_by(self, slot):
@@ -548,33 +682,87 @@ class _Engine:
             if result is not None:
                 result._set(i, outcome)
 
+    def deliver_many(self, job, first, values, failed):
+        # The outcomes of tasks first, first + 1, ... of job (a batch's).
+        with self.set_lock:
+            result = self.cache.get(job)
+            if result is not None:
+                result._set_many(first, values, failed)
+
     # -- feeding tasks --
 
     def feed(self, tasks, set_length):
-        """Put the tasks of one submission into the task queue. Returns False
-        if the pool was terminated meanwhile."""
-        put = self.put_task
+        """Put the tasks of one submission into the task queue, in batches
+        while the tasks are small (see _Pace). Returns False if the pool was
+        terminated meanwhile."""
         last = -1
-        task = None
+        task = more = failure = None
+        size = 1  # tasks in the next ring item
+        per_task = 0  # pickle bytes per task in the last batch
+        pace = _Pace(self) if self.batching and type(tasks) is _Batchable else None
+        tasks = iter(tasks)
         try:
             for task in tasks:
                 if self.state == TERMINATE:
                     return False
                 if type(task) is _Failure:
-                    last = task.i
-                    self.deliver(task.job, task.i, (False, task.exc))
+                    failure = task
+                elif size == 1:
+                    self._put_one(task)
+                    last = task[1]
+                else:
+                    group = [task]
+                    for more in islice(tasks, size - 1):
+                        if type(more) is _Failure:
+                            failure = more
+                            break
+                        group.append(more)
+                    nbytes = self._put_group(group)
+                    if nbytes:
+                        per_task = nbytes // len(group) or 1
+                    last = group[-1][1]
+                    group = more = None
+                if failure is not None:
+                    last = failure.i
+                    self.deliver(failure.job, failure.i, (False, failure.exc))
                     break
-                try:
-                    put(task[0], task[1], task)
-                except Exception as e:
-                    self.deliver(task[0], task[1], (False, e))
-                last = task[1]
+                if pace is not None:
+                    size = pace.next_size(size, per_task)
             if set_length is not None:
                 with self.set_lock:
                     set_length(last + 1)
         finally:
-            task = tasks = None
+            task = tasks = failure = pace = None
         return True
+
+    def _put_one(self, task):
+        try:
+            self.put_task(task[0], task[1], task)
+        except Exception as e:
+            self.deliver(task[0], task[1], (False, e))
+
+    def _put_group(self, group):
+        # Tasks first, first + 1, ... of one job as one ring item (a single
+        # task as itself). Returns the pickle's size (0 when not batched).
+        if len(group) == 1:
+            self._put_one(group[0])
+            return 0
+        job, first = group[0][0], group[0][1]
+        n = len(group)
+        try:
+            data = ForkingPickler.dumps((job, first, [t[2:] for t in group]))
+        except Exception:
+            # One of them does not pickle: each goes on its own, so that
+            # only that one fails.
+            for task in group:
+                self._put_one(task)
+            return 0
+        try:
+            self.put_task(job, first + n * _BATCH_SPAN, data)
+        except Exception as e:
+            for task in group:
+                self.deliver(job, task[1], (False, e))
+        return len(data)
 
     # -- threads --
 
@@ -644,8 +832,15 @@ class _Engine:
                 break
             if item is None:
                 break
+            if len(item) == 4:
+                job, first, values, failed = item
+                self.deliver_many(job, first, values, failed)
+                self.completed += len(values)
+                item = values = failed = None
+                continue
             job, i, outcome = item
             deliver(job, i, outcome)
+            self.completed += 1
             item = outcome = None
         if not self.use_threads and self.state != TERMINATE:
             self._drain_results()
@@ -919,6 +1114,29 @@ class ApplyResult(_Job):
         if not self._left:
             self._finish(notify=True)
 
+    def _set_many(self, first, values, failed):
+        # The outcomes of tasks first, first + 1, ... (a batch's; failed: the
+        # offsets in values that are exceptions, or None). While none of
+        # them reported yet and none failed, in one step; otherwise task by
+        # task, as _set.
+        n = len(values)
+        end = first + n
+        reported = self._reported
+        if failed is None and end <= len(reported) and reported.find(1, first, end) < 0:
+            reported[first:end] = b'\x01' * n
+            self._left -= n
+            if self._success:
+                self._keep_many(first, values)
+            if not self._left:
+                self._finish(notify=True)
+            return
+        for k, value in enumerate(values):
+            self._set(first + k, (failed is None or k not in failed, value))
+
+    def _keep_many(self, first, values):
+        for k, value in enumerate(values):
+            self._keep(first + k, value)
+
     def _finish(self, notify):
         if notify:
             hook = self._callback if self._success else self._error_callback
@@ -946,6 +1164,13 @@ class MapResult(ApplyResult):
 
     def _keep(self, i, values):
         at = i * self._chunksize
+        self._value[at : at + len(values)] = values
+
+    def _keep_many(self, first, chunks):
+        # Consecutive chunks fill one slice (only the last chunk of the map
+        # can be short, and it is the last of its batch).
+        values = list(chain.from_iterable(chunks))
+        at = first * self._chunksize
         self._value[at : at + len(values)] = values
 
 
@@ -1000,6 +1225,17 @@ class IMapIterator(_Job):
     def _set(self, i, outcome):
         with self._cond:
             self._release(i, outcome)
+            if self._out:
+                self._cond.notify()
+            if self._released == self._length:
+                self._retire()
+
+    def _set_many(self, first, values, failed):
+        # A batch's outcomes (see ApplyResult._set_many): one wake-up for all.
+        with self._cond:
+            release = self._release
+            for k, value in enumerate(values):
+                release(first + k, (failed is None or k not in failed, value))
             if self._out:
                 self._cond.notify()
             if self._released == self._length:
@@ -1235,7 +1471,7 @@ class Pool:
         result = MapResult(self, chunksize, len(items), callback, error_callback)
         if result._parts:
             tasks = _chunk_stream(result._job, runner, func, items, chunksize)
-            self._taskqueue.put((tasks, None))
+            self._taskqueue.put((_Batchable(tasks), None))
         return result
 
     imap = _imap_method(
@@ -1263,6 +1499,8 @@ class Pool:
             tasks = _task_stream(results._job, func, iterable)
         else:
             tasks = _chunk_stream(results._job, _run_chunk, func, iterable, chunksize)
+        if hasattr(iterable, '__len__'):
+            tasks = _Batchable(tasks)
         self._taskqueue.put((tasks, results._set_length))
         return results if chunksize == 1 else chain.from_iterable(results)
 
