@@ -38,8 +38,9 @@ else:
 
 
 class _Counting:
-    """Counts the batches of results the pool's router delivers (wraps the
-    engine's deliver_many on the instance)."""
+    """Counts the batches of results the pool's router delivers and the
+    batches of apply_async calls put (wraps the engine's methods on the
+    instance)."""
 
     def __init__(self, pool):
         engine = pool._engine
@@ -53,6 +54,15 @@ class _Counting:
             inner(job, first, values, failed)
 
         engine.deliver_many = deliver_many
+        self.applies = 0
+        flush = engine._flush_applies
+
+        def _flush_applies():
+            if len(engine.apply_pending) > 1:
+                self.applies += 1
+            flush()
+
+        engine._flush_applies = _flush_applies
 
 
 @pytest.fixture
@@ -155,22 +165,72 @@ def test_a_killed_batch_fails_every_task_of_it(pool):
     assert p.map(bh.inc, range(N), chunksize=1) == list(range(1, N + 1))
 
 
+def test_apply_async_batches_keep_every_result_apart(pool):
+    # Many small apply_async calls travel in batches; each result is its own:
+    # its value, its exception, its callback.
+    p, seen = pool
+    got, errors = [], []
+    rs = [
+        p.apply_async(
+            bh.fail_at, ((x, x % 1000 == 999),), callback=got.append, error_callback=errors.append
+        )
+        for x in range(N)
+    ]
+    for x, r in enumerate(rs):
+        if x % 1000 == 999:
+            with pytest.raises(ValueError, match='bad %d' % x):
+                r.get(LONG)
+            assert not r.successful()
+        else:
+            assert r.get(LONG) == x + 1
+    assert sorted(got) == [x + 1 for x in range(N) if x % 1000 != 999]
+    assert sorted(str(e) for e in errors) == sorted('bad %d' % x for x in range(999, N, 1000))
+    assert seen.applies > 0
+
+
+def test_a_killed_apply_batch_fails_every_call_of_it(pool):
+    p, seen = pool
+    die = N // 2
+    rs = [p.apply_async(bh.kill_at, ((x, x == die),)) for x in range(N)]
+    lost = []
+    for x, r in enumerate(rs):
+        try:
+            assert r.get(LONG) == x + 1
+        except WorkerLostError:
+            lost.append(x)
+    assert die in lost
+    assert lost == list(range(lost[0], lost[-1] + 1))
+    assert seen.applies > 0
+
+
 # ---- kill storm over batched maps ------------------------------------------------------------
 
 
-def _storm_round(p, api, seed):
-    rng = random.Random(seed)
-    if api == 'map':
-        r = p.map_async(bh.inc, range(N), chunksize=1)
-    else:
-        it = getattr(p, api)(bh.inc, range(N))
-    time.sleep(rng.uniform(0, 0.05))
+def _kill_one(p, rng):
     victims = [w.pid for w in p._pool if w.exitcode is None]
     if victims:
         try:
             os.kill(rng.choice(victims), signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _storm_round(p, api, seed):
+    rng = random.Random(seed)
+    if api == 'apply_async':
+        # The workers keep up with the calls: the kill comes while they are
+        # being made.
+        killer = threading.Timer(rng.uniform(0, 0.15), _kill_one, (p, rng))
+        killer.start()
+        rs = [p.apply_async(bh.inc, (x,)) for x in range(N)]
+        killer.join()
+    else:
+        if api == 'map':
+            r = p.map_async(bh.inc, range(N), chunksize=1)
+        else:
+            it = getattr(p, api)(bh.inc, range(N))
+        time.sleep(rng.uniform(0, 0.05))
+        _kill_one(p, rng)
     if api == 'map':
         try:
             values = r.get(LONG)
@@ -179,6 +239,13 @@ def _storm_round(p, api, seed):
         assert values == list(range(1, N + 1))
         return 0
     values, lost = [], 0
+    if api == 'apply_async':
+        for x, r in enumerate(rs):
+            try:
+                assert r.get(LONG) == x + 1
+            except WorkerLostError:
+                lost += 1
+        return lost
     while True:
         try:
             values.append(it.next(LONG))
@@ -201,7 +268,7 @@ def _run_round(p, api, seed, outcome, done):
     done.set()
 
 
-@pytest.mark.parametrize('api', ['map', 'imap', 'imap_unordered'])
+@pytest.mark.parametrize('api', ['map', 'imap', 'imap_unordered', 'apply_async'])
 def test_kill_storm_over_batches(api):
     base = random.randrange(1 << 30)
     lost_total = 0
@@ -218,5 +285,5 @@ def test_kill_storm_over_batches(api):
             if isinstance(got, BaseException):
                 raise AssertionError(f'round {k} (seed {seed}): {got!r}') from got
             lost_total += got
-        assert seen.batches > 0
+        assert seen.batches + seen.applies > 0
     print(f'{api}: {ROUNDS} rounds, {lost_total} tasks/maps failed with WorkerLostError')

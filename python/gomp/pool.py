@@ -72,6 +72,7 @@ import threading
 import time
 import traceback
 import warnings
+from _thread import allocate_lock as _allocate_lock
 from collections import deque
 from functools import partial
 from itertools import chain, count, islice
@@ -92,6 +93,9 @@ TERMINATE = 'TERMINATE'
 
 # Job ids, unique within a process.
 job_counter = count()
+
+# Tells the feeder thread to put the pending apply_async calls.
+_FLUSH = object()
 
 # Value of a worker's slot when it runs no task.
 _IDLE = -1
@@ -292,29 +296,37 @@ def _send_result(send, job, i, outcome):
 def _send_results(send, job, first, values, failed):
     """Send the outcomes of tasks first, first + 1, ... of job in one item:
     (job, first, values, failed), failed listing the offsets in values that
-    are exceptions (None: none). If the item cannot be pickled, each outcome
-    goes on its own, so that only the results that do not pickle fail."""
+    are exceptions (None: none). first None: the outcomes of task 0 of jobs
+    job, job + 1, ... (a batch of apply_async calls). If the item cannot be
+    pickled, each outcome goes on its own, so that only the results that do
+    not pickle fail."""
     try:
         send((job, first, values, failed))
     except Exception:
         for k, value in enumerate(values):
-            _send_result(send, job, first + k, (failed is None or k not in failed, value))
+            outcome = (failed is None or k not in failed, value)
+            if first is None:
+                _send_result(send, job + k, 0, outcome)
+            else:
+                _send_result(send, job, first + k, outcome)
 
 
 def _run_batch(batch, send, wrap_exception, mark, at):
-    """Run a batch of tasks (job, first, [(func, args, kwds), ...]) of one job
-    in order, as worker() runs single tasks, and send their outcomes in one
-    item (or in a few, for a batch that runs long). Returns its task count."""
+    """Run a batch of tasks in order, as worker() runs single tasks, and send
+    their outcomes in one item (or in a few, for a batch that runs long).
+    The batch is (job, first, [(func, args, kwds), ...]): tasks first,
+    first + 1, ... of job, or with first None task 0 of jobs job, job + 1,
+    ... (apply_async calls). Returns its task count."""
     job, first, calls = batch
     n = len(calls)
     if mark is not None:
-        mark[at + 1] = first + n * _BATCH_SPAN
+        mark[at + 1] = -n if first is None else first + n * _BATCH_SPAN
         mark[at] = job
     clock = time.monotonic
     flush_at = clock() + _FLUSH_AFTER
     values = []
     failed = None
-    start = first  # the index of values[0]
+    start = 0  # the offset in the batch of values[0]
     for k, (func, args, kwds) in enumerate(calls):
         try:
             values.append(func(*args, **kwds) if kwds else func(*args))
@@ -327,13 +339,21 @@ def _run_batch(batch, send, wrap_exception, mark, at):
         if k + 1 < n and clock() >= flush_at:
             # Slow tasks: what is done so far goes now, so that batching never
             # holds a result back for long (an imap consumer sees it).
-            _send_results(send, job, start, values, failed)
-            start, values, failed = first + k + 1, [], None
+            _send_part(send, job, first, start, values, failed)
+            start, values, failed = k + 1, [], None
             flush_at = clock() + _FLUSH_AFTER
-    _send_results(send, job, start, values, failed)
+    _send_part(send, job, first, start, values, failed)
     if mark is not None:
         mark[at] = _IDLE
     return n
+
+
+def _send_part(send, job, first, start, values, failed):
+    # The outcomes of a batch's tasks from offset start on.
+    if first is None:
+        _send_results(send, job + start, None, values, failed)
+    else:
+        _send_results(send, job, first + start, values, failed)
 
 
 def _owned_worker(owner, *args):
@@ -458,6 +478,19 @@ class _Failure:
         self.exc = exc
 
 
+def _tasks_of_claim(job, index):
+    """The (job, index) of every task a claim header stands for: a single
+    task; index = first + n * _BATCH_SPAN for a batch of tasks first ...
+    first + n - 1 of job; index = -n for a batch of apply_async calls, task 0
+    of jobs job ... job + n - 1."""
+    if index < 0:
+        return [(job + k, 0) for k in range(-index)]
+    if index >= _BATCH_SPAN:
+        n, first = divmod(index, _BATCH_SPAN)
+        return [(job, i) for i in range(first, first + n)]
+    return [(job, index)]
+
+
 class _Batchable:
     """A task stream the feeder may put in batches: its iterable is a
     sequence already in memory (a map's list, an imap over a list or range),
@@ -563,6 +596,12 @@ class _Engine:
         # maxtasksperchild, whose count a batch could overrun.
         self.batching = claiming and maxtasks is None
         self.completed = 0  # tasks reported so far (the router counts them)
+        # apply_async calls waiting to go out as one batch (see submit_apply).
+        self.apply_lock = threading.Lock()
+        self.apply_pending = []
+        self.apply_size = 1
+        self.apply_nudged = False  # a _FLUSH is on its way to the feeder
+        self.apply_pace = _Pace(self)
         if not use_threads and (not claiming or processes > self.num_claims):
             from .sharedctypes import RawArray
 
@@ -639,11 +678,7 @@ class _Engine:
                 held = self._held_by(slot)
                 if held is None:
                     continue
-                job, first = held
-                n = 1
-                if first >= _BATCH_SPAN:
-                    n, first = divmod(first, _BATCH_SPAN)  # a batch: every task of it
-                for i in range(first, first + n):
+                for job, i in _tasks_of_claim(*held):
                     err = WorkerLostError(
                         'pool worker %s (pid %s) exited with %s while running task %d of job %d'
                         % (w.name, w.pid, _describe_exit(w.exitcode), i, job),
@@ -659,8 +694,8 @@ class _Engine:
         return reaped
 
     def _held_by(self, slot):
-        # The (job, index) of the task the exited worker of this slot held,
-        # or None; the slot is empty afterwards.
+        # The claim (job, index) the exited worker of this slot held, or
+        # None (see _tasks_of_claim); the slot is empty afterwards.
         if slot < 0:
             return None
         if self.claiming and slot < self.num_claims:
@@ -735,6 +770,59 @@ class _Engine:
             task = tasks = failure = pace = None
         return True
 
+    def submit_apply(self, task):
+        """Put an apply_async task (job, 0, func, args, kwds) from the
+        caller's thread. While tasks are small and the ring still holds
+        tasks for the workers, consecutive calls gather into one batch, put
+        once it is full, once the ring runs empty, or by the feeder thread
+        (woken with _FLUSH when a batch starts) at the latest when the caller
+        lets go of the GIL."""
+        with self.apply_lock:
+            pending = self.apply_pending
+            if pending and pending[-1][0] + 1 != task[0]:
+                self._flush_applies()  # job ids not consecutive: another batch
+                pending = self.apply_pending
+            if not pending:
+                size = self.apply_size = self.apply_pace.next_size(self.apply_size, 0)
+                if size == 1 or self.inqueue.empty():
+                    self._put_one(task)  # a worker may be waiting for it
+                    return
+                pending.append(task)
+                if not self.apply_nudged:
+                    self.apply_nudged = True
+                    self.taskqueue.put(_FLUSH)
+                return
+            pending.append(task)
+            if len(pending) >= self.apply_size:
+                self._flush_applies()
+
+    def flush_applies(self):
+        with self.apply_lock:
+            self.apply_nudged = False
+            self._flush_applies()
+
+    def _flush_applies(self):
+        # Put the pending apply_async calls (apply_lock held).
+        pending = self.apply_pending
+        if not pending:
+            return
+        self.apply_pending = []
+        if len(pending) == 1:
+            self._put_one(pending[0])
+            return
+        job, n = pending[0][0], len(pending)
+        try:
+            data = ForkingPickler.dumps((job, None, [t[2:] for t in pending]))
+        except Exception:
+            for task in pending:
+                self._put_one(task)
+            return
+        try:
+            self.put_task(job, -n, data)
+        except Exception as e:
+            for task in pending:
+                self.deliver(task[0], 0, (False, e))
+
     def _put_one(self, task):
         try:
             self.put_task(task[0], task[1], task)
@@ -808,6 +896,9 @@ class _Engine:
             item = take()
             if item is None:
                 break
+            if item is _FLUSH:
+                self.flush_applies()
+                continue
             tasks, set_length = item
             item = None
             if not self.feed(tasks, set_length):
@@ -834,7 +925,11 @@ class _Engine:
                 break
             if len(item) == 4:
                 job, first, values, failed = item
-                self.deliver_many(job, first, values, failed)
+                if first is None:  # task 0 of jobs job, job + 1, ...
+                    for k, value in enumerate(values):
+                        deliver(job + k, 0, (failed is None or k not in failed, value))
+                else:
+                    self.deliver_many(job, first, values, failed)
                 self.completed += len(values)
                 item = values = failed = None
                 continue
@@ -868,6 +963,7 @@ class _Engine:
     # -- shutdown --
 
     def close(self):
+        self.flush_applies()
         self.state = CLOSE
         self.wake.poke()
 
@@ -1033,6 +1129,43 @@ def _call_back(callback, value):
             pass
 
 
+class _Latch:
+    """A one-shot event: what an ApplyResult waits on. A lock held from the
+    start and released by set(); a waiter takes it and gives it back at
+    once, so any number of waiters pass. Cheaper to create than a
+    threading.Event (a Condition and its lock), which matters with one per
+    apply_async."""
+
+    __slots__ = ('_lock', '_set')
+
+    def __init__(self):
+        self._lock = _allocate_lock()
+        self._lock.acquire()
+        self._set = False
+
+    def set(self):
+        if not self._set:
+            self._set = True
+            self._lock.release()
+
+    def is_set(self):
+        return self._set
+
+    def wait(self, timeout=None):
+        """Whether it was set within timeout seconds (None: waits for it)."""
+        if self._set:
+            return True
+        if timeout is None:
+            got = self._lock.acquire()
+        elif timeout > 0:
+            got = self._lock.acquire(True, timeout)
+        else:
+            got = self._lock.acquire(False)
+        if got:
+            self._lock.release()
+        return self._set
+
+
 class _Job:
     """What all results share: a job id, the registration in the pool's
     _cache, and letting go of the pool once every part of the job is in."""
@@ -1061,7 +1194,7 @@ class ApplyResult(_Job):
     _parts = 1
 
     def __init__(self, pool, callback, error_callback):
-        self._event = threading.Event()
+        self._event = _Latch()
         self._callback = callback
         self._error_callback = error_callback
         self._success = True
@@ -1514,6 +1647,9 @@ class Pool:
             # Called from a callback, in the router thread: putting the task
             # into the ring could wait for room that only the router makes.
             engine.taskqueue.put(((task,), None))
+            return result
+        if engine.batching:
+            engine.submit_apply(task)
             return result
         try:
             engine.put_task(result._job, 0, task)
