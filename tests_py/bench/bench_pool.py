@@ -7,6 +7,9 @@ interleaved in one run (A, B, B, A, ...), both with the fork start method and
   map 100k, chunksize=1         the same, one task per item
   imap_unordered 20k, cs=1      list(pool.imap_unordered(f, range(20000)))
   apply_async 20k + get         20000 apply_async, then every get()
+  map 64 x 1 MiB                pool.map(same, 64 bytes objects of 1 MiB),
+                                same(x) = x (argument bytes/s; each MiB
+                                also comes back as the result)
   apply round trip              one pool.apply(f, (1,)) at a time
                                 (microseconds, lower is better)
   create + close + join         Pool(2), close(), join() (ms, lower is better),
@@ -107,6 +110,25 @@ def map_rate(impl, n, chunksize=None, repeat=1):
     return n * repeat / dt
 
 
+MIB = b"\x01" * (1 << 20)
+
+
+def same(x):
+    return x
+
+
+def bytes_rate(impl, n):
+    """pool.map(same, n arguments of 1 MiB): argument bytes per second (each
+    MiB travels to a worker and back as the result)."""
+    p = pool(impl)
+    items = [MIB] * n
+    t0 = time.perf_counter()
+    out = p.map(same, items)
+    dt = time.perf_counter() - t0
+    assert len(out) == n and len(out[-1]) == len(MIB)
+    return n * len(MIB) / dt
+
+
 def imap_unordered_rate(impl, n):
     p = pool(impl, "imap_unordered")
     t0 = time.perf_counter()
@@ -204,6 +226,13 @@ def main():
         others,
         rounds=rounds,
         unit="tasks/s",
+    )
+    sections.append((res, True))
+    res = interleave(
+        [("map 64 x 1 MiB", lambda i: bytes_rate(i, 64 // scale))],
+        impls,
+        rounds=rounds,
+        unit="B/s",
     )
     sections.append((res, True))
     res = interleave(
