@@ -188,6 +188,45 @@ def test_apply_async_batches_keep_every_result_apart(pool):
     assert seen.applies > 0
 
 
+def test_pending_applies_go_out_without_a_get(pool):
+    # A batch of apply_async calls still gathering when the caller stops
+    # calling goes out by itself (the feeder thread puts it) though nobody
+    # calls get(): here the caller only waits for the callbacks.
+    p, seen = pool
+    lock = threading.Lock()
+    count = [0]
+    all_in = threading.Event()
+
+    def counted(_):
+        with lock:
+            count[0] += 1
+            if count[0] == N:
+                all_in.set()
+
+    for x in range(N):
+        p.apply_async(bh.inc, (x,), callback=counted)
+    assert all_in.wait(LONG), f'{N - count[0]} callbacks never came'
+    assert seen.applies > 0
+
+
+def test_apply_async_from_two_threads(pool):
+    # Calls from two threads interleave their job ids: each batch holds
+    # consecutive jobs only, and every result is its own.
+    p, seen = pool
+    out = {}
+
+    def submit(tag):
+        out[tag] = [p.apply_async(bh.inc, (x,)) for x in range(N // 2)]
+
+    threads = [threading.Thread(target=submit, args=(tag,)) for tag in 'ab']
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(LONG)
+    for tag in 'ab':
+        assert [r.get(LONG) for r in out[tag]] == list(range(1, N // 2 + 1))
+
+
 def test_a_killed_apply_batch_fails_every_call_of_it(pool):
     p, seen = pool
     die = N // 2
