@@ -33,8 +33,9 @@ in one result item:
   the first 2 ms of the submission, then over windows of 20 ms). Slower tasks
   go one per item, as before, so that no worker holds a queue of long tasks
   while another idles.
-- apply_async calls from one thread, with consecutive job ids, gather the
-  same way while the ring still holds tasks for the workers; the batch goes
+- apply_async calls of one function from one thread (consecutive job ids)
+  gather the same way while the ring still holds tasks for the workers (a
+  call of another function starts the judging of the pace afresh); the batch goes
   out when full, or from the feeder thread (woken when a batch starts) as
   soon as the caller lets go of the GIL, and close() puts what is left. A
   call that finds no batch started and no task queued goes at once.
@@ -640,6 +641,7 @@ class _Engine:
         self.apply_size = 1
         self.apply_nudged = False  # a _FLUSH is on its way to the feeder
         self.apply_pace = _Pace(self)
+        self.apply_func = None  # the function of the calls the pace judges
         if not use_threads and (not claiming or processes > self.num_claims):
             from .sharedctypes import RawArray
 
@@ -811,10 +813,19 @@ class _Engine:
     def submit_apply(self, task):
         """Put an apply_async task (job, 0, func, args, kwds) from the
         caller's thread. While tasks are small and the ring still holds
-        tasks for the workers, consecutive calls gather into one batch, put
-        once it is full or by the feeder thread (woken with _FLUSH when a
-        batch starts) as soon as the caller lets go of the GIL."""
+        tasks for the workers, consecutive calls of one function gather into
+        one batch, put once it is full or by the feeder thread (woken with
+        _FLUSH when a batch starts) as soon as the caller lets go of the
+        GIL."""
         with self.apply_lock:
+            func = task[2]
+            if func is not self.apply_func and func != self.apply_func:
+                # Another function, of unknown cost: judged afresh (slow
+                # calls right after fast ones must not go out in batches).
+                self._flush_applies()
+                self.apply_func = func
+                self.apply_pace = _Pace(self)
+                self.apply_size = 1
             pending = self.apply_pending
             if pending and pending[-1][0] + 1 != task[0]:
                 self._flush_applies()  # job ids not consecutive: another batch
