@@ -6,6 +6,8 @@
 #include "gomp_ext.h"
 
 #include <string.h>
+#include <sched.h>
+#include <time.h>
 
 /* A payload above this is received into a buffer that grows as the bytes
  * arrive (realloc of a large block is mremap: no copy), so that a bogus
@@ -458,6 +460,118 @@ static PyObject *m_recv_bytes_into(PyObject *self, PyObject *const *args, Py_ssi
     return result;
 }
 
+/* ---- one request, one reply ------------------------------------------------------------ */
+
+/* Waits until fd is readable, for a reply that the peer is computing now. On
+ * a quiet machine with a core to spare the reply often lands within a few
+ * microseconds, sooner than a sleeping process is woken: so for up to
+ * spin_us microseconds we look (poll with no timeout, the GIL released so
+ * other threads run) before sleeping in wait_ready. 0, GOMP_EPYERR or
+ * -errno. */
+static int64_t await_reply(int fd, long spin_us)
+{
+    if (spin_us > 0) {
+        struct timespec t0, t;
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (;;) {
+            struct pollfd p = {fd, POLLIN, 0};
+            rc = poll(&p, 1, 0);
+            if (rc != 0)
+                break;
+            /* A peer waiting for this CPU gets it: it may be the one that
+             * is to answer. */
+            sched_yield();
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 >= spin_us)
+                break;
+        }
+        Py_END_ALLOW_THREADS
+        if (rc > 0)
+            return 0;
+    }
+    return wait_ready(fd, POLLIN);
+}
+
+/* exchange(fd, buf, spin_us=0) -> bytes: send buf as one frame, then receive
+ * the peer's answer, one frame. For request/reply protocols (a manager's
+ * proxies and server) where the answer cannot be there before the request
+ * is sent: the receive waits first rather than try a read that would fail
+ * (one system call less per message). */
+static PyObject *m_exchange(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    Py_buffer view;
+    long spin_us = 0;
+    if (nargs < 2 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "exchange(fd, buf, spin_us=0)");
+        return NULL;
+    }
+    if (gomp_fd_arg(args[0], &fd) < 0)
+        return NULL;
+    if (nargs > 2 && (spin_us = PyLong_AsLong(args[2])) == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int64_t r = write_frame(fd, view.buf, view.len);
+    PyBuffer_Release(&view);
+    if (r == 0)
+        r = await_reply(fd, spin_us);
+    if (r < 0) {
+        gomp_run_error(r);
+        return NULL;
+    }
+    int64_t size = recv_header(fd);
+    if (size < 0)
+        return NULL;
+    return recv_payload(fd, size);
+}
+
+/* Whether pickling o with any pickler gives the same bytes as with the
+ * stdlib's default one: o is made only of the types that a pickler writes
+ * itself before it consults any dispatch table or reducer (None, bool, int,
+ * float, str, bytes, and tuples, lists and dicts of them). Bounded: deep or
+ * large values answer no (and take the general path). */
+static int is_plain(PyObject *o, int depth, Py_ssize_t *budget)
+{
+    PyTypeObject *t = Py_TYPE(o);
+    if (--*budget < 0)
+        return 0;
+    if (o == Py_None || t == &PyBool_Type || t == &PyLong_Type || t == &PyFloat_Type ||
+        t == &PyUnicode_Type || t == &PyBytes_Type)
+        return 1;
+    if (depth <= 0)
+        return 0;
+    if (t == &PyTuple_Type || t == &PyList_Type) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+        if (n > *budget)
+            return 0;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (!is_plain(PySequence_Fast_GET_ITEM(o, i), depth - 1, budget))
+                return 0;
+        return 1;
+    }
+    if (t == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        if (PyDict_GET_SIZE(o) > *budget)
+            return 0;
+        while (PyDict_Next(o, &pos, &k, &v))
+            if (!is_plain(k, depth - 1, budget) || !is_plain(v, depth - 1, budget))
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* plain(obj) -> bool: see is_plain. */
+static PyObject *m_plain(PyObject *self, PyObject *o)
+{
+    Py_ssize_t budget = 64;
+    return PyBool_FromLong(is_plain(o, 4, &budget));
+}
+
 /* ---- readiness ----------------------------------------------------------------------- */
 
 /* poll(fd, timeout=None) -> bool: whether fd is readable (or hung up). */
@@ -532,6 +646,10 @@ static PyMethodDef conn_methods[] = {
      "recv_bytes(fd, maxlength=None) -> bytes: read one frame."},
     {"recv_bytes_into", (PyCFunction)(void (*)(void))m_recv_bytes_into, METH_FASTCALL,
      "recv_bytes_into(fd, buf, offset=0) -> int, or bytes when the frame does not fit."},
+    {"exchange", (PyCFunction)(void (*)(void))m_exchange, METH_FASTCALL,
+     "exchange(fd, buf, spin_us=0) -> bytes: send buf as one frame, receive the answer."},
+    {"plain", m_plain, METH_O,
+     "plain(obj) -> bool: obj pickles the same with any pickler (plain data only)."},
     {"poll", (PyCFunction)(void (*)(void))m_poll, METH_FASTCALL,
      "poll(fd, timeout=None) -> bool: wait until fd is readable."},
     {"wait_readable", (PyCFunction)(void (*)(void))m_wait_readable, METH_FASTCALL,
