@@ -7,6 +7,7 @@
 
 #include <string.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <time.h>
 
 /* A payload above this is received into a buffer that grows as the bytes
@@ -462,43 +463,109 @@ static PyObject *m_recv_bytes_into(PyObject *self, PyObject *const *args, Py_ssi
 
 /* ---- one request, one reply ------------------------------------------------------------ */
 
-/* Waits until fd is readable, for a reply that the peer is computing now. On
- * a quiet machine with a core to spare the reply often lands within a few
- * microseconds, sooner than a sleeping process is woken: so for up to
- * spin_us microseconds we look (poll with no timeout, the GIL released so
- * other threads run) before sleeping in wait_ready. 0, GOMP_EPYERR or
- * -errno. */
-static int64_t await_reply(int fd, long spin_us)
+/* The answer a socket already holds in full, taken with one read. Peeking
+ * first (nothing is consumed) tells how long the frame is and whether all of
+ * it has arrived; then exactly that frame is read, so a peer that sent more
+ * loses nothing. Returns the payload as bytes; NULL without an exception
+ * when the answer is not all there yet (*err: -EAGAIN) or this path cannot
+ * serve it (*err: another -errno, 0 for end of file, 1 for a frame longer
+ * than the peek); NULL with an exception on failure. */
+#define PEEK_MAX 4096
+static PyObject *take_whole_frame(int fd, int *err)
 {
-    if (spin_us > 0) {
-        struct timespec t0, t;
-        int rc;
-        Py_BEGIN_ALLOW_THREADS
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        for (;;) {
-            struct pollfd p = {fd, POLLIN, 0};
-            rc = poll(&p, 1, 0);
-            if (rc != 0)
-                break;
-            /* A peer waiting for this CPU gets it: it may be the one that
-             * is to answer. */
-            sched_yield();
-            clock_gettime(CLOCK_MONOTONIC, &t);
-            if ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 >= spin_us)
-                break;
-        }
-        Py_END_ALLOW_THREADS
-        if (rc > 0)
-            return 0;
+    uint8_t peek[PEEK_MAX];
+    ssize_t n;
+    do {
+        n = recv(fd, peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 4) {
+        *err = n < 0 ? -errno : (n == 0 ? 0 : -EAGAIN);
+        return NULL;
     }
-    return wait_ready(fd, POLLIN);
+    int32_t size = (int32_t)(((uint32_t)peek[0] << 24) | ((uint32_t)peek[1] << 16) |
+                             ((uint32_t)peek[2] << 8) | (uint32_t)peek[3]);
+    if (size < 0 || (int64_t)size + 4 > PEEK_MAX) {
+        *err = 1; /* a long or bad header, or a large frame: the general path */
+        return NULL;
+    }
+    if ((int64_t)size + 4 > n) {
+        *err = -EAGAIN;
+        return NULL;
+    }
+    PyObject *b = PyBytes_FromStringAndSize(NULL, size);
+    if (b == NULL)
+        return NULL;
+    uint8_t hdr[4];
+    struct iovec iov[2] = {{hdr, 4}, {PyBytes_AS_STRING(b), (size_t)size}};
+    do {
+        n = readv(fd, iov, size > 0 ? 2 : 1);
+    } while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)size + 4)
+        return b;
+    /* Only another reader of the same socket can have taken the bytes. */
+    Py_DECREF(b);
+    if (n < 0)
+        PyErr_SetFromErrno(PyExc_OSError);
+    else
+        PyErr_SetString(PyExc_OSError, "a message was taken by another reader");
+    return NULL;
+}
+
+/* Receives the answer to a request just sent. On a quiet machine with a
+ * core to spare the answer often lands within microseconds, sooner than a
+ * sleeping process is woken (on another CPU that costs more than the whole
+ * call), so for up to spin_us microseconds we look for it, yielding the CPU
+ * in between (the peer may be waiting for this very CPU), before sleeping
+ * in wait_ready. On a socket each look is a peek that, once the frame is
+ * all there, is followed by the one read that takes it; anything else (a
+ * pipe, a large frame, a frame still arriving after the spin) goes the
+ * general way once fd is readable. */
+static PyObject *recv_answer(int fd, long spin_us)
+{
+    struct timespec t0, t;
+    int err = -EAGAIN, spun = 0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* The peer has only just been sent the request: let it run first
+     * rather than look at once (the answer is never there yet). */
+    if (spin_us > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        sched_yield();
+        Py_END_ALLOW_THREADS
+    }
+    for (;;) {
+        PyObject *b = take_whole_frame(fd, &err);
+        if (b != NULL || PyErr_Occurred())
+            return b;
+        if (err != -EAGAIN)
+            break;
+        if (!spun) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            spun = (t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 >= spin_us;
+            if (!spun) {
+                Py_BEGIN_ALLOW_THREADS
+                sched_yield();
+                Py_END_ALLOW_THREADS
+                continue;
+            }
+        }
+        /* Asleep until something arrives; then the general way, which
+         * also waits out a frame that arrives in pieces. */
+        int64_t w = wait_ready(fd, POLLIN);
+        if (w < 0) {
+            gomp_run_error(w);
+            return NULL;
+        }
+        break;
+    }
+    int64_t size = recv_header(fd);
+    if (size < 0)
+        return NULL;
+    return recv_payload(fd, size);
 }
 
 /* exchange(fd, buf, spin_us=0) -> bytes: send buf as one frame, then receive
- * the peer's answer, one frame. For request/reply protocols (a manager's
- * proxies and server) where the answer cannot be there before the request
- * is sent: the receive waits first rather than try a read that would fail
- * (one system call less per message). */
+ * the peer's answer, one frame (see recv_answer). For request/reply
+ * protocols: a manager's proxies and its server. */
 static PyObject *m_exchange(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd;
@@ -516,16 +583,11 @@ static PyObject *m_exchange(PyObject *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     int64_t r = write_frame(fd, view.buf, view.len);
     PyBuffer_Release(&view);
-    if (r == 0)
-        r = await_reply(fd, spin_us);
     if (r < 0) {
         gomp_run_error(r);
         return NULL;
     }
-    int64_t size = recv_header(fd);
-    if (size < 0)
-        return NULL;
-    return recv_payload(fd, size);
+    return recv_answer(fd, spin_us);
 }
 
 /* Whether pickling o with any pickler gives the same bytes as with the

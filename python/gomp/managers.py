@@ -389,7 +389,7 @@ class Server:
                 reply = ('#TRACEBACK', format_exc())
             else:
                 reply = self._perform(conn, request)
-            data = _reply_bytes(reply)
+            data = _dumps(reply) if _plain(reply) else _reply_bytes(reply)
             reply = request = None
             try:
                 if stopping():
@@ -976,10 +976,10 @@ class BaseProxy:
         if conn is None:
             conn = self._connect()
         request = (self._id, methodname, args, kwds)
-        if type(conn) is not connection.Connection or not _plain(request):
+        if type(conn) is not connection.Connection or conn._handle is None or not _plain(request):
             conn.send(request)
             return _unwrap(conn.recv(), self._proxy_from_reply)
-        reply = _loads(_exchange(conn.fileno(), _dumps(request), _SPIN_US))
+        reply = _loads(_exchange(conn._handle, _dumps(request), _SPIN_US))
         if type(reply) is tuple and len(reply) == 2 and reply[0] == '#RETURN':
             return reply[1]
         try:
