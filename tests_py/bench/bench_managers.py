@@ -26,7 +26,7 @@ import gomp  # noqa: E402
 
 IMPLS = {"stdlib": std.get_context("fork"), "gomp": gomp.get_context("fork")}
 N = int(os.environ.get("BENCH_MANAGER_CALLS", "5000"))
-PIN = os.environ.get("BENCH_PIN")  # None, "same" or "cross"
+PIN = os.environ.get("BENCH_PIN") or None  # None, "same" or "cross"
 
 OPS = {
     "dict set": lambda d, l, v, i: d.__setitem__("k", i),
