@@ -227,3 +227,40 @@ def test_threads_each_use_their_own_connection():
         assert len(got) == 800
         for k in range(4):
             assert [i for kk, i in got if kk == k] == list(range(200))
+
+
+def test_exchange_takes_large_frames_and_frames_in_pieces():
+    import struct
+    import time
+
+    a, b = socket.socketpair()
+    with a, b:
+        fd = a.fileno()
+
+        def answer_in_pieces(payload):
+            b.recv(1 << 20)
+            frame = struct.pack('!i', len(payload)) + payload
+            b.sendall(frame[:2])  # part of the header: the peek sees too little
+            time.sleep(0.05)  # past the spin: the answer is awaited asleep
+            b.sendall(frame[2:9])
+            time.sleep(0.05)
+            b.sendall(frame[9:])
+
+        for payload in (b'', b'small answer', b'L' * 100_000):
+            t = threading.Thread(target=answer_in_pieces, args=(payload,))
+            t.start()
+            assert _gomp.exchange(fd, b'question', 50) == payload
+            t.join(30)
+        # A large answer sent at once (more than the peek looks at).
+        t = threading.Thread(target=lambda: (b.recv(99), b.sendall(b'\0\1\0\0' + b'z' * 65536)))
+        t.start()
+        assert _gomp.exchange(fd, b'question', 50) == b'z' * 65536
+        t.join(30)
+
+
+def test_large_plain_values_through_a_proxy():
+    with gomp.Manager() as m:
+        d = m.dict()
+        big = 'x' * 200_000
+        d['big'] = big
+        assert d['big'] == big
