@@ -34,23 +34,6 @@ func gompcore_write_frame(fd C.int, buf unsafe.Pointer, n C.int64_t, done *C.int
 	return code(err)
 }
 
-// gompcore_read_header reads a frame header and returns the payload size.
-//
-//export gompcore_read_header
-func gompcore_read_header(fd C.int, st *C.gomp_hdr, sliceMs C.int) (ret C.int64_t) {
-	defer recoverPanic(&ret)
-	var h fdio.Header
-	h.Got = int64(st.got)
-	copy(h.Buf[:], cBytes(unsafe.Pointer(&st.buf[0]), frame.MaxHeader))
-	size, err := fdio.ReadHeader(int(fd), &h, fdio.NewDeadline(int(sliceMs)))
-	st.got = C.int64_t(h.Got)
-	copy(cBytes(unsafe.Pointer(&st.buf[0]), frame.MaxHeader), h.Buf[:])
-	if err != nil {
-		return code(err)
-	}
-	return C.int64_t(size)
-}
-
 // gompcore_read_full reads until the n bytes at buf are filled; *done counts
 // the bytes already there.
 //

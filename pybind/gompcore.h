@@ -26,12 +26,6 @@
 #define GOMP_ETEXT (-((int64_t)1 << 32))
 #define GOMP_ETEXT_PANIC(r) ((((GOMP_ETEXT) - (r)) & 1) != 0)
 
-/* Progress of reading one frame header (4 or 12 bytes). */
-typedef struct {
-    int64_t got;
-    uint8_t buf[16];
-} gomp_hdr;
-
 /* The functions of the core, one list per subsystem (each in its own header,
  * so that subsystems grow without touching each other's lines). */
 /* clang-format off */
@@ -45,7 +39,6 @@ typedef struct {
 #define GOMPCORE_CONN_FUNCS(X)                                                   \
     X(int64_t, write_frame, (int fd, const void *buf, int64_t n, int64_t *done,  \
                              int slice_ms))                                      \
-    X(int64_t, read_header, (int fd, gomp_hdr *st, int slice_ms))                \
     X(int64_t, read_full, (int fd, void *buf, int64_t n, int64_t *done,          \
                            int slice_ms))
 /* clang-format on */

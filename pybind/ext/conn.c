@@ -6,6 +6,9 @@
 #include "gomp_ext.h"
 
 #include <string.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <time.h>
 
 /* A payload above this is received into a buffer that grows as the bytes
  * arrive (realloc of a large block is mremap: no copy), so that a bogus
@@ -458,6 +461,179 @@ static PyObject *m_recv_bytes_into(PyObject *self, PyObject *const *args, Py_ssi
     return result;
 }
 
+/* ---- one request, one reply ------------------------------------------------------------ */
+
+/* The answer a socket already holds in full, taken with one read. Peeking
+ * first (nothing is consumed) tells how long the frame is and whether all of
+ * it has arrived; then exactly that frame is read, so a peer that sent more
+ * loses nothing. Returns the payload as bytes; NULL without an exception
+ * when the answer is not all there yet (*err: -EAGAIN) or this path cannot
+ * serve it (*err: another -errno, 0 for end of file, 1 for a frame longer
+ * than the peek); NULL with an exception on failure. */
+#define PEEK_MAX 4096
+static PyObject *take_whole_frame(int fd, int *err)
+{
+    uint8_t peek[PEEK_MAX];
+    ssize_t n;
+    do {
+        n = recv(fd, peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 4) {
+        *err = n < 0 ? -errno : (n == 0 ? 0 : -EAGAIN);
+        return NULL;
+    }
+    int32_t size = (int32_t)(((uint32_t)peek[0] << 24) | ((uint32_t)peek[1] << 16) |
+                             ((uint32_t)peek[2] << 8) | (uint32_t)peek[3]);
+    if (size < 0 || (int64_t)size + 4 > PEEK_MAX) {
+        *err = 1; /* a long or bad header, or a large frame: the general path */
+        return NULL;
+    }
+    if ((int64_t)size + 4 > n) {
+        *err = -EAGAIN;
+        return NULL;
+    }
+    PyObject *b = PyBytes_FromStringAndSize(NULL, size);
+    if (b == NULL)
+        return NULL;
+    uint8_t hdr[4];
+    struct iovec iov[2] = {{hdr, 4}, {PyBytes_AS_STRING(b), (size_t)size}};
+    do {
+        n = readv(fd, iov, size > 0 ? 2 : 1);
+    } while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)size + 4)
+        return b;
+    /* Only another reader of the same socket can have taken the bytes. */
+    Py_DECREF(b);
+    if (n < 0)
+        PyErr_SetFromErrno(PyExc_OSError);
+    else
+        PyErr_SetString(PyExc_OSError, "a message was taken by another reader");
+    return NULL;
+}
+
+/* Receives the answer to a request just sent. On a quiet machine with a
+ * core to spare the answer often lands within microseconds, sooner than a
+ * sleeping process is woken (on another CPU that costs more than the whole
+ * call), so for up to spin_us microseconds we look for it, yielding the CPU
+ * in between (the peer may be waiting for this very CPU), before sleeping
+ * in wait_ready. On a socket each look is a peek that, once the frame is
+ * all there, is followed by the one read that takes it; anything else (a
+ * pipe, a large frame, a frame still arriving after the spin) goes the
+ * general way once fd is readable. */
+static PyObject *recv_answer(int fd, long spin_us)
+{
+    struct timespec t0, t;
+    int err = -EAGAIN, spun = 0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* The peer has only just been sent the request: let it run first
+     * rather than look at once (the answer is never there yet). */
+    if (spin_us > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        sched_yield();
+        Py_END_ALLOW_THREADS
+    }
+    for (;;) {
+        PyObject *b = take_whole_frame(fd, &err);
+        if (b != NULL || PyErr_Occurred())
+            return b;
+        if (err != -EAGAIN)
+            break;
+        if (!spun) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            spun = (t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 >= spin_us;
+            if (!spun) {
+                Py_BEGIN_ALLOW_THREADS
+                sched_yield();
+                Py_END_ALLOW_THREADS
+                continue;
+            }
+        }
+        /* Asleep until something arrives; then the general way, which
+         * also waits out a frame that arrives in pieces. */
+        int64_t w = wait_ready(fd, POLLIN);
+        if (w < 0) {
+            gomp_run_error(w);
+            return NULL;
+        }
+        break;
+    }
+    int64_t size = recv_header(fd);
+    if (size < 0)
+        return NULL;
+    return recv_payload(fd, size);
+}
+
+/* exchange(fd, buf, spin_us=0) -> bytes: send buf as one frame, then receive
+ * the peer's answer, one frame (see recv_answer). For request/reply
+ * protocols: a manager's proxies and its server. */
+static PyObject *m_exchange(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    Py_buffer view;
+    long spin_us = 0;
+    if (nargs < 2 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "exchange(fd, buf, spin_us=0)");
+        return NULL;
+    }
+    if (gomp_fd_arg(args[0], &fd) < 0)
+        return NULL;
+    if (nargs > 2 && (spin_us = PyLong_AsLong(args[2])) == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int64_t r = write_frame(fd, view.buf, view.len);
+    PyBuffer_Release(&view);
+    if (r < 0) {
+        gomp_run_error(r);
+        return NULL;
+    }
+    return recv_answer(fd, spin_us);
+}
+
+/* Whether pickling o with any pickler gives the same bytes as with the
+ * stdlib's default one: o is made only of the types that a pickler writes
+ * itself before it consults any dispatch table or reducer (None, bool, int,
+ * float, str, bytes, and tuples, lists and dicts of them). Bounded: deep or
+ * large values answer no (and take the general path). */
+static int is_plain(PyObject *o, int depth, Py_ssize_t *budget)
+{
+    PyTypeObject *t = Py_TYPE(o);
+    if (--*budget < 0)
+        return 0;
+    if (o == Py_None || t == &PyBool_Type || t == &PyLong_Type || t == &PyFloat_Type ||
+        t == &PyUnicode_Type || t == &PyBytes_Type)
+        return 1;
+    if (depth <= 0)
+        return 0;
+    if (t == &PyTuple_Type || t == &PyList_Type) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+        if (n > *budget)
+            return 0;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (!is_plain(PySequence_Fast_GET_ITEM(o, i), depth - 1, budget))
+                return 0;
+        return 1;
+    }
+    if (t == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        if (PyDict_GET_SIZE(o) > *budget)
+            return 0;
+        while (PyDict_Next(o, &pos, &k, &v))
+            if (!is_plain(k, depth - 1, budget) || !is_plain(v, depth - 1, budget))
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* plain(obj) -> bool: see is_plain. */
+static PyObject *m_plain(PyObject *self, PyObject *o)
+{
+    Py_ssize_t budget = 64;
+    return PyBool_FromLong(is_plain(o, 4, &budget));
+}
+
 /* ---- readiness ----------------------------------------------------------------------- */
 
 /* poll(fd, timeout=None) -> bool: whether fd is readable (or hung up). */
@@ -532,6 +708,10 @@ static PyMethodDef conn_methods[] = {
      "recv_bytes(fd, maxlength=None) -> bytes: read one frame."},
     {"recv_bytes_into", (PyCFunction)(void (*)(void))m_recv_bytes_into, METH_FASTCALL,
      "recv_bytes_into(fd, buf, offset=0) -> int, or bytes when the frame does not fit."},
+    {"exchange", (PyCFunction)(void (*)(void))m_exchange, METH_FASTCALL,
+     "exchange(fd, buf, spin_us=0) -> bytes: send buf as one frame, receive the answer."},
+    {"plain", m_plain, METH_O,
+     "plain(obj) -> bool: obj pickles the same with any pickler (plain data only)."},
     {"poll", (PyCFunction)(void (*)(void))m_poll, METH_FASTCALL,
      "poll(fd, timeout=None) -> bool: wait until fd is readable."},
     {"wait_readable", (PyCFunction)(void (*)(void))m_wait_readable, METH_FASTCALL,

@@ -46,7 +46,7 @@ import time
 import types
 from traceback import format_exc
 
-from . import _deathwatch, connection, process, util
+from . import _deathwatch, _gomp, connection, process, util
 from ._versions import V
 from .context import ProcessError, get_spawning_popen, reduction
 
@@ -167,6 +167,44 @@ def _server_call(address, authkey, client, methodname, args=(), kwds={}):
     """Call one of a server's public methods on a connection of its own."""
     with client(address, authkey=authkey) as conn:
         return dispatch(conn, None, methodname, args, kwds)
+
+
+# ---- the fast path of proxy requests ------------------------------------------------------
+#
+# A proxy call is one small request and one small reply on a connection that
+# only this thread uses, so the cost of a call is the Python work around the
+# two messages more than the messages themselves. Where both are plain data
+# (and the connection is a pickle Connection), they take a shorter path: the
+# standard pickler instead of ForkingPickler (whose per-thread reusable
+# pickler costs more than pickling a small tuple; for plain data the bytes
+# are the same, see _gomp.plain), and one call into _gomp that sends the
+# request and waits for its answer. Anything else (proxies or connections as
+# arguments, results that need a reducer, the XML-RPC serializer) takes the
+# general path, Connection.send/recv. The wire format is the same either way.
+
+_plain = _gomp.plain
+_exchange = _gomp.exchange
+_recv_bytes = _gomp.recv_bytes
+_dumps = reduction._pickler.dumps
+_loads = reduction.ForkingPickler.loads
+
+# How long (microseconds) a waiting side keeps looking for the answer,
+# yielding its CPU in between, before it sleeps (await_reply in
+# pybind/ext/conn.c). When the peer runs on another CPU, waking a sleeping
+# process costs more than the whole call; tests_py/bench/NOTES.md, "Manager
+# proxy calls", has the figures behind the value.
+_SPIN_US = 50
+
+
+def _reply_bytes(reply):
+    """The pickle of a reply (kind, payload); if payload cannot be pickled,
+    that of the '#UNSERIALIZABLE' reply that says why."""
+    if _plain(reply):
+        return _dumps(reply)
+    try:
+        return reduction.ForkingPickler.dumps(reply)
+    except Exception:
+        return reduction.ForkingPickler.dumps(('#UNSERIALIZABLE', format_exc()))
 
 
 # ---- which methods an object offers --------------------------------------------------------
@@ -326,9 +364,39 @@ class Server:
     def serve_client(self, conn):
         """Answer proxy requests on conn until the peer disconnects or the
         server stops."""
+        if type(conn) is connection.Connection:
+            return self._serve_pickles(conn)
         while not self.stop_event.is_set():
             reply = self._answer_next(conn)
             if reply is None or not self._send_reply(conn, reply):
+                return
+
+    def _serve_pickles(self, conn):
+        """serve_client on a pickle Connection: each reply goes out and the
+        next request comes in through one _gomp.exchange. The request and its
+        reply are dropped before the wait (nothing of them stays referenced
+        while the peer is idle)."""
+        fd = conn.fileno()
+        stopping = self.stop_event.is_set
+        try:
+            data = _recv_bytes(fd)
+        except (EOFError, OSError):
+            return
+        while True:
+            try:
+                request = _loads(data)
+            except Exception:  # e.g. arguments that cannot be unpickled here
+                reply = ('#TRACEBACK', format_exc())
+            else:
+                reply = self._perform(conn, request)
+            data = _dumps(reply) if _plain(reply) else _reply_bytes(reply)
+            reply = request = None
+            try:
+                if stopping():
+                    conn.send_bytes(data)
+                    return
+                data = _exchange(fd, data, _SPIN_US)
+            except (EOFError, OSError):
                 return
 
     def _answer_next(self, conn):
@@ -375,7 +443,11 @@ class Server:
         """The reply to one proxy request (object_id, method, args, kwds)."""
         try:
             ident, methodname, args, kwds = request
-            obj, exposed, to_typeid = self._entry(ident)
+            obj, exposed, to_typeid = (
+                self.id_to_obj.get(ident)
+                or self.id_to_local_proxy_obj.get(ident)
+                or self._entry(ident)
+            )
         except Exception:
             return ('#TRACEBACK', format_exc())
         method = getattr(obj, methodname, None) if methodname in exposed else None
@@ -903,8 +975,17 @@ class BaseProxy:
         conn = getattr(self._tls, 'connection', None)
         if conn is None:
             conn = self._connect()
-        conn.send((self._id, methodname, args, kwds))
-        return _unwrap(conn.recv(), self._proxy_from_reply)
+        request = (self._id, methodname, args, kwds)
+        if type(conn) is not connection.Connection or conn._handle is None or not _plain(request):
+            conn.send(request)
+            return _unwrap(conn.recv(), self._proxy_from_reply)
+        reply = _loads(_exchange(conn._handle, _dumps(request), _SPIN_US))
+        if type(reply) is tuple and len(reply) == 2 and reply[0] == '#RETURN':
+            return reply[1]
+        try:
+            return _unwrap(reply, self._proxy_from_reply)
+        finally:
+            reply = None  # see _unwrap: no frame may keep the error alive
 
     def _proxy_from_reply(self, exposed, token):
         entry = self._manager._registry.get(token.typeid) if self._manager is not None else None

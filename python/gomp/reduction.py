@@ -23,7 +23,7 @@ try:
 except ImportError:  # an interpreter without the C pickler
     import pickle as _pickler
 
-from . import context
+from . import _gomp, context
 
 __all__ = [
     'send_handle',
@@ -106,6 +106,12 @@ class ForkingPickler(_pickler.Pickler):
             buf = io.BytesIO()
             cls(buf, protocol).dump(obj)
             return buf.getvalue()
+        # Plain data (None, bool, int, float, str, bytes, and small tuples,
+        # lists and dicts of them) is written by every pickler before any
+        # dispatch table or reducer is consulted, so the module-level dumps
+        # gives the same bytes, at a third of the cost for a small message.
+        if _plain(obj):
+            return _plain_dumps(obj)
         # A pickler per thread, reused: creating one costs more than pickling
         # a small object. A nested call (a reducer that pickles) gets its own.
         cached = getattr(_local, 'pickler', None)
@@ -127,6 +133,8 @@ class ForkingPickler(_pickler.Pickler):
 
 
 _local = threading.local()
+_plain = _gomp.plain
+_plain_dumps = _pickler.dumps
 
 register = ForkingPickler.register
 

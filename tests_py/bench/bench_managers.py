@@ -4,7 +4,14 @@ A child process (fork) calls a proxy method of a manager's shared object in a
 loop: dict set and get, list append, Value get (operations per second,
 higher is better). Each library's child talks to its own library's manager
 (the wire protocol is the same). Ratio = gomp/stdlib: above 1, gomp is
-faster."""
+faster.
+
+Where the scheduler puts the two processes decides most of the figure on a
+small machine: on one CPU a call costs two context switches; on two CPUs,
+an idle CPU's wake-up (tens of microseconds in a VM). BENCH_PIN=same or
+BENCH_PIN=cross pins the server's threads to CPU 0 and the child to CPU 0 or
+1 for the timed loop, to measure each case on purpose (NOTES.md, "Manager
+proxy calls")."""
 
 import multiprocessing as std
 import os
@@ -19,6 +26,7 @@ import gomp  # noqa: E402
 
 IMPLS = {"stdlib": std.get_context("fork"), "gomp": gomp.get_context("fork")}
 N = int(os.environ.get("BENCH_MANAGER_CALLS", "5000"))
+PIN = os.environ.get("BENCH_PIN") or None  # None, "same" or "cross"
 
 OPS = {
     "dict set": lambda d, l, v, i: d.__setitem__("k", i),
@@ -28,7 +36,15 @@ OPS = {
 }
 
 
-def child(op, d, l, v, w):
+def _pin(server_pid, cpus):
+    for tid in os.listdir("/proc/%d/task" % server_pid):
+        os.sched_setaffinity(int(tid), cpus)
+
+
+def child(op, d, l, v, w, server_pid):
+    if PIN:
+        _pin(server_pid, {0})
+        os.sched_setaffinity(0, {0} if PIN == "same" else {1})
     fn = OPS[op]
     d["k"] = 0
     fn(d, l, v, 0)  # the connection to the server is made here, not timed
@@ -36,6 +52,8 @@ def child(op, d, l, v, w):
     for i in range(N):
         fn(d, l, v, i)
     w.send(N / (time.perf_counter() - t0))
+    if PIN:
+        _pin(server_pid, set(range(os.cpu_count())))
 
 
 _managers = {}
@@ -45,7 +63,7 @@ def rate(impl, op):
     ctx = IMPLS[impl]
     d, l, v = _managers[impl][1:]
     r, w = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=child, args=(op, d, l, v, w))
+    p = ctx.Process(target=child, args=(op, d, l, v, w, _managers[impl][0]._process.pid))
     p.start()
     result = r.recv()
     p.join()
@@ -59,7 +77,11 @@ def main():
         m = ctx.Manager()
         _managers[impl] = (m, m.dict(), m.list(), m.Value("i", 0))
     try:
-        print("Manager proxy calls from a child (ops/s, higher is better; ratio = gomp/stdlib)")
+        where = {None: "", "same": ", both on CPU 0", "cross": ", server CPU 0, child CPU 1"}[PIN]
+        print(
+            "Manager proxy calls from a child (ops/s, higher is better; ratio = gomp/stdlib%s)"
+            % where
+        )
         interleave(
             [("manager %s" % op, lambda i, o=op: rate(i, o)) for op in OPS],
             ["stdlib", "gomp"],
