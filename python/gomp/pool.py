@@ -53,6 +53,15 @@ in one result item:
 - Pools with maxtasksperchild do not batch (a batch would carry a worker past
   its count), nor do ThreadPools and pools with a subclass's queues or
   workers.
+- The one thing batching can change: tasks of one map that wait for each
+  other. A task that blocks until a later task of the same job has run (a
+  Barrier across the tasks, an Event a later task sets) waits for ever if
+  that later task sits behind it in its own batch, where the standard
+  library would have handed it to another worker. Batching starts only
+  after the submission's first 2 ms and only for tasks that finish quickly,
+  so a map of a few such tasks goes one task per item. Consecutive
+  apply_async calls batch too. Tasks like that should wait with a timeout;
+  a pool with maxtasksperchild never batches.
 
 tests_py/bench/NOTES.md has the measurements behind these choices.
 
