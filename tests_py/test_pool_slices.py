@@ -75,7 +75,13 @@ def pool(request):
 
 @pytest.mark.parametrize(
     'seq',
-    [range(20000), range(3, 50000, 11), range(10**20, 10**20 - 5000, -1), list(range(7777)), tuple(range(-500, 500))],
+    [
+        range(20000),
+        range(3, 50000, 11),
+        range(10**20, 10**20 - 5000, -1),
+        list(range(7777)),
+        tuple(range(-500, 500)),
+    ],
     ids=['range', 'range-step', 'range-down-big', 'list', 'tuple'],
 )
 @pytest.mark.parametrize('chunksize', [None, 1, 129, 4096])
