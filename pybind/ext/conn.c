@@ -92,6 +92,51 @@ static int64_t io_once(int fd, int is_write, struct iovec *iov, int cnt, int blo
     return -err;
 }
 
+/* ---- waiting for an answer: a short spin ---------------------------------------------
+ *
+ * A thread that has just sent a message and now waits for one is most often
+ * waiting for the answer, and on a machine with a core to spare that answer
+ * lands within microseconds: sooner than a sleeping process is woken (on an
+ * idle vCPU of this VM a wake-up costs tens of microseconds, more than the
+ * whole exchange). So for SPIN_NS after such a wait begins, the receiver
+ * yields the CPU (with the GIL released: the peer may be waiting for this
+ * very CPU, another thread for the GIL) and looks again without waiting,
+ * and sleeps only after that. The spin costs at most SPIN_NS of CPU per
+ * message sent, and nothing to a receiver that has not sent anything lately
+ * (a consumer of a one-way stream, a worker waiting for work). */
+#define SPIN_NS 50000
+
+static _Thread_local int64_t last_send_ns = INT64_MIN / 2;
+
+/* Receives that opened a spin window, and those of them whose bytes came
+ * during it (changed with the GIL held; read by _gomp.spin_stats()). */
+static uint64_t spin_windows, spin_hits;
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Whether a receive that found nothing should look again rather than sleep.
+ * *until starts at 0 for each receive: the window is opened by its first
+ * miss, and only when this thread has sent within the last SPIN_NS. */
+static int spin_again(int64_t *until)
+{
+    int64_t now = now_ns();
+    if (*until == 0) {
+        *until = (now - last_send_ns < SPIN_NS) ? now + SPIN_NS : -1;
+        spin_windows += *until > 0;
+    }
+    if (now >= *until)
+        return 0;
+    Py_BEGIN_ALLOW_THREADS
+    sched_yield();
+    Py_END_ALLOW_THREADS
+    return 1;
+}
+
 /* Fills iov with what is left to move after the first done bytes; returns
  * the number of entries. */
 typedef int (*iov_fill)(void *ctx, int64_t done, struct iovec *iov);
@@ -112,12 +157,15 @@ static int64_t c_transfer(int fd, int is_write, int64_t total, int64_t *done, in
                           iov_fill fill, void *ctx)
 {
     int block = 0, polled = 0;
+    int64_t spin_until = 0;
     while (*done < total) {
         struct iovec iov[2];
         int cnt = fill(ctx, *done, iov);
         int64_t r = io_once(fd, is_write, iov, cnt, block);
         if (r > 0) {
             *done += r;
+            spin_hits += spin_until > 0 && !polled;
+            spin_until = -1; /* one window per receive */
             polled = 0;
             /* A part only: the kernel has no more room (or data) now, so
              * the next attempt without waiting would mostly be refused. */
@@ -139,6 +187,8 @@ static int64_t c_transfer(int fd, int is_write, int64_t total, int64_t *done, in
             block = 1;
             continue;
         }
+        if (!is_write && !polled && spin_again(&spin_until))
+            continue;
         /* Called ready and still nothing: a regular file (poll always says
          * ready) or another reader was faster. The core sorts it out. */
         if (polled && !block)
@@ -245,13 +295,16 @@ static int64_t write_frame(int fd, const char *buf, int64_t n)
 {
     write_ctx w = {fd, buf, n, 0};
     int64_t r = c_write_frame(fd, buf, n, &w.done);
-    if (r != HANDOVER)
-        return r;
-    if (gomp_core_ready() < 0)
-        return GOMP_EPYERR;
-    gomp_deadline d;
-    gomp_deadline_set(&d, -1);
-    return gomp_run_fd(write_step, &w, fd, POLLOUT, &d, 0);
+    if (r == HANDOVER) {
+        if (gomp_core_ready() < 0)
+            return GOMP_EPYERR;
+        gomp_deadline d;
+        gomp_deadline_set(&d, -1);
+        r = gomp_run_fd(write_step, &w, fd, POLLOUT, &d, 0);
+    }
+    if (r == 0)
+        last_send_ns = now_ns();
+    return r;
 }
 
 /* Fills buf[*done..n): the C path, and the core for what it hands over. 0,
@@ -701,6 +754,11 @@ done:
     return result;
 }
 
+static PyObject *m_spin_stats(PyObject *self, PyObject *unused)
+{
+    return Py_BuildValue("(KK)", (unsigned long long)spin_windows, (unsigned long long)spin_hits);
+}
+
 static PyMethodDef conn_methods[] = {
     {"send_bytes", (PyCFunction)(void (*)(void))m_send_bytes, METH_FASTCALL,
      "send_bytes(fd, buf, offset=0, size=None): write buf[offset:offset+size] as one frame."},
@@ -712,6 +770,8 @@ static PyMethodDef conn_methods[] = {
      "exchange(fd, buf, spin_us=0) -> bytes: send buf as one frame, receive the answer."},
     {"plain", m_plain, METH_O,
      "plain(obj) -> bool: obj pickles the same with any pickler (plain data only)."},
+    {"spin_stats", m_spin_stats, METH_NOARGS,
+     "spin_stats() -> (windows, hits): receives that spun after a send, and those it served."},
     {"poll", (PyCFunction)(void (*)(void))m_poll, METH_FASTCALL,
      "poll(fd, timeout=None) -> bool: wait until fd is readable."},
     {"wait_readable", (PyCFunction)(void (*)(void))m_wait_readable, METH_FASTCALL,

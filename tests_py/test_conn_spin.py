@@ -1,0 +1,202 @@
+"""gomp.connection: a receive that finds nothing right after its thread sent a
+message looks again for a short while (yielding the CPU) before it sleeps,
+because that message is most often a request whose answer is on its way
+(pybind/ext/conn.c, "waiting for an answer"). _gomp.spin_stats() counts the
+receives that opened such a window and those whose message came during it.
+
+Nothing here measures time: the tests check which receives spin, that the
+answers are the right ones, and that a wait that begins with a spin still
+sleeps and is still interrupted by signals."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import gomp
+from gomp import _gomp
+
+LONG = 60  # hang guard for joins, not a timing assertion
+
+
+def windows():
+    return _gomp.spin_stats()[0]
+
+
+def echo(conn):
+    while True:
+        m = conn.recv()
+        if m is None:
+            return
+        conn.send(m)
+
+
+def send_slowly(conn, n):
+    for i in range(n):
+        time.sleep(0.001)
+        conn.send(i)
+    conn.close()
+
+
+def answer_later(conn, delay):
+    while True:
+        m = conn.recv()
+        if m is None:
+            return
+        time.sleep(delay)
+        conn.send(('late', m))
+
+
+@pytest.mark.parametrize('duplex', [True, False])
+def test_a_receiver_that_never_sends_never_spins(duplex):
+    r, w = gomp.Pipe(duplex=duplex)
+    p = gomp.get_context('fork').Process(target=send_slowly, args=(w, 50))
+    p.start()
+    w.close()
+    before = windows()
+    assert [r.recv() for _ in range(50)] == list(range(50))
+    assert windows() == before
+    p.join(LONG)
+    assert p.exitcode == 0
+
+
+def test_ping_pong_answers_come_during_the_spin():
+    a, b = gomp.Pipe()
+    p = gomp.get_context('fork').Process(target=echo, args=(b,))
+    p.start()
+    b.close()
+    w0, h0 = _gomp.spin_stats()
+    for i in range(2000):
+        a.send((i, 'x'))
+        assert a.recv() == (i, 'x')
+    w1, h1 = _gomp.spin_stats()
+    a.send(None)
+    p.join(LONG)
+    # Each receive that found nothing after its send opened a window. A few
+    # of 2,000 answers came while it was open, however loaded the machine:
+    # the peer gets the CPU this process yields.
+    assert w1 - w0 >= 1
+    assert h1 - h0 >= 1
+    assert h1 - h0 <= w1 - w0
+
+
+def test_an_answer_after_the_spin_is_waited_for():
+    # The answer comes 20 ms after the request, long after any spin: the
+    # receive goes to sleep and is woken by it.
+    a, b = gomp.Pipe()
+    p = gomp.get_context('fork').Process(target=answer_later, args=(b, 0.02))
+    p.start()
+    b.close()
+    w0, h0 = _gomp.spin_stats()
+    for i in range(20):
+        a.send(i)
+        assert a.recv() == ('late', i)
+    w1, h1 = _gomp.spin_stats()
+    a.send(None)
+    p.join(LONG)
+    assert w1 - w0 >= 1  # opened whenever the receive began within 50 us of the send
+    assert h1 == h0  # nothing arrived during those windows
+
+
+def test_the_spin_is_per_thread():
+    # A send by one thread does not make another thread's receive spin.
+    r, w = gomp.Pipe(duplex=False)
+    out_r, out_w = gomp.Pipe(duplex=False)
+    got = []
+    before = windows()
+
+    def receiver():
+        got.append(r.recv())
+
+    t = threading.Thread(target=receiver)
+    t.start()
+    for _ in range(100):
+        out_w.send(b'unrelated')  # this thread sends, the receiver only waits
+        out_r.recv()
+    w.send('hello')
+    t.join(LONG)
+    assert got == ['hello']
+    # This thread's own receives found their message at once (it was sent
+    # before them): no window either.
+    assert windows() == before
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_signal_ends_a_wait_that_began_with_a_spin():
+    a, b = gomp.Pipe()
+    p = gomp.get_context('fork').Process(target=answer_later, args=(b, 30.0))
+    p.start()
+
+    def raise_it(signum, frame):
+        raise Interrupted
+
+    old = signal.signal(signal.SIGALRM, raise_it)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        a.send('never answered in time')
+        with pytest.raises(Interrupted):
+            a.recv()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        p.kill()
+        p.join(LONG)
+
+
+def test_threads_sharing_the_gil_while_one_spins():
+    # Each thread has its own echo child; all of them send and receive at
+    # once. The spins release the GIL, so every thread gets its answers.
+    ctx = gomp.get_context('fork')
+    pairs = [ctx.Pipe() for _ in range(4)]
+    procs = [ctx.Process(target=echo, args=(b,)) for _, b in pairs]
+    for pr in procs:
+        pr.start()
+    errors = []
+
+    def talk(conn, k):
+        try:
+            for i in range(500):
+                conn.send((k, i))
+                if conn.recv() != (k, i):
+                    errors.append((k, i))
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=talk, args=(a, k)) for k, (a, _) in enumerate(pairs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(LONG)
+    for a, _ in pairs:
+        a.send(None)
+    for pr in procs:
+        pr.join(LONG)
+    assert errors == []
+    assert not any(t.is_alive() for t in threads)
+
+
+@pytest.mark.skipif(not hasattr(os, 'sched_setaffinity'), reason='needs sched_setaffinity')
+def test_ping_pong_on_one_cpu():
+    # Both processes on one CPU: the yield hands the CPU to the peer, which
+    # answers; nothing is lost or reordered.
+    cpu = min(os.sched_getaffinity(0))
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        a, b = gomp.Pipe()
+        p = gomp.get_context('fork').Process(target=echo, args=(b,))
+        p.start()
+        b.close()  # the child's end: its death would be end of file here
+        for i in range(1000):
+            a.send(b'%d' % i)
+            assert a.recv() == b'%d' % i
+        a.send(None)
+        p.join(LONG)
+        assert p.exitcode == 0
+    finally:
+        os.sched_setaffinity(0, old)
