@@ -1,8 +1,9 @@
-"""gomp.connection: a receive that finds nothing right after its thread sent a
-message looks again for a short while (yielding the CPU) before it sleeps,
-because that message is most often a request whose answer is on its way
-(pybind/ext/conn.c, "waiting for an answer"). _gomp.spin_stats() counts the
-receives that opened such a window and those whose message came during it.
+"""gomp.connection: a transfer that finds its descriptor not ready yields the
+CPU and looks again for a short while before it sleeps, in the middle of a
+message and, for the next message, when its thread moved a message just
+before (an answer to a request, the next message of a stream); pybind/ext/
+conn.c, "waiting briefly". _gomp.spin_stats() counts the waits for a next
+message that opened such a window and those whose message came during it.
 
 Nothing here measures time: the tests check which receives spin, that the
 answers are the right ones, and that a wait that begins with a spin still
@@ -49,15 +50,65 @@ def answer_later(conn, delay):
         conn.send(('late', m))
 
 
+def send_on_cue(conn, cue, n):
+    # One message each time the parent asks (through a plain pipe, so the
+    # parent's connection sees nothing but the messages), 20 ms later.
+    for i in range(n):
+        os.read(cue, 1)
+        time.sleep(0.02)
+        conn.send(i)
+    conn.close()
+
+
 @pytest.mark.parametrize('duplex', [True, False])
-def test_a_receiver_that_never_sends_never_spins(duplex):
+def test_an_idle_receiver_never_spins(duplex):
+    # Each receive begins 2 ms after this thread last moved a message and
+    # its message comes 20 ms later: it sleeps at once, no window opens.
     r, w = gomp.Pipe(duplex=duplex)
-    p = gomp.get_context('fork').Process(target=send_slowly, args=(w, 50))
+    cue_r, cue_w = os.pipe()
+    p = gomp.get_context('fork').Process(target=send_on_cue, args=(w, cue_r, 10))
     p.start()
     w.close()
     before = windows()
-    assert [r.recv() for _ in range(50)] == list(range(50))
+    got = []
+    for _ in range(10):
+        os.write(cue_w, b'.')
+        time.sleep(0.002)
+        got.append(r.recv())
+    assert got == list(range(10))
     assert windows() == before
+    p.join(LONG)
+    os.close(cue_r)
+    os.close(cue_w)
+    assert p.exitcode == 0
+
+
+def echo_bytes(conn, out):
+    while True:
+        m = conn.recv_bytes()
+        if not m:
+            return
+        out.send_bytes(m)
+
+
+@pytest.mark.parametrize('duplex', [True, False])
+def test_large_messages_both_ways(duplex):
+    # Larger than any pipe or socket buffer: both sides wait in the middle
+    # of messages (spinning, then blocking) and every byte arrives in order.
+    ctx = gomp.get_context('fork')
+    if duplex:
+        a, b = ctx.Pipe()
+        a_in, b_out = a, b
+    else:
+        b, a = ctx.Pipe(duplex=False)
+        a_in, b_out = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=echo_bytes, args=(b, b_out))
+    p.start()
+    for size in (65536, 65537, 1 << 20, (4 << 20) + 3):
+        msg = bytes(range(256)) * (size // 256) + b'x' * (size % 256)
+        a.send_bytes(msg)
+        assert a_in.recv_bytes() == msg
+    a.send_bytes(b'')
     p.join(LONG)
     assert p.exitcode == 0
 
@@ -200,3 +251,27 @@ def test_ping_pong_on_one_cpu():
         assert p.exitcode == 0
     finally:
         os.sched_setaffinity(0, old)
+
+
+@pytest.mark.parametrize('duplex', [True, False])
+def test_a_signal_ends_a_send_stuck_in_the_middle_of_a_message(duplex):
+    # Nobody reads: the sender fills the buffer, spins, then sleeps in the
+    # kernel until the handler's exception ends the send.
+    if duplex:
+        r, w = gomp.Pipe()
+    else:
+        r, w = gomp.Pipe(duplex=False)
+
+    def raise_it(signum, frame):
+        raise Interrupted
+
+    old = signal.signal(signal.SIGALRM, raise_it)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(Interrupted):
+            w.send_bytes(b'x' * (16 << 20))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        r.close()
+        w.close()

@@ -92,24 +92,31 @@ static int64_t io_once(int fd, int is_write, struct iovec *iov, int cnt, int blo
     return -err;
 }
 
-/* ---- waiting for an answer: a short spin ---------------------------------------------
+/* ---- waiting briefly: a spin before sleeping ----------------------------------------
  *
- * A thread that has just sent a message and now waits for one is most often
- * waiting for the answer, and on a machine with a core to spare that answer
- * lands within microseconds: sooner than a sleeping process is woken (on an
- * idle vCPU of this VM a wake-up costs tens of microseconds, more than the
- * whole exchange). So for SPIN_NS after such a wait begins, the receiver
- * yields the CPU (with the GIL released: the peer may be waiting for this
- * very CPU, another thread for the GIL) and looks again without waiting,
- * and sleeps only after that. The spin costs at most SPIN_NS of CPU per
- * message sent, and nothing to a receiver that has not sent anything lately
- * (a consumer of a one-way stream, a worker waiting for work). */
+ * On a machine with a core to spare, the bytes a busy peer is about to send
+ * (or the room a busy reader is about to make) arrive within microseconds:
+ * sooner than a sleeping process is woken, which on an idle vCPU of this VM
+ * costs tens of microseconds, more than a whole small exchange. So before a
+ * transfer sleeps it first yields the CPU for up to SPIN_NS (with the GIL
+ * released: the peer may be waiting for this very CPU, another thread for the
+ * GIL) and tries again without waiting. It spins:
+ *  - for the rest of a message the peer is in the middle of, and for room
+ *    for the rest of one being sent: the peer is at work on it;
+ *  - for the next message, only when this thread sent or received one within
+ *    the last SPIN_NS: an answer to a request just sent, or the next message
+ *    of a stream. A receiver that has been idle (a worker waiting for work)
+ *    sleeps at once.
+ * A spin costs at most SPIN_NS of CPU per wait, and the window opens again
+ * only after bytes have moved. */
 #define SPIN_NS 50000
 
-static _Thread_local int64_t last_send_ns = INT64_MIN / 2;
+/* When this thread last finished sending or receiving a message. */
+static _Thread_local int64_t last_message_ns = INT64_MIN / 2;
 
-/* Receives that opened a spin window, and those of them whose bytes came
- * during it (changed with the GIL held; read by _gomp.spin_stats()). */
+/* Waits for a next message that opened a spin window, and those of them
+ * whose bytes came during it (changed with the GIL held; read by
+ * _gomp.spin_stats()). */
 static uint64_t spin_windows, spin_hits;
 
 static int64_t now_ns(void)
@@ -119,16 +126,14 @@ static int64_t now_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* Whether a receive that found nothing should look again rather than sleep.
- * *until starts at 0 for each receive: the window is opened by its first
- * miss, and only when this thread has sent within the last SPIN_NS. */
-static int spin_again(int64_t *until)
+/* Whether a transfer that found fd not ready should yield and try again
+ * rather than sleep. *until is 0 until the wait's first miss opens the
+ * window (when may_open; otherwise it stays shut, -1). */
+static int spin_again(int64_t *until, int may_open)
 {
     int64_t now = now_ns();
-    if (*until == 0) {
-        *until = (now - last_send_ns < SPIN_NS) ? now + SPIN_NS : -1;
-        spin_windows += *until > 0;
-    }
+    if (*until == 0)
+        *until = may_open ? now + SPIN_NS : -1;
     if (now >= *until)
         return 0;
     Py_BEGIN_ALLOW_THREADS
@@ -143,13 +148,14 @@ typedef int (*iov_fill)(void *ctx, int64_t done, struct iovec *iov);
 
 /* Moves total bytes through fd, starting after *done (which counts every
  * byte moved). Each attempt is first made without waiting. When fd is not
- * ready:
+ * ready, a spin first (see above), then:
  *  - may_block (the rest of a message the peer is in the middle of): one
  *    blocking call with the GIL released, a single system call however long
  *    the peer takes, where polling first would cost two per piece;
  *  - otherwise (waiting for a message that may never come): poll(2) in
  *    slices, so that Ctrl-C is seen within a slice even if its signal
- *    reached the process just before the wait began.
+ *    reached the process just before the wait began. This wait spins only
+ *    when this thread moved a message within SPIN_NS.
  * A descriptor in O_NONBLOCK mode refuses the blocking call and is polled.
  * Returns 0 when done; GOMP_EEOF (a read got end of file); HANDOVER;
  * GOMP_EPYERR; or -errno. */
@@ -157,21 +163,17 @@ static int64_t c_transfer(int fd, int is_write, int64_t total, int64_t *done, in
                           iov_fill fill, void *ctx)
 {
     int block = 0, polled = 0;
-    int64_t spin_until = 0;
+    int64_t until = 0; /* the spin window of the current wait */
     while (*done < total) {
         struct iovec iov[2];
         int cnt = fill(ctx, *done, iov);
         int64_t r = io_once(fd, is_write, iov, cnt, block);
         if (r > 0) {
             *done += r;
-            spin_hits += spin_until > 0 && !polled;
-            spin_until = -1; /* one window per receive */
+            if (!may_block && until > 0 && !polled)
+                spin_hits++;
+            until = 0; /* bytes moved: the next wait may spin afresh */
             polled = 0;
-            /* A part only: the kernel has no more room (or data) now, so
-             * the next attempt without waiting would mostly be refused. */
-            size_t want = iov[0].iov_len + (cnt > 1 ? iov[1].iov_len : 0);
-            if (may_block && (size_t)r < want)
-                block = 1;
             continue;
         }
         if (r == 0) /* a write that takes nothing is the core's to judge */
@@ -183,12 +185,18 @@ static int64_t c_transfer(int fd, int is_write, int64_t total, int64_t *done, in
              * EINVAL: kernels before 4.14): the core has the fallbacks. */
             return (!block && (r == -EOPNOTSUPP || r == -EINVAL)) ? HANDOVER : r;
         }
+        if (!polled && !block) {
+            int opened = until == 0;
+            int may_open = may_block || now_ns() - last_message_ns < SPIN_NS;
+            if (spin_again(&until, may_open)) {
+                spin_windows += opened && !may_block;
+                continue;
+            }
+        }
         if (may_block && !block) {
             block = 1;
             continue;
         }
-        if (!is_write && !polled && spin_again(&spin_until))
-            continue;
         /* Called ready and still nothing: a regular file (poll always says
          * ready) or another reader was faster. The core sorts it out. */
         if (polled && !block)
@@ -303,7 +311,7 @@ static int64_t write_frame(int fd, const char *buf, int64_t n)
         r = gomp_run_fd(write_step, &w, fd, POLLOUT, &d, 0);
     }
     if (r == 0)
-        last_send_ns = now_ns();
+        last_message_ns = now_ns();
     return r;
 }
 
@@ -313,6 +321,8 @@ static int64_t write_frame(int fd, const char *buf, int64_t n)
 static int64_t read_full(int fd, char *buf, int64_t n, int64_t *done, int may_block)
 {
     int64_t r = c_read_full(fd, buf, n, done, may_block);
+    if (r == 0)
+        last_message_ns = now_ns();
     if (r != HANDOVER)
         return r;
     if (gomp_core_ready() < 0)
