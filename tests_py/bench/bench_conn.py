@@ -7,14 +7,24 @@
   throughput   one-way send_bytes from a child at 1 KiB, 64 KiB, 1 MiB and
                16 MiB per message, over both kinds of Pipe (bytes/s, higher
                is better)
-  limits       in the same run, interleaved with the cases: the round trip
-               of 16 bytes with os.write/os.read on two pipes, and the
-               one-way throughput of os.write/os.read (readinto) on a pipe
-               and on a socketpair, no framing and no Python objects beyond
-               the buffers. A connection cannot beat these.
+  raw          in the same rounds, interleaved with the cases (a third
+               column): the round trip of 16 bytes with os.write/os.read on
+               two pipes, and the one-way throughput of os.write/os.read
+               (readinto) on a socketpair (for duplex=True) or a pipe (for
+               duplex=False), no framing and no Python objects beyond the
+               buffers: what the descriptor itself can do.
 
-Both sides use their own Process (fork). Ratios are gomp relative to the
-stdlib: above 1 means gomp is better; "of raw" relates gomp to the limit."""
+BENCH_PIN=same pins the benchmark and its children to one CPU: every
+hand-off is then a context switch, as on a loaded machine, where a quiet one
+(the default) puts the two ends on two CPUs and every sleep costs an idle
+CPU's wake-up (NOTES.md, "Waiting briefly").
+
+Both sides use their own Process (fork). Ratios are against the stdlib:
+above 1 means better than the stdlib; "of raw" relates gomp to the
+descriptor. The run writes a chart of every case (tests_py/bench/conn.png,
+shown by the README, logarithmic axis) when matplotlib is installed; --chart
+PATH writes it elsewhere.
+"""
 
 import multiprocessing as std
 import os
@@ -24,7 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import interleave  # noqa: E402
+from harness import chart, interleave  # noqa: E402
 
 import gomp  # noqa: E402
 
@@ -185,39 +195,58 @@ def raw_throughput(kind, size):
 
 def main():
     rounds = int(os.environ.get("BENCH_ROUNDS", "5"))
-    print("Pipe round trip (us, lower is better; ratio = stdlib/gomp)")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conn.png")
+    if "--chart" in sys.argv:
+        path = sys.argv[sys.argv.index("--chart") + 1]
+    pin = os.environ.get("BENCH_PIN")
+    if pin == "same":
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # children inherit it
+    elif pin:
+        sys.exit("BENCH_PIN: only 'same' is known here")
+    print("load average at start: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
+    print("placement: %s" % ("one CPU (BENCH_PIN=same)" if pin else "free"))
+    impls = ["stdlib", "gomp", "raw"]
+    print(
+        "Pipe round trip (us, lower is better; ratio = stdlib/impl); raw: 16 bytes "
+        "with os.write/os.read on two pipes, in the same rounds"
+    )
     rt = interleave(
         [
-            ("round trip, tuple send/recv", lambda i: round_trip(i, "obj")),
-            ("round trip, 32 B send_bytes", lambda i: round_trip(i, "bytes")),
-            ("round trip, 32 B recv_bytes_into", lambda i: round_trip(i, "into")),
-            ("rt tuple, duplex=False", lambda i: round_trip(i, "obj", duplex=False)),
-            ("rt 32 B bytes, duplex=False", lambda i: round_trip(i, "bytes", duplex=False)),
+            (
+                name,
+                lambda i, m=mode, d=duplex: raw_round_trip() if i == "raw" else round_trip(i, m, d),
+            )
+            for name, mode, duplex in (
+                ("round trip, tuple send/recv", "obj", True),
+                ("round trip, 32 B send_bytes", "bytes", True),
+                ("round trip, 32 B recv_bytes_into", "into", True),
+                ("rt tuple, duplex=False", "obj", False),
+                ("rt 32 B bytes, duplex=False", "bytes", False),
+            )
         ],
-        ["stdlib", "gomp"],
+        impls,
         rounds=rounds,
         higher_is_better=False,
         unit="us",
     )
-    raw = interleave(
-        [("raw os.write/os.read, two pipes", lambda i: raw_round_trip())],
-        ["raw"],
-        rounds=rounds,
-        higher_is_better=False,
-        unit="us",
-    )
-    limit = statistics.median(raw["raw os.write/os.read, two pipes"]["raw"])
     for case, values in rt.items():
         print(
             "%-34s gomp = x%.2f of the raw round trip"
-            % (case, statistics.median(values["gomp"]) / limit)
+            % (case, statistics.median(values["gomp"]) / statistics.median(values["raw"]))
         )
-    print("One-way send_bytes throughput (B/s, higher is better; ratio = gomp/stdlib)")
-    interleave(
+    print(
+        "One-way send_bytes throughput (B/s, higher is better; ratio = impl/stdlib); raw: "
+        "os.write/readinto without framing on a socketpair (duplex) or a pipe, same rounds"
+    )
+    tp = interleave(
         [
             (
                 "throughput %s%s" % (label, "" if duplex else ", duplex=False"),
-                lambda i, s=size, d=duplex: throughput(i, s, d),
+                lambda i, s=size, d=duplex: (
+                    raw_throughput("socketpair" if d else "pipe", s)
+                    if i == "raw"
+                    else throughput(i, s, d)
+                ),
             )
             for duplex in (True, False)
             for label, size in (
@@ -227,21 +256,22 @@ def main():
                 ("16 MiB", 16 << 20),
             )
         ],
-        ["stdlib", "gomp"],
+        impls,
         rounds=rounds,
         unit="B/s",
     )
-    print("Limits, measured in the same run (B/s): os.write/readinto, no framing")
-    interleave(
-        [
-            ("raw %s %s" % (kind, label), lambda i, k=kind, s=size: raw_throughput(k, s))
-            for kind in ("socketpair", "pipe")
-            for label, size in (("64 KiB", 64 << 10), ("16 MiB", 16 << 20))
-        ],
-        ["raw"],
-        rounds=rounds,
-        unit="B/s",
-    )
+    for case, values in tp.items():
+        print(
+            "%-34s gomp = x%.2f of raw"
+            % (case, statistics.median(values["gomp"]) / statistics.median(values["raw"]))
+        )
+    if chart(
+        [(rt, False), (tp, True)],
+        path,
+        "Connections: gomp, the stdlib and the raw descriptor (fork, 2 CPUs)",
+        log=True,
+    ):
+        print("chart:", path)
 
 
 if __name__ == "__main__":

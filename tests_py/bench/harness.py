@@ -50,13 +50,14 @@ def timed(fn, *args):
     return time.perf_counter() - t0
 
 
-def chart(sections, path, title, baseline=None):
+def chart(sections, path, title, baseline=None, log=False):
     """Writes a PNG bar chart of interleave() results to path: one group of
     bars per case, one bar per implementation, each the implementation's
     median relative to the baseline's (the first implementation unless
     baseline names another), so that longer is better whatever the case's
     unit. sections: list of (results, higher_is_better) as returned by and
-    given to interleave(). Returns False (and writes nothing) when
+    given to interleave(). log: a logarithmic axis, for ratios that span
+    orders of magnitude. Returns False (and writes nothing) when
     matplotlib is not installed."""
     try:
         import matplotlib
@@ -92,6 +93,8 @@ def chart(sections, path, title, baseline=None):
         for bar, x in zip(bars, xs):
             if x:
                 ax.text(x, bar.get_y() + height / 2, " x%.2f" % x, va="center", fontsize=7)
+    if log:
+        ax.set_xscale("log")
     ax.axvline(1.0, color="grey", linewidth=0.8)
     ax.set_yticks(range(len(names)))
     ax.set_yticklabels(names, fontsize=8)
