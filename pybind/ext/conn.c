@@ -113,6 +113,8 @@ static int64_t io_once(int fd, int is_write, struct iovec *iov, int cnt, int blo
 
 /* When this thread last finished sending or receiving a message. */
 static _Thread_local int64_t last_message_ns = INT64_MIN / 2;
+/* Whether that last message was one this thread sent. */
+static _Thread_local int last_was_send;
 
 /* Waits for a next message that opened a spin window, and those of them
  * whose bytes came during it (changed with the GIL held; read by
@@ -310,8 +312,10 @@ static int64_t write_frame(int fd, const char *buf, int64_t n)
         gomp_deadline_set(&d, -1);
         r = gomp_run_fd(write_step, &w, fd, POLLOUT, &d, 0);
     }
-    if (r == 0)
+    if (r == 0) {
         last_message_ns = now_ns();
+        last_was_send = 1;
+    }
     return r;
 }
 
@@ -321,8 +325,10 @@ static int64_t write_frame(int fd, const char *buf, int64_t n)
 static int64_t read_full(int fd, char *buf, int64_t n, int64_t *done, int may_block)
 {
     int64_t r = c_read_full(fd, buf, n, done, may_block);
-    if (r == 0)
+    if (r == 0) {
         last_message_ns = now_ns();
+        last_was_send = 0;
+    }
     if (r != HANDOVER)
         return r;
     if (gomp_core_ready() < 0)
@@ -391,6 +397,15 @@ static int64_t recv_header(int fd)
 {
     uint8_t h[12];
     int64_t got = 0;
+    /* Right after a send the answer is seldom there yet: let the peer run
+     * first (on one CPU it is waiting for this one) rather than try a read
+     * that would find nothing. Measured against reading first, alternating
+     * runs: 0.5-0.6 us less per round trip on one CPU, 0.1-0.8 us on two. */
+    if (last_was_send && now_ns() - last_message_ns < SPIN_NS) {
+        Py_BEGIN_ALLOW_THREADS
+        sched_yield();
+        Py_END_ALLOW_THREADS
+    }
     int64_t r = read_full(fd, (char *)h, 4, &got, 0);
     int32_t short_len = 0;
     if (r == 0) {
