@@ -46,10 +46,11 @@ def inc(x):
     return x + 1
 
 
-try:
-    import mpire
-except ImportError:
-    mpire = None
+# Imported by main() only. A spawned or forkserver child re-imports this
+# module, and mpire imports the stdlib's multiprocessing (and more) with it:
+# at the top it made every spawn child pay for mpire, and a gomp child for two
+# multiprocessing packages.
+mpire = None
 
 MODS = {"stdlib": std, "gomp": gomp}
 CTX = {"stdlib": std.get_context("fork"), "gomp": gomp.get_context("fork")}
@@ -204,6 +205,11 @@ def terminate_pending(impl):
 
 
 def main():
+    global mpire
+    try:
+        import mpire
+    except ImportError:
+        pass
     quick = "--quick" in sys.argv
     rounds = 3 if quick else 5
     scale = 4 if quick else 1
