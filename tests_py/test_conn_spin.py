@@ -134,46 +134,37 @@ def ping_pong(conn, n):
     return w1 - w0, h1 - h0
 
 
+def echo_on(cpu, conn):
+    os.sched_setaffinity(0, {cpu})
+    echo(conn)
+
+
+def ping_pong_on(cpu, conn, n):
+    os.sched_setaffinity(0, {cpu})  # this thread only
+    return ping_pong(conn, n)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason='needs two CPUs')
 def test_ping_pong_answers_come_during_the_spin():
+    # The two ends on two CPUs: the answer is never there right after the
+    # request (the peer needs microseconds to make it), so receives open
+    # windows, and the answers land in them. (On one CPU the yield before
+    # the first read may hand the CPU to the peer every time, and then no
+    # window is needed at all.)
+    here, there = sorted(os.sched_getaffinity(0))[:2]
     a, b = gomp.Pipe()
-    p = gomp.get_context('fork').Process(target=echo, args=(b,))
+    p = gomp.get_context('fork').Process(target=echo_on, args=(there, b))
     p.start()
     b.close()
-    windows, hits = in_fresh_thread(ping_pong, a, 2000)
+    windows, hits = in_fresh_thread(ping_pong_on, here, a, 2000)
     a.send(None)
     p.join(LONG)
-    # Each receive that found nothing after its send opened a window. A few
-    # of 2,000 answers came while it was open, however loaded the machine:
-    # the peer gets the CPU this process yields.
-    assert windows >= 1
     assert 1 <= hits <= windows
 
 
-def test_an_answer_after_the_spin_is_waited_for():
-    # The answer comes 20 ms after the request, long after any spin: the
-    # receive goes to sleep and is woken by it.
-    a, b = gomp.Pipe()
-    p = gomp.get_context('fork').Process(target=answer_later, args=(b, 0.02))
-    p.start()
-    b.close()
-
-    def run():
-        w0, h0 = _gomp.spin_stats()
-        for i in range(5):
-            a.send(i)
-            assert a.recv() == ('late', i)
-        w1, h1 = _gomp.spin_stats()
-        return w1 - w0, h1 - h0
-
-    windows, hits = in_fresh_thread(run)
-    a.send(None)
-    p.join(LONG)
-    assert windows >= 1  # opened when the receive began within 50 us of the send
-    assert hits == 0  # nothing arrived during those windows
-
-
-def test_late_answers_stop_the_spin():
-    # Answers that come 20 ms after the request: each window runs out. After
+def test_late_answers_are_waited_for_and_stop_the_spin():
+    # Answers that come 20 ms after the request, long after any spin: each
+    # receive goes to sleep and is woken by its answer. After
     # two such windows in a row the thread sleeps at once for the next 1, 2,
     # 4 ... waits before it tries a window again, so 20 requests open at most
     # 6 windows (at waits 1, 2, 4, 7, 12, 21...); without the penalty, one per
@@ -195,7 +186,10 @@ def test_late_answers_stop_the_spin():
     windows, hits = in_fresh_thread(run)
     a.send(None)
     p.join(LONG)
-    assert 1 <= windows <= 6
+    # (How many windows open depends on the load too: a receive that begins
+    # over 50 us after its send opens none. Without the penalty there would
+    # be about one per request.)
+    assert windows <= 6
     assert hits == 0
 
 
