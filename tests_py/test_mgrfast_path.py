@@ -130,9 +130,9 @@ def test_each_proxy_call_is_one_exchange(monkeypatch):
     calls = []
     real = managers._exchange
 
-    def counting(fd, data, spin_us):
+    def counting(fd, data, spin):
         calls.append(data)
-        return real(fd, data, spin_us)
+        return real(fd, data, spin)
 
     with gomp.Manager() as m:
         d = m.dict()

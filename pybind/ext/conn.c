@@ -133,48 +133,54 @@ static int64_t now_ns(void)
  * (EEVDF keeps running a yielding task while a woken peer is not yet
  * eligible), and two processes streaming through a pipe were seen to spin
  * out every window: 50 us lost twice per 64 KiB message, 0.3 GB/s instead
- * of 2.7. So a thread whose windows keep running out stops opening them:
- * after two in a row it sleeps at once for the next 1, 2, 4 ... 64 waits
- * (then tries one window again), and the first window that sees bytes
- * move ends the penalty. */
-static _Thread_local unsigned spin_misses; /* windows in a row that ran out */
-static _Thread_local unsigned spin_skip;   /* waits left that sleep at once */
+ * of 2.7. So each thread keeps a penalty: a window that runs out doubles it
+ * (1, 2, 4 ... 64) and a window that sees bytes move halves it; while it is
+ * n, only one wait in n+1 may spin, the others sleep at once. Spinning goes
+ * on where most windows pay and fades where most do not. The queue rings
+ * follow the same rules (gomp/queue/spin.go). */
+#define SPIN_MAX_PENALTY 64
+static _Thread_local unsigned spin_penalty; /* 0, 1, 2, 4 ... 64 */
+static _Thread_local unsigned spin_skip;    /* waits left that sleep at once */
+
+/* Gives the CPU to whoever waits for it, with the GIL released: the peer may
+ * be waiting for this CPU, another thread for the GIL. */
+static void yield_cpu(void)
+{
+    Py_BEGIN_ALLOW_THREADS
+    sched_yield();
+    Py_END_ALLOW_THREADS
+}
 
 /* Whether a transfer that found fd not ready should yield and try again
  * rather than sleep. *until is 0 until the wait's first miss opens the
- * window (when may_open and no penalty is running; otherwise it stays shut,
+ * window (when may_open and the penalty lets it; otherwise it stays shut,
  * -1), and -1 again once the window has run out. */
 static int spin_again(int64_t *until, int may_open)
 {
-    int64_t now = now_ns();
     if (*until == 0) {
         if (may_open && spin_skip > 0) {
             spin_skip--;
             may_open = 0;
         }
-        *until = may_open ? now + SPIN_NS : -1;
+        *until = may_open ? now_ns() + SPIN_NS : -1;
+    } else if (*until > 0 && now_ns() >= *until) {
+        *until = -1;
+        spin_penalty = spin_penalty == 0 ? 1 : spin_penalty * 2;
+        if (spin_penalty > SPIN_MAX_PENALTY)
+            spin_penalty = SPIN_MAX_PENALTY;
+        spin_skip = spin_penalty;
     }
     if (*until < 0)
         return 0;
-    if (now >= *until) {
-        *until = -1;
-        if (++spin_misses >= 2) {
-            unsigned k = spin_misses - 2;
-            spin_skip = 1u << (k < 6 ? k : 6);
-        }
-        return 0;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    sched_yield();
-    Py_END_ALLOW_THREADS
+    yield_cpu();
     return 1;
 }
 
-/* Bytes moved while a window was open: spinning pays here. */
+/* Bytes moved while a window was open: spinning paid. */
 static void spin_paid(void)
 {
-    spin_misses = 0;
-    spin_skip = 0;
+    spin_penalty /= 2;
+    spin_skip = spin_penalty;
 }
 
 /* Fills iov with what is left to move after the first done bytes; returns
@@ -224,7 +230,7 @@ static int64_t c_transfer(int fd, int is_write, int64_t total, int64_t *done, in
         }
         if (!polled && !block) {
             int opened = until == 0;
-            int may_open = may_block || now_ns() - last_message_ns < SPIN_NS;
+            int may_open = opened && (may_block || now_ns() - last_message_ns < SPIN_NS);
             if (spin_again(&until, may_open)) {
                 spin_windows += opened && !may_block;
                 continue;
@@ -436,11 +442,8 @@ static int64_t recv_header(int fd)
      * first (on one CPU it is waiting for this one) rather than try a read
      * that would find nothing. Measured against reading first, alternating
      * runs: 0.5-0.6 us less per round trip on one CPU, 0.1-0.8 us on two. */
-    if (last_was_send && now_ns() - last_message_ns < SPIN_NS) {
-        Py_BEGIN_ALLOW_THREADS
-        sched_yield();
-        Py_END_ALLOW_THREADS
-    }
+    if (last_was_send && now_ns() - last_message_ns < SPIN_NS)
+        yield_cpu();
     int64_t r = read_full(fd, (char *)h, 4, &got, 0);
     int32_t short_len = 0;
     if (r == 0) {
@@ -627,39 +630,33 @@ static PyObject *take_whole_frame(int fd, int *err)
 /* Receives the answer to a request just sent. On a quiet machine with a
  * core to spare the answer often lands within microseconds, sooner than a
  * sleeping process is woken (on another CPU that costs more than the whole
- * call), so for up to spin_us microseconds we look for it, yielding the CPU
- * in between (the peer may be waiting for this very CPU), before sleeping
- * in wait_ready. On a socket each look is a peek that, once the frame is
- * all there, is followed by the one read that takes it; anything else (a
- * pipe, a large frame, a frame still arriving after the spin) goes the
- * general way once fd is readable. */
-static PyObject *recv_answer(int fd, long spin_us)
+ * call), so when spin is set it is looked for in a spin window (see
+ * "waiting briefly") before sleeping in wait_ready. On a socket each look is
+ * a peek that, once the frame is all there, is followed by the one read
+ * that takes it; anything else (a pipe, a large frame, a frame still
+ * arriving after the spin) goes the general way once fd is readable. */
+static PyObject *recv_answer(int fd, int spin)
 {
-    struct timespec t0, t;
-    int err = -EAGAIN, spun = 0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int err = -EAGAIN;
+    int64_t until = 0; /* the spin window */
     /* The peer has only just been sent the request: let it run first
      * rather than look at once (the answer is never there yet). */
-    if (spin_us > 0) {
-        Py_BEGIN_ALLOW_THREADS
-        sched_yield();
-        Py_END_ALLOW_THREADS
-    }
+    if (spin)
+        yield_cpu();
     for (;;) {
+        int opened = until == 0;
         PyObject *b = take_whole_frame(fd, &err);
+        if (b != NULL && until > 0) {
+            spin_paid();
+            spin_hits++;
+        }
         if (b != NULL || PyErr_Occurred())
             return b;
         if (err != -EAGAIN)
             break;
-        if (!spun) {
-            clock_gettime(CLOCK_MONOTONIC, &t);
-            spun = (t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 >= spin_us;
-            if (!spun) {
-                Py_BEGIN_ALLOW_THREADS
-                sched_yield();
-                Py_END_ALLOW_THREADS
-                continue;
-            }
+        if (spin_again(&until, spin)) {
+            spin_windows += opened;
+            continue;
         }
         /* Asleep until something arrives; then the general way, which
          * also waits out a frame that arrives in pieces. */
@@ -676,21 +673,21 @@ static PyObject *recv_answer(int fd, long spin_us)
     return recv_payload(fd, size);
 }
 
-/* exchange(fd, buf, spin_us=0) -> bytes: send buf as one frame, then receive
+/* exchange(fd, buf, spin=False) -> bytes: send buf as one frame, then receive
  * the peer's answer, one frame (see recv_answer). For request/reply
  * protocols: a manager's proxies and its server. */
 static PyObject *m_exchange(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd;
     Py_buffer view;
-    long spin_us = 0;
+    int spin = 0;
     if (nargs < 2 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "exchange(fd, buf, spin_us=0)");
+        PyErr_SetString(PyExc_TypeError, "exchange(fd, buf, spin=False)");
         return NULL;
     }
     if (gomp_fd_arg(args[0], &fd) < 0)
         return NULL;
-    if (nargs > 2 && (spin_us = PyLong_AsLong(args[2])) == -1 && PyErr_Occurred())
+    if (nargs > 2 && (spin = PyObject_IsTrue(args[2])) < 0)
         return NULL;
     if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -700,7 +697,7 @@ static PyObject *m_exchange(PyObject *self, PyObject *const *args, Py_ssize_t na
         gomp_run_error(r);
         return NULL;
     }
-    return recv_answer(fd, spin_us);
+    return recv_answer(fd, spin);
 }
 
 /* Whether pickling o with any pickler gives the same bytes as with the
@@ -827,7 +824,7 @@ static PyMethodDef conn_methods[] = {
     {"recv_bytes_into", (PyCFunction)(void (*)(void))m_recv_bytes_into, METH_FASTCALL,
      "recv_bytes_into(fd, buf, offset=0) -> int, or bytes when the frame does not fit."},
     {"exchange", (PyCFunction)(void (*)(void))m_exchange, METH_FASTCALL,
-     "exchange(fd, buf, spin_us=0) -> bytes: send buf as one frame, receive the answer."},
+     "exchange(fd, buf, spin=False) -> bytes: send buf as one frame, receive the answer."},
     {"plain", m_plain, METH_O,
      "plain(obj) -> bool: obj pickles the same with any pickler (plain data only)."},
     {"spin_stats", m_spin_stats, METH_NOARGS,

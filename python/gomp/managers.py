@@ -188,12 +188,12 @@ _recv_bytes = _gomp.recv_bytes
 _dumps = reduction._pickler.dumps
 _loads = reduction.ForkingPickler.loads
 
-# How long (microseconds) a waiting side keeps looking for the answer,
-# yielding its CPU in between, before it sleeps (await_reply in
-# pybind/ext/conn.c). When the peer runs on another CPU, waking a sleeping
-# process costs more than the whole call; tests_py/bench/NOTES.md, "Manager
-# proxy calls", has the figures behind the value.
-_SPIN_US = 50
+# Whether a side that waits for the answer looks for it in a short spin
+# window, yielding its CPU, before it sleeps (recv_answer and "waiting
+# briefly" in pybind/ext/conn.c). When the peer runs on another CPU, waking a
+# sleeping process costs more than the whole call; tests_py/bench/NOTES.md,
+# "Manager proxy calls", has the figures.
+_SPIN = True
 
 
 def _reply_bytes(reply):
@@ -395,7 +395,7 @@ class Server:
                 if stopping():
                     conn.send_bytes(data)
                     return
-                data = _exchange(fd, data, _SPIN_US)
+                data = _exchange(fd, data, _SPIN)
             except (EOFError, OSError):
                 return
 
@@ -979,7 +979,7 @@ class BaseProxy:
         if type(conn) is not connection.Connection or conn._handle is None or not _plain(request):
             conn.send(request)
             return _unwrap(conn.recv(), self._proxy_from_reply)
-        reply = _loads(_exchange(conn._handle, _dumps(request), _SPIN_US))
+        reply = _loads(_exchange(conn._handle, _dumps(request), _SPIN))
         if type(reply) is tuple and len(reply) == 2 and reply[0] == '#RETURN':
             return reply[1]
         try:
