@@ -61,7 +61,6 @@ typedef struct {
     X(int64_t, queue_poll, (int64_t h, int slice_ms))                             \
     X(int64_t, queue_discard, (int64_t h))                                        \
     X(int64_t, queue_take_claim, (int64_t h, int64_t slot, int64_t *out,          \
-                                  int slice_ms))                                  \
-    X(int64_t, queue_spin_stats, (int64_t *out))
+                                  int slice_ms))
 /* clang-format on */
 #endif

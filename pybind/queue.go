@@ -244,18 +244,6 @@ func gompcore_queue_flush_all(sliceMs C.int) (ret C.int64_t) {
 	return qcode(queue.FlushAll(queueSlice(sliceMs)))
 }
 
-// gompcore_queue_spin_stats writes out[0] and out[1]: the waits of this
-// process for a next item that spun before sleeping, and those the spin
-// served (gomp/queue/spin.go).
-//
-//export gompcore_queue_spin_stats
-func gompcore_queue_spin_stats(out *C.int64_t) C.int64_t {
-	w, h := queue.SpinStats()
-	o := unsafe.Slice(out, 2)
-	o[0], o[1] = C.int64_t(w), C.int64_t(h)
-	return 0
-}
-
 // gompcore_queue_cancel_join makes the exit not wait for h's overflow.
 //
 //export gompcore_queue_cancel_join

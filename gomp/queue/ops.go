@@ -375,18 +375,14 @@ func (r *Ring) endPut(st *PutState) {
 
 // ---- consumers ---------------------------------------------------------------------------
 
-// waitData sleeps until tail moves from head, at most until d (after a
-// spin: see spin.go; mid: the rest of a streamed item is awaited).
-func (r *Ring) waitData(head uint64, d *deadline, most time.Duration, mid bool) error {
+// waitData sleeps until tail moves from head, at most until d.
+func (r *Ring) waitData(head uint64, d *deadline, most time.Duration) error {
 	left := d.left()
 	if left <= 0 {
 		return ErrAgain
 	}
 	if most > 0 && left > most {
 		left = most
-	}
-	if r.spinForData(head, mid, left) {
-		return nil
 	}
 	s := r.dataSleepers()
 	slot := s.enter()
@@ -472,7 +468,7 @@ func (r *Ring) read(buf []byte, st *GetState, d *deadline) (int64, error) {
 		tail := atomic.LoadUint64(r.tail())
 		if head == tail {
 			if st.Mid != 0 {
-				err := r.waitData(head, d, ownerCheckEvery, true)
+				err := r.waitData(head, d, ownerCheckEvery)
 				if err == ErrAgain {
 					return 0, err
 				}
@@ -487,7 +483,7 @@ func (r *Ring) read(buf []byte, st *GetState, d *deadline) (int64, error) {
 				// counted but not visible (see replayP).
 				r.reclaim(false)
 			}
-			if err := r.waitData(head, d, 0, false); err == ErrAgain {
+			if err := r.waitData(head, d, 0); err == ErrAgain {
 				return 0, err
 			}
 			continue

@@ -143,7 +143,6 @@ type Ring struct {
 	spaceMisses int32
 	ent         atomic.Int32 // this process's entry + 1 (0: not claimed yet)
 	lastReclaim atomic.Int64 // monoNow of the last look for dead processes
-	spin        spinState    // this process's spin penalty on the ring (spin.go)
 }
 
 func (r *Ring) u32(off uintptr) *uint32 { return (*uint32)(unsafe.Pointer(&r.mem[off])) }

@@ -255,7 +255,6 @@ func (r *Ring) publish(newTail uint64, items uint64, all bool) {
 	*r.u32(offPJValid) = 1
 	if items != 0 {
 		atomic.StoreUint64(r.putCount(), p)
-		lastPut.Store(monoNow()) // see spin.go
 	}
 	atomic.StoreUint64(r.tail(), newTail)
 	*r.u32(offPJValid) = 0

@@ -196,7 +196,7 @@ func (q *Queue) Poll(d time.Duration) (bool, error) {
 			return true, nil
 		}
 		q.r.settle()
-		if err := q.r.waitData(head, &dl, 0, false); err == ErrAgain {
+		if err := q.r.waitData(head, &dl, 0); err == ErrAgain {
 			return false, err
 		}
 	}

@@ -1151,20 +1151,7 @@ static PyObject *m_queue_flush_all(PyObject *m, PyObject *const *args, Py_ssize_
     return run_wait(&w, nargs > 0 ? args[0] : NULL);
 }
 
-/* queue_spin_stats() -> (windows, hits): this process's waits for a next
- * queue item that spun before sleeping, and those the spin served
- * (gomp/queue/spin.go). (0, 0) while the core is not loaded. */
-static PyObject *m_queue_spin_stats(PyObject *m, PyObject *unused)
-{
-    int64_t out[2] = {0, 0};
-    if (gomp_core_ok)
-        gomp_core.queue_spin_stats(out);
-    return Py_BuildValue("(LL)", (long long)out[0], (long long)out[1]);
-}
-
 static PyMethodDef queue_functions[] = {
-    {"queue_spin_stats", m_queue_spin_stats, METH_NOARGS,
-     "queue_spin_stats() -> (windows, hits): queue gets that spun, and those it served."},
     {"queue_flush_all", (PyCFunction)(void (*)(void))m_queue_flush_all, METH_FASTCALL,
      "queue_flush_all(timeout=None) -> bool: wait until every queue's overflow is fed."},
     {NULL, NULL, 0, NULL},
