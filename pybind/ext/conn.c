@@ -133,13 +133,16 @@ static int64_t now_ns(void)
  * (EEVDF keeps running a yielding task while a woken peer is not yet
  * eligible), and two processes streaming through a pipe were seen to spin
  * out every window: 50 us lost twice per 64 KiB message, 0.3 GB/s instead
- * of 2.7. So each thread keeps a penalty: a window that runs out doubles it
- * (1, 2, 4 ... 64) and a window that sees bytes move halves it; while it is
- * n, only one wait in n+1 may spin, the others sleep at once. Spinning goes
- * on where most windows pay and fades where most do not. The queue rings
- * follow the same rules (gomp/queue/spin.go). */
-#define SPIN_MAX_PENALTY 64
-static _Thread_local unsigned spin_penalty; /* 0, 1, 2, 4 ... 64 */
+ * of 2.7. On a loaded machine a yield may hand the CPU to another busy
+ * process for a whole time slice (a millisecond or more), where a sleeper
+ * would have been woken at once. So each thread keeps a penalty: a window
+ * that runs out, or whose bytes come only after its end, doubles it (1, 2,
+ * 4 ... 4096) and a window that sees bytes move in time halves it; while it
+ * is n, only one wait in n+1 may spin, the others sleep at once. Spinning
+ * goes on where most windows pay and fades where most do not; the cap keeps
+ * a loaded machine's rare windows below a microsecond per wait on average. */
+#define SPIN_MAX_PENALTY 4096
+static _Thread_local unsigned spin_penalty; /* 0, 1, 2, 4 ... 4096 */
 static _Thread_local unsigned spin_skip;    /* waits left that sleep at once */
 
 /* Gives the CPU to whoever waits for it, with the GIL released: the peer may
@@ -149,6 +152,17 @@ static void yield_cpu(void)
     Py_BEGIN_ALLOW_THREADS
     sched_yield();
     Py_END_ALLOW_THREADS
+}
+
+/* A window ran out, or its bytes came only after its end (a yield that
+ * handed the CPU to another busy process for a whole time slice: on a
+ * loaded machine, sleeping would have been woken sooner). */
+static void spin_missed(void)
+{
+    spin_penalty = spin_penalty == 0 ? 1 : spin_penalty * 2;
+    if (spin_penalty > SPIN_MAX_PENALTY)
+        spin_penalty = SPIN_MAX_PENALTY;
+    spin_skip = spin_penalty;
 }
 
 /* Whether a transfer that found fd not ready should yield and try again
@@ -165,10 +179,7 @@ static int spin_again(int64_t *until, int may_open)
         *until = may_open ? now_ns() + SPIN_NS : -1;
     } else if (*until > 0 && now_ns() >= *until) {
         *until = -1;
-        spin_penalty = spin_penalty == 0 ? 1 : spin_penalty * 2;
-        if (spin_penalty > SPIN_MAX_PENALTY)
-            spin_penalty = SPIN_MAX_PENALTY;
-        spin_skip = spin_penalty;
+        spin_missed();
     }
     if (*until < 0)
         return 0;
@@ -176,11 +187,32 @@ static int spin_again(int64_t *until, int may_open)
     return 1;
 }
 
-/* Bytes moved while a window was open: spinning paid. */
-static void spin_paid(void)
+/* Right after a send: let the peer run before the first look for its
+ * answer (on one CPU it is waiting for this one), unless the penalty is
+ * running. A yield that kept this thread off the CPU for longer than a
+ * window gave it to another busy process for a time slice, which waking up
+ * would not have cost: it counts as a window that ran out. */
+static void yield_first(void)
 {
+    int64_t now = now_ns();
+    if (now - last_message_ns >= SPIN_NS || spin_skip > 0)
+        return;
+    yield_cpu();
+    if (now_ns() - now > SPIN_NS)
+        spin_missed();
+}
+
+/* Bytes moved while the window until was open: whether they came in time
+ * (spinning paid). */
+static int spin_ended(int64_t until)
+{
+    if (now_ns() > until) {
+        spin_missed();
+        return 0;
+    }
     spin_penalty /= 2;
     spin_skip = spin_penalty;
+    return 1;
 }
 
 /* Fills iov with what is left to move after the first done bytes; returns
@@ -211,10 +243,8 @@ static int64_t c_transfer(int fd, int is_write, int64_t total, int64_t *done, in
         int64_t r = io_once(fd, is_write, iov, cnt, block);
         if (r > 0) {
             *done += r;
-            if (until > 0 && !polled) {
-                spin_paid();
+            if (until > 0 && !polled && spin_ended(until))
                 spin_hits += !may_block;
-            }
             until = 0; /* bytes moved: the next wait may spin afresh */
             polled = 0;
             continue;
@@ -442,8 +472,8 @@ static int64_t recv_header(int fd)
      * first (on one CPU it is waiting for this one) rather than try a read
      * that would find nothing. Measured against reading first, alternating
      * runs: 0.5-0.6 us less per round trip on one CPU, 0.1-0.8 us on two. */
-    if (last_was_send && now_ns() - last_message_ns < SPIN_NS)
-        yield_cpu();
+    if (last_was_send)
+        yield_first();
     int64_t r = read_full(fd, (char *)h, 4, &got, 0);
     int32_t short_len = 0;
     if (r == 0) {
@@ -642,14 +672,12 @@ static PyObject *recv_answer(int fd, int spin)
     /* The peer has only just been sent the request: let it run first
      * rather than look at once (the answer is never there yet). */
     if (spin)
-        yield_cpu();
+        yield_first();
     for (;;) {
         int opened = until == 0;
         PyObject *b = take_whole_frame(fd, &err);
-        if (b != NULL && until > 0) {
-            spin_paid();
+        if (b != NULL && until > 0 && spin_ended(until))
             spin_hits++;
-        }
         if (b != NULL || PyErr_Occurred())
             return b;
         if (err != -EAGAIN)

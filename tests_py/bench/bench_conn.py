@@ -17,17 +17,21 @@
 BENCH_PIN=same pins the benchmark and its children to one CPU: every
 hand-off is then a context switch, as on a loaded machine, where a quiet one
 (the default) puts the two ends on two CPUs and every sleep costs an idle
-CPU's wake-up (NOTES.md, "Waiting briefly").
+CPU's wake-up (NOTES.md, "Waiting briefly"). BENCH_LOAD=N runs N
+processes that spin on the CPU (plain Python loops) for the whole run: a
+loaded machine, where the benchmark's processes share the CPUs with others.
 
 Both sides use their own Process (fork). Ratios are against the stdlib:
 above 1 means better than the stdlib; "of raw" relates gomp to the
 descriptor. The run writes a chart of every case (tests_py/bench/conn.png,
-shown by the README, logarithmic axis) when matplotlib is installed; --chart
-PATH writes it elsewhere.
+shown by the README, logarithmic axis) when matplotlib is installed and
+neither BENCH_PIN nor BENCH_LOAD is set; --chart PATH writes it elsewhere
+(for any placement).
 """
 
 import multiprocessing as std
 import os
+import signal
 import statistics
 import sys
 import time
@@ -203,8 +207,39 @@ def main():
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # children inherit it
     elif pin:
         sys.exit("BENCH_PIN: only 'same' is known here")
+    load = int(os.environ.get("BENCH_LOAD", "0"))
+    if (pin or load) and "--chart" not in sys.argv:
+        path = None  # the README's chart is the default placement's
+    hogs = start_load(load)
+    try:
+        run(rounds, path, pin, len(hogs))
+    finally:
+        for pid in hogs:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def start_load(n):
+    """n processes that keep a CPU busy until killed (BENCH_LOAD)."""
+    pids = []
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            while True:
+                pass
+        pids.append(pid)
+    return pids
+
+
+def run(rounds, path, pin, load):
     print("load average at start: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
-    print("placement: %s" % ("one CPU (BENCH_PIN=same)" if pin else "free"))
+    print(
+        "placement: %s%s"
+        % (
+            "one CPU (BENCH_PIN=same)" if pin else "free",
+            ", %d CPU-bound processes beside it (BENCH_LOAD)" % load if load else "",
+        )
+    )
     impls = ["stdlib", "gomp", "raw"]
     print(
         "Pipe round trip (us, lower is better; ratio = stdlib/impl); raw: 16 bytes "
@@ -265,7 +300,9 @@ def main():
             "%-34s gomp = x%.2f of raw"
             % (case, statistics.median(values["gomp"]) / statistics.median(values["raw"]))
         )
-    if chart(
+    if path is None:
+        print("chart: not written (pinned or loaded run; --chart PATH writes one)")
+    elif chart(
         [(rt, False), (tp, True)],
         path,
         "Connections: gomp, the stdlib and the raw descriptor (fork, 2 CPUs)",
