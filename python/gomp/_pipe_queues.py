@@ -223,6 +223,22 @@ class PipeQueue:
 
     # -- the feeder --
 
+    def _feeder_inputs(self):
+        """What the feeder thread is given, by the names of _feed's
+        parameters, in their order: libraries that override _feed take
+        them positionally."""
+        return {
+            'buffer': self._buffer,
+            'notempty': self._notempty,
+            'send_bytes': self._send_bytes,
+            'writelock': self._wlock,
+            'reader_close': self._reader.close,
+            'writer_close': self._writer.close,
+            'ignore_epipe': self._ignore_epipe,
+            'onerror': self._on_queue_feeder_error,
+            'queue_sem': self._sem,
+        }
+
     def _start_thread(self):
         debug('PipeQueue._start_thread()')
         self._buffer.clear()
@@ -230,17 +246,7 @@ class PipeQueue:
             target=type(self)._feed,
             name='QueueFeederThread',
             daemon=True,
-            args=(
-                self._buffer,
-                self._notempty,
-                self._send_bytes,
-                self._wlock,
-                self._reader.close,
-                self._writer.close,
-                self._ignore_epipe,
-                self._on_queue_feeder_error,
-                self._sem,
-            ),
+            args=tuple(self._feeder_inputs().values()),
         )
         self._thread = feeder
         try:

@@ -635,9 +635,13 @@ class Pool:
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
         """func(*args, **kwds) on a worker; returns an AsyncResult."""
         self._check_running()
-        result = ApplyResult(self, callback, error_callback)
-        self._taskqueue.put((((result._job, 0, func, tuple(args), dict(kwds)),), None))
-        return result
+        return self._queue_one(ApplyResult(self, callback, error_callback), func, args, kwds)
+
+    def _queue_one(self, pending, func, args, kwds):
+        """Hands pending's one task to the feeder (a batch of one task, with
+        no length to set) and returns pending."""
+        self._taskqueue.put((((pending._job, 0, func, tuple(args), dict(kwds)),), None))
+        return pending
 
     apply = _LocalPool.apply
 
