@@ -37,6 +37,41 @@ def test_import_does_not_start_the_go_runtime():
     assert out == ["0", "False", "0", "0", "1", "True"]
 
 
+def test_signals_for_the_process_never_go_to_the_runtimes_threads():
+    # The Go runtime's threads keep SIGINT and SIGTERM blocked, so a signal
+    # sent to the process goes to a Python thread, whose blocking call
+    # (time.sleep, a select) it interrupts. Here the main thread blocks
+    # SIGINT too: with no thread to take it, the signal must stay pending
+    # until the main thread lets it in. (Were a runtime thread to accept it,
+    # Python's handler would run there and nothing would be pending.)
+    out = run_python("""
+        import os, signal, time
+        from gomp import _gomp
+        _gomp._selftest(3)  # loads the core: its threads start
+        main = {os.getpid()}
+        blocked = []
+        for tid in os.listdir('/proc/self/task'):
+            if int(tid) in main:
+                continue
+            for line in open('/proc/self/task/%s/status' % tid):
+                if line.startswith('SigBlk:'):
+                    mask = int(line.split()[1], 16)
+                    blocked.append(all(mask >> (s - 1) & 1 for s in (signal.SIGINT, signal.SIGTERM)))
+        print(len(blocked) > 0, all(blocked))
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+        print(signal.SIGINT in signal.sigpending())
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            time.sleep(5)
+            print('not interrupted')
+        except KeyboardInterrupt:
+            print('interrupted')
+    """).stdout.split()
+    assert out == ["True", "True", "True", "interrupted"]
+
+
 def test_import_from_any_directory(tmp_path):
     out = run_python("import gomp, os; print(os.path.dirname(gomp.__file__))", cwd=tmp_path)
     assert out.stdout.strip().endswith("gomp")

@@ -32,6 +32,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
@@ -203,10 +204,22 @@ int gomp_core_load(void)
         }
         path = fdpath;
     }
+    /* The runtime's threads start with the signal mask of the thread that
+     * loads it. Loaded with every signal blocked, they keep the
+     * asynchronous ones (SIGINT, SIGTERM, SIGCHLD ...) blocked (Go unblocks
+     * what it needs itself: faults, its preemption signal), so that the
+     * kernel hands a signal sent to the process to a Python thread, whose
+     * blocking calls it interrupts, and never to a runtime thread. With the
+     * caller's empty mask a SIGINT could land on a Go thread: the handler
+     * ran there and a main thread in time.sleep() slept on. */
+    sigset_t all, callers;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &callers);
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (fd >= 0)
         close(fd); /* the mapping keeps the memfd alive */
     if (h == NULL) {
+        pthread_sigmask(SIG_SETMASK, &callers, NULL);
         const char *err = dlerror();
         if (err != NULL && strstr(err, "static TLS") != NULL)
             return core_fail("dlopen (each forked generation that uses gomp loads its own Go "
@@ -218,13 +231,18 @@ int gomp_core_load(void)
 
     gomp_core_table t;
 #define X(ret, name, args)                                                                         \
-    if ((t.name = (ret(*) args)dlsym(h, "gompcore_" #name)) == NULL)                               \
-        return core_fail("find symbol gompcore_" #name, dlerror());
+    if ((t.name = (ret(*) args)dlsym(h, "gompcore_" #name)) == NULL) {                             \
+        pthread_sigmask(SIG_SETMASK, &callers, NULL);                                              \
+        return core_fail("find symbol gompcore_" #name, dlerror());                                \
+    }
     GOMPCORE_FUNCS(X)
 #undef X
     static const char want[] = GOMPCORE_SIGNATURE;
     char have[sizeof want + 1];
-    if (t.abi_signature(have, sizeof have) != (int64_t)strlen(want) || strcmp(have, want) != 0)
+    /* The first call waits until the runtime has started its threads. */
+    int64_t got = t.abi_signature(have, sizeof have);
+    pthread_sigmask(SIG_SETMASK, &callers, NULL);
+    if (got != (int64_t)strlen(want) || strcmp(have, want) != 0)
         return core_fail("check", "the library was built from other sources than this extension; "
                                   "rebuild gomp (pip install .)");
     gomp_core = t;
