@@ -30,7 +30,14 @@ def sleep(seconds):
 
 def wait_for_interrupt(conn):
     conn.send("ready")
-    time.sleep(30)
+    # Short sleeps, not one long one: a signal that arrives after "ready"
+    # but before a sleep's system call has begun runs its handler then, and
+    # that sleep is not cut short (CPython checks for signals between
+    # bytecodes, and when a system call is interrupted). Seen once under
+    # ASan, whose slower start of the sleep widens that window: the child
+    # slept its whole 30 s. The next short sleep's bytecode raises instead.
+    for _ in range(300):
+        time.sleep(0.1)
 
 
 def report(conn, *args, **kwargs):
