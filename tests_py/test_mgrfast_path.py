@@ -116,7 +116,7 @@ def test_exchange_sends_then_receives_one_frame():
 
         t = threading.Thread(target=answer)
         t.start()
-        assert _gomp.exchange(ours.fileno(), b'question', 50) == b'question answered'
+        assert _gomp.exchange(ours.fileno(), b'question', True) == b'question answered'
         t.join(30)
         t = threading.Thread(target=lambda: (theirs.recv_bytes(), theirs.close()))
         t.start()
@@ -249,12 +249,12 @@ def test_exchange_takes_large_frames_and_frames_in_pieces():
         for payload in (b'', b'small answer', b'L' * 100_000):
             t = threading.Thread(target=answer_in_pieces, args=(payload,))
             t.start()
-            assert _gomp.exchange(fd, b'question', 50) == payload
+            assert _gomp.exchange(fd, b'question', True) == payload
             t.join(30)
         # A large answer sent at once (more than the peek looks at).
         t = threading.Thread(target=lambda: (b.recv(99), b.sendall(b'\0\1\0\0' + b'z' * 65536)))
         t.start()
-        assert _gomp.exchange(fd, b'question', 50) == b'z' * 65536
+        assert _gomp.exchange(fd, b'question', True) == b'z' * 65536
         t.join(30)
 
 

@@ -204,10 +204,11 @@ int gomp_core_load(void)
         }
         path = fdpath;
     }
-    /* The runtime's threads start with the signal mask of the thread that
-     * loads it. Loaded with every signal blocked, they keep the
-     * asynchronous ones (SIGINT, SIGTERM, SIGCHLD ...) blocked (Go unblocks
-     * what it needs itself: faults, its preemption signal), so that the
+    /* The runtime records the signal mask of the thread that loads it
+     * (during dlopen) and starts every thread of its own with that mask.
+     * Loaded with every signal blocked, its threads keep the asynchronous
+     * ones (SIGINT, SIGTERM ...) blocked (Go unblocks what it needs itself:
+     * faults, its preemption signal, SIGCHLD), so that the
      * kernel hands a signal sent to the process to a Python thread, whose
      * blocking calls it interrupts, and never to a runtime thread. With the
      * caller's empty mask a SIGINT could land on a Go thread: the handler
@@ -216,10 +217,10 @@ int gomp_core_load(void)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &callers);
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    pthread_sigmask(SIG_SETMASK, &callers, NULL);
     if (fd >= 0)
         close(fd); /* the mapping keeps the memfd alive */
     if (h == NULL) {
-        pthread_sigmask(SIG_SETMASK, &callers, NULL);
         const char *err = dlerror();
         if (err != NULL && strstr(err, "static TLS") != NULL)
             return core_fail("dlopen (each forked generation that uses gomp loads its own Go "
@@ -231,18 +232,13 @@ int gomp_core_load(void)
 
     gomp_core_table t;
 #define X(ret, name, args)                                                                         \
-    if ((t.name = (ret(*) args)dlsym(h, "gompcore_" #name)) == NULL) {                             \
-        pthread_sigmask(SIG_SETMASK, &callers, NULL);                                              \
-        return core_fail("find symbol gompcore_" #name, dlerror());                                \
-    }
+    if ((t.name = (ret(*) args)dlsym(h, "gompcore_" #name)) == NULL)                               \
+        return core_fail("find symbol gompcore_" #name, dlerror());
     GOMPCORE_FUNCS(X)
 #undef X
     static const char want[] = GOMPCORE_SIGNATURE;
     char have[sizeof want + 1];
-    /* The first call waits until the runtime has started its threads. */
-    int64_t got = t.abi_signature(have, sizeof have);
-    pthread_sigmask(SIG_SETMASK, &callers, NULL);
-    if (got != (int64_t)strlen(want) || strcmp(have, want) != 0)
+    if (t.abi_signature(have, sizeof have) != (int64_t)strlen(want) || strcmp(have, want) != 0)
         return core_fail("check", "the library was built from other sources than this extension; "
                                   "rebuild gomp (pip install .)");
     gomp_core = t;
