@@ -35,6 +35,9 @@ typedef struct {
 #define GOMP_QSTAT_CAPACITY 5
 #define GOMP_QSTAT_MAXSIZE 6
 #define GOMP_QSTAT_FLAGS 7
+/* Not a figure: brings the readiness eventfd level with the ring (taking
+ * a dead holder's lock over), for the C path (pybind/ext/ring.c); 0. */
+#define GOMP_QSTAT_LEVEL 8
 
 /* clang-format off */
 #define GOMPCORE_QUEUE_FUNCS(X)                                                   \

@@ -220,6 +220,9 @@ func gompcore_queue_stat(h, what C.int64_t) C.int64_t {
 			return C.int64_t(r.Maxsize()), nil
 		case C.GOMP_QSTAT_FLAGS:
 			return C.int64_t(r.Flags()), nil
+		case C.GOMP_QSTAT_LEVEL:
+			q.Level()
+			return 0, nil
 		}
 		return 0, errors.New("queue_stat: unknown figure")
 	})

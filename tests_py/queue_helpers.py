@@ -211,3 +211,24 @@ def cf_bytes(n):
 
 def cf_ident(x):
     return x
+
+
+def core_here():
+    """Whether this process has its own Go runtime loaded."""
+    from gomp import _gomp
+
+    info = _gomp._core_info()
+    return bool(info['loaded']) and not info['stale'] and info['pid'] == os.getpid()
+
+
+def pid_and_core(_):
+    """A pool task: the worker's pid and whether it loaded a Go runtime."""
+    return os.getpid(), core_here()
+
+
+def report_core(q, outq):
+    """Report, around a get from q, whether q is empty and whether this
+    process loaded a Go runtime."""
+    outq.put((q.empty(), core_here()))
+    outq.put(q.get())
+    outq.put((q.empty(), core_here()))

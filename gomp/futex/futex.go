@@ -4,8 +4,9 @@
 // the same page are woken by each other.
 //
 // It is the Go side's one futex layer, used by the queue rings (gomp/queue);
-// the C side's is in pybind/ext/sync.c, for the locks. The two never wait on
-// each other's words (ARCHITECTURE.md, "What lives in C and what in Go").
+// the C side's is in pybind/ext/helpers.c, for the locks and for the rings'
+// C path (pybind/ext/ring.c), which sleeps and wakes on the same ring words
+// with the same protocol (ARCHITECTURE.md, "What lives in C and what in Go").
 package futex
 
 import (

@@ -166,6 +166,16 @@ func (q *Queue) Watch() (int, error) {
 	return q.r.efd, nil
 }
 
+// Level brings the eventfd level with the ring if it is not (taking the
+// lock of the resets over from a dead holder): for a process that moved the
+// ring without this package (the extension's C path) and found that lock
+// held.
+func (q *Queue) Level() {
+	if q.r.efd >= 0 && q.r.uneven() {
+		q.r.level()
+	}
+}
+
 // Unwatch uncounts this handle as a watcher, if it was one. The eventfd
 // stays open (it is the queue's).
 func (q *Queue) Unwatch() {

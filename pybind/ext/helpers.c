@@ -3,8 +3,11 @@
  * wait loop that every blocking call of the extension runs in. */
 #include "gomp_ext.h"
 
+#include <linux/futex.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- arguments ------------------------------------------------------------------------ */
 
@@ -246,4 +249,19 @@ int gomp_poll_fds(struct pollfd *fds, int n, gomp_deadline *d)
         if (PyErr_CheckSignals() < 0)
             return -1;
     }
+}
+
+/* ---- futexes ---------------------------------------------------------------------------- */
+
+int gomp_futex_wait_until(void *addr, uint32_t val, const struct timespec *end)
+{
+    long r = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, val, end, NULL, FUTEX_BITSET_MATCH_ANY);
+    if (r == 0 || errno == EAGAIN)
+        return 0;
+    return errno == ETIMEDOUT ? ETIMEDOUT : EINTR;
+}
+
+void gomp_futex_wake(void *addr, int n)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
 }

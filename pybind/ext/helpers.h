@@ -82,4 +82,18 @@ int64_t gomp_run_fd(gomp_step step, void *ctx, int fd, short events, gomp_deadli
  * slices with the GIL released and signal handlers run in between. Returns
  * the number ready (0 on timeout), or -1 with an exception set. */
 int gomp_poll_fds(struct pollfd *fds, int n, gomp_deadline *d);
+
+/* Futexes on words in shared memory (no FUTEX_PRIVATE_FLAG): the C side's
+ * one layer (the Go side's is gomp/futex). gomp_futex_wait_until sleeps while
+ * *addr == val, until woken or the absolute CLOCK_MONOTONIC time end, and
+ * returns 0 (woken, or the word had changed: look again), ETIMEDOUT or
+ * EINTR. */
+struct timespec;
+int gomp_futex_wait_until(void *addr, uint32_t val, const struct timespec *end);
+void gomp_futex_wake(void *addr, int n);
+
+/* This process's pid and owner id (gomp/owner: pid and start-time tag),
+ * computed once per process (sync.c; reset in a forked child). */
+uint32_t gomp_self_pid(void);
+uint32_t gomp_self_owner_id(void);
 #endif

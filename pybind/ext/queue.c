@@ -31,6 +31,7 @@
  * on (pickling, fork) and owns it only while no handle of the current
  * generation does (inherited over fork, not attached yet). */
 #include "gomp_ext.h"
+#include "ring.h"
 
 #include <unistd.h>
 
@@ -75,10 +76,45 @@ typedef struct {
     PyObject *dumps; /* pickler for the objects without a fast path */
     int efd;         /* the queue's readiness eventfd: the handle's in generation gen,
                         this object's before (inherited), -1 when there is none */
+    int cstate;      /* the C path's mapping (cr): 0 not tried, 1 mapped, -1 not served */
+    cring cr;
 } QCore;
 
 static PyTypeObject QCoreType, SimpleCoreType;
 static long exit_armed_gen; /* generation in which the exit flush was armed */
+
+static int q_ready(QCore *q);
+
+/* Whether a SimpleQueue's get and put take the C path (ring.c): in a process
+ * that has no Go runtime loaded (a forked child, such as a pool worker), so
+ * that it loads none for them. */
+static int c_path(QCore *q)
+{
+    if (gomp_core_ok || !q->simple || q->fd < 0 || q->cstate < 0)
+        return 0;
+    if (q->cstate == 0)
+        q->cstate = cring_map(&q->cr, q->fd, q->efd) == 0 ? 1 : -1;
+    return q->cstate > 0;
+}
+
+/* Ready for a get or put: the C path's, or the core's. */
+static int q_prepare(QCore *q)
+{
+    return c_path(q) ? 0 : q_ready(q);
+}
+
+/* After a C path operation: the core brings the eventfd level when the C
+ * path could not (its lock stayed held). The operation happened whatever
+ * this finds: a core that cannot be loaded now leaves the eventfd uneven,
+ * and the next watcher levels it (gomp/queue: Watch). */
+static void c_settle(QCore *q)
+{
+    if (!q->cr.level_owed)
+        return;
+    q->cr.level_owed = 0;
+    if (q_ready(q) < 0 || gomp_core.queue_stat(q->h, GOMP_QSTAT_LEVEL) < 0)
+        PyErr_Clear();
+}
 
 static int q_ready(QCore *q)
 {
@@ -124,14 +160,27 @@ static int q_init(QCore *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "dumps must be callable");
         return -1;
     }
+    if (fd >= 0 && efd < 0) {
+        PyErr_SetString(PyExc_ValueError, "a queue's ring comes with its eventfd");
+        return -1;
+    }
+    self->simple = PyObject_TypeCheck(self, &SimpleCoreType);
+    self->put_closed = self->get_closed = 0;
+    Py_XSETREF(self->dumps, Py_NewRef(dumps));
+    if (fd >= 0 && self->simple && !gomp_core_ok && cring_map(&self->cr, fd, efd) == 0) {
+        /* A SimpleQueue received by a process without a Go runtime (a
+         * spawned pool worker): the C path serves it, and the core opens the
+         * ring only if an operation needs it (q_ready). */
+        self->cstate = 1;
+        self->fd = fd; /* owned from now on */
+        self->efd = efd;
+        self->gen = -1; /* initialized, attached to no core yet */
+        return 0;
+    }
     if (gomp_core_ready() < 0)
         return -1;
     int64_t h;
     if (fd >= 0) {
-        if (efd < 0) {
-            PyErr_SetString(PyExc_ValueError, "a queue's ring comes with its eventfd");
-            return -1;
-        }
         h = gomp_core.queue_open(fd, efd);
         if (h < 0) {
             gomp_set_error(h);
@@ -151,9 +200,6 @@ static int q_init(QCore *self, PyObject *args, PyObject *kwds)
     }
     self->h = h;
     self->gen = gomp_core_generation();
-    self->simple = PyObject_TypeCheck(self, &SimpleCoreType);
-    self->put_closed = self->get_closed = 0;
-    Py_XSETREF(self->dumps, Py_NewRef(dumps));
     return 0;
 }
 
@@ -177,6 +223,7 @@ static void q_dealloc(QCore *self)
         close(self->efd); /* inherited, never attached (see q_ready) */
     if (self->fd >= 0)
         close(self->fd);
+    cring_unmap(&self->cr);
     Py_CLEAR(self->dumps);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -334,10 +381,38 @@ static PyObject *closed_error(QCore *self)
     return NULL;
 }
 
+typedef struct {
+    cring *r;
+    const void *buf;
+    int64_t n;
+} cput_ctx;
+
+static int64_t cwrite_step(void *c, int ms)
+{
+    cput_ctx *p = c;
+    return cring_write(p->r, p->buf, p->n, ms);
+}
+
 /* Puts the n bytes at buf: 0 (in the ring), 1 (in the overflow), or -1 with
  * an exception (queue.Full when d passed first). */
 static int64_t put_data(QCore *self, const void *buf, Py_ssize_t n, gomp_deadline *d)
 {
+    if (c_path(self)) {
+        cput_ctx c = {&self->cr, buf, n};
+        int64_t r = gomp_run(cwrite_step, &c, d, 1);
+        if (r != RING_USE_CORE) {
+            c_settle(self);
+            if (r >= 0)
+                return r;
+            if (r == GOMP_TIMEDOUT)
+                set_queue_error("Full", &exc_full);
+            else
+                gomp_run_error(r);
+            return -1;
+        }
+    }
+    if (q_ready(self) < 0)
+        return -1;
     put_ctx p = {self->h, buf, n, {0}};
     int64_t r = gomp_run(self->simple ? write_step : put_step, &p, d, 1);
     if (r == GOMP_TIMEDOUT && !self->simple) {
@@ -387,7 +462,7 @@ static PyObject *put_obj(QCore *self, PyObject *obj, gomp_deadline *d)
 {
     if (self->put_closed)
         return closed_error(self);
-    if (q_ready(self) < 0)
+    if (q_prepare(self) < 0)
         return NULL;
     self->used = 1;
     unsigned char small[FAST_MAX];
@@ -470,6 +545,37 @@ static int64_t get_step(void *c, int ms)
     return gomp_core.queue_get(g->h, g->buf, g->cap, &g->st, ms);
 }
 
+typedef struct {
+    cring *r;
+    char *buf;
+    int64_t cap;
+    int slot;
+} cget_ctx;
+
+static int64_t cget_step(void *c, int ms)
+{
+    cget_ctx *g = c;
+    return cring_get(g->r, g->buf, g->cap, g->slot, ms);
+}
+
+/* One get into g's buffer: the C path's while it serves (then g's handle is
+ * not used), else the core's. */
+static int64_t take_step_run(QCore *self, get_ctx *g, gomp_deadline *d)
+{
+    if (c_path(self)) {
+        cget_ctx c = {&self->cr, g->buf, g->cap, (int)g->st.claim - 1};
+        int64_t r = gomp_run(cget_step, &c, d, 1);
+        if (r != RING_USE_CORE) {
+            c_settle(self);
+            return r;
+        }
+    }
+    if (q_ready(self) < 0)
+        return GOMP_EPYERR;
+    g->h = self->h;
+    return gomp_run(get_step, g, d, 1);
+}
+
 /* The object pickled after a pool task's 16-byte claim header (see
  * _put_task) in the n bytes at b. */
 static PyObject *task_decode(const char *b, int64_t n)
@@ -508,7 +614,7 @@ static PyObject *q_take(QCore *self, gomp_deadline *d, int decode, int report, i
         g.cap = self->hint;
     }
     for (;;) {
-        int64_t r = gomp_run(get_step, &g, d, 1);
+        int64_t r = take_step_run(self, &g, d);
         if (r == GOMP_TIMEDOUT && g.st.mid) {
             /* An item is half received: finish it whatever the timeout, as a
              * pipe reader finishes the message it started. */
@@ -516,7 +622,7 @@ static PyObject *q_take(QCore *self, gomp_deadline *d, int decode, int report, i
             continue;
         }
         if (r < 0) {
-            if (g.st.locked)
+            if (g.st.locked) /* only the core's get holds the lock across calls */
                 gomp_core.queue_get_abort(self->h, &g.st);
             Py_XDECREF(big);
             if (r == GOMP_TIMEDOUT)
@@ -569,7 +675,7 @@ static PyObject *get_obj(QCore *self, gomp_deadline *d)
 {
     if (self->get_closed)
         return closed_error(self);
-    if (q_ready(self) < 0)
+    if (q_prepare(self) < 0)
         return NULL;
     return q_take(self, d, 1, 0, -1);
 }
@@ -685,7 +791,7 @@ static PyObject *q_get_task(QCore *self, PyObject *arg)
         return NULL;
     if (self->get_closed)
         return closed_error(self);
-    if (q_ready(self) < 0)
+    if (q_prepare(self) < 0)
         return NULL;
     gomp_deadline d;
     gomp_deadline_set(&d, -1);
@@ -711,6 +817,18 @@ static int64_t claim_step(void *c, int ms)
     return gomp_core.queue_take_claim(k->h, k->slot, k->out, ms);
 }
 
+typedef struct {
+    cring *r;
+    int slot;
+    int64_t *out;
+} cclaim_ctx;
+
+static int64_t cclaim_step(void *c, int ms)
+{
+    cclaim_ctx *k = c;
+    return cring_take_claim(k->r, k->slot, k->out, ms);
+}
+
 /* _take_claim(slot) -> (job, index) of the task claimed in slot, or None;
  * the slot is empty afterwards. For the pool, once the slot's worker is gone
  * (or by the worker itself). */
@@ -719,12 +837,20 @@ static PyObject *q_take_claim(QCore *self, PyObject *arg)
     long long slot = PyLong_AsLongLong(arg);
     if (slot == -1 && PyErr_Occurred())
         return NULL;
-    if (q_ready(self) < 0)
-        return NULL;
     claim_ctx k = {self->h, slot, {0, 0}};
     gomp_deadline d;
     gomp_deadline_set(&d, -1);
-    int64_t r = gomp_run(claim_step, &k, &d, 1);
+    int64_t r = RING_USE_CORE;
+    if (slot >= 0 && slot < NUM_CLAIMS && c_path(self)) {
+        cclaim_ctx c = {&self->cr, (int)slot, k.out};
+        r = gomp_run(cclaim_step, &c, &d, 1);
+    }
+    if (r == RING_USE_CORE) {
+        if (q_ready(self) < 0)
+            return NULL;
+        k.h = self->h;
+        r = gomp_run(claim_step, &k, &d, 1);
+    }
     if (r < 0)
         return gomp_run_error(r);
     if (r == 0)
@@ -754,7 +880,7 @@ static PyObject *q_recv(QCore *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (self->get_closed)
         return handle_closed();
-    if (q_ready(self) < 0)
+    if (q_prepare(self) < 0)
         return NULL;
     gomp_deadline d;
     gomp_deadline_set(&d, -1);
@@ -884,6 +1010,11 @@ static PyObject *q_empty(QCore *self, PyObject *noargs)
     if (self->get_closed && (self->simple || self->used || !self->put_closed)) {
         PyErr_SetString(PyExc_OSError, "handle is closed");
         return NULL;
+    }
+    if (c_path(self)) {
+        int empty = cring_empty(&self->cr);
+        c_settle(self);
+        return PyBool_FromLong(empty);
     }
     if (q_ready(self) < 0)
         return NULL;

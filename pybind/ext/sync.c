@@ -145,12 +145,14 @@ static PyObject *OwnerDiedWarning;
 static unsigned long fork_generation;
 /* This process's owner id, 0 until computed (again after a fork). */
 static uint32_t self_id;
+static uint32_t self_pid;
 static uint64_t self_pidns;
 
 static void sync_atfork_child(void)
 {
     fork_generation++;
     self_id = 0;
+    self_pid = 0;
 }
 
 static uint64_t read_pidns(void)
@@ -218,6 +220,20 @@ static uint32_t compute_self_id(void)
         return NO_OWNER;
     buf[n] = 0;
     return owner_id_from_stat((long)getpid(), buf);
+}
+
+uint32_t gomp_self_owner_id(void)
+{
+    if (self_id == 0)
+        self_id = compute_self_id();
+    return self_id;
+}
+
+uint32_t gomp_self_pid(void)
+{
+    if (self_pid == 0)
+        self_pid = (uint32_t)getpid();
+    return self_pid;
 }
 
 /* The calling thread's identity for last_tid: what PyThread_get_thread_ident()
@@ -628,8 +644,8 @@ static inline int try_acquire(SemLockObject *s, uint32_t id)
  *
  * Waits sleep on the shared word with futex(2) (shared futexes: no
  * FUTEX_PRIVATE_FLAG, so waiters in other processes that map the page are
- * woken), in slices run by gomp_run() with the GIL released. This is the C
- * side's one futex layer (the Go side's is gomp/futex). The choices, each
+ * woken), in slices run by gomp_run() with the GIL released, through the C
+ * side's one futex layer (helpers.c; the Go side's is gomp/futex). The choices, each
  * measured (tests_py/bench/NOTES.md, "Locks: sleeping and waking"):
  *
  *  - Sleep and wake here, not in the Go core: every entry into an idle Go
@@ -687,22 +703,6 @@ static struct timespec slice_end(const gomp_deadline *d, int ms)
     return end;
 }
 
-/* Sleeps while *addr == val, until woken or the absolute CLOCK_MONOTONIC
- * time end. Returns 0 (woken, or the word had changed: look again),
- * ETIMEDOUT or EINTR. */
-static int futex_wait_until(void *addr, uint32_t val, const struct timespec *end)
-{
-    long r = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, val, end, NULL, FUTEX_BITSET_MATCH_ANY);
-    if (r == 0 || errno == EAGAIN)
-        return 0;
-    return errno == ETIMEDOUT ? ETIMEDOUT : EINTR;
-}
-
-static void futex_wake(void *addr, int n)
-{
-    syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
-}
-
 /* The low half of a 64-bit word (a semaphore's value, a mutex's owner): the
  * futex word. Little-endian machines (x86-64, arm64) put it first. */
 static inline void *low_half(_Atomic uint64_t *w)
@@ -733,7 +733,7 @@ static int64_t sem_step(void *c, int ms)
                 return 0;
             continue;
         }
-        if (futex_wait_until(low_half(word), 0, &end) != 0)
+        if (gomp_futex_wait_until(low_half(word), 0, &end) != 0)
             break;
     }
     atomic_fetch_sub(word, SEM_WAITER);
@@ -782,7 +782,7 @@ static int64_t mutex_step(void *c, int ms)
                 continue;
             }
         }
-        if (futex_wait_until(low_half(word), (uint32_t)v, &end) != 0)
+        if (gomp_futex_wait_until(low_half(word), (uint32_t)v, &end) != 0)
             break;
     }
     atomic_fetch_sub(word, SEM_WAITER);
@@ -976,7 +976,7 @@ static PyObject *acquired_after_owner_died(SemLockObject *s, int64_t dead)
 
 static void wake_one(SemLockObject *s)
 {
-    futex_wake(low_half(s->proto == PROTO_MUTEX ? &s->shm->mutex : &s->shm->sem), 1);
+    gomp_futex_wake(low_half(s->proto == PROTO_MUTEX ? &s->shm->mutex : &s->shm->sem), 1);
 }
 
 static int release_word(SemLockObject *s)
@@ -1120,7 +1120,7 @@ static int64_t word_step(void *c, int ms)
         return atomic_load(w->word) == w->val ? GOMP_EAGAIN : 0;
     struct timespec end = slice_end(w->d, ms);
     while (atomic_load(w->word) == w->val)
-        if (futex_wait_until((void *)w->word, w->val, &end) != 0)
+        if (gomp_futex_wait_until((void *)w->word, w->val, &end) != 0)
             return GOMP_EAGAIN;
     return 0;
 }
@@ -1178,7 +1178,7 @@ static PyObject *semlock_wake_word(SemLockObject *s, PyObject *args)
     _Atomic uint32_t *word = user_word(s, index);
     if (word == NULL)
         return NULL;
-    futex_wake((void *)word, n);
+    gomp_futex_wake((void *)word, n);
     Py_RETURN_NONE;
 }
 

@@ -6,6 +6,12 @@ How a pool is built here
 - Tasks travel to the workers through one gomp SimpleQueue (a ring in shared
   memory with futex wake-ups) and results come back through another. A
   ThreadPool uses queue.SimpleQueue for both, without pickling.
+- A worker takes its tasks and sends its results through the rings' C path
+  (pybind/ext/ring.c), so it never loads a Go runtime for them: loading one
+  cost each worker about 2 ms of CPU at its first task, which made a pool
+  slower to start than the standard library's (tests_py/bench/NOTES.md,
+  "Pool start time"). A task too large for one ring record, or a ring lock
+  that stays held, goes through the core, which the worker then loads.
 - Three threads in the process that owns the pool:
     * the feeder turns submitted iterables (map, imap, starmap, ...) into
       tasks and puts them into the task queue;
@@ -75,7 +81,7 @@ lost (CPython gh-66587). gomp's pool knows which task every worker holds:
 - Tasks are put into the task ring with a 16-byte claim header, the job id
   and the task's index (SimpleQueue._put_task); the rest is the pickle.
 - Each worker has a claim slot in the task ring's header. The get that hands
-  a task to the worker (SimpleQueue._get_task, in the core) records the
+  a task to the worker (SimpleQueue._get_task, in ring.c or the core) records the
   header's (job, index) in that slot in the same step that moves the ring's
   head past the task, under the consumer lock's journal: a worker killed at
   any instruction either left the task in the ring (another worker takes it)
