@@ -10,7 +10,7 @@ shared machine: both builds are measured against the same stdlib, in the
 same minutes.
 
     python tests_py/bench/compare_builds.py --before OLD/.venv/bin/python \\
-        --after .venv/bin/python [--rounds 2] [bench_conn.py bench_sync.py ...]
+        --after .venv/bin/python [--rounds 2] [bench_conn.py 'bench_pool.py --quick' ...]
 
 The scripts are this tree's; a case the older build cannot run shows as
 missing. after/before above 1 means the newer build does better against the
@@ -40,10 +40,12 @@ TWO_COLUMNS = re.compile(r'^(.+?)\s+[0-9.]+ \( *[0-9.]+\)\s+[0-9.]+ \( *[0-9.]+\
 
 
 def run_script(python, script, timeout):
-    """{case: gomp/stdlib ratio} from one run of a benchmark script."""
+    """{case: gomp/stdlib ratio} from one run of a benchmark script (its
+    name, then its arguments if any: 'bench_pool.py --quick')."""
+    name, *script_args = script.split()
     try:
         proc = subprocess.run(
-            [python, os.path.join(HERE, script)],
+            [python, os.path.join(HERE, name), *script_args],
             capture_output=True,
             text=True,
             timeout=timeout,
