@@ -532,11 +532,13 @@ static PyObject *s_put(QCore *self, PyObject *obj)
 
 /* ---- get ------------------------------------------------------------------------------ */
 
+/* One get into buf: through the core's handle h, or the C path's ring r. */
 typedef struct {
     int64_t h;
     char *buf;
     int64_t cap;
     gomp_qget st;
+    cring *r;
 } get_ctx;
 
 static int64_t get_step(void *c, int ms)
@@ -545,17 +547,10 @@ static int64_t get_step(void *c, int ms)
     return gomp_core.queue_get(g->h, g->buf, g->cap, &g->st, ms);
 }
 
-typedef struct {
-    cring *r;
-    char *buf;
-    int64_t cap;
-    int slot;
-} cget_ctx;
-
 static int64_t cget_step(void *c, int ms)
 {
-    cget_ctx *g = c;
-    return cring_get(g->r, g->buf, g->cap, g->slot, ms);
+    get_ctx *g = c;
+    return cring_get(g->r, g->buf, g->cap, (int)g->st.claim - 1, ms);
 }
 
 /* One get into g's buffer: the C path's while it serves (then g's handle is
@@ -563,8 +558,8 @@ static int64_t cget_step(void *c, int ms)
 static int64_t take_step_run(QCore *self, get_ctx *g, gomp_deadline *d)
 {
     if (c_path(self)) {
-        cget_ctx c = {&self->cr, g->buf, g->cap, (int)g->st.claim - 1};
-        int64_t r = gomp_run(cget_step, &c, d, 1);
+        g->r = &self->cr;
+        int64_t r = gomp_run(cget_step, g, d, 1);
         if (r != RING_USE_CORE) {
             c_settle(self);
             return r;
