@@ -9,7 +9,10 @@
  * with the GIL), owns the ring's memfd, and runs the core's steps through
  * gomp_run() so that every wait releases the GIL and stays interruptible.
  * The ring, its locks and wake-ups, and the overflow that an unbounded put
- * never waits for are the core's.
+ * never waits for are the core's, except in a process without a Go runtime:
+ * there a SimpleQueue's gets and puts of whole items take the C path
+ * (ring.c, see c_path below), and only what it does not serve loads the
+ * core.
  *
  * Pickling: an object whose bytes cannot depend on the reducers registered
  * with the ForkingPickler (None, bool, and exact int, float, str, bytes, and
