@@ -25,21 +25,34 @@ WorkerPool(2) ("mpire", fork; skipped with a message when mpire is not
 installed): each case with its closest call (executor.map with chunksize,
 submit + result, WorkerPool.map / imap_unordered / apply_async).
 
+The start and shutdown cases (create, first task, close, join, terminate) run
+in one child interpreter per implementation ("start server"), which imports
+only that implementation and has no other pool alive, still interleaved in
+one run. A fork's cost grows with everything the forking process holds: in
+the benchmark's own process every pool would be started by a process that
+also holds the other implementations (gomp's Go runtime makes every fork in
+that process dearer, the stdlib's included), the throughput cases' pools and
+their memory, and mpire's kept-alive workers, which wake every 10 ms. Each
+sample of these cases is the median of START_CYCLES cycles.
+
 Ratios are against the stdlib: above 1 means better than the stdlib. The run
 writes a chart of every case (tests_py/bench/pool.png, shown by the README)
-when matplotlib is installed; --chart PATH writes it elsewhere."""
+when matplotlib is installed; --chart PATH writes it elsewhere. --start-only
+runs the start and shutdown cases alone (no chart), --quick fewer rounds and
+smaller throughput cases."""
 
 import concurrent.futures as cf
-import multiprocessing as std
+import gc
+import importlib
 import os
+import statistics
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import chart, interleave  # noqa: E402
-
-import gomp  # noqa: E402
 
 
 def inc(x):
@@ -52,15 +65,24 @@ def inc(x):
 # multiprocessing packages.
 mpire = None
 
-MODS = {"stdlib": std, "gomp": gomp}
-CTX = {"stdlib": std.get_context("fork"), "gomp": gomp.get_context("fork")}
+MODULES = {"stdlib": "multiprocessing", "gomp": "gomp"}
 POOLS = {}
+
+
+def mod(impl):
+    """The package of "stdlib" or "gomp", imported when first needed (a start
+    server imports only its own)."""
+    return importlib.import_module(MODULES[impl])
+
+
+def fork_ctx(impl):
+    return mod(impl).get_context("fork")
 
 
 def new_pool(impl, kind="map"):
     """A pool of 2 workers (fork) of impl, started (mpire's for kind)."""
     if impl == "futures":
-        ex = cf.ProcessPoolExecutor(2, mp_context=std.get_context("fork"))
+        ex = cf.ProcessPoolExecutor(2, mp_context=fork_ctx("stdlib"))
         ex.submit(inc, 0).result()
         return ex
     if impl == "mpire":
@@ -72,7 +94,7 @@ def new_pool(impl, kind="map"):
         else:
             wp.apply_async(inc, (1,)).get()
         return wp
-    return CTX[impl].Pool(2)
+    return fork_ctx(impl).Pool(2)
 
 
 def close_pool(impl, p):
@@ -91,7 +113,7 @@ def pool(impl, kind="map"):
     key = (impl, kind) if impl == "mpire" else (impl, "")
     if key not in POOLS:
         POOLS[key] = new_pool(impl, kind)
-        if impl in MODS:
+        if impl in MODULES:
             POOLS[key].map(inc, range(100))  # warm up
     return POOLS[key]
 
@@ -158,10 +180,27 @@ def apply_async_rate(impl, n):
     return n / (time.perf_counter() - t0)
 
 
+START_CYCLES = 5
+
+
+def cycles(fn):
+    """fn -> a case whose sample is the median of START_CYCLES runs of fn
+    (a start takes milliseconds: single runs are noisy here)."""
+    return lambda *args: statistics.median(fn(*args) for _ in range(START_CYCLES))
+
+
+def close_pools():
+    for (impl, _), p in POOLS.items():
+        close_pool(impl, p)
+    POOLS.clear()
+    gc.collect()
+
+
+@cycles
 def create_first_task_join(impl):
     t0 = time.perf_counter()
     p = new_pool(impl)
-    if impl in MODS:
+    if impl in MODULES:
         p.apply(inc, (1,))
     close_pool(impl, p)
     return (time.perf_counter() - t0) * 1e3
@@ -177,8 +216,9 @@ def apply_latency(impl, n):
     return (time.perf_counter() - t0) / n * 1e6
 
 
+@cycles
 def create_close_join(impl, method="fork"):
-    ctx = CTX[impl] if method == "fork" else MODS[impl].get_context(method)
+    ctx = mod(impl).get_context(method)
     t0 = time.perf_counter()
     p = ctx.Pool(2)
     p.close()
@@ -186,15 +226,17 @@ def create_close_join(impl, method="fork"):
     return (time.perf_counter() - t0) * 1e3
 
 
+@cycles
 def with_map(impl):
     t0 = time.perf_counter()
-    with CTX[impl].Pool(2) as p:
+    with fork_ctx(impl).Pool(2) as p:
         p.map(inc, range(10))
     return (time.perf_counter() - t0) * 1e3
 
 
+@cycles
 def terminate_pending(impl):
-    p = CTX[impl].Pool(2)
+    p = fork_ctx(impl).Pool(2)
     p.map(inc, range(4))
     p.map_async(time.sleep, [0.05] * 20, chunksize=1)
     t0 = time.perf_counter()
@@ -204,24 +246,66 @@ def terminate_pending(impl):
     return dt * 1e3
 
 
-def main():
+START_CASES = {
+    "create_first_task_join": create_first_task_join,
+    "create_close_join": create_close_join,
+    "with_map": with_map,
+    "terminate_pending": terminate_pending,
+}
+
+
+class StartServers:
+    """A child interpreter per implementation that runs START_CASES on
+    request (one line "case arg..." in, one figure out), so that each
+    implementation starts its pools from a process that holds only itself."""
+
+    def __init__(self, impls):
+        self.procs = {
+            impl: subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--start-server", impl],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for impl in impls
+        }
+
+    def case(self, name, *args):
+        def run(impl):
+            proc = self.procs[impl]
+            proc.stdin.write(" ".join((name,) + args) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError("the start server of %s exited (code %s)" % (impl, proc.wait()))
+            return float(line)
+
+        return run
+
+    def close(self):
+        for proc in self.procs.values():
+            proc.stdin.close()
+        for proc in self.procs.values():
+            proc.wait()
+
+
+def serve_starts(impl):
+    """The loop of a start server (see StartServers). Its figures go to the
+    original stdout; the pools' processes write to stderr instead."""
     global mpire
-    try:
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    if impl == "mpire":
         import mpire
-    except ImportError:
-        pass
-    quick = "--quick" in sys.argv
-    rounds = 3 if quick else 5
-    scale = 4 if quick else 1
-    impls = ["stdlib", "gomp"]
-    others = impls + ["futures"] + (["mpire"] if mpire is not None else [])
-    if mpire is None:
-        print("(mpire is not installed: pip install mpire; running without it)")
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pool.png")
-    if "--chart" in sys.argv:
-        path = sys.argv[sys.argv.index("--chart") + 1]
+    create_first_task_join(impl)  # imports, and the first start's one-time costs
+    for line in sys.stdin:
+        name, *args = line.split()
+        print(START_CASES[name](impl, *args), file=out, flush=True)
+
+
+def throughput_sections(others, impls, rounds, scale):
+    """The cases run on pools kept for the whole section (POOLS)."""
     sections = []
-    print("load average at start: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
     res = interleave(
         [
             ("map 100k, default chunksize x10", lambda i: map_rate(i, 100000 // scale, repeat=10)),
@@ -242,8 +326,27 @@ def main():
     )
     sections.append((res, True))
     res = interleave(
+        [("apply round trip", lambda i: apply_latency(i, 2000 // scale))],
+        impls,
+        rounds=rounds,
+        higher_is_better=False,
+        unit="us",
+    )
+    sections.append((res, False))
+    close_pools()
+    return sections
+
+
+def start_sections(others, impls, rounds):
+    """The start and shutdown cases, each implementation in its start server."""
+    sections = []
+    servers = StartServers(others)
+    res = interleave(
         [
-            ("Pool(2) create + first task + close + join", create_first_task_join),
+            (
+                "Pool(2) create + first task + close + join",
+                servers.case("create_first_task_join"),
+            ),
         ],
         others,
         rounds=rounds,
@@ -253,19 +356,9 @@ def main():
     sections.append((res, False))
     res = interleave(
         [
-            ("apply round trip", lambda i: apply_latency(i, 2000 // scale)),
-        ],
-        impls,
-        rounds=rounds,
-        higher_is_better=False,
-        unit="us",
-    )
-    sections.append((res, False))
-    res = interleave(
-        [
-            ("Pool(2) create + close + join", create_close_join),
-            ("with Pool(2): map 10", with_map),
-            ("terminate, pending work", terminate_pending),
+            ("Pool(2) create + close + join", servers.case("create_close_join", "fork")),
+            ("with Pool(2): map 10", servers.case("with_map")),
+            ("terminate, pending work", servers.case("terminate_pending")),
         ],
         impls,
         rounds=rounds,
@@ -275,12 +368,12 @@ def main():
     sections.append((res, False))
     for method in ("spawn", "forkserver"):
         for impl in impls:  # start the fork servers, warm the imports
-            create_close_join(impl, method)
+            servers.case("create_close_join", method)(impl)
         res = interleave(
             [
                 (
                     "Pool(2) create+close+join " + method,
-                    lambda i, method=method: create_close_join(i, method),
+                    servers.case("create_close_join", method),
                 ),
             ],
             impls,
@@ -289,15 +382,43 @@ def main():
             unit="ms",
         )
         sections.append((res, False))
-    for (impl, _), p in POOLS.items():
-        close_pool(impl, p)
+    servers.close()
+    return sections
+
+
+def main():
+    """bench_pool.py [--quick] [--start-only] [--chart PATH]: --start-only runs
+    the start and shutdown cases alone (no chart)."""
+    global mpire
+    try:
+        import mpire
+    except ImportError:
+        pass
+    quick = "--quick" in sys.argv
+    start_only = "--start-only" in sys.argv
+    rounds = 3 if quick else 5
+    scale = 4 if quick else 1
+    impls = ["stdlib", "gomp"]
+    others = impls + ["futures"] + (["mpire"] if mpire is not None else [])
+    if mpire is None:
+        print("(mpire is not installed: pip install mpire; running without it)")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pool.png")
+    if "--chart" in sys.argv:
+        path = sys.argv[sys.argv.index("--chart") + 1]
+    print("load average at start: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
+    sections = [] if start_only else throughput_sections(others, impls, rounds, scale)
+    sections += start_sections(others, impls, rounds)
     title = "Pool(2), 2 cores: gomp, concurrent.futures and mpire against multiprocessing"
-    if chart(sections, path, title):
-        print("chart:", path)
-    else:
-        print("(matplotlib is not installed: no chart)")
+    if not start_only:
+        if chart(sections, path, title):
+            print("chart:", path)
+        else:
+            print("(matplotlib is not installed: no chart)")
     print("load average at end: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    if "--start-server" in sys.argv:
+        serve_starts(sys.argv[sys.argv.index("--start-server") + 1])
+    else:
+        main()
