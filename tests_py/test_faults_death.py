@@ -34,6 +34,10 @@ def square(x):
 def pid_of(x):
     return os.getpid()
 
+def slow_pid_of(x):
+    time.sleep(0.02)
+    return os.getpid()
+
 def sleep(seconds):
     time.sleep(seconds)
 
@@ -172,6 +176,61 @@ def test_pool_workers_end_with_their_owner(owners, method, signum):
     _gone_within_guard(workers, since, 'pool workers (%s)' % method)
     # With the workers gone, the helpers they held open end too.
     _gone_within_guard(owner.pids('tracker', 'forkserver'), since, 'helpers (%s)' % method)
+
+
+@pytest.mark.parametrize('method', ['fork', 'spawn'])
+def test_pool_made_in_a_thread_that_ends_keeps_its_workers(owners, method):
+    # A worker whose parent is its owner follows it through the kernel's
+    # parent-death signal, which also comes when the thread that started the
+    # worker ends while the owner lives on: that must change nothing. The
+    # workers then still end with the owner.
+    owner = owners(
+        """
+        import threading
+        ctx = gomp.get_context(%r)
+        made = []
+
+        def make():
+            # Ends once both workers have run a task (so both follow the
+            # owner already when this thread's end is signalled to them).
+            pool = ctx.Pool(2)
+            seen = set()
+            while len(seen) < 2:
+                seen.update(pool.map(slow_pid_of, range(4), chunksize=1))
+            made.append(pool)
+
+        maker = threading.Thread(target=make)
+        maker.start()
+        maker.join()
+        pool = made[0]
+        before = settled_workers(pool, 2)
+        time.sleep(0.3)  # a worker ended by the signal would be replaced by now
+        assert pool.map(square, range(20)) == [x * x for x in range(20)]
+        after = settled_workers(pool, 2)
+        report(workers=after, replaced=sorted(before) != sorted(after))
+        time.sleep(600)
+    """
+        % method
+    )
+    assert owner.info['replaced'] is False
+    workers = owner.pids('workers')
+    assert all(_alive(p) for p in workers)
+    since = owner.kill(signal.SIGKILL)
+    _gone_within_guard(workers, since, 'pool workers (%s)' % method)
+
+
+def _threads_of(pid):
+    return len(os.listdir('/proc/%d/task' % pid))
+
+
+def test_a_worker_follows_its_parent_without_a_thread():
+    # The parent-death signal needs no thread in the worker (the fork server's
+    # workers, whose parent is not their owner, keep the watcher thread).
+    import gomp
+
+    with gomp.get_context('fork').Pool(1) as pool:
+        pid = pool.apply(os.getpid)
+        assert pool.apply(_threads_of, (pid,)) == 1
 
 
 @pytest.mark.parametrize('signum', SIGNALS)

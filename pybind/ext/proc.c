@@ -31,6 +31,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -86,6 +87,12 @@ static pid_t rp_self;      /* this process image, for the tokens it issues */
 static uint32_t rp_last;   /* the last token issued here */
 static long rp_grace_ns = 100 * 1000 * 1000;
 static int ow_fd = -1; /* the pidfd the owner watcher polls (owner_watch, below) */
+/* Following the parent (owner_watch_parent, below). */
+static volatile sig_atomic_t owp_on; /* this process follows its parent (reset by fork) */
+static pid_t owp_pid;                /* the owner's pid */
+static int owp_signum;
+static long owp_grace_ms;  /* < 0: no SIGKILL after the signal */
+static int owp_timer = -1; /* the kernel's timer id (raw syscalls: no librt) */
 
 typedef struct {
     uint32_t tok;
@@ -267,6 +274,9 @@ static void reaper_atfork_child(void)
     if (ow_fd >= 0)
         close(ow_fd);
     ow_fd = -1;
+    /* The kernel clears the parent-death signal and timers in a child. */
+    owp_on = 0;
+    owp_timer = -1;
 }
 
 /* proc_supervise(pidfd) -> token: put the child under the reaper. */
@@ -469,12 +479,11 @@ static PyObject *m_proc_reaper_grace(PyObject *self, PyObject *arg)
  * (SIGTERM, as Pool.terminate() does, so that a handler the user installed
  * still runs), and SIGKILL after a grace period if it is still alive.
  *
- * Not prctl(PR_SET_PDEATHSIG): its "parent" is the thread that forked the
- * child, not the process, so a pool made in a thread that then ends would
- * lose its workers while the pool is still in use; nor would it cover the
- * fork server's children, whose parent is the server. The pidfd names the
- * owner whoever forked the child (gomp/_deathwatch.py checks that it is the
- * owner's, not a recycled pid's). */
+ * This serves an owner that is not the parent (the fork server's children:
+ * their parent is the server); a child of its owner takes the thread-free
+ * way below (owner_watch_parent). The pidfd names the owner whoever forked
+ * the child (gomp/_deathwatch.py checks that it is the owner's, not a
+ * recycled pid's). */
 
 typedef struct {
     int pidfd;
@@ -516,7 +525,7 @@ static PyObject *m_owner_watch(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "signal number out of range: %d", signum);
         return NULL;
     }
-    if (ow_fd >= 0)
+    if (ow_fd >= 0 || owp_on)
         Py_RETURN_FALSE;
     ow_args *a = malloc(sizeof *a);
     if (a == NULL)
@@ -540,6 +549,100 @@ static PyObject *m_owner_watch(PyObject *self, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* ---- following an owner that is the parent ------------------------------------------------ */
+
+/* The common case, a pool worker forked (or spawned) by its owner, is served
+ * without a thread: a watcher thread costs its creation and, at every exit,
+ * the wake-up of a second thread that exit_group(2) must end (measured: 0.15
+ * to 0.25 ms more per fork + exit + wait of a child, on the critical path of
+ * a pool's start and join). Instead the kernel's parent-death signal:
+ * prctl(PR_SET_PDEATHSIG) has the kernel send OWNER_SIG to this process
+ * whenever the thread recorded as its parent ends. That thread is the one
+ * that forked the child, not the process (the reason owner_watch does not
+ * use it), but the kernel first hands the child to a sibling thread of the
+ * same process when there is one, and sends the signal again when that one
+ * ends, so the signal comes at every such hand-over and at the owner's death
+ * (when the child goes to init or a subreaper). The handler tells them apart
+ * with getppid(): it is still the owner's pid after a hand-over inside the
+ * owner, and another one once the owner is gone. Then it does what the
+ * watcher thread does: signum to this process, and SIGKILL grace later from
+ * a POSIX timer armed in the handler (timer_settime is async-signal-safe).
+ *
+ * OWNER_SIG is a real-time signal that gomp takes for itself; a program that
+ * installs its own handler for it, or blocks it in every thread, loses the
+ * watch. The parent-death setting survives exec, the handler does not: a
+ * worker that replaces itself with another program (os.exec*) leaves that
+ * program to OWNER_SIG's default action, which ends it at the next
+ * hand-over or at the owner's death (the watcher thread, which exec ends,
+ * left such a program alone). */
+
+#define OWNER_SIG (SIGRTMAX - 3)
+
+static void owner_parent_gone(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    if (owp_on && getppid() != owp_pid) {
+        owp_on = 0; /* once: later hand-overs (to init's threads) change nothing */
+        kill(getpid(), owp_signum);
+        if (owp_timer >= 0) {
+            struct itimerspec it = {{0, 0},
+                                    {owp_grace_ms / 1000, (owp_grace_ms % 1000) * 1000000L}};
+            syscall(SYS_timer_settime, owp_timer, 0, &it, NULL);
+        }
+    }
+    errno = saved;
+}
+
+/* owner_watch_parent(pid, signum, grace) -> bool: from now on, send signum to
+ * this process when its parent, the process pid, exits, and SIGKILL grace
+ * seconds later (grace < 0: never). False when pid is not the parent any more
+ * (the owner has exited: nothing is sent then). OSError where the kernel
+ * refuses. */
+static PyObject *m_owner_watch_parent(PyObject *self, PyObject *args)
+{
+    int pid, signum;
+    double grace;
+    if (!PyArg_ParseTuple(args, "iid:owner_watch_parent", &pid, &signum, &grace))
+        return NULL;
+    if (signum <= 0 || signum >= NSIG) {
+        PyErr_Format(PyExc_ValueError, "signal number out of range: %d", signum);
+        return NULL;
+    }
+    if (owp_on || ow_fd >= 0)
+        Py_RETURN_TRUE; /* followed already */
+    owp_pid = pid;
+    owp_signum = signum;
+    owp_grace_ms = grace < 0 ? -1 : (long)(grace * 1000);
+    if (owp_grace_ms >= 0 && owp_timer < 0) {
+        struct sigevent ev = {0};
+        ev.sigev_notify = SIGEV_SIGNAL;
+        ev.sigev_signo = SIGKILL;
+        int id;
+        if (syscall(SYS_timer_create, CLOCK_MONOTONIC, &ev, &id) < 0)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        owp_timer = id;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = owner_parent_gone;
+    sa.sa_flags = SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    if (sigaction(OWNER_SIG, &sa, NULL) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    owp_on = 1;
+    if (prctl(PR_SET_PDEATHSIG, OWNER_SIG) < 0) {
+        owp_on = 0;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    /* The owner may have died before prctl: then no signal comes. */
+    if (getppid() != pid) {
+        owp_on = 0;
+        prctl(PR_SET_PDEATHSIG, 0);
+        Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef proc_methods[] = {
     {"pidfd_open", m_pidfd_open, METH_O, "pidfd_open(pid) -> fd"},
     {"proc_supervise", m_proc_supervise, METH_O,
@@ -555,6 +658,9 @@ static PyMethodDef proc_methods[] = {
     {"owner_watch", m_owner_watch, METH_VARARGS,
      "owner_watch(pidfd, signum, grace) -> bool: signal this process when pidfd's process "
      "exits."},
+    {"owner_watch_parent", m_owner_watch_parent, METH_VARARGS,
+     "owner_watch_parent(pid, signum, grace) -> bool: signal this process when its parent, "
+     "pid, exits; False if pid is not its parent any more."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -570,7 +676,8 @@ int gomp_proc_init(PyObject *m)
         PyErr_SetString(PyExc_ImportError, "gomp: pthread_atfork failed");
         return -1;
     }
-    if (PyModule_AddIntConstant(m, "STATUS_LOST", GOMP_STATUS_LOST) < 0)
+    if (PyModule_AddIntConstant(m, "STATUS_LOST", GOMP_STATUS_LOST) < 0 ||
+        PyModule_AddIntConstant(m, "OWNER_SIGNAL", OWNER_SIG) < 0)
         return -1;
     return PyModule_AddFunctions(m, proc_methods);
 }

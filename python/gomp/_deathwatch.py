@@ -7,13 +7,18 @@ Pool, even under forkserver, where the worker's parent is the fork server).
 When the owner exits normally it stops them itself; when it dies of a signal
 (SIGKILL, or a SIGTERM it does not handle) nothing runs there, and with
 nothing else watching they would live on, each waiting for work that never
-comes. So each of them follows its owner through a pidfd of the owner, which
-becomes readable the moment the owner has exited:
+comes. So each of them follows its owner: through a pidfd of the owner,
+which becomes readable the moment the owner has exited, or, for a pool worker
+whose parent is the owner, through the kernel's parent-death signal:
 
-- a pool worker hands the pidfd to a C thread (_gomp.owner_watch) that sends
-  the worker SIGTERM when the owner is gone, as Pool.terminate() would, and
-  SIGKILL a second later if it still runs; the worker's own waits are
-  untouched, so nothing is paid per task and no Go runtime is loaded;
+- a pool worker has itself sent SIGTERM when the owner is gone, as
+  Pool.terminate() would, and SIGKILL a second later if it still runs; the
+  worker's own waits are untouched, so nothing is paid per task and no Go
+  runtime is loaded. A worker whose parent is its owner (fork, spawn) asks
+  the kernel for a signal at its parent's death (_gomp.owner_watch_parent:
+  no thread, so nothing to start and nothing to end at exit); a worker of
+  the fork server hands the pidfd to a C thread that waits on it
+  (_gomp.owner_watch);
 - the fork server and a manager's server add the pidfd to what they already
   wait on, and shut down as if asked to (a SharedMemoryManager's server
   still unlinks its segments).
@@ -99,6 +104,13 @@ def follow(owner, signum, grace=1.0):
     was before gomp watched owners."""
     from . import _gomp
 
+    if owner[0] == os.getppid():
+        # The owner is our parent (fork, spawn): the kernel's parent-death
+        # signal serves, without a thread (see _gomp.owner_watch_parent).
+        try:
+            return _gomp.owner_watch_parent(owner[0], signum, grace)
+        except OSError:
+            pass  # refused: watch through a pidfd and a thread instead
     try:
         fd = open_owner(owner)
     except OSError:
