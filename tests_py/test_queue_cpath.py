@@ -7,6 +7,9 @@ import mmap
 import os
 import select
 import struct
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -176,3 +179,75 @@ def test_a_queue_received_by_a_new_process_is_served_in_c(method):
     assert outq.get() == (True, False)
     p.join(LONG)
     assert p.exitcode == 0
+
+
+def _run_fresh(tmp_path, body):
+    """Runs body as the main module of a new interpreter (where no Go runtime
+    was loaded before) and returns what it printed."""
+    script = tmp_path / 'fresh.py'
+    script.write_text(
+        'import os, sys, threading\n'
+        'import gomp\n'
+        'sys.path.insert(0, %r)\n'
+        'import queue_helpers as h\n'
+        "if __name__ == '__main__':\n"
+        % os.path.dirname(os.path.abspath(__file__))
+        + textwrap.indent(textwrap.dedent(body), '    ')
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=LONG
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_a_program_that_only_uses_pools_never_loads_the_core(tmp_path):
+    """A SimpleQueue made where no Go runtime runs is made in C and served
+    by the C path: a pool's own process, as its workers, needs no runtime."""
+    out = _run_fresh(
+        tmp_path,
+        """
+        for method in ('fork', 'spawn', 'forkserver'):
+            with gomp.get_context(method).Pool(2) as pool:
+                assert pool.map(abs, range(-50, 50), chunksize=1) == [abs(x) for x in range(-50, 50)]
+                assert sorted(pool.imap_unordered(abs, range(100))) == list(range(100))
+                results = [pool.apply_async(abs, (-i,)) for i in range(200)]
+                assert [r.get() for r in results] == list(range(200))
+            pool.join()
+            pool = gomp.get_context(method).Pool(2)
+            assert pool.map(abs, range(-5, 5)) == [abs(x) for x in range(-5, 5)]
+            pool.close()
+            pool.join()
+        q = gomp.SimpleQueue()
+        q.put(('item', 1))
+        assert q.get() == ('item', 1) and q.empty()
+        print(h.core_here())
+    """,
+    )
+    assert out == ['False']
+
+
+def test_a_ring_made_in_c_goes_on_through_the_core(tmp_path):
+    """The ring the C path makes is the one the core makes: once something
+    loads the runtime, the core attaches it and the items put in C come out
+    in order, and an item too large for a record streams through it."""
+    out = _run_fresh(
+        tmp_path,
+        """
+        q = gomp.SimpleQueue()
+        for i in range(1000):
+            q.put((i, 'x' * (i % 50)))
+        print(h.core_here())
+        gomp.Queue().put('loads the runtime')
+        print(h.core_here())
+        assert [q.get() for _ in range(1000)] == [(i, 'x' * (i % 50)) for i in range(1000)]
+        big = bytes(range(256)) * (3 << 12)
+        t = threading.Thread(target=q.put, args=(big,))
+        t.start()
+        assert q.get() == big
+        t.join()
+        assert q.empty()
+        print('done')
+    """,
+    )
+    assert out == ['False', 'True', 'done']

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/gomp-dev/gomp/gomp/owner"
 )
 
 // TestCLayoutMatches checks the ring layout that the extension's C path
@@ -40,6 +42,8 @@ func TestCLayoutMatches(t *testing.T) {
 		"RING_OFF_READY": offReady, "RING_OFF_WATCHERS": offWatchers, "RING_OFF_NLOCK": offNlock,
 		"RING_OFF_CLAIMS": offClaims, "RING_CLAIM_SIZE": claimSize, "RING_WAIT_SLOTS": waitSlots,
 		"RING_KIND_WHOLE": kindWhole, "RING_READY_SET": readySet, "RING_READY_ARMED": readyArmed,
+		"RING_MAX_CAPACITY": maxCapacity, "RING_OFF_MAXSIZE": offMaxsize, "RING_OFF_ENTRY_HI": offEntryHi,
+		"RING_OFF_ENTRIES": offEntries, "RING_ENTRY_SHIFT": entryShift, "RING_NO_OWNER": uint64(owner.NoOwner),
 	}
 	for name, v := range want {
 		s, ok := defs[name]

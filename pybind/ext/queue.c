@@ -10,9 +10,9 @@
  * gomp_run() so that every wait releases the GIL and stays interruptible.
  * The ring, its locks and wake-ups, and the overflow that an unbounded put
  * never waits for are the core's, except in a process without a Go runtime:
- * there a SimpleQueue's gets and puts of whole items take the C path
- * (ring.c, see c_path below), and only what it does not serve loads the
- * core.
+ * there a new SimpleQueue's ring is made in C and its gets and puts of whole
+ * items take the C path (ring.c, see c_path below), and only what it does
+ * not serve loads the core.
  *
  * Pickling: an object whose bytes cannot depend on the reducers registered
  * with the ForkingPickler (None, bool, and exact int, float, str, bytes, and
@@ -179,6 +179,21 @@ static int q_init(QCore *self, PyObject *args, PyObject *kwds)
         self->efd = efd;
         self->gen = -1; /* initialized, attached to no core yet */
         return 0;
+    }
+    if (fd < 0 && self->simple && !gomp_core_ok && maxsize <= 0 && flags == 0 &&
+        capacity <= (long long)RING_MAX_CAPACITY) {
+        /* A new SimpleQueue in a process without a Go runtime (a program
+         * that only uses pools): made here, as the core would make it, and
+         * served by the C path, so that the runtime is not loaded for it. */
+        int nfd, nefd;
+        if (cring_create(&self->cr, capacity < 0 ? 0 : (uint64_t)capacity, &nfd, &nefd) == 0) {
+            self->cstate = 1;
+            self->fd = nfd;
+            self->efd = nefd;
+            self->gen = -1;
+            return 0;
+        }
+        /* Refused here: the core tries, and reports what it finds. */
     }
     if (gomp_core_ready() < 0)
         return -1;
@@ -715,7 +730,7 @@ static PyObject *q_get_raw(QCore *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (gomp_deadline_block(&d, nargs > 0 ? args[0] : NULL, nargs > 1 ? args[1] : NULL) < 0)
         return NULL;
-    if (q_ready(self) < 0)
+    if (q_prepare(self) < 0)
         return NULL;
     return q_take(self, &d, 0, 0, -1);
 }
@@ -746,7 +761,7 @@ static PyObject *q_put_task(QCore *self, PyObject *const *args, Py_ssize_t nargs
         return NULL;
     if (self->put_closed)
         return closed_error(self);
-    if (q_ready(self) < 0)
+    if (q_prepare(self) < 0)
         return NULL;
     self->used = 1;
     PyObject *data = q_pickle(self, args[2]);

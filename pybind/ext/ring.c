@@ -4,6 +4,7 @@
  * get (2 ms of CPU per worker, the whole gap between gomp's Pool start and
  * the stdlib's: tests_py/bench/NOTES.md, "Pool start time"). Here is the
  * part of gomp/queue that such a process needs on a SimpleQueue's ring:
+ * making the ring (a pool's own process, until something loads the runtime),
  * taking a whole record (with its claim, for a pool task), putting one, and
  * taking a claim back. Everything else is handed to the core (RING_USE_CORE)
  * before anything happened: items streamed in fragments, records too large,
@@ -31,8 +32,11 @@
 #include "gomp_ext.h"
 #include "ring.h"
 
+#include <errno.h>
 #include <sched.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,6 +50,9 @@
  * before the core looks for a producer killed between its two stores. */
 #define STUCK_PRODUCER_NS 1000000000LL
 #define RING_FLAGS_SERVED 0u /* bounded (1) and joinable (2) rings go to the core */
+#ifndef MFD_CLOEXEC
+#define MFD_CLOEXEC 0x0001U /* glibc < 2.27 headers */
+#endif
 
 #define U32(r, off) ((uint32_t *)((r)->mem + (off)))
 #define U64(r, off) ((uint64_t *)((r)->mem + (off)))
@@ -122,6 +129,55 @@ int cring_map(cring *r, int fd, int efd)
     r->mask = c - 1;
     r->efd = efd;
     r->level_owed = 0;
+    return 0;
+}
+
+int cring_create(cring *r, uint64_t capacity, int *fd, int *efd)
+{
+    uint64_t c = RING_MIN_CAPACITY;
+    while (c < capacity && c < RING_MAX_CAPACITY)
+        c <<= 1;
+    if (c < capacity)
+        return -EINVAL;
+    /* syscall(2): glibc's memfd_create wrapper came in 2.27, the wheels are
+     * built against 2.17. */
+    int f = (int)syscall(SYS_memfd_create, "gomp-queue", MFD_CLOEXEC);
+    if (f < 0)
+        return -errno;
+    size_t len = RING_HEADER + c;
+    void *mem = MAP_FAILED;
+    int e = -1, err = 0;
+    if (ftruncate(f, (off_t)len) < 0 ||
+        (mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0)) == MAP_FAILED ||
+        /* Readable from the start, in the state "set": nobody watches yet
+         * (watch.go: the first watcher resets it). */
+        (e = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        err = -errno;
+        if (mem != MAP_FAILED)
+            munmap(mem, len);
+        close(f);
+        return err;
+    }
+    r->mem = mem;
+    r->len = len;
+    r->capacity = c;
+    r->mask = c - 1;
+    r->efd = e;
+    r->level_owed = 0;
+    /* The header as queue.Create writes it (the file starts zeroed): an
+     * unbounded ring nobody waits for room on, entry 0 NoOwner's
+     * (slots.go: initEntries), and the magic last. */
+    st32(U32(r, RING_OFF_READY), RING_READY_SET);
+    *U64(r, RING_OFF_CAPACITY) = c;
+    *U64(r, RING_OFF_MAXSIZE) = 0;
+    *U32(r, RING_OFF_FLAGS) = RING_FLAGS_SERVED;
+    *U64(r, RING_OFF_SPACE_NEED) = UINT64_MAX;
+    st64(U64(r, RING_OFF_ENTRIES), (uint64_t)RING_NO_OWNER << RING_ENTRY_SHIFT);
+    st32(U32(r, RING_OFF_ENTRY_HI), 1);
+    *U32(r, RING_OFF_VERSION) = RING_VERSION;
+    st32(U32(r, RING_OFF_MAGIC), RING_MAGIC);
+    *fd = f;
+    *efd = e;
     return 0;
 }
 

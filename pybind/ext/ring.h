@@ -14,9 +14,12 @@
 #define RING_REC_HDR 8u
 #define RING_MAX_RECORD 0x40000000u
 
+#define RING_MAX_CAPACITY 0x400000000u
+
 #define RING_OFF_MAGIC 0
 #define RING_OFF_VERSION 4
 #define RING_OFF_CAPACITY 8
+#define RING_OFF_MAXSIZE 16
 #define RING_OFF_FLAGS 24
 #define RING_OFF_TAIL 64
 #define RING_OFF_PLOCK 72
@@ -41,6 +44,11 @@
 #define RING_OFF_READY 576
 #define RING_OFF_WATCHERS 580
 #define RING_OFF_NLOCK 584
+#define RING_OFF_ENTRY_HI 648
+#define RING_OFF_ENTRIES 768
+#define RING_ENTRY_SHIFT 32
+/* The owner id no process has (gomp/owner: NoOwner), entry 0's. */
+#define RING_NO_OWNER 0x7fc00000u
 #define RING_OFF_CLAIMS 1280
 #define RING_CLAIM_SIZE 16
 #define RING_NUM_CLAIMS ((RING_HEADER - RING_OFF_CLAIMS) / RING_CLAIM_SIZE)
@@ -66,6 +74,11 @@ typedef struct {
     int level_owed; /* set when the eventfd's level was left to the core */
 } cring;
 
+/* Makes a new unbounded ring of at least capacity data bytes, as the core's
+ * queue.Create does, in a new memfd, with the queue's readiness eventfd, and
+ * maps it into r: 0 with *fd and *efd (close-on-exec, the caller's), or a
+ * negative errno (nothing is left open then). */
+int cring_create(cring *r, uint64_t capacity, int *fd, int *efd);
 /* Maps the ring in memfd fd: 0, RING_USE_CORE when the ring is not one this
  * path serves (bounded or joinable, another layout: the core judges), or a
  * negative errno. */
