@@ -414,6 +414,8 @@ def test_terminate_with_pipe_task_queue_full():
     # feeder finish rather than wait for it forever. In a child process, so
     # that a hang fails the test instead of stopping the run.
     code = (
+        # A hang shows where every thread of the pool's process waits.
+        "import faulthandler; faulthandler.dump_traceback_later(100, exit=True)\n"
         "import gomp, gomp.pool, pool_helpers as h\n"
         "P = h.pipe_queue_pool_class(gomp.pool.Pool)\n"
         "p = P(2, context=gomp.get_context('fork'))\n"
