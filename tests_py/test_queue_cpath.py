@@ -203,28 +203,34 @@ def _run_fresh(tmp_path, body):
 
 def test_a_program_that_only_uses_pools_never_loads_the_core(tmp_path):
     """A SimpleQueue made where no Go runtime runs is made in C and served
-    by the C path: a pool's own process, as its workers, needs no runtime."""
-    out = _run_fresh(
-        tmp_path,
-        """
+    by the C path: a pool's own process, as its workers, needs no runtime.
+
+    Two things send an operation to the core by design, and are kept out:
+    terminate() (a worker it kills inside a ring lock leaves the lock to the
+    core, which takes it over: the pools here close and join), and a lock
+    that stays with a live holder for 10 ms (a holder preempted that long on
+    a loaded machine, as under the sanitizers: a fresh run is tried again,
+    up to three in all; a build that loads the runtime every time fails)."""
+    body = """
         for method in ('fork', 'spawn', 'forkserver'):
-            with gomp.get_context(method).Pool(2) as pool:
-                assert pool.map(abs, range(-50, 50), chunksize=1) == [abs(x) for x in range(-50, 50)]
-                assert sorted(pool.imap_unordered(abs, range(100))) == list(range(100))
-                results = [pool.apply_async(abs, (-i,)) for i in range(200)]
-                assert [r.get() for r in results] == list(range(200))
-            pool.join()
             pool = gomp.get_context(method).Pool(2)
-            assert pool.map(abs, range(-5, 5)) == [abs(x) for x in range(-5, 5)]
+            assert pool.map(abs, range(-50, 50), chunksize=1) == [abs(x) for x in range(-50, 50)]
+            assert sorted(pool.imap_unordered(abs, range(100))) == list(range(100))
+            results = [pool.apply_async(abs, (-i,)) for i in range(200)]
+            assert [r.get() for r in results] == list(range(200))
             pool.close()
             pool.join()
         q = gomp.SimpleQueue()
         q.put(('item', 1))
         assert q.get() == ('item', 1) and q.empty()
         print(h.core_here())
-    """,
-    )
-    assert out == ['False']
+    """
+    outs = []
+    for _ in range(3):
+        outs.append(_run_fresh(tmp_path, body))
+        if outs[-1] == ['False']:
+            return
+    raise AssertionError('every run loaded the Go runtime: %r' % outs)
 
 
 def test_a_ring_made_in_c_goes_on_through_the_core(tmp_path):
