@@ -37,7 +37,6 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,17 +45,6 @@
 #ifndef MFD_EXEC
 #define MFD_EXEC 0x0010U /* Linux >= 6.3 with vm.memfd_noexec; EINVAL before */
 #endif
-#ifndef MFD_CLOEXEC
-#define MFD_CLOEXEC 0x0001U
-#endif
-
-/* memfd_create(2) through syscall(2): glibc's wrapper came in 2.27, and the
- * wheels are built against glibc 2.17 so that they run on older systems. The
- * kernel call is the same (Linux 3.17 and newer). */
-static int memfd(const char *name, unsigned int flags)
-{
-    return (int)syscall(SYS_memfd_create, name, flags);
-}
 
 gomp_core_table gomp_core;
 
@@ -98,9 +86,9 @@ static int path_was_loaded(const char *p)
 static int core_copy(void)
 {
     struct stat st;
-    int fd = memfd("gompcore", MFD_CLOEXEC | MFD_EXEC);
+    int fd = gomp_memfd("gompcore", MFD_CLOEXEC | MFD_EXEC);
     if (fd < 0 && errno == EINVAL)
-        fd = memfd("gompcore", MFD_CLOEXEC);
+        fd = gomp_memfd("gompcore", MFD_CLOEXEC);
     if (fd < 0)
         return -1;
     if (fstat(core_src_fd, &st) < 0)

@@ -265,3 +265,8 @@ void gomp_futex_wake(void *addr, int n)
 {
     syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
 }
+
+int gomp_memfd(const char *name, unsigned int flags)
+{
+    return (int)syscall(SYS_memfd_create, name, flags);
+}

@@ -92,6 +92,15 @@ struct timespec;
 int gomp_futex_wait_until(void *addr, uint32_t val, const struct timespec *end);
 void gomp_futex_wake(void *addr, int n);
 
+/* memfd_create(2) through syscall(2): glibc's wrapper came in 2.27, and the
+ * wheels are built against glibc 2.17 so that they run on older systems. The
+ * kernel call is the same (Linux 3.17 and newer). -1 with errno on failure. */
+int gomp_memfd(const char *name, unsigned int flags);
+#include <sys/mman.h> /* MFD_CLOEXEC, where the headers have it */
+#ifndef MFD_CLOEXEC
+#define MFD_CLOEXEC 0x0001U /* glibc < 2.27 headers */
+#endif
+
 /* This process's pid and owner id (gomp/owner: pid and start-time tag),
  * computed once per process (sync.c; reset in a forked child). */
 uint32_t gomp_self_pid(void);

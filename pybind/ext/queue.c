@@ -180,8 +180,7 @@ static int q_init(QCore *self, PyObject *args, PyObject *kwds)
         self->gen = -1; /* initialized, attached to no core yet */
         return 0;
     }
-    if (fd < 0 && self->simple && !gomp_core_ok && maxsize <= 0 && flags == 0 &&
-        capacity <= (long long)RING_MAX_CAPACITY) {
+    if (fd < 0 && self->simple && !gomp_core_ok && maxsize <= 0 && flags == 0) {
         /* A new SimpleQueue in a process without a Go runtime (a program
          * that only uses pools): made here, as the core would make it, and
          * served by the C path, so that the runtime is not loaded for it. */

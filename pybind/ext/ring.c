@@ -36,7 +36,6 @@
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,9 +49,6 @@
  * before the core looks for a producer killed between its two stores. */
 #define STUCK_PRODUCER_NS 1000000000LL
 #define RING_FLAGS_SERVED 0u /* bounded (1) and joinable (2) rings go to the core */
-#ifndef MFD_CLOEXEC
-#define MFD_CLOEXEC 0x0001U /* glibc < 2.27 headers */
-#endif
 
 #define U32(r, off) ((uint32_t *)((r)->mem + (off)))
 #define U64(r, off) ((uint64_t *)((r)->mem + (off)))
@@ -139,9 +135,7 @@ int cring_create(cring *r, uint64_t capacity, int *fd, int *efd)
         c <<= 1;
     if (c < capacity)
         return -EINVAL;
-    /* syscall(2): glibc's memfd_create wrapper came in 2.27, the wheels are
-     * built against 2.17. */
-    int f = (int)syscall(SYS_memfd_create, "gomp-queue", MFD_CLOEXEC);
+    int f = gomp_memfd("gomp-queue", MFD_CLOEXEC);
     if (f < 0)
         return -errno;
     size_t len = RING_HEADER + c;
